@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Modules
+//!
+//! * [`clock`]: [`Clock`], [`MonotonicClock`], [`ManualClock`].
+//! * [`hash`]: the pinned stable hash and what it promises.
+//! * [`placement`]: the [`Placement`] trait.
+//! * [`admission`]: the [`Admission`] trait and its values.
+//! * `tower` (feature `tower`): the generic admission layer.
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod admission;
+pub mod clock;
+pub mod hash;
+pub mod placement;
+#[cfg(feature = "tower")]
+pub mod tower;
+
+pub use admission::{Admission, Outcome, RejectReason, Rejected};
+pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use hash::{
+    hash_pair, mix64, stable_hash, stable_hash_u64, StableHash, StableHasher, STABLE_HASH_K0,
+    STABLE_HASH_K1,
+};
+pub use placement::Placement;

@@ -1,0 +1,36 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Choosing an engine
+//!
+//! * Shards that only grow: [`Jump`] (fastest, no memory).
+//! * Cache or database nodes that come and go: [`Memento`] for speed and perfect
+//!   balance, [`Ring`] when you also need weights, labels and replicas.
+//! * A handful of heterogeneous nodes, exact weights, replicas ranked per key:
+//!   [`Rendezvous`].
+//! * Packet or connection balancing (the L4 balancer): [`Maglev`].
+//! * Long-lived connections or sessions that must not pile up on one node: wrap
+//!   any of them in [`BoundedLoad`].
+//!
+//! Every engine implements [`Placement`](scalekit_core::Placement); lookups take
+//! `&self`, never allocate, and are `Send + Sync` when the node type is.
+//! [`analysis`] measures balance and movement on your own keys.
+
+mod bounded;
+mod error;
+mod jump;
+mod maglev;
+mod memento;
+mod rendezvous;
+mod ring;
+
+pub mod analysis;
+
+pub use bounded::BoundedLoad;
+pub use error::RingError;
+pub use jump::{jump_hash, Jump};
+pub use maglev::{Maglev, MAGLEV_DEFAULT_TABLE_SIZE, MAGLEV_TABLE_SIZES};
+pub use memento::Memento;
+pub use rendezvous::Rendezvous;
+pub use ring::{Ring, Spread, DEFAULT_VIRTUAL_NODES};
+
+pub use scalekit_core::Placement;

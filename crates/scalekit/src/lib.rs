@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+/// The shared traits: clocks, stable hashing, placement, admission.
+pub use scalekit_core as core;
+
+/// Consistent hashing engines (feature `ring`).
+#[cfg(feature = "ring")]
+pub use scalekit_ring as ring;
