@@ -127,6 +127,90 @@ impl<N: StableHash + PartialEq> Ring<N> {
         self.virtual_nodes
     }
 
+    /// A ring of weight-1 nodes with the default points a node, built in one pass.
+    ///
+    /// ```
+    /// use scalekit_core::Placement;
+    /// use scalekit_ring::Ring;
+    /// let ring = Ring::with_nodes((0..1000u32).map(|n| format!("node-{n}"))).unwrap();
+    /// assert_eq!(ring.len(), 1000);
+    /// ```
+    pub fn with_nodes(nodes: impl IntoIterator<Item = N>) -> Result<Self, RingError> {
+        let mut ring = Self::new();
+        ring.extend(nodes.into_iter().map(|n| (n, NonZeroU32::MIN)))?;
+        Ok(ring)
+    }
+
+    /// Adds many weighted nodes, sorting the points once: much faster than one
+    /// [`add`](Self::add) at a time for large rings. On error nothing is added.
+    pub fn extend(
+        &mut self,
+        nodes: impl IntoIterator<Item = (N, NonZeroU32)>,
+    ) -> Result<(), RingError> {
+        let mut added: Vec<u32> = Vec::new();
+        let mut total = self.points.len() as u64;
+        let mut failure = None;
+        for (node, weight) in nodes {
+            if self.position(&node).is_some() {
+                failure = Some(RingError::DuplicateNode);
+                break;
+            }
+            total += u64::from(self.virtual_nodes) * u64::from(weight.get());
+            if total > MAX_POINTS as u64 {
+                failure = Some(RingError::TooLarge {
+                    what: "points (virtual nodes times weight)",
+                    limit: MAX_POINTS as u64,
+                });
+                break;
+            }
+            let slot = self.claim_slot(Member {
+                hash: node.stable_hash(),
+                node,
+                weight: weight.get(),
+                label: None,
+            });
+            added.push(slot);
+        }
+        if let Some(error) = failure {
+            for slot in added.into_iter().rev() {
+                self.members[slot as usize] = None;
+                self.free.push(slot);
+            }
+            return Err(error);
+        }
+        let mut all: Vec<(u64, u64, u32)> = self
+            .points
+            .iter()
+            .zip(&self.owners)
+            .map(|(&p, &o)| (p, self.member_hash(o), o))
+            .collect();
+        for &slot in &added {
+            if let Some(Some(m)) = self.members.get(slot as usize) {
+                let count = u64::from(self.virtual_nodes) * u64::from(m.weight);
+                all.extend((0..count).map(|i| (hash_pair(m.hash, i), m.hash, slot)));
+            }
+        }
+        all.sort_unstable();
+        self.points = all.iter().map(|t| t.0).collect();
+        self.owners = all.iter().map(|t| t.2).collect();
+        self.len += added.len();
+        self.rebuild_index();
+        Ok(())
+    }
+
+    fn claim_slot(&mut self, member: Member<N>) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.members[slot as usize] = Some(member);
+                slot
+            }
+            None => {
+                self.members.push(Some(member));
+                (self.members.len() - 1) as u32
+            }
+        }
+    }
+
     /// Adds a node of weight 1.
     pub fn add(&mut self, node: N) -> Result<(), RingError> {
         self.insert(node, NonZeroU32::MIN, None)
@@ -396,7 +480,7 @@ impl<N> Ring<N> {
     fn label_key(&self, slot: u32) -> u64 {
         match self.members.get(slot as usize) {
             // An unlabeled node is its own label.
-            Some(Some(m)) => m.label.unwrap_or(hash_pair(m.hash, 0x6c61_6265_6c)),
+            Some(Some(m)) => m.label.unwrap_or(hash_pair(m.hash, 0x006c_6162_656c)),
             _ => 0,
         }
     }
@@ -545,6 +629,32 @@ mod tests {
         assert!(ring.is_empty());
         assert_eq!(ring.locate_hash(5), None);
         assert!(ring.replicas("k", 3).is_empty());
+    }
+
+    #[test]
+    fn bulk_build_equals_one_at_a_time_and_rolls_back() {
+        let bulk = Ring::with_nodes(0..50u32).unwrap();
+        let mut single = Ring::new();
+        for n in (0..50u32).rev() {
+            single.add(n).unwrap();
+        }
+        for h in 0..20_000u64 {
+            let h = scalekit_core::mix64(h);
+            assert_eq!(bulk.locate_hash(h), single.locate_hash(h));
+        }
+        let mut ring = bulk.clone();
+        let err = ring.extend([
+            (100, NonZeroU32::MIN),
+            (101, NonZeroU32::MIN),
+            (7, NonZeroU32::MIN),
+        ]);
+        assert_eq!(err, Err(RingError::DuplicateNode));
+        assert_eq!(ring.len(), 50);
+        assert!(!ring.contains(&100));
+        assert_eq!(ring.point_count(), bulk.point_count());
+        // The freed slots are reused cleanly.
+        ring.add(100).unwrap();
+        assert_eq!(ring.len(), 51);
     }
 
     #[test]

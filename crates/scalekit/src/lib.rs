@@ -7,3 +7,8 @@ pub use scalekit_core as core;
 /// Consistent hashing engines (feature `ring`).
 #[cfg(feature = "ring")]
 pub use scalekit_ring as ring;
+
+/// The repository README's examples, doc-tested with the workspace.
+#[cfg(all(doctest, feature = "ring"))]
+#[doc = include_str!("../../../README.md")]
+struct RepositoryReadme;

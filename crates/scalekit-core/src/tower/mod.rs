@@ -1,4 +1,4 @@
-//! A tower [`Layer`](tower_layer::Layer) that applies any [`Admission`] policy to
+//! A tower [`Layer`](tower_layer::Layer) that applies any [`Admission`](crate::Admission) policy to
 //! any [`Service`](tower_service::Service) (feature `tower`).
 //!
 //! * The policy lives behind an `Arc` in the layer: every service the layer makes,

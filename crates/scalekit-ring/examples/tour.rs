@@ -1,0 +1,347 @@
+//! A tour of the consistent-hashing engines: where keys go, how many move when a
+//! node leaves or joins, and how evenly they spread.
+//!
+//! ```text
+//! cargo run --release -p scalekit-ring --example tour
+//! ```
+//!
+//! The figures in `docs/ring.md` come from this program.
+
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use scalekit_core::Placement;
+use scalekit_ring::analysis::{balance, movement, sample_hashes};
+use scalekit_ring::{
+    BoundedLoad, Jump, Maglev, Memento, Rendezvous, Ring, RingError, MAGLEV_TABLE_SIZES,
+};
+
+const KEYS: u64 = 1_000_000;
+const MOVE_KEYS: u64 = 200_000;
+
+fn main() -> Result<(), RingError> {
+    println!("# scalekit-ring tour\n");
+    placing_keys()?;
+    moving_keys()?;
+    balancing_keys()?;
+    ring_virtual_nodes()?;
+    maglev_table_sizes()?;
+    bounded_loads()?;
+    memory_and_build()?;
+    Ok(())
+}
+
+fn names(n: u32) -> Vec<String> {
+    (0..n).map(|i| format!("node-{i:03}")).collect()
+}
+
+fn ring_of(nodes: &[String]) -> Result<Ring<String>, RingError> {
+    Ring::with_nodes(nodes.iter().cloned())
+}
+
+fn hrw_of(nodes: &[String]) -> Result<Rendezvous<String>, RingError> {
+    let mut hrw = Rendezvous::new();
+    for n in nodes {
+        hrw.add(n.clone())?;
+    }
+    Ok(hrw)
+}
+
+fn placing_keys() -> Result<(), RingError> {
+    println!("## 1. Placing keys on 5 nodes\n");
+    let nodes = names(5);
+    let ring = ring_of(&nodes)?;
+    let jump = Jump::with_nodes(nodes.iter().cloned())?;
+    let memento = Memento::with_nodes(nodes.iter().cloned())?;
+    let hrw = hrw_of(&nodes)?;
+    let maglev = Maglev::with_nodes(nodes.iter().cloned())?;
+    println!("| key | ring | jump | memento | rendezvous | maglev |");
+    println!("|---|---|---|---|---|---|");
+    for user in ["user:1", "user:2", "user:3", "cart:77", "order:2026-11-981"] {
+        let at = |p: &dyn Placement<Node = String>| {
+            p.locate_hash(scalekit_core::stable_hash(user.as_bytes()))
+                .cloned()
+                .unwrap_or_default()
+        };
+        println!(
+            "| {user} | {} | {} | {} | {} | {} |",
+            at(&ring),
+            at(&jump),
+            at(&memento),
+            at(&hrw),
+            at(&maglev)
+        );
+    }
+    println!(
+        "\nEvery process computes the same table: the hash is pinned (SipHash-1-3, fixed key).\n"
+    );
+    Ok(())
+}
+
+fn moving_keys() -> Result<(), RingError> {
+    println!("## 2. Moving the minimum: 100 nodes, {MOVE_KEYS} keys\n");
+    println!("A node leaves (the minimum is its share, 1%), then a node joins (the minimum is the");
+    println!("newcomer's share, 1/101 = 0.99%).\n");
+    println!("| engine | node leaves: moved | of which not on the leaving node | node joins: moved | of which not to the new node |");
+    println!("|---|---|---|---|---|");
+    let nodes = names(100);
+    let leaving = nodes[42].clone();
+    let joining = "node-new".to_string();
+
+    let ring = ring_of(&nodes)?;
+    let mut ring_less = ring.clone();
+    ring_less.remove(&leaving)?;
+    let mut ring_more = ring.clone();
+    ring_more.add(joining.clone())?;
+    row(
+        "ring (160 points a node)",
+        &ring,
+        &ring_less,
+        &ring_more,
+        &leaving,
+        &joining,
+    );
+
+    // Jump removes only its last node.
+    let jump = Jump::with_nodes(nodes.iter().cloned())?;
+    let mut jump_less = jump.clone();
+    let last = nodes[99].clone();
+    jump_less.remove(&last)?;
+    let mut jump_more = jump.clone();
+    jump_more.add(joining.clone())?;
+    row(
+        "jump (last node leaves)",
+        &jump,
+        &jump_less,
+        &jump_more,
+        &last,
+        &joining,
+    );
+
+    let memento = Memento::with_nodes(nodes.iter().cloned())?;
+    let mut memento_less = memento.clone();
+    memento_less.remove(&leaving)?;
+    let mut memento_more = memento.clone();
+    memento_more.add(joining.clone())?;
+    row(
+        "memento",
+        &memento,
+        &memento_less,
+        &memento_more,
+        &leaving,
+        &joining,
+    );
+
+    let hrw = hrw_of(&nodes)?;
+    let mut hrw_less = hrw.clone();
+    hrw_less.remove(&leaving)?;
+    let mut hrw_more = hrw.clone();
+    hrw_more.add(joining.clone())?;
+    row("rendezvous", &hrw, &hrw_less, &hrw_more, &leaving, &joining);
+
+    let maglev = Maglev::with_nodes(nodes.iter().cloned())?;
+    let mut maglev_less = maglev.clone();
+    maglev_less.remove(&leaving)?;
+    let mut maglev_more = maglev.clone();
+    maglev_more.add(joining.clone())?;
+    row(
+        "maglev (M = 65,537)",
+        &maglev,
+        &maglev_less,
+        &maglev_more,
+        &leaving,
+        &joining,
+    );
+    println!();
+    Ok(())
+}
+
+fn row<P: Placement<Node = String>>(
+    name: &str,
+    base: &P,
+    less: &P,
+    more: &P,
+    left: &str,
+    joined: &str,
+) {
+    let mut collateral_leave = 0u64;
+    let mut collateral_join = 0u64;
+    for h in sample_hashes(MOVE_KEYS) {
+        let before = base.locate_hash(h).map(String::as_str);
+        if before != Some(left) && less.locate_hash(h).map(String::as_str) != before {
+            collateral_leave += 1;
+        }
+        let after = more.locate_hash(h).map(String::as_str);
+        if after != before && after != Some(joined) {
+            collateral_join += 1;
+        }
+    }
+    let leave = movement(base, less, sample_hashes(MOVE_KEYS));
+    let join = movement(base, more, sample_hashes(MOVE_KEYS));
+    println!(
+        "| {name} | {:.3}% | {:.3}% | {:.3}% | {:.3}% |",
+        100.0 * leave.fraction(),
+        100.0 * collateral_leave as f64 / MOVE_KEYS as f64,
+        100.0 * join.fraction(),
+        100.0 * collateral_join as f64 / MOVE_KEYS as f64
+    );
+}
+
+fn balancing_keys() -> Result<(), RingError> {
+    println!("## 3. Balance: 100 nodes, {KEYS} keys (peak / average keys a node)\n");
+    println!("Sampling alone gives about 1.03 at 10,000 keys a node.\n");
+    println!("| engine | peak/average | fewest keys on a node |");
+    println!("|---|---|---|");
+    let nodes = names(100);
+    let b = balance(&ring_of(&nodes)?, sample_hashes(KEYS));
+    println!(
+        "| ring (160 points a node) | {:.4} | {} |",
+        b.peak_to_average, b.min
+    );
+    let b = balance(
+        &Jump::with_nodes(nodes.iter().cloned())?,
+        sample_hashes(KEYS),
+    );
+    println!("| jump | {:.4} | {} |", b.peak_to_average, b.min);
+    let b = balance(
+        &Memento::with_nodes(nodes.iter().cloned())?,
+        sample_hashes(KEYS),
+    );
+    println!("| memento | {:.4} | {} |", b.peak_to_average, b.min);
+    let mut churned = Memento::with_nodes(names(120))?;
+    for n in names(120).iter().skip(3).step_by(6).take(20) {
+        churned.remove(n)?;
+    }
+    let b = balance(&churned, sample_hashes(KEYS));
+    println!(
+        "| memento (120 nodes, 20 removed) | {:.4} | {} |",
+        b.peak_to_average, b.min
+    );
+    let b = balance(&hrw_of(&nodes)?, sample_hashes(KEYS));
+    println!("| rendezvous | {:.4} | {} |", b.peak_to_average, b.min);
+    let b = balance(
+        &Maglev::with_nodes(nodes.iter().cloned())?,
+        sample_hashes(KEYS),
+    );
+    println!(
+        "| maglev (M = 65,537) | {:.4} | {} |",
+        b.peak_to_average, b.min
+    );
+    println!();
+    Ok(())
+}
+
+fn ring_virtual_nodes() -> Result<(), RingError> {
+    println!("## 4. The ring narrows with more points a node (100 nodes, {KEYS} keys)\n");
+    println!("| points a node | peak/average | lookup memory |");
+    println!("|---|---|---|");
+    for vnodes in [40, 160, 640, 2560] {
+        let mut ring = Ring::with_virtual_nodes(vnodes)?;
+        for n in names(100) {
+            ring.add(n)?;
+        }
+        let b = balance(&ring, sample_hashes(KEYS));
+        println!(
+            "| {vnodes} | {:.4} | {} KiB |",
+            b.peak_to_average,
+            ring.memory_bytes() / 1024
+        );
+    }
+    println!();
+    Ok(())
+}
+
+fn maglev_table_sizes() -> Result<(), RingError> {
+    println!("## 5. Maglev: keys moved when 1 of 100 nodes leaves (minimum 1%)\n");
+    println!(
+        "| table size M | moved | of which collateral | peak/average entries | table memory |"
+    );
+    println!("|---|---|---|---|---|");
+    let nodes = names(100);
+    let leaving = nodes[42].clone();
+    for size in MAGLEV_TABLE_SIZES {
+        let mut maglev = Maglev::with_table_size(size)?;
+        maglev.extend(nodes.iter().cloned().map(|n| (n, NonZeroU32::MIN)))?;
+        let counts = maglev.entry_counts();
+        let max = counts.iter().copied().max().unwrap_or(0);
+        let peak = f64::from(max) * counts.len() as f64 / f64::from(size);
+        let mut less = maglev.clone();
+        less.remove(&leaving)?;
+        let m = movement(&maglev, &less, sample_hashes(MOVE_KEYS));
+        let collateral = m.fraction() - 0.01;
+        println!(
+            "| {size} | {:.3}% | {:.3}% | {peak:.4} | {} KiB |",
+            100.0 * m.fraction(),
+            100.0 * collateral.max(0.0),
+            maglev.memory_bytes() / 1024
+        );
+    }
+    println!();
+    Ok(())
+}
+
+fn bounded_loads() -> Result<(), RingError> {
+    println!("## 6. Bounded loads: 10 nodes, 10,000 sessions, a hot key range\n");
+    let engine = Memento::with_nodes(names(10))?;
+    let mut plain = [0u64; 10];
+    let mut lb = BoundedLoad::new(engine.clone(), 0.25)?;
+    for s in 0..10_000u64 {
+        // A quarter of the sessions share 20 keys: a hot tenant.
+        let key = if s % 4 == 0 { s % 20 } else { s };
+        if let Some(n) = engine.locate(&key) {
+            plain[index_of(n)] += 1;
+        }
+        lb.assign(&key);
+    }
+    let bounded: Vec<u64> = names(10).iter().map(|n| lb.load(n)).collect();
+    println!("| | most loaded node | least loaded node | cap |");
+    println!("|---|---|---|---|");
+    println!(
+        "| memento alone | {} | {} | - |",
+        plain.iter().max().unwrap_or(&0),
+        plain.iter().min().unwrap_or(&0)
+    );
+    println!(
+        "| memento + bounded load (eps 0.25) | {} | {} | {} |",
+        bounded.iter().max().unwrap_or(&0),
+        bounded.iter().min().unwrap_or(&0),
+        lb.cap_for(lb.total_load())
+    );
+    println!();
+    Ok(())
+}
+
+fn index_of(name: &str) -> usize {
+    name.trim_start_matches("node-").parse().unwrap_or(0)
+}
+
+fn memory_and_build() -> Result<(), RingError> {
+    println!("## 7. Building 1,000 nodes\n");
+    println!("| engine | build time | lookup memory |");
+    println!("|---|---|---|");
+    let nodes = names(1000);
+    let t = Instant::now();
+    let ring = ring_of(&nodes)?;
+    println!(
+        "| ring (160 points a node) | {:.1} ms | {} KiB |",
+        ms(t),
+        ring.memory_bytes() / 1024
+    );
+    let t = Instant::now();
+    let maglev = Maglev::with_nodes(nodes.iter().cloned())?;
+    println!(
+        "| maglev (M = 65,537) | {:.1} ms | {} KiB |",
+        ms(t),
+        maglev.memory_bytes() / 1024
+    );
+    let t = Instant::now();
+    let memento = Memento::with_nodes(nodes.iter().cloned())?;
+    println!("| memento | {:.1} ms | node list |", ms(t));
+    drop((ring, maglev, memento));
+    println!();
+    Ok(())
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
