@@ -5,23 +5,27 @@ use scalekit_core::Placement;
 use crate::RingError;
 
 const TWO_POW_31: f64 = 2_147_483_648.0;
-/// The fast path multiplies by a reciprocal instead of dividing; its result is
-/// within 3 ulp of the exact quotient. When it lies this close (relative) to an
-/// integer, the exact division decides, so the answer is always Guava's.
-const NEAR_INTEGER: f64 = 1.0 / (1u64 << 49) as f64;
+/// How close (absolute) to an integer a fast-path step may come before the exact
+/// division decides. The fast step's error is below `3 * 2^-53 * q`, under `2^-19`
+/// for every `q < 2^33`, the only range where the decision matters.
+const NEAR_INTEGER: f64 = 1.0 / (1u64 << 17) as f64;
+const LCG_MULTIPLIER: u64 = 2_862_933_555_777_941_757;
 
 /// Jump consistent hash: the bucket in `0..buckets` for a 64-bit key.
 ///
 /// Bit-for-bit equal to Guava's `Hashing.consistentHash(long, int)` for every key
 /// and every `buckets` in `1..=i32::MAX`, and extended naturally up to `u32::MAX`.
 /// `buckets == 0` is treated as 1 (the answer is 0). When `buckets` grows from `n`
-/// to `n + 1`, exactly the keys that now land on bucket `n` move.
+/// to `n + 1`, exactly the keys that now land on bucket `n` move. It takes about
+/// `ln(buckets) + 1` steps; [`jump_back_hash`] gives the same guarantees in a
+/// constant number of steps, with different answers.
 ///
-/// Guava's inner step is `next = (int) ((candidate + 1) / nextDouble())`. Here the
-/// division by a value that does not depend on the candidate is replaced by a
-/// multiplication with its reciprocal, computed off the critical path, and the rare
-/// step whose result lies within rounding error of an integer is redone with the
-/// exact division: about twice as fast, with identical answers.
+/// Guava's step is `next = (int) ((candidate + 1) / nextDouble())`. Here the
+/// division, which does not depend on the candidate, is replaced by a
+/// multiplication with its reciprocal, computed off the critical path. The product
+/// can differ from Guava's quotient only when it lies within rounding error of an
+/// integer; such a step (about one in 60,000) finishes the loop with Guava's exact
+/// division, so the answer is always Guava's.
 ///
 /// ```
 /// use scalekit_ring::jump_hash;
@@ -34,30 +38,123 @@ const NEAR_INTEGER: f64 = 1.0 / (1u64 << 49) as f64;
 pub fn jump_hash(key: u64, buckets: u32) -> u32 {
     let limit = f64::from(buckets);
     let mut state = key;
-    let mut candidate: u32 = 0;
+    let mut candidate: i64 = 0;
     loop {
-        state = state
-            .wrapping_mul(2_862_933_555_777_941_757)
-            .wrapping_add(1);
-        // (state >>> 33) < 2^31, so y is in 1..=2^31 and exact as f64.
-        let y = f64::from((state >> 33) as u32 + 1);
-        let reciprocal = TWO_POW_31 / y;
-        // candidate < buckets <= u32::MAX, so candidate + 1 cannot overflow.
-        let numerator = f64::from(candidate + 1);
-        let mut next = numerator * reciprocal;
-        let whole = next as u64 as f64;
-        let fraction = next - whole;
-        let tolerance = next * NEAR_INTEGER;
-        if fraction < tolerance || fraction > 1.0 - tolerance {
-            // Guava's exact step: (c + 1) / (y / 2^31) == ((c + 1) * 2^31) / y, both
-            // a single correctly rounded division of the same real number.
-            next = (numerator * TWO_POW_31) / y;
-        }
+        let before = state;
+        state = state.wrapping_mul(LCG_MULTIPLIER).wrapping_add(1);
+        // (state >>> 33) < 2^31, so the divisor is in 1..=2^31 and exact.
+        let reciprocal = TWO_POW_31 / ((state >> 33) + 1) as f64;
+        let next = (candidate + 1) as f64 * reciprocal;
         if next >= limit {
-            return candidate;
+            if next - limit < NEAR_INTEGER {
+                return guava_from(before, candidate, buckets);
+            }
+            return candidate as u32;
         }
-        candidate = next as u32;
+        let whole = next as i64;
+        let fraction = next - whole as f64;
+        if (fraction - 0.5).abs() > 0.5 - NEAR_INTEGER {
+            return guava_from(before, candidate, buckets);
+        }
+        candidate = whole;
     }
+}
+
+/// Guava's loop, exactly, from a state and candidate: the rare slow path.
+#[cold]
+#[inline(never)]
+fn guava_from(mut state: u64, mut candidate: i64, buckets: u32) -> u32 {
+    loop {
+        state = state.wrapping_mul(LCG_MULTIPLIER).wrapping_add(1);
+        let divisor = ((state >> 33) + 1) as f64;
+        // Guava: (c + 1) / (y / 2^31), the same real number as ((c + 1) * 2^31) / y,
+        // and both are one correctly rounded division of it.
+        let next = ((candidate + 1) as f64 * TWO_POW_31) / divisor;
+        if next >= f64::from(buckets) {
+            return candidate as u32;
+        }
+        candidate = next as i64;
+    }
+}
+
+/// Jump-back consistent hash: the bucket in `0..buckets` for a 64-bit key, in a
+/// constant expected number of steps (at most a handful of multiplications).
+///
+/// The same guarantees as [`jump_hash`], different answers. It follows the
+/// structure of Ertl's JumpBackHash (2024): a key's bucket for `n` buckets is its
+/// largest "jump point" below `n`, where every `i >= 1` is a jump point with
+/// probability `1 / (i + 1)`, independently; so each bucket gets `1 / n` of the
+/// keys, and growing to `n + 1` buckets moves exactly the keys whose jump point is
+/// `n`. Within each power-of-two block `[2^k, 2^(k+1))` the product of those
+/// probabilities makes "the block has a jump point" a fair coin (bit `k` of the
+/// key's hash) and its largest jump point uniform over the block; the next one
+/// below a point `c` exists with probability `(c - 2^k) / c` and is uniform below
+/// `c`. So the search starts in the block of `n - 1` and only walks back through
+/// points of that block that are `>= n`.
+///
+/// Pinned: the random stream is `mix64(hash ^ (k << 57 | 0x0123_4567) + i *
+/// 0x9e3779b97f4a7c15)` for draw `i` of block `k`, and a uniform value below `r` is
+/// `(draw * r) >> 64`. (hash4j's JumpBackHash uses another generator, so values
+/// differ from it.)
+///
+/// ```
+/// use scalekit_ring::jump_back_hash;
+///
+/// let b = jump_back_hash(0xdead_beef, 1000);
+/// assert!(b < 1000);
+/// // Growing by one bucket: the key stays, or moves to the new bucket.
+/// let c = jump_back_hash(0xdead_beef, 1001);
+/// assert!(c == b || c == 1000);
+/// ```
+#[inline]
+pub fn jump_back_hash(hash: u64, buckets: u32) -> u32 {
+    if buckets <= 1 {
+        return 0;
+    }
+    let n = u64::from(buckets);
+    let k = 63 - (n - 1).leading_zeros();
+    if hash & (1u64 << k) != 0 {
+        let low = 1u64 << k;
+        let seed = block_seed(hash, k);
+        let mut point = low + below(draw(seed, 0), low);
+        let mut i = 1;
+        loop {
+            if point < n {
+                return point as u32;
+            }
+            // Another jump point in [low, point) exists with probability
+            // (point - low) / point.
+            if below(draw(seed, i), point) >= point - low {
+                break;
+            }
+            point = low + below(draw(seed, i + 1), point - low);
+            i += 2;
+        }
+    }
+    // The largest jump point of the highest lower block that has one.
+    let lower = hash & ((1u64 << k) - 1);
+    if lower == 0 {
+        return 0;
+    }
+    let k = 63 - lower.leading_zeros();
+    let low = 1u64 << k;
+    (low + below(draw(block_seed(hash, k), 0), low)) as u32
+}
+
+#[inline]
+fn block_seed(hash: u64, block: u32) -> u64 {
+    hash ^ ((u64::from(block) << 57) | 0x0123_4567)
+}
+
+#[inline]
+fn draw(seed: u64, i: u64) -> u64 {
+    scalekit_core::mix64(seed.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+}
+
+/// A value below `range` from 64 random bits (Lemire's multiply-shift).
+#[inline]
+fn below(random: u64, range: u64) -> u64 {
+    ((u128::from(random) * u128::from(range)) >> 64) as u64
 }
 
 /// The reference step, exactly as Guava writes it, for tests.
@@ -220,7 +317,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn jump_back_is_consistent_and_uniform() {
+        for n in 1..260u32 {
+            for k in 0..2_000u64 {
+                let h = scalekit_core::stable_hash_u64(k);
+                let a = jump_back_hash(h, n);
+                let b = jump_back_hash(h, n + 1);
+                assert!(a < n);
+                assert!(b == a || b == n, "n={n} key={k}: {a} -> {b}");
+            }
+        }
+        // Pinned values: placement must not change between versions.
+        let pinned: Vec<u32> = (0..8u64)
+            .map(|k| jump_back_hash(scalekit_core::stable_hash_u64(k), 1000))
+            .collect();
+        assert_eq!(pinned, PINNED_JUMP_BACK);
+    }
+
+    const PINNED_JUMP_BACK: [u32; 8] = [519, 834, 452, 230, 827, 607, 444, 102];
+
     proptest! {
+        #[test]
+        fn jump_back_grows_minimally(key in any::<u64>(), buckets in 1..u32::MAX) {
+            let a = jump_back_hash(key, buckets);
+            let b = jump_back_hash(key, buckets + 1);
+            prop_assert!(a < buckets);
+            prop_assert!(b == a || b == buckets);
+        }
+
         #[test]
         fn equals_guava(key in any::<u64>(), buckets in 1..=i32::MAX as u32) {
             prop_assert_eq!(jump_hash(key, buckets), guava_consistent_hash(key, buckets));

@@ -27,7 +27,7 @@ pub mod analysis;
 
 pub use bounded::BoundedLoad;
 pub use error::RingError;
-pub use jump::{jump_hash, Jump};
+pub use jump::{jump_back_hash, jump_hash, Jump};
 pub use maglev::{Maglev, MAGLEV_DEFAULT_TABLE_SIZE, MAGLEV_TABLE_SIZES};
 pub use memento::Memento;
 pub use rendezvous::Rendezvous;

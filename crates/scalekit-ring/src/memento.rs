@@ -1,10 +1,10 @@
-//! MementoHash (Coluzzi, Brocco, Antonucci and Leidi, 2023): jump hash with
-//! arbitrary removal.
+//! MementoHash (Coluzzi, Brocco, Antonucci and Leidi, 2023): a jump-style
+//! consistent hash with arbitrary removal.
 
 use ahash::AHashMap;
 use scalekit_core::{hash_pair, Placement};
 
-use crate::{jump_hash, RingError};
+use crate::{jump_back_hash, RingError};
 
 /// What MementoHash remembers of a removed bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,15 +16,18 @@ struct Removed {
     prev_removed: u32,
 }
 
-/// MementoHash: jump hash that lets any node leave, with exactly minimal movement.
+/// MementoHash: jump-hash speed and balance, any node may leave, exactly minimal
+/// movement.
 ///
-/// Buckets are jump hash's `0..n`. Removing a bucket other than the last records it
-/// in a small table (the "memento"); a key that jump hash sends to a removed bucket
+/// Buckets are `0..n` of [`jump_back_hash`](crate::jump_back_hash), a consistent
+/// hash with jump hash's guarantees in constant time (MementoHash works over any
+/// such function; the paper uses jump hash). Removing a bucket other than the last records it
+/// in a small table (the "memento"); a key that lands on a removed bucket
 /// is rehashed into the working set as it was when that bucket left. Only the keys
 /// of a removed node move; an added node takes the most recently freed bucket, so
-/// only the keys that now land on it move. With no removals, a lookup is exactly
-/// jump hash; each removal costs one map entry, and lookups slow down only with the
-/// share of removed buckets.
+/// only the keys that now land on it move. With no removals, a lookup is one
+/// `jump_back_hash`; each removal costs one map entry, and lookups slow down only
+/// with the share of removed buckets.
 ///
 /// Placement depends on the order of membership changes (which bucket a node
 /// holds): processes that must agree apply the same changes in the same order, or
@@ -109,7 +112,7 @@ impl<N: PartialEq> Memento<N> {
         let bucket = self.position(node).ok_or(RingError::UnknownNode)?;
         let size = self.buckets.len();
         if self.removed.is_empty() && bucket + 1 == size {
-            // Jump hash's own case: shrink the b-array.
+            // The base hash's own case: shrink the b-array.
             let node = self.buckets.pop().flatten().ok_or(RingError::UnknownNode)?;
             self.last_removed = bucket as u32;
             return Ok(node);
@@ -136,7 +139,7 @@ impl<N: PartialEq> Memento<N> {
 
 impl<N> Memento<N> {
     /// The b-array: bucket `i` holds `Some(node)` or `None` if removed. Its length
-    /// is jump hash's bucket count.
+    /// is the base hash's bucket count.
     pub fn buckets(&self) -> &[Option<N>] {
         &self.buckets
     }
@@ -153,7 +156,7 @@ impl<N> Memento<N> {
         if size == self.removed.len() {
             return None;
         }
-        let mut b = jump_hash(hash, size as u32);
+        let mut b = jump_back_hash(hash, size as u32);
         if self.removed.is_empty() {
             return Some(b);
         }
@@ -200,10 +203,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn without_removals_it_is_jump_hash() {
+    fn without_removals_it_is_jump_back_hash() {
         let m = Memento::with_nodes(0..100u32).unwrap();
         for k in 0..10_000u64 {
-            assert_eq!(m.bucket(k), Some(jump_hash(k, 100)));
+            assert_eq!(m.bucket(k), Some(jump_back_hash(k, 100)));
         }
     }
 
