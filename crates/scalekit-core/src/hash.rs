@@ -144,7 +144,43 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
 /// ```
 #[inline]
 pub fn stable_hash_u64(key: u64) -> u64 {
-    stable_hash(&key.to_le_bytes())
+    // SipHash-1-3 of exactly one 8-byte block, written out: the same output as
+    // the streaming hasher (a test checks it), in about half the time, since the
+    // key is a constant and there is no buffering.
+    #[inline(always)]
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    let mut v = [
+        STABLE_HASH_K0 ^ 0x736f_6d65_7073_6575,
+        STABLE_HASH_K1 ^ 0x646f_7261_6e64_6f6d,
+        STABLE_HASH_K0 ^ 0x6c79_6765_6e65_7261,
+        STABLE_HASH_K1 ^ 0x7465_6462_7974_6573,
+    ];
+    // The message block (the key, little-endian), one compression round.
+    v[3] ^= key;
+    round(&mut v);
+    v[0] ^= key;
+    // The final block: the length (8) in the top byte, no tail bytes.
+    let last = 8u64 << 56;
+    v[3] ^= last;
+    round(&mut v);
+    v[0] ^= last;
+    // Three finalization rounds.
+    v[2] ^= 0xff;
+    round(&mut v);
+    round(&mut v);
+    round(&mut v);
+    v[0] ^ v[1] ^ v[2] ^ v[3]
 }
 
 /// The SplitMix64 finalizer: a fast bijection on `u64` with full avalanche.
@@ -257,6 +293,10 @@ macro_rules! unsigned {
             fn stable_hash_into(&self, state: &mut StableHasher) {
                 state.write_u64(*self as u64);
             }
+            #[inline]
+            fn stable_hash(&self) -> u64 {
+                stable_hash_u64(*self as u64)
+            }
         }
     )*};
 }
@@ -268,6 +308,10 @@ macro_rules! signed {
             #[inline]
             fn stable_hash_into(&self, state: &mut StableHasher) {
                 state.write_i64(*self as i64);
+            }
+            #[inline]
+            fn stable_hash(&self) -> u64 {
+                stable_hash_u64(*self as i64 as u64)
             }
         }
     )*};
@@ -450,9 +494,14 @@ mod tests {
         }
 
         #[test]
-        fn integers_hash_as_little_endian_u64(x in any::<u64>()) {
-            prop_assert_eq!(x.stable_hash(), stable_hash(&x.to_le_bytes()));
-            prop_assert_eq!(stable_hash_u64(x), x.stable_hash());
+        fn integers_hash_as_little_endian_u64(x in any::<u64>(), y in any::<i32>()) {
+            // The written-out one-block SipHash equals the streaming hasher.
+            prop_assert_eq!(stable_hash_u64(x), stable_hash(&x.to_le_bytes()));
+            let mut h = StableHasher::new();
+            x.stable_hash_into(&mut h);
+            prop_assert_eq!(x.stable_hash(), h.finish());
+            prop_assert_eq!((x as u32).stable_hash(), stable_hash(&u64::from(x as u32).to_le_bytes()));
+            prop_assert_eq!(y.stable_hash(), stable_hash(&i64::from(y).to_le_bytes()));
         }
 
         #[test]

@@ -37,8 +37,14 @@ const LCG_MULTIPLIER: u64 = 2_862_933_555_777_941_757;
 #[inline]
 pub fn jump_hash(key: u64, buckets: u32) -> u32 {
     let limit = f64::from(buckets);
-    let mut state = key;
-    let mut candidate: i64 = 0;
+    // The first step divides 1 by y / 2^31: its reciprocal is Guava's value
+    // exactly, so it needs no check.
+    let mut state = key.wrapping_mul(LCG_MULTIPLIER).wrapping_add(1);
+    let first = TWO_POW_31 / ((state >> 33) + 1) as f64;
+    if first >= limit {
+        return 0;
+    }
+    let mut candidate = first as i64;
     loop {
         let before = state;
         state = state.wrapping_mul(LCG_MULTIPLIER).wrapping_add(1);
