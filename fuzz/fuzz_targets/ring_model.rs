@@ -138,7 +138,8 @@ fn guava_jump(input: u64, buckets: u32) -> u32 {
     let mut candidate: i64 = 0;
     loop {
         state = state.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
-        let next_double = f64::from((state >> 33) as i32 + 1) / 2_147_483_648.0;
+        // Java int arithmetic: `(int)(state >>> 33) + 1` wraps for 0x7fffffff.
+        let next_double = f64::from(((state >> 33) as i32).wrapping_add(1)) / 2_147_483_648.0;
         let next = ((candidate + 1) as f64 / next_double) as i32;
         if next >= 0 && i64::from(next) < i64::from(buckets) {
             candidate = i64::from(next);

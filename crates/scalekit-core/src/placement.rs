@@ -50,6 +50,11 @@ pub trait Placement {
 
     /// The node that owns a key with this stable hash, or `None` when there are no
     /// nodes.
+    ///
+    /// `hash` must be a well-mixed 64-bit hash, such as
+    /// [`StableHash::stable_hash`]: engines read its bits as random (the ring by
+    /// position on the circle, Maglev by its top bits). Raw ids or counters are not
+    /// hashes; pass them to [`locate`](Placement::locate).
     fn locate_hash(&self, hash: u64) -> Option<&Self::Node>;
 
     /// The node that owns `key`: `locate_hash(key.stable_hash())`.

@@ -153,8 +153,55 @@ fn errors_read_well_and_keep_their_source() {
         rejected.to_string(),
         "call rejected: circuit breaker is open; retry after 1.5s"
     );
-    assert!(rejected.source().is_some());
+    assert!(rejected.source().is_none());
+    // Transparent: the inner error displays as itself and passes on its source,
+    // so a chain prints each message once.
     let inner = AdmissionError::Inner(std::io::Error::other("disk on fire"));
     assert_eq!(inner.to_string(), "disk on fire");
+    assert!(inner.source().is_none());
     assert!(inner.rejected().is_none());
+    let boxed = AdmissionError::<std::io::Error>::Rejected(Rejected::new(RejectReason::Overloaded))
+        .into_box_error();
+    assert_eq!(
+        boxed.downcast_ref::<Rejected>().map(Rejected::reason),
+        Some(RejectReason::Overloaded)
+    );
+}
+
+#[test]
+fn a_panicking_classifier_or_call_still_hands_the_permit_back() {
+    let policy = Arc::new(Quota {
+        limit: 100,
+        ..Quota::default()
+    });
+    let layer = AdmissionLayer::from_arc(Arc::clone(&policy)).classify_with(
+        |r: &Result<u32, ()>| -> Outcome {
+            if r == &Ok(13) {
+                panic!("classifier bug");
+            }
+            Outcome::Success
+        },
+    );
+    let svc = layer.layer(service_fn(|x: u32| async move {
+        if x == 99 {
+            panic!("handler bug");
+        }
+        Ok::<_, ()>(x)
+    }));
+    for x in [13u32, 99] {
+        let svc = svc.clone();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime().block_on(svc.oneshot(x))
+        }));
+        assert!(outcome.is_err(), "call {x} should have panicked");
+    }
+    let recorded: Vec<Outcome> = policy
+        .recorded
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(recorded, vec![Outcome::Failure, Outcome::Failure]);
 }

@@ -22,9 +22,12 @@ const MAX_PROBES: u64 = 64;
 /// key's overflow spread over the whole cluster instead of its neighbours.
 ///
 /// The cap for an assignment is computed with that assignment counted:
-/// `cap = ceil((1 + epsilon) * (total + 1) / nodes)`. With `epsilon = 0.25` no node
-/// ever holds more than 1.25 times the average, and a key moves only when its node
-/// is full. Loads are released with [`release`](BoundedLoad::release).
+/// `cap = ceil((1 + epsilon) * (total + 1) / nodes)`, and every assignment lands on
+/// a node below it. So while load only grows, no node holds more than the cap (with
+/// `epsilon = 0.25`, 1.25 times the average, rounded up); releases can leave a node
+/// above the new, lower average until it drains, since placed load never moves. A
+/// key leaves its engine's node only when that node is full. Loads are released with
+/// [`release`](BoundedLoad::release).
 ///
 /// ```
 /// use scalekit_core::Placement;
@@ -150,8 +153,11 @@ where
     /// load of nodes that are no longer members.
     pub fn update<R>(&mut self, change: impl FnOnce(&mut P) -> R) -> R {
         let result = change(&mut self.inner);
-        let mut members: Vec<P::Node> = Vec::with_capacity(self.inner.len());
-        self.inner.for_each_node(&mut |n| members.push(n.clone()));
+        let mut members: ahash::AHashSet<P::Node> =
+            ahash::AHashSet::with_capacity(self.inner.len());
+        self.inner.for_each_node(&mut |n| {
+            members.insert(n.clone());
+        });
         self.loads.retain(|n, _| members.contains(n));
         self.total = self.loads.values().sum();
         result

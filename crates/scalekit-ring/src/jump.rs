@@ -10,6 +10,10 @@ const TWO_POW_31: f64 = 2_147_483_648.0;
 /// for every `q < 2^33`, the only range where the decision matters.
 const NEAR_INTEGER: f64 = 1.0 / (1u64 << 17) as f64;
 const LCG_MULTIPLIER: u64 = 2_862_933_555_777_941_757;
+/// Guava computes `(int) (state >>> 33) + 1` in Java `int`: for `0x7fff_ffff` the
+/// sum wraps to `-2^31`, the quotient turns negative and the loop ends, keeping the
+/// current candidate. We do the same.
+const JAVA_INT_OVERFLOW: u64 = 0x7fff_ffff;
 
 /// Jump consistent hash: the bucket in `0..buckets` for a 64-bit key.
 ///
@@ -38,8 +42,11 @@ const LCG_MULTIPLIER: u64 = 2_862_933_555_777_941_757;
 pub fn jump_hash(key: u64, buckets: u32) -> u32 {
     let limit = f64::from(buckets);
     // The first step divides 1 by y / 2^31: its reciprocal is Guava's value
-    // exactly, so it needs no check.
+    // exactly, so it needs no rounding check.
     let mut state = key.wrapping_mul(LCG_MULTIPLIER).wrapping_add(1);
+    if state >> 33 == JAVA_INT_OVERFLOW {
+        return 0;
+    }
     let first = TWO_POW_31 / ((state >> 33) + 1) as f64;
     if first >= limit {
         return 0;
@@ -48,7 +55,10 @@ pub fn jump_hash(key: u64, buckets: u32) -> u32 {
     loop {
         let before = state;
         state = state.wrapping_mul(LCG_MULTIPLIER).wrapping_add(1);
-        // (state >>> 33) < 2^31, so the divisor is in 1..=2^31 and exact.
+        if state >> 33 == JAVA_INT_OVERFLOW {
+            return candidate as u32;
+        }
+        // (state >>> 33) < 2^31 - 1 here, so the divisor is in 1..2^31 and exact.
         let reciprocal = TWO_POW_31 / ((state >> 33) + 1) as f64;
         let next = (candidate + 1) as f64 * reciprocal;
         if next >= limit {
@@ -72,6 +82,9 @@ pub fn jump_hash(key: u64, buckets: u32) -> u32 {
 fn guava_from(mut state: u64, mut candidate: i64, buckets: u32) -> u32 {
     loop {
         state = state.wrapping_mul(LCG_MULTIPLIER).wrapping_add(1);
+        if state >> 33 == JAVA_INT_OVERFLOW {
+            return candidate as u32;
+        }
         let divisor = ((state >> 33) + 1) as f64;
         // Guava: (c + 1) / (y / 2^31), the same real number as ((c + 1) * 2^31) / y,
         // and both are one correctly rounded division of it.
@@ -84,7 +97,7 @@ fn guava_from(mut state: u64, mut candidate: i64, buckets: u32) -> u32 {
 }
 
 /// Jump-back consistent hash: the bucket in `0..buckets` for a 64-bit key, in a
-/// constant expected number of steps (at most a handful of multiplications).
+/// constant expected number of steps (a handful of multiplications).
 ///
 /// The same guarantees as [`jump_hash`], different answers. It follows the
 /// structure of Ertl's JumpBackHash (2024): a key's bucket for `n` buckets is its
@@ -93,13 +106,15 @@ fn guava_from(mut state: u64, mut candidate: i64, buckets: u32) -> u32 {
 /// keys, and growing to `n + 1` buckets moves exactly the keys whose jump point is
 /// `n`. Within each power-of-two block `[2^k, 2^(k+1))` the product of those
 /// probabilities makes "the block has a jump point" a fair coin (bit `k` of the
-/// key's hash) and its largest jump point uniform over the block; the next one
+/// mixed key) and its largest jump point uniform over the block; the next one
 /// below a point `c` exists with probability `(c - 2^k) / c` and is uniform below
 /// `c`. So the search starts in the block of `n - 1` and only walks back through
 /// points of that block that are `>= n`.
 ///
-/// Pinned: the random stream is `mix64(hash ^ (k << 57 | 0x0123_4567) + i *
-/// 0x9e3779b97f4a7c15)` for draw `i` of block `k`, and a uniform value below `r` is
+/// Pinned: the input is first mixed, `h = mix64(hash ^ 0x6a756d706261636b)`, so
+/// any 64-bit key works, sequential ids included; the block coins are the bits of
+/// `h`; the random stream is `mix64(h ^ (k << 57 | 0x0123_4567) + i *
+/// 0x9e3779b97f4a7c15)` for draw `i` of block `k`; and a uniform value below `r` is
 /// `(draw * r) >> 64`. (hash4j's JumpBackHash uses another generator, so values
 /// differ from it.)
 ///
@@ -117,6 +132,8 @@ pub fn jump_back_hash(hash: u64, buckets: u32) -> u32 {
     if buckets <= 1 {
         return 0;
     }
+    // Mixed first, so that sequential ids and other structured inputs spread too.
+    let hash = scalekit_core::mix64(hash ^ 0x6a75_6d70_6261_636b);
     let n = u64::from(buckets);
     let k = 63 - (n - 1).leading_zeros();
     if hash & (1u64 << k) != 0 {
@@ -172,7 +189,8 @@ pub(crate) fn guava_consistent_hash(input: u64, buckets: u32) -> u32 {
         state = state
             .wrapping_mul(2_862_933_555_777_941_757)
             .wrapping_add(1);
-        let next_double = f64::from((state >> 33) as i32 + 1) / TWO_POW_31;
+        // Java int arithmetic: wraps.
+        let next_double = f64::from(((state >> 33) as i32).wrapping_add(1)) / TWO_POW_31;
         let next = ((candidate + 1) as f64 / next_double) as i32;
         if next >= 0 && i64::from(next) < i64::from(buckets) {
             candidate = i64::from(next);
@@ -306,6 +324,40 @@ mod tests {
     }
 
     #[test]
+    fn java_int_overflow_ends_the_loop_as_in_guava() {
+        // The first LCG state is 0xFFFF_FFFF_0000_0001: (int)(state >>> 33) + 1
+        // overflows in Java and Guava returns the current candidate, 0. (Values
+        // from Guava 33's Hashing.consistentHash.)
+        let key = 7_377_762_239_723_339_776;
+        for buckets in [2, 10, 100, 1000] {
+            assert_eq!(jump_hash(key, buckets), 0);
+            assert_eq!(guava_consistent_hash(key, buckets), 0);
+        }
+        // The same event at a later step: find keys whose second state overflows.
+        let mut checked = 0;
+        for first in 0..2_000u64 {
+            // Choose the second state, step the LCG back to the key.
+            let second = (0x7fff_ffffu64 << 33) | (first * 0x9e37 + 5) & ((1 << 33) - 1);
+            let key = lcg_back(lcg_back(second));
+            for buckets in [3, 100, 1 << 20] {
+                assert_eq!(jump_hash(key, buckets), guava_consistent_hash(key, buckets));
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 6_000);
+    }
+
+    /// The inverse of one LCG step (the multiplier is odd, so it is invertible mod 2^64).
+    fn lcg_back(state: u64) -> u64 {
+        let mut inverse: u64 = LCG_MULTIPLIER; // Newton's iteration for the inverse
+        for _ in 0..6 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(LCG_MULTIPLIER.wrapping_mul(inverse)));
+        }
+        assert_eq!(inverse.wrapping_mul(LCG_MULTIPLIER), 1);
+        state.wrapping_sub(1).wrapping_mul(inverse)
+    }
+
+    #[test]
     fn degenerate_bucket_counts() {
         assert_eq!(jump_hash(12345, 0), 0);
         assert_eq!(jump_hash(12345, 1), 0);
@@ -339,9 +391,15 @@ mod tests {
             .map(|k| jump_back_hash(scalekit_core::stable_hash_u64(k), 1000))
             .collect();
         assert_eq!(pinned, PINNED_JUMP_BACK);
+        // Structured keys spread too: multiples of 1024 over 1000 buckets.
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..10_000u64 {
+            seen.insert(jump_back_hash(k * 1024, 1000));
+        }
+        assert!(seen.len() > 990, "{} buckets used", seen.len());
     }
 
-    const PINNED_JUMP_BACK: [u32; 8] = [519, 834, 452, 230, 827, 607, 444, 102];
+    const PINNED_JUMP_BACK: [u32; 8] = [670, 25, 462, 318, 140, 759, 568, 949];
 
     proptest! {
         #[test]

@@ -11,8 +11,10 @@
 //! * Long-lived connections or sessions that must not pile up on one node: wrap
 //!   any of them in [`BoundedLoad`].
 //!
-//! Every engine implements [`Placement`](scalekit_core::Placement); lookups take
-//! `&self`, never allocate, and are `Send + Sync` when the node type is.
+//! Every engine implements [`Placement`](scalekit_core::Placement) (and
+//! [`BoundedLoad`] wraps any of them): lookups take `&self`, never allocate, and
+//! the engines are `Send + Sync` when the node type is. `BoundedLoad::assign`
+//! takes `&mut self` and clones the chosen node to count its load.
 //! [`analysis`] measures balance and movement on your own keys.
 
 mod bounded;

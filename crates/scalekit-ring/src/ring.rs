@@ -12,7 +12,10 @@ pub const DEFAULT_VIRTUAL_NODES: u32 = 160;
 
 /// Index entries with this bit set name the owner directly.
 const DIRECT: u32 = 1 << 31;
-const MAX_POINTS: usize = (DIRECT - 1) as usize;
+/// At most 2^25 points (33.5 million: 160 points for each of 200,000 weight-1
+/// nodes, about 400 MiB with the index); more is a configuration error, refused
+/// before anything is allocated.
+const MAX_POINTS: usize = 1 << 25;
 
 /// How [`Ring::replicas_into`] makes the replicas of a key distinct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -150,8 +153,22 @@ impl<N: StableHash + PartialEq> Ring<N> {
         let mut added: Vec<u32> = Vec::new();
         let mut total = self.points.len() as u64;
         let mut failure = None;
+        // Members by stable hash: duplicate checks in O(1) instead of a scan.
+        let mut by_hash: ahash::AHashMap<u64, Vec<u32>> = ahash::AHashMap::new();
+        for (slot, member) in self.members.iter().enumerate() {
+            if let Some(m) = member {
+                by_hash.entry(m.hash).or_default().push(slot as u32);
+            }
+        }
         for (node, weight) in nodes {
-            if self.position(&node).is_some() {
+            let hash = node.stable_hash();
+            let candidates = by_hash.get(&hash).map(Vec::as_slice).unwrap_or(&[]);
+            if candidates.iter().any(|&slot| {
+                self.members
+                    .get(slot as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|m| m.node == node)
+            }) {
                 failure = Some(RingError::DuplicateNode);
                 break;
             }
@@ -164,11 +181,12 @@ impl<N: StableHash + PartialEq> Ring<N> {
                 break;
             }
             let slot = self.claim_slot(Member {
-                hash: node.stable_hash(),
+                hash,
                 node,
                 weight: weight.get(),
                 label: None,
             });
+            by_hash.entry(hash).or_default().push(slot);
             added.push(slot);
         }
         if let Some(error) = failure {
@@ -655,6 +673,18 @@ mod tests {
         // The freed slots are reused cleanly.
         ring.add(100).unwrap();
         assert_eq!(ring.len(), 51);
+    }
+
+    #[test]
+    fn absurd_weights_are_refused_before_allocating() {
+        let mut ring = Ring::new();
+        ring.add("a").unwrap();
+        let err = ring.add_weighted("b", NonZeroU32::new(1_000_000).unwrap());
+        assert!(matches!(err, Err(RingError::TooLarge { .. })), "{err:?}");
+        let err = ring.extend([("c", NonZeroU32::MAX)]);
+        assert!(matches!(err, Err(RingError::TooLarge { .. })), "{err:?}");
+        assert_eq!(ring.len(), 1);
+        assert_eq!(ring.point_count(), DEFAULT_VIRTUAL_NODES as usize);
     }
 
     #[test]

@@ -41,11 +41,39 @@ impl<E: fmt::Display> fmt::Display for AdmissionError<E> {
     }
 }
 
+/// Transparent: an inner error displays as itself and passes on its own source, so
+/// error chains do not print it twice.
 impl<E: Error + 'static> Error for AdmissionError<E> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            AdmissionError::Rejected(r) => Some(r),
-            AdmissionError::Inner(e) => Some(e),
+            AdmissionError::Rejected(_) => None,
+            AdmissionError::Inner(e) => e.source(),
+        }
+    }
+}
+
+/// The error type of most tower stacks.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+impl<E: Into<BoxError>> AdmissionError<E> {
+    /// Converts into tower's usual boxed error, for stacks whose services return
+    /// `BoxError` (a `Box<dyn Error + Send + Sync>` is not itself an `Error`, so
+    /// `AdmissionError<BoxError>` cannot be one). A rejection becomes a boxed
+    /// [`Rejected`] that callers can `downcast_ref`; boxing allocates, so do it at
+    /// the edge of the stack, not on a hot path.
+    ///
+    /// ```
+    /// use scalekit_core::tower::{AdmissionError, BoxError};
+    /// use scalekit_core::{RejectReason, Rejected};
+    ///
+    /// let e: AdmissionError<BoxError> = AdmissionError::Rejected(Rejected::new(RejectReason::Overloaded));
+    /// let boxed = e.into_box_error();
+    /// assert!(boxed.downcast_ref::<Rejected>().is_some());
+    /// ```
+    pub fn into_box_error(self) -> BoxError {
+        match self {
+            AdmissionError::Rejected(r) => Box::new(r),
+            AdmissionError::Inner(e) => e.into(),
         }
     }
 }

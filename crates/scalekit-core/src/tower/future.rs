@@ -27,8 +27,9 @@ impl<P: Admission, C: Clock> Pending<P, C> {
 pin_project! {
     /// The response future of an [`AdmissionService`](super::AdmissionService).
     ///
-    /// Reports the call's outcome to the policy when it completes, or
-    /// [`Outcome::Cancelled`] if it is dropped first.
+    /// Reports the call's outcome to the policy when it completes;
+    /// [`Outcome::Cancelled`] if it is dropped first, or [`Outcome::Failure`] if the
+    /// call (or the classifier) panicked. Every admitted call is reported once.
     pub struct ResponseFuture<Fut, P: Admission, C: Clock, F> {
         #[pin]
         future: Option<Fut>,
@@ -40,7 +41,13 @@ pin_project! {
     impl<Fut, P: Admission, C: Clock, F> PinnedDrop for ResponseFuture<Fut, P, C, F> {
         fn drop(this: Pin<&mut Self>) {
             if let Some(pending) = this.project().pending.take() {
-                pending.finish(Outcome::Cancelled);
+                // Dropped unfinished: the caller gave up, or the call panicked.
+                let outcome = if std::thread::panicking() {
+                    Outcome::Failure
+                } else {
+                    Outcome::Cancelled
+                };
+                pending.finish(outcome);
             }
         }
     }
@@ -100,8 +107,13 @@ where
         };
         let result = std::task::ready!(future.poll(cx));
         slot.set(None);
-        if let (Some(pending), Some(classify)) = (this.pending.take(), this.classify.as_ref()) {
-            pending.finish(classify.classify(&result));
+        // Classify before taking the permit: if the classifier panics, the permit
+        // is still here and the drop below hands it back.
+        if let Some(classify) = this.classify.as_ref() {
+            let outcome = classify.classify(&result);
+            if let Some(pending) = this.pending.take() {
+                pending.finish(outcome);
+            }
         }
         Poll::Ready(result.map_err(AdmissionError::Inner))
     }

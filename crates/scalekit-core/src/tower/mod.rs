@@ -13,7 +13,15 @@
 //! * When the call ends, its result is classified ([`Classify`]; by default `Ok`
 //!   is a success and `Err` a failure) and reported with its latency, measured on
 //!   the layer's [`Clock`](crate::Clock). A response future dropped before it
-//!   finished reports [`Outcome::Cancelled`](crate::Outcome::Cancelled).
+//!   finished reports [`Outcome::Cancelled`](crate::Outcome::Cancelled), one that
+//!   panicked [`Outcome::Failure`](crate::Outcome::Failure): every permit comes
+//!   back exactly once.
+//! * Deliberate choices: a rejected call fails at once and never waits for
+//!   capacity (queueing belongs to a buffer in front, where it is visible), and
+//!   `poll_ready` reflects only the inner service, so readiness-driven balancers
+//!   see an open breaker as a fast failure, not as back-pressure.
+//! * Errors: [`AdmissionError`] is typed, so a rejection costs no allocation; for
+//!   stacks built on `BoxError`, [`AdmissionError::into_box_error`] converts.
 //!
 //! ```
 //! use scalekit_core::tower::{AdmissionError, AdmissionLayer};
@@ -55,7 +63,7 @@ mod layer;
 mod service;
 
 pub use classify::{Classify, DefaultClassifier};
-pub use error::AdmissionError;
+pub use error::{AdmissionError, BoxError};
 pub use future::ResponseFuture;
 pub use layer::AdmissionLayer;
 pub use service::AdmissionService;
