@@ -25,11 +25,12 @@ const JAVA_INT_OVERFLOW: u64 = 0x7fff_ffff;
 /// constant number of steps, with different answers.
 ///
 /// Guava's step is `next = (int) ((candidate + 1) / nextDouble())`. Here the
-/// division, which does not depend on the candidate, is replaced by a
-/// multiplication with its reciprocal, computed off the critical path. The product
-/// can differ from Guava's quotient only when it lies within rounding error of an
-/// integer; such a step (about one in 60,000) finishes the loop with Guava's exact
-/// division, so the answer is always Guava's.
+/// division, which does not depend on the candidate, becomes a multiplication by
+/// its reciprocal, computed off the critical path. Up to 2^18 buckets the
+/// reciprocal is nudged up by a few ulp, which provably gives Guava's floor at every
+/// step with no check (see the source); above, each product is checked for
+/// closeness to an integer, and such a step (about one in 60,000) finishes the loop
+/// with Guava's exact division. Either way the answer is always Guava's.
 ///
 /// ```
 /// use scalekit_ring::jump_hash;
@@ -40,6 +41,54 @@ const JAVA_INT_OVERFLOW: u64 = 0x7fff_ffff;
 /// ```
 #[inline]
 pub fn jump_hash(key: u64, buckets: u32) -> u32 {
+    if buckets <= ROUNDED_UP_LIMIT {
+        rounded_up(key, buckets)
+    } else {
+        checked(key, buckets)
+    }
+}
+
+/// Up to this many buckets, [`rounded_up`] is exact.
+const ROUNDED_UP_LIMIT: u32 = 1 << 18;
+/// `1 + 2^-50`: nudges the reciprocal up by 4 to 8 ulp.
+const NUDGE: f64 = 1.0 + 1.0 / (1u64 << 50) as f64;
+
+/// Guava's loop with no check on the critical path, exact for `buckets <= 2^18`.
+///
+/// With `Q = (c + 1) * 2^31 / y` the exact quotient, the step computes
+/// `q = (c + 1) * RN(RN(2^31 / y) * (1 + 2^-50))`, so `Q < q < Q (1 + 1.4 * 2^-50)`:
+/// always above `Q`, by less than `2^-31` while `Q < 2^18`. A non-integer `Q` is at
+/// least `1 / y >= 2^-31` below the next integer, so `floor(q) = floor(Q)`, and an
+/// integer `Q` gives `floor(q) = Q`. Guava's `trunc(RN(Q))` is `floor(Q)` there too
+/// (the rounding moves `Q` by under `2^-35`). Every step that continues has `Q`
+/// below `buckets <= 2^18`, and a step with `Q >= 2^18` exits in both.
+#[inline]
+fn rounded_up(key: u64, buckets: u32) -> u32 {
+    let limit = f64::from(buckets);
+    let mut state = key;
+    let mut candidate: i64 = 0;
+    loop {
+        state = state.wrapping_mul(LCG_MULTIPLIER).wrapping_add(1);
+        let raw = state >> 33;
+        let reciprocal = (TWO_POW_31 / (raw + 1) as f64) * NUDGE;
+        // Java's int overflow ends Guava's loop: an infinite step does the same.
+        let reciprocal = if raw == JAVA_INT_OVERFLOW {
+            f64::INFINITY
+        } else {
+            reciprocal
+        };
+        let next = (candidate + 1) as f64 * reciprocal;
+        if next >= limit {
+            return candidate as u32;
+        }
+        candidate = next as i64;
+    }
+}
+
+/// Guava's loop for any bucket count: the reciprocal's product, checked for
+/// closeness to an integer, and the exact division when it is close.
+#[inline]
+fn checked(key: u64, buckets: u32) -> u32 {
     let limit = f64::from(buckets);
     // The first step divides 1 by y / 2^31: its reciprocal is Guava's value
     // exactly, so it needs no rounding check.
@@ -357,6 +406,62 @@ mod tests {
         state.wrapping_sub(1).wrapping_mul(inverse)
     }
 
+    /// Keys whose second step has an exact integer quotient: the case where a
+    /// rounded reciprocal could land just below the integer and floor one lower.
+    #[test]
+    fn integer_quotients_match_guava() {
+        let mut hits = 0;
+        let mut x = 12_345u64;
+        for odd in [3u64, 5, 7, 9, 15, 21, 255] {
+            for shift in 0..31u32 {
+                let y2 = odd << shift;
+                if y2 > 1 << 31 {
+                    break;
+                }
+                for _ in 0..200 {
+                    x = scalekit_core::mix64(x + 1);
+                    let state2 = ((y2 - 1) << 33) | (x & ((1 << 33) - 1));
+                    let state1 = lcg_back(state2);
+                    let key = lcg_back(state1);
+                    let b1 = (TWO_POW_31 / ((state1 >> 33) + 1) as f64) as u64;
+                    if ((b1 + 1) << 31) % y2 != 0 {
+                        continue;
+                    }
+                    hits += 1;
+                    let q2 = ((b1 + 1) << 31) / y2;
+                    for n in [q2, q2 + 1, 1000, 1 << 18, (1 << 18) + 1, 1 << 24] {
+                        if n == 0 || n > i32::MAX as u64 {
+                            continue;
+                        }
+                        let n = n as u32;
+                        let want = guava_consistent_hash(key, n);
+                        assert_eq!(jump_hash(key, n), want, "key {key}, {n} buckets");
+                        assert_eq!(checked(key, n), want, "key {key}, {n} buckets");
+                        if n <= ROUNDED_UP_LIMIT {
+                            assert_eq!(rounded_up(key, n), want, "key {key}, {n} buckets");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(hits > 1_000, "only {hits} integer quotients generated");
+    }
+
+    #[test]
+    fn both_paths_equal_guava_around_the_switch() {
+        let mut key = 7u64;
+        for _ in 0..20_000 {
+            key = scalekit_core::mix64(key.wrapping_add(1));
+            for n in [ROUNDED_UP_LIMIT - 1, ROUNDED_UP_LIMIT, ROUNDED_UP_LIMIT + 1] {
+                let want = guava_consistent_hash(key, n);
+                assert_eq!(checked(key, n), want);
+                if n <= ROUNDED_UP_LIMIT {
+                    assert_eq!(rounded_up(key, n), want);
+                }
+            }
+        }
+    }
+
     #[test]
     fn degenerate_bucket_counts() {
         assert_eq!(jump_hash(12345, 0), 0);
@@ -369,7 +474,19 @@ mod tests {
         let mut key = 0x1234_5678_9abc_def0_u64;
         for _ in 0..200_000 {
             key = scalekit_core::mix64(key.wrapping_add(1));
-            for buckets in [1, 2, 3, 10, 100, 1000, 65_536, 1 << 20, i32::MAX as u32] {
+            for buckets in [
+                1,
+                2,
+                3,
+                10,
+                100,
+                1000,
+                65_536,
+                1 << 18,
+                (1 << 18) + 1,
+                1 << 20,
+                i32::MAX as u32,
+            ] {
                 assert_eq!(jump_hash(key, buckets), guava_consistent_hash(key, buckets));
             }
         }
