@@ -82,7 +82,11 @@ enum Op {
     /// A raw key hash (so 0, `u64::MAX` and friends are reachable).
     Lookup(u64),
     /// A hash at or next to virtual point `vnode` of `node` (member or not).
-    LookupNear { node: u8, vnode: u8, delta: i8 },
+    LookupNear {
+        node: u8,
+        vnode: u8,
+        delta: i8,
+    },
     /// BoundedLoad: assign; other engines: a lookup.
     Assign(u64),
     /// BoundedLoad: release; other engines: a removal.
@@ -125,9 +129,10 @@ impl Model {
     }
     /// The error an all-or-nothing add of `batch` must give, ignoring size limits.
     fn duplicate_in(&self, batch: &[(Node, u32)]) -> bool {
-        batch.iter().enumerate().any(|(i, &(n, _))| {
-            self.contains(n) || batch[..i].iter().any(|&(m, _)| m == n)
-        })
+        batch
+            .iter()
+            .enumerate()
+            .any(|(i, &(n, _))| self.contains(n) || batch[..i].iter().any(|&(m, _)| m == n))
     }
 }
 
@@ -137,7 +142,9 @@ fn guava_jump(input: u64, buckets: u32) -> u32 {
     let mut state = input;
     let mut candidate: i64 = 0;
     loop {
-        state = state.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        state = state
+            .wrapping_mul(2_862_933_555_777_941_757)
+            .wrapping_add(1);
         // Java int arithmetic: `(int)(state >>> 33) + 1` wraps for 0x7fffffff.
         let next_double = f64::from(((state >> 33) as i32).wrapping_add(1)) / 2_147_483_648.0;
         let next = ((candidate + 1) as f64 / next_double) as i32;
@@ -229,26 +236,41 @@ fn naive_replicas(points: &[(u64, u64, Node)], hash: u64, n: usize) -> Vec<Node>
     out
 }
 
-impl Engine for Ring<Node> {
-    fn add_node(&mut self, n: Node, w: u32) -> Result<(), RingError> {
-        match NonZeroU32::new(w) {
-            Some(w) if w != NonZeroU32::MIN => self.add_weighted(n, w),
-            _ => self.add(n),
+/// `add_node` for engines with weights: weight 0 or 1 goes through `add`, others
+/// through `add_weighted`, so both entry points are exercised.
+macro_rules! weighted_add {
+    () => {
+        fn add_node(&mut self, n: Node, w: u32) -> Result<(), RingError> {
+            match NonZeroU32::new(w) {
+                Some(w) if w != NonZeroU32::MIN => self.add_weighted(n, w),
+                _ => self.add(n),
+            }
         }
-    }
+    };
+}
+
+/// `add_many` through the all-or-nothing `extend`.
+macro_rules! bulk_add {
+    () => {
+        fn has_bulk(&self) -> bool {
+            true
+        }
+        fn add_many(&mut self, batch: &[(Node, u32)]) -> Result<(), RingError> {
+            self.extend(
+                batch
+                    .iter()
+                    .map(|&(n, w)| (n, NonZeroU32::new(w).unwrap_or(NonZeroU32::MIN))),
+            )
+        }
+    };
+}
+
+impl Engine for Ring<Node> {
+    weighted_add!();
     fn remove_node(&mut self, n: Node) -> Result<Node, RingError> {
         self.remove(&n)
     }
-    fn has_bulk(&self) -> bool {
-        true
-    }
-    fn add_many(&mut self, batch: &[(Node, u32)]) -> Result<(), RingError> {
-        self.extend(
-            batch
-                .iter()
-                .map(|&(n, w)| (n, NonZeroU32::new(w).unwrap_or(NonZeroU32::MIN))),
-        )
-    }
+    bulk_add!();
     fn weighted(&self) -> bool {
         true
     }
@@ -291,12 +313,7 @@ impl Engine for Ring<Node> {
 // ---------------------------------------------------------------------- Rendezvous
 
 impl Engine for Rendezvous<Node> {
-    fn add_node(&mut self, n: Node, w: u32) -> Result<(), RingError> {
-        match NonZeroU32::new(w) {
-            Some(w) if w != NonZeroU32::MIN => self.add_weighted(n, w),
-            _ => self.add(n),
-        }
-    }
+    weighted_add!();
     fn remove_node(&mut self, n: Node) -> Result<Node, RingError> {
         self.remove(&n)
     }
@@ -349,25 +366,11 @@ impl Engine for Rendezvous<Node> {
 // -------------------------------------------------------------------------- Maglev
 
 impl Engine for Maglev<Node> {
-    fn add_node(&mut self, n: Node, w: u32) -> Result<(), RingError> {
-        match NonZeroU32::new(w) {
-            Some(w) if w != NonZeroU32::MIN => self.add_weighted(n, w),
-            _ => self.add(n),
-        }
-    }
+    weighted_add!();
     fn remove_node(&mut self, n: Node) -> Result<Node, RingError> {
         self.remove(&n)
     }
-    fn has_bulk(&self) -> bool {
-        true
-    }
-    fn add_many(&mut self, batch: &[(Node, u32)]) -> Result<(), RingError> {
-        self.extend(
-            batch
-                .iter()
-                .map(|&(n, w)| (n, NonZeroU32::new(w).unwrap_or(NonZeroU32::MIN))),
-        )
-    }
+    bulk_add!();
     fn weighted(&self) -> bool {
         true
     }
@@ -511,8 +514,13 @@ impl Engine for Jump<Node> {
         let order: Vec<Node> = model.members.iter().map(|&(n, _)| n).collect();
         assert_eq!(self.nodes(), &order[..], "jump bucket order");
         for &h in keys {
-            let want = (!order.is_empty()).then(|| order[guava_jump(h, order.len() as u32) as usize]);
-            assert_eq!(self.locate_hash(h).copied(), want, "jump owner of {h:#018x}");
+            let want =
+                (!order.is_empty()).then(|| order[guava_jump(h, order.len() as u32) as usize]);
+            assert_eq!(
+                self.locate_hash(h).copied(),
+                want,
+                "jump owner of {h:#018x}"
+            );
         }
     }
 }

@@ -85,85 +85,65 @@ fn moving_keys() -> Result<(), RingError> {
     println!("| engine | node leaves: moved | of which not on the leaving node | node joins: moved | of which not to the new node |");
     println!("|---|---|---|---|---|");
     let nodes = names(100);
-    let leaving = nodes[42].clone();
+    let leaving = &nodes[42];
+    let last = &nodes[99];
     let joining = "node-new".to_string();
+    let new = || joining.clone();
 
-    let ring = ring_of(&nodes)?;
-    let mut ring_less = ring.clone();
-    ring_less.remove(&leaving)?;
-    let mut ring_more = ring.clone();
-    ring_more.add(joining.clone())?;
     row(
         "ring (160 points a node)",
-        &ring,
-        &ring_less,
-        &ring_more,
-        &leaving,
-        &joining,
-    );
-
+        ring_of(&nodes)?,
+        (leaving, |e| e.remove(leaving).map(drop)),
+        (&joining, |e| e.add(new())),
+    )?;
     // Jump removes only its last node.
-    let jump = Jump::with_nodes(nodes.iter().cloned())?;
-    let mut jump_less = jump.clone();
-    let last = nodes[99].clone();
-    jump_less.remove(&last)?;
-    let mut jump_more = jump.clone();
-    jump_more.add(joining.clone())?;
     row(
         "jump (last node leaves)",
-        &jump,
-        &jump_less,
-        &jump_more,
-        &last,
-        &joining,
-    );
-
-    let memento = Memento::with_nodes(nodes.iter().cloned())?;
-    let mut memento_less = memento.clone();
-    memento_less.remove(&leaving)?;
-    let mut memento_more = memento.clone();
-    memento_more.add(joining.clone())?;
+        Jump::with_nodes(nodes.iter().cloned())?,
+        (last, |e| e.remove(last).map(drop)),
+        (&joining, |e| e.add(new())),
+    )?;
     row(
         "memento",
-        &memento,
-        &memento_less,
-        &memento_more,
-        &leaving,
-        &joining,
-    );
-
-    let hrw = hrw_of(&nodes)?;
-    let mut hrw_less = hrw.clone();
-    hrw_less.remove(&leaving)?;
-    let mut hrw_more = hrw.clone();
-    hrw_more.add(joining.clone())?;
-    row("rendezvous", &hrw, &hrw_less, &hrw_more, &leaving, &joining);
-
-    let maglev = Maglev::with_nodes(nodes.iter().cloned())?;
-    let mut maglev_less = maglev.clone();
-    maglev_less.remove(&leaving)?;
-    let mut maglev_more = maglev.clone();
-    maglev_more.add(joining.clone())?;
+        Memento::with_nodes(nodes.iter().cloned())?,
+        (leaving, |e| e.remove(leaving).map(drop)),
+        (&joining, |e| e.add(new()).map(drop)),
+    )?;
+    row(
+        "rendezvous",
+        hrw_of(&nodes)?,
+        (leaving, |e| e.remove(leaving).map(drop)),
+        (&joining, |e| e.add(new())),
+    )?;
     row(
         "maglev (M = 65,537)",
-        &maglev,
-        &maglev_less,
-        &maglev_more,
-        &leaving,
-        &joining,
-    );
+        Maglev::with_nodes(nodes.iter().cloned())?,
+        (leaving, |e| e.remove(leaving).map(drop)),
+        (&joining, |e| e.add(new())),
+    )?;
     println!();
     Ok(())
 }
 
-fn row<P: Placement<Node = String>>(
+/// One row of the movement table: `base` against a copy that lost `left` and a
+/// copy that gained `joined`.
+fn row<P, L, J>(
     name: &str,
-    base: &P,
-    less: &P,
-    more: &P,
-    left: &str,
-    joined: &str,
-) {
+    base: P,
+    (left, leave): (&str, L),
+    (joined, join): (&str, J),
+) -> Result<(), RingError>
+where
+    P: Placement<Node = String> + Clone,
+    L: FnOnce(&mut P) -> Result<(), RingError>,
+    J: FnOnce(&mut P) -> Result<(), RingError>,
+{
+    let mut less = base.clone();
+    leave(&mut less)?;
+    let mut more = base.clone();
+    join(&mut more)?;
+    let base = &base;
+    let (less, more) = (&less, &more);
     let mut collateral_leave = 0u64;
     let mut collateral_join = 0u64;
     for h in sample_hashes(MOVE_KEYS) {
@@ -185,6 +165,7 @@ fn row<P: Placement<Node = String>>(
         100.0 * join.fraction(),
         100.0 * collateral_join as f64 / MOVE_KEYS as f64
     );
+    Ok(())
 }
 
 fn balancing_keys() -> Result<(), RingError> {

@@ -144,23 +144,33 @@ impl<N: StableHash + PartialEq> Ring<N> {
         Ok(ring)
     }
 
-    /// Adds many weighted nodes, sorting the points once: much faster than one
-    /// [`add`](Self::add) at a time for large rings. On error nothing is added.
+    /// Adds many weighted nodes, merging their points in once: much faster than
+    /// one [`add`](Self::add) at a time for large rings. On error nothing is added.
     pub fn extend(
         &mut self,
         nodes: impl IntoIterator<Item = (N, NonZeroU32)>,
     ) -> Result<(), RingError> {
+        self.add_members(nodes.into_iter().map(|(n, w)| (n, w, None)))
+    }
+
+    /// The one way members join: validate every node (duplicates in O(1) by stable
+    /// hash, the point limit before anything is allocated), claim slots, then
+    /// sort the new points and merge them into the ring once. On error nothing is
+    /// added.
+    fn add_members(
+        &mut self,
+        nodes: impl IntoIterator<Item = (N, NonZeroU32, Option<u64>)>,
+    ) -> Result<(), RingError> {
         let mut added: Vec<u32> = Vec::new();
         let mut total = self.points.len() as u64;
         let mut failure = None;
-        // Members by stable hash: duplicate checks in O(1) instead of a scan.
         let mut by_hash: ahash::AHashMap<u64, Vec<u32>> = ahash::AHashMap::new();
         for (slot, member) in self.members.iter().enumerate() {
             if let Some(m) = member {
                 by_hash.entry(m.hash).or_default().push(slot as u32);
             }
         }
-        for (node, weight) in nodes {
+        for (node, weight, label) in nodes {
             let hash = node.stable_hash();
             let candidates = by_hash.get(&hash).map(Vec::as_slice).unwrap_or(&[]);
             if candidates.iter().any(|&slot| {
@@ -184,7 +194,7 @@ impl<N: StableHash + PartialEq> Ring<N> {
                 hash,
                 node,
                 weight: weight.get(),
-                label: None,
+                label,
             });
             by_hash.entry(hash).or_default().push(slot);
             added.push(slot);
@@ -196,21 +206,16 @@ impl<N: StableHash + PartialEq> Ring<N> {
             }
             return Err(error);
         }
-        let mut all: Vec<(u64, u64, u32)> = self
-            .points
-            .iter()
-            .zip(&self.owners)
-            .map(|(&p, &o)| (p, self.member_hash(o), o))
-            .collect();
+        let mut fresh: Vec<(u64, u64, u32)> =
+            Vec::with_capacity((total as usize).saturating_sub(self.points.len()));
         for &slot in &added {
             if let Some(Some(m)) = self.members.get(slot as usize) {
                 let count = u64::from(self.virtual_nodes) * u64::from(m.weight);
-                all.extend((0..count).map(|i| (hash_pair(m.hash, i), m.hash, slot)));
+                fresh.extend((0..count).map(|i| (hash_pair(m.hash, i), m.hash, slot)));
             }
         }
-        all.sort_unstable();
-        self.points = all.iter().map(|t| t.0).collect();
-        self.owners = all.iter().map(|t| t.2).collect();
+        fresh.sort_unstable();
+        self.merge_points(fresh);
         self.len += added.len();
         self.rebuild_index();
         Ok(())
@@ -252,40 +257,7 @@ impl<N: StableHash + PartialEq> Ring<N> {
     }
 
     fn insert(&mut self, node: N, weight: NonZeroU32, label: Option<u64>) -> Result<(), RingError> {
-        if self.position(&node).is_some() {
-            return Err(RingError::DuplicateNode);
-        }
-        let count = u64::from(self.virtual_nodes) * u64::from(weight.get());
-        if self.points.len() as u64 + count > MAX_POINTS as u64 {
-            return Err(RingError::TooLarge {
-                what: "points (virtual nodes times weight)",
-                limit: MAX_POINTS as u64,
-            });
-        }
-        let hash = node.stable_hash();
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => self.members.len() as u32,
-        };
-        let mut fresh: Vec<(u64, u64, u32)> = (0..count)
-            .map(|i| (hash_pair(hash, i), hash, slot))
-            .collect();
-        fresh.sort_unstable();
-        self.merge_points(fresh);
-        let member = Member {
-            node,
-            hash,
-            weight: weight.get(),
-            label,
-        };
-        if slot as usize == self.members.len() {
-            self.members.push(Some(member));
-        } else {
-            self.members[slot as usize] = Some(member);
-        }
-        self.len += 1;
-        self.rebuild_index();
-        Ok(())
+        self.add_members(std::iter::once((node, weight, label)))
     }
 
     /// Removes a node and returns it; only its keys move.
