@@ -1,2 +1,147 @@
-//! Cache throughput against moka and quick_cache (filled in below).
-fn main() {}
+//! Cache throughput with two threads on a Zipf(1.0) workload: scalekit's cache
+//! against moka and quick_cache, in one run.
+//!
+//! 1,000,000 distinct keys, capacity 100,000, keys drawn with exponent 1.0 and
+//! spread over `u64` by a bijection. Each cache is warmed by the same stream
+//! (read, insert on a miss) before measuring.
+//!
+//! - `cache/read_zipf_2t`: both threads only read (`get`).
+//! - `cache/mixed_zipf_2t`: 75% reads, 25% inserts.
+//!
+//! One criterion iteration is one operation on each of the two threads, so a
+//! time is per pair of concurrent operations; compare ids within a group.
+//!
+//! Run: `cargo bench -p scalekit-benches --bench cache`.
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand_distr::Zipf;
+
+const KEYS: u64 = 1_000_000;
+const CAPACITY: u64 = 100_000;
+const STREAM: usize = 1 << 21;
+const THREADS: usize = 2;
+
+fn spread(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn zipf_stream(seed: u64) -> Vec<u64> {
+    let zipf = Zipf::new(KEYS as f64, 1.0).expect("valid Zipf parameters");
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..STREAM).map(|_| spread(rng.sample(zipf) as u64)).collect()
+}
+
+/// The operations the benchmark needs from each cache.
+trait Bench: Sync {
+    fn get(&self, key: u64) -> Option<u64>;
+    fn insert(&self, key: u64, value: u64);
+}
+
+impl Bench for scalekit_cache::Cache<u64, u64> {
+    fn get(&self, key: u64) -> Option<u64> {
+        scalekit_cache::Cache::get(self, &key)
+    }
+    fn insert(&self, key: u64, value: u64) {
+        scalekit_cache::Cache::insert(self, key, value);
+    }
+}
+
+impl Bench for moka::sync::Cache<u64, u64> {
+    fn get(&self, key: u64) -> Option<u64> {
+        moka::sync::Cache::get(self, &key)
+    }
+    fn insert(&self, key: u64, value: u64) {
+        moka::sync::Cache::insert(self, key, value);
+    }
+}
+
+impl Bench for quick_cache::sync::Cache<u64, u64> {
+    fn get(&self, key: u64) -> Option<u64> {
+        quick_cache::sync::Cache::get(self, &key)
+    }
+    fn insert(&self, key: u64, value: u64) {
+        quick_cache::sync::Cache::insert(self, key, value);
+    }
+}
+
+fn warm(cache: &dyn Bench, stream: &[u64]) {
+    for &key in stream {
+        if cache.get(key).is_none() {
+            cache.insert(key, key);
+        }
+    }
+}
+
+/// Runs `iters` operations on each thread; returns the wall time of the slowest.
+fn run(cache: &dyn Bench, streams: &[Vec<u64>], iters: u64, insert_every: Option<usize>) -> Duration {
+    let barrier = Barrier::new(THREADS + 1);
+    std::thread::scope(|scope| {
+        for stream in streams.iter().take(THREADS) {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                barrier.wait();
+                let mut hits = 0u64;
+                for i in 0..iters as usize {
+                    let key = stream[i & (STREAM - 1)];
+                    match insert_every {
+                        Some(every) if i % every == every - 1 => cache.insert(key, key),
+                        _ => hits += u64::from(cache.get(key).is_some()),
+                    }
+                }
+                black_box(hits);
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
+fn caches() -> Vec<(&'static str, Box<dyn Bench>)> {
+    vec![
+        (
+            "scalekit",
+            Box::new(scalekit_cache::Cache::<u64, u64>::new(CAPACITY)) as Box<dyn Bench>,
+        ),
+        ("moka", Box::new(moka::sync::Cache::<u64, u64>::new(CAPACITY))),
+        (
+            "quick_cache",
+            Box::new(quick_cache::sync::Cache::<u64, u64>::new(CAPACITY as usize)),
+        ),
+    ]
+}
+
+fn bench(c: &mut Criterion, group_name: &str, insert_every: Option<usize>) {
+    let streams: Vec<Vec<u64>> = (0..THREADS as u64).map(|t| zipf_stream(7 + t)).collect();
+    let warmup = zipf_stream(99);
+    let mut group = c.benchmark_group(group_name);
+    group.measurement_time(Duration::from_secs(4));
+    for (name, cache) in caches() {
+        warm(cache.as_ref(), &warmup);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| run(cache.as_ref(), &streams, iters, insert_every));
+        });
+    }
+    group.finish();
+}
+
+fn read_zipf_2t(c: &mut Criterion) {
+    bench(c, "cache/read_zipf_2t", None);
+}
+
+fn mixed_zipf_2t(c: &mut Criterion) {
+    bench(c, "cache/mixed_zipf_2t", Some(4));
+}
+
+criterion_group!(benches, read_zipf_2t, mixed_zipf_2t);
+criterion_main!(benches);

@@ -45,6 +45,9 @@ pub struct CacheBuilder<K, V, S = ahash::RandomState> {
     expiry: Option<Box<dyn Expiry<K, V>>>,
     weigher: Option<Box<Weigher<K, V>>>,
     listener: Option<Box<Listener<K, V>>>,
+    stale: Option<Duration>,
+    refresh_beta: f64,
+    negative: Option<(Duration, fn(&V) -> bool)>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -60,8 +63,42 @@ impl<K, V> CacheBuilder<K, V> {
             expiry: None,
             weigher: None,
             listener: None,
+            stale: None,
+            refresh_beta: 0.0,
+            negative: None,
             _types: PhantomData,
         }
+    }
+}
+
+impl<K, T, S> CacheBuilder<K, Option<T>, S> {
+    /// Negative caching: a `None` value ("not found") expires after `ttl`,
+    /// usually much shorter than the time-to-live of found values, so a
+    /// missing row is not looked up on every request yet appears soon once
+    /// created.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use scalekit_cache::Cache;
+    /// use scalekit_core::ManualClock;
+    ///
+    /// let clock = ManualClock::new();
+    /// let users: Cache<u64, Option<String>> = Cache::builder()
+    ///     .max_capacity(10_000)
+    ///     .time_to_live(Duration::from_secs(300))
+    ///     .negative_ttl(Duration::from_secs(5))
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build();
+    /// let lookup = |id: u64| if id == 1 { Some("ada".to_string()) } else { None };
+    /// assert_eq!(users.get_with(1, || lookup(1)), Some("ada".to_string()));
+    /// assert_eq!(users.get_with(2, || lookup(2)), None);
+    /// clock.advance(Duration::from_secs(6));
+    /// assert!(users.contains_key(&1));
+    /// assert!(!users.contains_key(&2)); // "not found" was forgotten
+    /// ```
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative = Some((ttl, Option::is_none));
+        self
     }
 }
 
@@ -136,6 +173,47 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
+    /// Stale-while-revalidate: for `period` after an entry's deadline, the
+    /// loading methods ([`Cache::get_with`] and friends) still return its old
+    /// value at once, while one caller reloads it; [`Cache::get`] treats it as
+    /// absent. A failed reload keeps serving the stale value until the period
+    /// ends.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use scalekit_cache::Cache;
+    /// use scalekit_core::ManualClock;
+    ///
+    /// let clock = ManualClock::new();
+    /// let prices: Cache<&str, u32> = Cache::builder()
+    ///     .max_capacity(100)
+    ///     .time_to_live(Duration::from_secs(60))
+    ///     .stale_while_revalidate(Duration::from_secs(30))
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build();
+    /// prices.insert("tea", 3);
+    /// clock.advance(Duration::from_secs(70));
+    /// assert_eq!(prices.get("tea"), None);                     // stale
+    /// let failing = || Err::<u32, &str>("database down");
+    /// assert_eq!(prices.try_get_with("tea", failing), Ok(3));  // served stale
+    /// assert_eq!(prices.get_with("tea", || 4), 4);             // refreshed
+    /// ```
+    pub fn stale_while_revalidate(mut self, period: Duration) -> Self {
+        self.stale = Some(period);
+        self
+    }
+
+    /// Probabilistic early refresh (XFetch, Vattani et al., VLDB 2015): a
+    /// loading call may reload an entry shortly before its deadline, with a
+    /// probability that grows as the deadline nears and with how long the
+    /// last load took, so that a popular key is reloaded by one caller before
+    /// it expires instead of by a stampede after. `beta` scales the
+    /// eagerness: 1.0 is the paper's default; 0 turns it off.
+    pub fn refresh_ahead(mut self, beta: f64) -> Self {
+        self.refresh_beta = if beta.is_finite() { beta.max(0.0) } else { 0.0 };
+        self
+    }
+
     /// The time source for expiry. Tests pass a
     /// [`ManualClock`](scalekit_core::ManualClock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -165,6 +243,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             expiry: self.expiry,
             weigher: self.weigher,
             listener: self.listener,
+            stale: self.stale,
+            refresh_beta: self.refresh_beta,
+            negative: self.negative,
             _types: PhantomData,
         }
     }
@@ -194,6 +275,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             self.expiry,
             self.weigher,
             self.listener,
+            self.stale,
+            self.refresh_beta,
+            self.negative,
         )
     }
 }

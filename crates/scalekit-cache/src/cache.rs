@@ -3,7 +3,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +51,16 @@ pub(crate) struct Inner<K, V, S> {
     hasher: S,
     pub(crate) clock: Arc<dyn Clock>,
     /// Whether any entry can have a deadline (reads then check the clock).
-    expiring: bool,
+    /// Set at build time, or by the first `insert_with_ttl`; never cleared.
+    expiring: AtomicBool,
+    /// Stale-while-revalidate period, nanoseconds (0: none).
+    pub(crate) stale: u64,
+    /// XFetch's beta (0: no early refresh).
+    pub(crate) refresh_beta: f64,
+    /// Negative caching: the lifetime of values the predicate calls negative.
+    negative: Option<(u64, fn(&V) -> bool)>,
+    /// Loads in progress, by shard: the single flights.
+    pub(crate) flights: Box<[crate::loading::Flights<K, V>]>,
     ttl: Option<Duration>,
     tti: Option<Duration>,
     expiry: Option<Box<dyn Expiry<K, V>>>,
@@ -99,15 +108,19 @@ where
         expiry: Option<Box<dyn Expiry<K, V>>>,
         weigher: Option<Box<Weigher<K, V>>>,
         listener: Option<Box<Listener<K, V>>>,
+        stale: Option<Duration>,
+        refresh_beta: f64,
+        negative: Option<(Duration, fn(&V) -> bool)>,
     ) -> Self {
         let now = clock.now_nanos();
         let shards = shards.max(1).next_power_of_two();
-        let per_shard = capacity.div_ceil(shards as u64);
+        // Shards share the capacity exactly: the first `capacity % shards` get one more.
+        let (base, extra) = (capacity / shards as u64, capacity % shards as u64);
         let sketch_per_shard = sketch_entries.div_ceil(shards as u64);
         let shards_vec = (0..shards)
             .map(|i| {
                 CachePadded::new(RwLock::new(Store::new(
-                    per_shard,
+                    base + u64::from((i as u64) < extra),
                     sketch_per_shard,
                     mix64(i as u64 + 1),
                     now,
@@ -119,7 +132,13 @@ where
                 shards: shards_vec,
                 shard_mask: shards - 1,
                 hasher,
-                expiring: ttl.is_some() || tti.is_some() || expiry.is_some(),
+                expiring: AtomicBool::new(
+                    ttl.is_some() || tti.is_some() || expiry.is_some() || negative.is_some(),
+                ),
+                negative: negative.map(|(ttl, is_negative)| (nanos(ttl), is_negative)),
+                stale: stale.map_or(0, nanos),
+                refresh_beta,
+                flights: (0..shards).map(|_| crate::loading::Flights::default()).collect(),
                 clock,
                 ttl,
                 tti,
@@ -133,19 +152,40 @@ where
     }
 
     #[inline]
-    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.inner.hasher.hash_one(key)
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &RwLock<Store<K, V>> {
-        let index = (mix64(hash) >> 40) as usize & self.inner.shard_mask;
-        &self.inner.shards[index]
+    pub(crate) fn shard_index(&self, hash: u64) -> usize {
+        (mix64(hash) >> 40) as usize & self.inner.shard_mask
     }
 
     #[inline]
-    fn now(&self) -> u64 {
-        if self.inner.expiring {
+    fn shard(&self, hash: u64) -> &RwLock<Store<K, V>> {
+        &self.inner.shards[self.shard_index(hash)]
+    }
+
+    #[inline]
+    pub(crate) fn shard_store(&self, hash: u64) -> &RwLock<Store<K, V>> {
+        self.shard(hash)
+    }
+
+    /// Whether an entry with this (hard) deadline is fresh at `now`: neither
+    /// expired nor in its stale-while-revalidate period.
+    #[inline]
+    pub(crate) fn is_fresh(&self, deadline: u64, now: u64) -> bool {
+        deadline == NEVER || now < deadline.saturating_sub(self.inner.stale)
+    }
+
+    #[inline]
+    pub(crate) fn is_expiring(&self) -> bool {
+        self.inner.expiring.load(Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        if self.is_expiring() {
             self.inner.clock.now_nanos()
         } else {
             0
@@ -167,27 +207,68 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        match self.lookup(key, false) {
+            Found::Fresh(value) => Some(value),
+            Found::Refresh(_) | Found::Missing => None,
+        }
+    }
+
+    /// Looks a key up, counting a hit or a miss. With `for_load`, an entry in
+    /// its stale-while-revalidate period, or picked for early refresh, is
+    /// returned as `Refresh`; otherwise such an entry is a miss.
+    #[inline]
+    pub(crate) fn lookup<Q>(&self, key: &Q, for_load: bool) -> Found<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.hash(key);
         let store = self.shard(hash).read();
         let now = self.now();
         if let Some(idx) = store.find(hash, key) {
             let node = store.node(idx);
-            if !self.inner.expiring || !node.is_expired(now) {
+            let deadline = node.expires_at.load(Relaxed);
+            // Without deadlines `now` is 0 and every deadline NEVER.
+            if now < deadline {
+                let fresh_until = deadline.saturating_sub(self.inner.stale);
+                let stale = now >= fresh_until && deadline != NEVER;
+                if stale && !for_load {
+                    drop(store);
+                    self.inner.counters.misses.increment();
+                    return Found::Missing;
+                }
                 node.touch();
                 if let Some(tti) = self.inner.tti {
-                    let deadline = now.saturating_add(nanos(tti)).min(node.write_deadline);
-                    if node.expires_at.load(Relaxed) != deadline {
-                        node.expires_at.store(deadline, Relaxed);
+                    if !stale {
+                        let idle = now.saturating_add(nanos(tti)).min(node.write_deadline);
+                        let extended = idle.saturating_add(self.inner.stale);
+                        if deadline != extended {
+                            node.expires_at.store(extended, Relaxed);
+                        }
                     }
                 }
                 store.sketch.increment(hash);
                 store.record_hit(node);
-                store.hits.fetch_add(1, Relaxed);
-                return Some(node.value.clone());
+                self.inner.counters.hits.increment();
+                let value = node.value.clone();
+                if stale {
+                    return Found::Refresh(value);
+                }
+                if for_load && self.inner.refresh_beta > 0.0 && node.load_nanos > 0 && fresh_until != NEVER {
+                    // XFetch (Vattani et al., VLDB 2015): refresh early with a
+                    // probability that grows as the deadline nears, scaled by
+                    // how long a load takes.
+                    let early = node.load_nanos as f64 * self.inner.refresh_beta * -crate::loading::ln_uniform();
+                    if now as f64 + early >= fresh_until as f64 {
+                        return Found::Refresh(value);
+                    }
+                }
+                return Found::Fresh(value);
             }
         }
-        store.misses.fetch_add(1, Relaxed);
-        None
+        drop(store);
+        self.inner.counters.misses.increment();
+        Found::Missing
     }
 
     /// Whether `key` is present and not expired. Not an access: it changes
@@ -202,7 +283,7 @@ where
         let now = self.now();
         store
             .find(hash, key)
-            .is_some_and(|idx| !store.node(idx).is_expired(now))
+            .is_some_and(|idx| self.is_fresh(store.node(idx).expires_at.load(Relaxed), now))
     }
 
     /// Inserts or replaces the value for `key`. A replaced value is reported to
@@ -217,7 +298,7 @@ where
     /// assert_eq!(cache.get(&7), Some("SEVEN"));
     /// ```
     pub fn insert(&self, key: K, value: V) {
-        self.insert_with_deadline(key, value, None);
+        self.insert_with_deadline(key, value, None, 0);
     }
 
     /// Inserts or replaces with a time-to-live for this entry only, overriding the
@@ -231,13 +312,16 @@ where
     /// assert_eq!(cache.get(&1), Some(10));
     /// ```
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        self.insert_with_deadline(key, value, Some(ttl));
+        self.insert_with_deadline(key, value, Some(ttl), 0);
     }
 
-    fn insert_with_deadline(&self, key: K, value: V, ttl: Option<Duration>) {
+    pub(crate) fn insert_with_deadline(&self, key: K, value: V, ttl: Option<Duration>, load_nanos: u64) {
         let hash = self.hash(&key);
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
-        let expiring = self.inner.expiring || ttl.is_some();
+        if ttl.is_some() && !self.is_expiring() {
+            self.inner.expiring.store(true, Relaxed);
+        }
+        let expiring = self.is_expiring();
         let now = if expiring { self.inner.clock.now_nanos() } else { 0 };
         let mut removed = Removed::new(self.inner.listener.is_some());
         {
@@ -248,15 +332,11 @@ where
             } else {
                 (NEVER, NEVER)
             };
-            let counters = &self.inner.counters;
-            let mut sink = |k, v, cause| {
-                counters.record_removal(cause);
-                removed.push(k, v, cause);
-            };
+            let mut sink = |k, v, cause| removed.push(k, v, cause);
             if let Some(idx) = store.insert(hash, key, value, weight, deadline, now, &mut sink) {
-                store.set_write_deadline(idx, write_deadline);
+                store.set_write_info(idx, write_deadline, load_nanos);
             }
-            store.maintain(now, &mut sink);
+            store.maintain(now, false, &mut sink);
         }
         removed.notify(self.inner.listener.as_deref());
     }
@@ -278,11 +358,16 @@ where
                         deadline = deadline.min(after(d));
                     }
                 }
+                if let Some((ttl, is_negative)) = self.inner.negative {
+                    if is_negative(value) {
+                        deadline = deadline.min(now.saturating_add(ttl));
+                    }
+                }
                 deadline
             }
         };
         let idle = self.inner.tti.map_or(NEVER, after);
-        (write, write.min(idle))
+        (write, write.min(idle).saturating_add(self.inner.stale))
     }
 
     /// Removes `key`, returning its value if it was present (expired or not).
@@ -295,7 +380,6 @@ where
         let hash = self.hash(key);
         let removed = self.shard(hash).write().remove(hash, key);
         let (key, value) = removed?;
-        self.inner.counters.record_removal(RemovalCause::Explicit);
         if let Some(listener) = &self.inner.listener {
             listener(key, value.clone(), RemovalCause::Explicit);
         }
@@ -316,13 +400,9 @@ where
     pub fn invalidate_all(&self) {
         for shard in self.inner.shards.iter() {
             let mut removed = Removed::new(self.inner.listener.is_some());
-            {
-                let counters = &self.inner.counters;
-                shard.write().clear(RemovalCause::Explicit, &mut |k, v, cause| {
-                    counters.record_removal(cause);
-                    removed.push(k, v, cause);
-                });
-            }
+            shard
+                .write()
+                .clear(RemovalCause::Explicit, &mut |k, v, cause| removed.push(k, v, cause));
             removed.notify(self.inner.listener.as_deref());
         }
     }
@@ -341,17 +421,11 @@ where
     pub fn invalidate_if(&self, mut predicate: impl FnMut(&K, &V) -> bool) {
         for shard in self.inner.shards.iter() {
             let mut removed = Removed::new(self.inner.listener.is_some());
-            {
-                let counters = &self.inner.counters;
-                shard.write().retain(
-                    |k, v| !predicate(k, v),
-                    RemovalCause::Explicit,
-                    &mut |k, v, cause| {
-                        counters.record_removal(cause);
-                        removed.push(k, v, cause);
-                    },
-                );
-            }
+            shard.write().retain(
+                |k, v| !predicate(k, v),
+                RemovalCause::Explicit,
+                &mut |k, v, cause| removed.push(k, v, cause),
+            );
             removed.notify(self.inner.listener.as_deref());
         }
     }
@@ -363,13 +437,9 @@ where
         let now = self.now();
         for shard in self.inner.shards.iter() {
             let mut removed = Removed::new(self.inner.listener.is_some());
-            {
-                let counters = &self.inner.counters;
-                shard.write().maintain(now, &mut |k, v, cause| {
-                    counters.record_removal(cause);
-                    removed.push(k, v, cause);
-                });
-            }
+            shard
+                .write()
+                .maintain(now, true, &mut |k, v, cause| removed.push(k, v, cause));
             removed.notify(self.inner.listener.as_deref());
         }
     }
@@ -407,13 +477,14 @@ where
     /// assert_eq!(stats.hit_ratio(), 0.5);
     /// ```
     pub fn stats(&self) -> CacheStats {
-        let (mut hits, mut misses) = (0, 0);
+        let mut removals = [0u64; 4];
         for shard in self.inner.shards.iter() {
             let store = shard.read();
-            hits += store.hits.load(Relaxed);
-            misses += store.misses.load(Relaxed);
+            for (total, count) in removals.iter_mut().zip(store.removals) {
+                *total += count;
+            }
         }
-        self.inner.counters.snapshot(hits, misses)
+        self.inner.counters.snapshot(removals)
     }
 
     /// The window share of each shard's capacity, as the hill climber set it.
@@ -430,6 +501,14 @@ impl<K, V, S> fmt::Debug for Cache<K, V, S> {
             .field("shards", &self.inner.shards.len())
             .finish_non_exhaustive()
     }
+}
+
+/// What a lookup found.
+pub(crate) enum Found<V> {
+    Fresh(V),
+    /// A value to serve while one caller refreshes it.
+    Refresh(V),
+    Missing,
 }
 
 /// Entries removed under a shard's lock, handed to the listener after it is

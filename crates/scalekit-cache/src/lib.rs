@@ -3,6 +3,7 @@
 mod builder;
 mod cache;
 mod list;
+mod loading;
 mod sketch;
 mod stats;
 mod store;

@@ -1,7 +1,9 @@
 //! Counters and their snapshot.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
 
 use crate::RemovalCause;
 
@@ -55,28 +57,44 @@ impl CacheStats {
     }
 }
 
+const STRIPES: usize = 16;
+
+/// A counter split over cache lines by thread, so that threads counting hits
+/// at the same time do not fight over one line.
+#[derive(Debug, Default)]
+pub(crate) struct Striped {
+    cells: [CachePadded<AtomicU64>; STRIPES],
+}
+
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    STRIPE.try_with(|s| *s).unwrap_or(0)
+}
+
+impl Striped {
+    #[inline]
+    pub(crate) fn increment(&self) {
+        self.cells[stripe()].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn sum(&self) -> u64 {
+        self.cells.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    evicted_size: AtomicU64,
-    evicted_expired: AtomicU64,
-    removed_explicit: AtomicU64,
-    replaced: AtomicU64,
+    pub(crate) hits: Striped,
+    pub(crate) misses: Striped,
     load_successes: AtomicU64,
     load_failures: AtomicU64,
     load_nanos: AtomicU64,
 }
 
 impl Counters {
-    pub(crate) fn record_removal(&self, cause: RemovalCause) {
-        let counter = match cause {
-            RemovalCause::Size => &self.evicted_size,
-            RemovalCause::Expired => &self.evicted_expired,
-            RemovalCause::Explicit => &self.removed_explicit,
-            RemovalCause::Replaced => &self.replaced,
-        };
-        counter.fetch_add(1, Relaxed);
-    }
-
     pub(crate) fn record_load(&self, success: bool, nanos: u64) {
         if success {
             self.load_successes.fetch_add(1, Relaxed);
@@ -86,14 +104,15 @@ impl Counters {
         self.load_nanos.fetch_add(nanos, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, hits: u64, misses: u64) -> CacheStats {
+    /// `removals` by `RemovalCause as usize`, summed over the shards.
+    pub(crate) fn snapshot(&self, removals: [u64; 4]) -> CacheStats {
         CacheStats {
-            hits,
-            misses,
-            evicted_size: self.evicted_size.load(Relaxed),
-            evicted_expired: self.evicted_expired.load(Relaxed),
-            removed_explicit: self.removed_explicit.load(Relaxed),
-            replaced: self.replaced.load(Relaxed),
+            hits: self.hits.sum(),
+            misses: self.misses.sum(),
+            evicted_size: removals[RemovalCause::Size as usize],
+            evicted_expired: removals[RemovalCause::Expired as usize],
+            removed_explicit: removals[RemovalCause::Explicit as usize],
+            replaced: removals[RemovalCause::Replaced as usize],
             load_successes: self.load_successes.load(Relaxed),
             load_failures: self.load_failures.load(Relaxed),
             load_nanos: self.load_nanos.load(Relaxed),

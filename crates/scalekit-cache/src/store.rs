@@ -60,6 +60,9 @@ pub(crate) struct Node<K, V> {
     /// The deadline set at the last write (time-to-live), which time-to-idle
     /// never extends.
     pub(crate) write_deadline: u64,
+    /// How long the loader took to produce this value (0 when inserted
+    /// directly): the `delta` of probabilistic early refresh.
+    pub(crate) load_nanos: u64,
     /// Position in its queue: the queue's counter when the node joined it.
     stamp: u64,
     q_prev: u32,
@@ -180,59 +183,56 @@ const PROTECTED_SHARE: f64 = 0.80;
 /// The adaptation's probe distance, as a share of the entries: it weighs the
 /// hits the last `delta` entries of each space earn.
 const DELTA_SHARE: f64 = 0.05;
-/// Requests between adaptation decisions, as a share of the capacity.
-const ADAPT_PERIOD: f64 = 0.1;
+/// Inserts of new keys between adaptation decisions, as a share of the capacity.
+const ADAPT_PERIOD: f64 = 0.025;
 /// How many standard deviations of counting noise a difference must exceed
 /// before the boundary moves.
 const NOISE_Z: f64 = 2.0;
 /// Periods to keep counting for a clear difference before starting afresh.
 const ADAPT_PATIENCE: u64 = 8;
 
-/// Recently dropped keys (their hashes), for the adaptation's "what if the
-/// boundary were elsewhere" counts. A FIFO of at most `cap` hashes.
+/// Recently dropped keys, for the adaptation's "what if the boundary were
+/// elsewhere" counts: a direct-mapped table of fingerprints about `cap` long,
+/// so a key is remembered for about its last `cap` drops. O(1), one cache line.
 #[derive(Debug, Default)]
 struct Ghost {
-    set: HashTable<u64>,
-    order: std::collections::VecDeque<u64>,
-    cap: usize,
+    slots: Vec<u32>,
 }
 
 impl Ghost {
+    #[inline]
+    fn slot(&self, hash: u64) -> (usize, u32) {
+        let mixed = scalekit_core::mix64(hash);
+        // Multiply-shift maps the low half onto 0..len without a division.
+        let slot = ((mixed & 0xffff_ffff) * self.slots.len() as u64) >> 32;
+        (slot as usize, (mixed >> 32) as u32 | 1)
+    }
+
     fn record(&mut self, hash: u64) {
-        if self.cap == 0 {
-            return;
-        }
-        while self.order.len() >= self.cap {
-            if let Some(old) = self.order.pop_front() {
-                if let Ok(entry) = self.set.find_entry(old, |&h| h == old) {
-                    entry.remove();
-                }
-            }
-        }
-        if self.set.find(hash, |&h| h == hash).is_none() {
-            self.set.insert_unique(hash, hash, |&h| h);
-            self.order.push_back(hash);
+        if !self.slots.is_empty() {
+            let (slot, print) = self.slot(hash);
+            self.slots[slot] = print;
         }
     }
 
     fn take(&mut self, hash: u64) -> bool {
-        match self.set.find_entry(hash, |&h| h == hash) {
-            Ok(entry) => {
-                entry.remove();
-                true
-            }
-            Err(_) => false,
+        if self.slots.is_empty() {
+            return false;
         }
+        let (slot, print) = self.slot(hash);
+        let found = self.slots[slot] == print;
+        if found {
+            self.slots[slot] = 0;
+        }
+        found
     }
 
     fn resize(&mut self, cap: usize) {
-        self.cap = cap;
-        while self.order.len() > cap {
-            if let Some(old) = self.order.pop_front() {
-                if let Ok(entry) = self.set.find_entry(old, |&h| h == old) {
-                    entry.remove();
-                }
-            }
+        let len = cap.max(1);
+        // Resized (and so forgotten) only on a real change of scale.
+        let current = self.slots.len();
+        if len > current + current / 4 || len < current - current / 4 {
+            self.slots = vec![0; len];
         }
     }
 }
@@ -274,8 +274,10 @@ pub(crate) struct Store<K, V> {
     /// Entries with a deadline are in the wheel; without any, it stays empty.
     scheduled: usize,
     rng: u64,
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
+    /// New keys inserted: the adaptation's clock.
+    inserts: u64,
+    /// Removals by cause (`RemovalCause as usize`).
+    pub(crate) removals: [u64; 4],
     expired: Vec<u32>,
 }
 
@@ -310,8 +312,8 @@ impl<K, V> Store<K, V> {
             wheel: TimerWheel::new(now),
             scheduled: 0,
             rng: seed | 1,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            inserts: 0,
+            removals: [0; 4],
             expired: Vec::new(),
         };
         store.set_window((capacity as f64 * INITIAL_WINDOW) as u64);
@@ -379,6 +381,7 @@ impl<K, V> Store<K, V> {
             self.queue_weight[queue] = self.queue_weight[queue] - u64::from(old_weight) + u64::from(weight);
             self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
             self.reschedule(idx, expires_at);
+            self.removals[RemovalCause::Replaced as usize] += 1;
             sink(key, old_value, RemovalCause::Replaced);
             if u64::from(weight) > self.capacity {
                 self.remove_idx(idx, RemovalCause::Size, sink);
@@ -388,6 +391,7 @@ impl<K, V> Store<K, V> {
             return self.find_idx_alive(idx);
         }
         if u64::from(weight) > self.capacity {
+            self.removals[RemovalCause::Size as usize] += 1;
             sink(key, value, RemovalCause::Size);
             return None;
         }
@@ -400,6 +404,7 @@ impl<K, V> Store<K, V> {
             visited: AtomicBool::new(false),
             expires_at: AtomicU64::new(expires_at),
             write_deadline: NEVER,
+            load_nanos: 0,
             stamp: 0,
             q_prev: NIL,
             q_next: NIL,
@@ -412,6 +417,7 @@ impl<K, V> Store<K, V> {
             .insert_unique(hash, idx, |&i| slab.get(i).hash);
         self.enqueue(idx, WINDOW);
         self.weight += u64::from(weight);
+        self.inserts += 1;
         if self.adapt.window_ghost.take(hash) {
             self.adapt.window_ghost_hits += 1;
         }
@@ -434,8 +440,10 @@ impl<K, V> Store<K, V> {
         }
     }
 
-    pub(crate) fn set_write_deadline(&mut self, idx: u32, deadline: u64) {
-        self.slab.get_mut(idx).write_deadline = deadline;
+    pub(crate) fn set_write_info(&mut self, idx: u32, deadline: u64, load_nanos: u64) {
+        let node = self.slab.get_mut(idx);
+        node.write_deadline = deadline;
+        node.load_nanos = load_nanos;
     }
 
     /// Moves a node's deadline, keeping the wheel in step.
@@ -461,6 +469,7 @@ impl<K, V> Store<K, V> {
         let idx = self.find(hash, key)?;
         let removed = self.detach(idx);
         self.refresh_heads();
+        self.removals[RemovalCause::Explicit as usize] += 1;
         Some(removed)
     }
 
@@ -485,6 +494,7 @@ impl<K, V> Store<K, V> {
 
     fn remove_idx(&mut self, idx: u32, cause: RemovalCause, sink: &mut dyn FnMut(K, V, RemovalCause)) {
         let (key, value) = self.detach(idx);
+        self.removals[cause as usize] += 1;
         sink(key, value, cause);
     }
 
@@ -660,7 +670,7 @@ impl<K, V> Store<K, V> {
 
     /// Periodic work under the exclusive lock: expiry, the sketch's aging and the
     /// window's adaptation.
-    pub(crate) fn maintain(&mut self, now: u64, sink: &mut dyn FnMut(K, V, RemovalCause)) {
+    pub(crate) fn maintain(&mut self, now: u64, exact: bool, sink: &mut dyn FnMut(K, V, RemovalCause)) {
         if self.scheduled > 0 {
             let mut expired = std::mem::take(&mut self.expired);
             self.wheel.advance(
@@ -668,6 +678,7 @@ impl<K, V> Store<K, V> {
                 now,
                 |slab, idx| slab.get(idx).expires_at.load(Relaxed),
                 &mut expired,
+                exact,
             );
             self.scheduled -= expired.len();
             for idx in expired.drain(..) {
@@ -676,7 +687,7 @@ impl<K, V> Store<K, V> {
             }
             self.expired = expired;
         } else {
-            self.wheel.advance(&mut self.slab, now, |_, _| 0, &mut self.expired);
+            self.wheel.advance(&mut self.slab, now, |_, _| 0, &mut self.expired, false);
         }
         if self.table.len() as u64 > self.sketch.sized_for() {
             // Weighted caches can hold more entries than first estimated.
@@ -691,7 +702,7 @@ impl<K, V> Store<K, V> {
     /// Moves the window/main boundary towards the space whose marginal entries
     /// earn more hits.
     fn adapt(&mut self) {
-        let requests = self.hits.load(Relaxed) + self.misses.load(Relaxed);
+        let requests = self.inserts;
         if self.weight < self.capacity {
             self.adapt.requests_at_start = requests;
             self.resize_adaptation();

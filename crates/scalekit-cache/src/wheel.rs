@@ -57,44 +57,62 @@ impl TimerWheel {
         }
     }
 
-    /// Advances the wheel to `now`, calling `expired` for every node whose deadline
-    /// (read through `deadline`) has passed; the others are rescheduled.
+    /// Advances the wheel to `now`, pushing onto `expired` every node whose
+    /// deadline (read through `deadline`) has passed; the others in the buckets
+    /// passed over are rescheduled. Buckets are swept when time leaves them,
+    /// so an entry may linger up to one finest tick (about a second) past its
+    /// deadline; `exact` also sweeps the current finest bucket.
     pub(crate) fn advance<L: Links<TimerLink>>(
         &mut self,
         nodes: &mut L,
         now: u64,
         deadline: impl Fn(&L, u32) -> u64,
         expired: &mut Vec<u32>,
+        exact: bool,
     ) {
         let previous = self.nanos;
-        if now <= previous {
-            return;
-        }
-        self.nanos = now;
-        for level in 0..5 {
-            let previous_ticks = previous >> SHIFT[level];
-            let current_ticks = now >> SHIFT[level];
-            if current_ticks <= previous_ticks {
-                break;
-            }
-            let mask = BUCKETS[level] - 1;
-            let steps = (current_ticks - previous_ticks + 1).min(BUCKETS[level] as u64) as usize;
-            let start = previous_ticks as usize & mask;
-            for step in 0..steps {
-                let bucket = OFFSET[level] + ((start + step) & mask);
-                let mut idx = self.heads[bucket].take();
-                while idx != NIL {
-                    let next = nodes.next(idx);
-                    nodes.set_bucket(idx, NIL);
-                    let due = deadline(nodes, idx);
-                    if due <= now {
-                        expired.push(idx);
-                    } else {
-                        self.schedule(nodes, idx, due);
-                    }
-                    idx = next;
+        if now > previous {
+            self.nanos = now;
+            for level in 0..5 {
+                let previous_ticks = previous >> SHIFT[level];
+                let current_ticks = now >> SHIFT[level];
+                if current_ticks <= previous_ticks {
+                    break;
+                }
+                let mask = BUCKETS[level] - 1;
+                let steps = (current_ticks - previous_ticks + 1).min(BUCKETS[level] as u64) as usize;
+                let start = previous_ticks as usize & mask;
+                for step in 0..steps {
+                    let bucket = OFFSET[level] + ((start + step) & mask);
+                    self.sweep(nodes, bucket, now, &deadline, expired);
                 }
             }
+        }
+        if exact {
+            let bucket = (self.nanos >> SHIFT[0]) as usize & (BUCKETS[0] - 1);
+            self.sweep(nodes, bucket, self.nanos, &deadline, expired);
+        }
+    }
+
+    fn sweep<L: Links<TimerLink>>(
+        &mut self,
+        nodes: &mut L,
+        bucket: usize,
+        now: u64,
+        deadline: &impl Fn(&L, u32) -> u64,
+        expired: &mut Vec<u32>,
+    ) {
+        let mut idx = self.heads[bucket].take();
+        while idx != NIL {
+            let next = nodes.next(idx);
+            nodes.set_bucket(idx, NIL);
+            let due = deadline(nodes, idx);
+            if due <= now {
+                expired.push(idx);
+            } else {
+                self.schedule(nodes, idx, due);
+            }
+            idx = next;
         }
     }
 }
