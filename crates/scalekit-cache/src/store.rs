@@ -184,19 +184,25 @@ const PROTECTED_SHARE: f64 = 0.80;
 /// hits the last `delta` entries of each space earn.
 const DELTA_SHARE: f64 = 0.05;
 /// Inserts of new keys between adaptation decisions, as a share of the capacity.
-const ADAPT_PERIOD: f64 = 0.025;
+const ADAPT_PERIOD: f64 = 0.1;
 /// How many standard deviations of counting noise a difference must exceed
 /// before the boundary moves.
 const NOISE_Z: f64 = 2.0;
+/// Events (tail and ghost hits) to count before any decision.
+const MIN_EVIDENCE: f64 = 32.0;
 /// Periods to keep counting for a clear difference before starting afresh.
 const ADAPT_PATIENCE: u64 = 8;
 
 /// Recently dropped keys, for the adaptation's "what if the boundary were
-/// elsewhere" counts: a direct-mapped table of fingerprints about `cap` long,
-/// so a key is remembered for about its last `cap` drops. O(1), one cache line.
+/// elsewhere" counts. A direct-mapped table of (fingerprint, stamp) pairs,
+/// where the stamp counts the departures from the key's space: a returning key
+/// is a ghost hit if it left within the last `delta` departures, that is, if a
+/// space `delta` larger would still have held it. O(1), no allocation.
 #[derive(Debug, Default)]
 struct Ghost {
-    slots: Vec<u32>,
+    slots: Vec<u64>,
+    /// Departures from the space so far.
+    clock: u32,
 }
 
 impl Ghost {
@@ -208,23 +214,27 @@ impl Ghost {
         (slot as usize, (mixed >> 32) as u32 | 1)
     }
 
-    fn record(&mut self, hash: u64) {
-        if !self.slots.is_empty() {
+    /// Counts a departure; remembers the key if it is gone from the cache.
+    fn depart(&mut self, hash: u64, dropped: bool) {
+        self.clock = self.clock.wrapping_add(1);
+        if dropped && !self.slots.is_empty() {
             let (slot, print) = self.slot(hash);
-            self.slots[slot] = print;
+            self.slots[slot] = u64::from(print) << 32 | u64::from(self.clock);
         }
     }
 
-    fn take(&mut self, hash: u64) -> bool {
+    /// Whether the key left within the last `delta` departures (and forgets it).
+    fn take(&mut self, hash: u64, delta: u64) -> bool {
         if self.slots.is_empty() {
             return false;
         }
         let (slot, print) = self.slot(hash);
-        let found = self.slots[slot] == print;
-        if found {
-            self.slots[slot] = 0;
+        let entry = self.slots[slot];
+        if (entry >> 32) as u32 != print {
+            return false;
         }
-        found
+        self.slots[slot] = 0;
+        u64::from(self.clock.wrapping_sub(entry as u32)) < delta
     }
 
     fn resize(&mut self, cap: usize) {
@@ -418,10 +428,10 @@ impl<K, V> Store<K, V> {
         self.enqueue(idx, WINDOW);
         self.weight += u64::from(weight);
         self.inserts += 1;
-        if self.adapt.window_ghost.take(hash) {
+        if self.adapt.window_ghost.take(hash, self.adapt.delta) {
             self.adapt.window_ghost_hits += 1;
         }
-        if self.adapt.main_ghost.take(hash) {
+        if self.adapt.main_ghost.take(hash, self.adapt.delta) {
             self.adapt.main_ghost_hits += 1;
         }
         if expires_at != NEVER {
@@ -509,19 +519,21 @@ impl<K, V> Store<K, V> {
                 };
                 let candidate_weight = u64::from(self.slab.get(candidate).weight);
                 if main + candidate_weight <= self.capacity - self.window_max {
+                    self.adapt.window_ghost.depart(0, false);
                     self.move_to(candidate, PROBATION);
                     continue;
                 }
                 match self.main_victim() {
                     Some(victim) if self.admit(candidate, victim) => {
+                        self.adapt.window_ghost.depart(0, false);
                         let hash = self.slab.get(victim).hash;
-                        self.adapt.main_ghost.record(hash);
+                        self.adapt.main_ghost.depart(hash, true);
                         self.evict_idx(victim, now, sink);
                         self.move_to(candidate, PROBATION);
                     }
                     _ => {
                         let hash = self.slab.get(candidate).hash;
-                        self.adapt.window_ghost.record(hash);
+                        self.adapt.window_ghost.depart(hash, true);
                         self.evict_idx(candidate, now, sink);
                     }
                 }
@@ -529,7 +541,7 @@ impl<K, V> Store<K, V> {
                 match self.main_victim() {
                     Some(victim) => {
                         let hash = self.slab.get(victim).hash;
-                        self.adapt.main_ghost.record(hash);
+                        self.adapt.main_ghost.depart(hash, true);
                         self.evict_idx(victim, now, sink);
                     }
                     None => match self.clock_victim(WINDOW) {
@@ -715,14 +727,15 @@ impl<K, V> Store<K, V> {
         let main_tail = self.tail_hits[1].load(Relaxed);
         let up = (self.adapt.window_ghost_hits + window_tail) as f64;
         let down = (self.adapt.main_ghost_hits + main_tail) as f64;
-        let step = (self.adapt.delta / 2).max(1);
+        let step = self.adapt.delta;
         // Move only on a difference beyond counting noise (Poisson: about the
         // square root of the counts); otherwise keep counting, a while.
         let noise = NOISE_Z * (up + down).sqrt();
         let elapsed = requests.wrapping_sub(self.adapt.requests_at_start);
-        if up - down > noise {
+        let enough = up + down >= MIN_EVIDENCE;
+        if enough && up - down > noise {
             self.set_window(self.window_max.saturating_add(step));
-        } else if down - up > noise {
+        } else if enough && down - up > noise {
             self.set_window(self.window_max.saturating_sub(step));
         } else if elapsed < self.adapt.period * ADAPT_PATIENCE {
             return;
@@ -805,5 +818,112 @@ impl<K, V> std::fmt::Debug for Store<K, V> {
             .field("capacity", &self.capacity)
             .field("window_max", &self.window_max)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn drop_all(_: u64, _: u64, _: RemovalCause) {}
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u64, u32, Option<u64>),
+        Get(u64),
+        Remove(u64),
+        Maintain(u64),
+        Retain(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => (0..64u64, 0..4u32, proptest::option::of(1..50u64))
+                .prop_map(|(k, w, t)| Op::Insert(k, w, t)),
+            5 => (0..64u64).prop_map(Op::Get),
+            1 => (0..64u64).prop_map(Op::Remove),
+            1 => (0..20u64).prop_map(Op::Maintain),
+            1 => (2..4u64).prop_map(Op::Retain),
+        ]
+    }
+
+    proptest! {
+        /// Queues, weights, the table and the wheel stay consistent whatever happens.
+        #[test]
+        fn structure_stays_consistent(ops in proptest::collection::vec(op(), 1..300)) {
+            let mut store: Store<u64, u64> = Store::new(16, 16, 7, 0);
+            let mut now = 0;
+            for op in ops {
+                match op {
+                    Op::Insert(k, w, ttl) => {
+                        let deadline = ttl.map_or(NEVER, |t| now + t);
+                        store.insert(mix(k), k, k, w, deadline, now, &mut drop_all);
+                    }
+                    Op::Get(k) => {
+                        if let Some(idx) = store.find(mix(k), &k) {
+                            store.node(idx).touch();
+                            store.sketch.increment(mix(k));
+                            store.record_hit(store.node(idx));
+                        }
+                    }
+                    Op::Remove(k) => {
+                        store.remove(mix(k), &k);
+                    }
+                    Op::Maintain(dt) => {
+                        now += dt << 30;
+                        store.maintain(now, dt % 2 == 0, &mut drop_all);
+                    }
+                    Op::Retain(m) => store.retain(|k, _| k % m != 0, RemovalCause::Explicit, &mut drop_all),
+                }
+                store.check();
+                prop_assert_eq!(store.scheduled, store.slab.slots.iter().filter(|s| matches!(s, Slot::Used(n) if n.bucket != NIL)).count());
+            }
+        }
+    }
+
+    fn mix(k: u64) -> u64 {
+        scalekit_core::mix64(k)
+    }
+
+    fn replay(store: &mut Store<u64, ()>, keys: impl Iterator<Item = u64>) -> f64 {
+        let (mut hits, mut requests) = (0u64, 0u64);
+        for key in keys {
+            requests += 1;
+            let hash = mix(key);
+            if let Some(idx) = store.find(hash, &key) {
+                hits += 1;
+                store.node(idx).touch();
+                store.sketch.increment(hash);
+                store.record_hit(store.node(idx));
+            } else {
+                store.insert(hash, key, (), 1, NEVER, 0, &mut |_, _, _| {});
+                store.maintain(0, false, &mut |_, _, _| {});
+            }
+        }
+        hits as f64 / requests as f64
+    }
+
+    #[test]
+    fn a_loop_shrinks_the_window() {
+        // A loop a little larger than the cache: LRU would hit nothing.
+        let mut store: Store<u64, ()> = Store::new(1_000, 1_000, 1, 0);
+        store.set_window(300);
+        let ratio = replay(&mut store, (0..200).flat_map(|_| 0..1_050u64));
+        assert!(store.window_max() < 50, "window {}", store.window_max());
+        assert!(ratio > 0.85, "hit ratio {ratio}");
+    }
+
+    #[test]
+    fn a_shifting_working_set_grows_the_window() {
+        // Each key is used a few times in a burst and then never again:
+        // recency is everything, frequency history only gets in the way.
+        let mut store: Store<u64, ()> = Store::new(1_000, 1_000, 1, 0);
+        let keys = (0..400_000u64).map(|i| {
+            let base = i / 8;
+            base + (mix(i) % 600)
+        });
+        replay(&mut store, keys);
+        assert!(store.window_max() > 300, "window {}", store.window_max());
     }
 }
