@@ -8,6 +8,10 @@ pub use scalekit_core as core;
 #[cfg(feature = "ring")]
 pub use scalekit_ring as ring;
 
+/// The in-process cache and its policy (feature `cache`).
+#[cfg(feature = "cache")]
+pub use scalekit_cache as cache;
+
 /// The repository README's examples, doc-tested with the workspace.
 #[cfg(all(doctest, feature = "ring"))]
 #[doc = include_str!("../../../README.md")]
