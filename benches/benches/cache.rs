@@ -13,6 +13,8 @@
 //!
 //! Run: `cargo bench -p scalekit-benches --bench cache`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -36,7 +38,9 @@ fn spread(x: u64) -> u64 {
 fn zipf_stream(seed: u64) -> Vec<u64> {
     let zipf = Zipf::new(KEYS as f64, 1.0).expect("valid Zipf parameters");
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..STREAM).map(|_| spread(rng.sample(zipf) as u64)).collect()
+    (0..STREAM)
+        .map(|_| spread(rng.sample(zipf) as u64))
+        .collect()
 }
 
 /// The operations the benchmark needs from each cache.
@@ -81,7 +85,12 @@ fn warm(cache: &dyn Bench, stream: &[u64]) {
 }
 
 /// Runs `iters` operations on each thread; returns the wall time of the slowest.
-fn run(cache: &dyn Bench, streams: &[Vec<u64>], iters: u64, insert_every: Option<usize>) -> Duration {
+fn run(
+    cache: &dyn Bench,
+    streams: &[Vec<u64>],
+    iters: u64,
+    insert_every: Option<usize>,
+) -> Duration {
     let barrier = Barrier::new(THREADS + 1);
     std::thread::scope(|scope| {
         for stream in streams.iter().take(THREADS) {
@@ -113,7 +122,10 @@ fn caches() -> Vec<(&'static str, Box<dyn Bench>)> {
             "scalekit",
             Box::new(scalekit_cache::Cache::<u64, u64>::new(CAPACITY)) as Box<dyn Bench>,
         ),
-        ("moka", Box::new(moka::sync::Cache::<u64, u64>::new(CAPACITY))),
+        (
+            "moka",
+            Box::new(moka::sync::Cache::<u64, u64>::new(CAPACITY)),
+        ),
         (
             "quick_cache",
             Box::new(quick_cache::sync::Cache::<u64, u64>::new(CAPACITY as usize)),

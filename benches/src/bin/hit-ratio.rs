@@ -56,15 +56,21 @@ fn run(args: Vec<String>) -> Result<(), String> {
             options.insert(name, String::new());
             continue;
         }
-        let value = iter.next().ok_or_else(|| format!("--{name} needs a value"))?;
+        let value = iter
+            .next()
+            .ok_or_else(|| format!("--{name} needs a value"))?;
         options.insert(name, value);
     }
-    let policies: Vec<String> = options
-        .get("policy")
-        .map_or_else(|| POLICIES.map(String::from).to_vec(), |p| p.split(',').map(String::from).collect());
+    let policies: Vec<String> = options.get("policy").map_or_else(
+        || POLICIES.map(String::from).to_vec(),
+        |p| p.split(',').map(String::from).collect(),
+    );
     for policy in &policies {
         if !POLICIES.contains(&policy.as_str()) {
-            return Err(format!("unknown policy {policy:?} (one of {})", POLICIES.join(", ")));
+            return Err(format!(
+                "unknown policy {policy:?} (one of {})",
+                POLICIES.join(", ")
+            ));
         }
     }
     let number = |name: &str| -> Result<Option<u64>, String> {
@@ -84,7 +90,9 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let trace = if let Some(file) = options.get("trace") {
         load_trace(Path::new(file))?
     } else if let Some(alpha) = options.get("zipf") {
-        let alpha: f64 = alpha.parse().map_err(|e| format!("--zipf {alpha:?}: {e}"))?;
+        let alpha: f64 = alpha
+            .parse()
+            .map_err(|e| format!("--zipf {alpha:?}: {e}"))?;
         zipf(
             alpha,
             number("keys")?.unwrap_or(ZIPF_KEYS),
@@ -130,7 +138,8 @@ fn load_trace(path: &Path) -> Result<Vec<u64>, String> {
 /// Zipf-distributed ranks, each mapped to a key through a bijection of `u64`
 /// (so popular keys are not small numbers).
 fn zipf(alpha: f64, keys: u64, requests: u64, seed: u64) -> Result<Vec<u64>, String> {
-    let distribution = Zipf::new(keys as f64, alpha).map_err(|e| format!("zipf({alpha}, {keys}): {e}"))?;
+    let distribution =
+        Zipf::new(keys as f64, alpha).map_err(|e| format!("zipf({alpha}, {keys}): {e}"))?;
     let mut rng = StdRng::seed_from_u64(seed);
     Ok((0..requests)
         .map(|_| scalekit_core_mix(rng.sample(distribution) as u64))
@@ -173,7 +182,8 @@ fn simulate(policy: &str, trace: &[u64], capacity: u64) -> f64 {
             }
         }
         "quick_cache" => {
-            let cache: quick_cache::sync::Cache<u64, ()> = quick_cache::sync::Cache::new(capacity as usize);
+            let cache: quick_cache::sync::Cache<u64, ()> =
+                quick_cache::sync::Cache::new(capacity as usize);
             for &key in trace {
                 if cache.get(&key).is_some() {
                     hits += 1;
@@ -285,7 +295,10 @@ fn reference(policies: &[String], jobs: usize) -> Result<(), String> {
     for (policy, gaps) in policies.iter().zip(&gaps) {
         let mean = gaps.iter().sum::<f64>() / gaps.len().max(1) as f64;
         let worst = gaps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        println!("{policy}: mean gap {mean:.2}, worst gap {worst:.2} over {} rows", gaps.len());
+        println!(
+            "{policy}: mean gap {mean:.2}, worst gap {worst:.2} over {} rows",
+            gaps.len()
+        );
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use scalekit_core::{Clock, MonotonicClock};
 
-use crate::cache::{Listener, Weigher};
+use crate::cache::{Listener, Negative, Weigher};
 use crate::{Cache, Expiry, RemovalCause};
 
 /// Below this many entries per shard, the cache uses fewer shards: a policy
@@ -36,19 +36,19 @@ const UNKNOWN_ENTRIES: u64 = 4096;
 /// assert_eq!(cache.weighted_size(), 11);
 /// ```
 pub struct CacheBuilder<K, V, S = ahash::RandomState> {
-    capacity: Option<u64>,
-    shards: Option<usize>,
-    hasher: S,
-    clock: Arc<dyn Clock>,
-    ttl: Option<Duration>,
-    tti: Option<Duration>,
-    expiry: Option<Box<dyn Expiry<K, V>>>,
-    weigher: Option<Box<Weigher<K, V>>>,
-    listener: Option<Box<Listener<K, V>>>,
-    stale: Option<Duration>,
-    refresh_beta: f64,
-    negative: Option<(Duration, fn(&V) -> bool)>,
-    _types: PhantomData<fn(K, V)>,
+    pub(crate) capacity: Option<u64>,
+    pub(crate) shards: Option<usize>,
+    pub(crate) hasher: S,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) tti: Option<Duration>,
+    pub(crate) expiry: Option<Box<dyn Expiry<K, V>>>,
+    pub(crate) weigher: Option<Box<Weigher<K, V>>>,
+    pub(crate) listener: Option<Box<Listener<K, V>>>,
+    pub(crate) stale: Option<Duration>,
+    pub(crate) refresh_beta: f64,
+    pub(crate) negative: Option<Negative<V>>,
+    pub(crate) _types: PhantomData<fn(K, V)>,
 }
 
 impl<K, V> CacheBuilder<K, V> {
@@ -264,21 +264,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         } else {
             capacity
         };
-        Cache::from_parts(
-            capacity,
-            shards,
-            sketch_entries,
-            self.hasher,
-            self.clock,
-            self.ttl,
-            self.tti,
-            self.expiry,
-            self.weigher,
-            self.listener,
-            self.stale,
-            self.refresh_beta,
-            self.negative,
-        )
+        Cache::from_builder(self, capacity, shards, sketch_entries)
     }
 }
 

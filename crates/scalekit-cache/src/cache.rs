@@ -18,6 +18,10 @@ use crate::{Expiry, RemovalCause};
 
 pub(crate) type Listener<K, V> = dyn Fn(K, V, RemovalCause) + Send + Sync;
 pub(crate) type Weigher<K, V> = dyn Fn(&K, &V) -> u32 + Send + Sync;
+/// Negative caching: a lifetime and the predicate that picks negative values.
+pub(crate) type Negative<V> = (Duration, fn(&V) -> bool);
+type Shard<K, V> = CachePadded<RwLock<Store<K, V>>>;
+type NegativeNanos<V> = (u64, fn(&V) -> bool);
 
 /// A concurrent, bounded, in-process cache.
 ///
@@ -46,7 +50,7 @@ impl<K, V, S> Clone for Cache<K, V, S> {
 }
 
 pub(crate) struct Inner<K, V, S> {
-    shards: Box<[CachePadded<RwLock<Store<K, V>>>]>,
+    shards: Box<[Shard<K, V>]>,
     shard_mask: usize,
     hasher: S,
     pub(crate) clock: Arc<dyn Clock>,
@@ -58,7 +62,7 @@ pub(crate) struct Inner<K, V, S> {
     /// XFetch's beta (0: no early refresh).
     pub(crate) refresh_beta: f64,
     /// Negative caching: the lifetime of values the predicate calls negative.
-    negative: Option<(u64, fn(&V) -> bool)>,
+    negative: Option<NegativeNanos<V>>,
     /// Loads in progress, by shard: the single flights.
     pub(crate) flights: Box<[crate::loading::Flights<K, V>]>,
     ttl: Option<Duration>,
@@ -97,21 +101,25 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    pub(crate) fn from_parts(
+    pub(crate) fn from_builder(
+        builder: CacheBuilder<K, V, S>,
         capacity: u64,
         shards: usize,
         sketch_entries: u64,
-        hasher: S,
-        clock: Arc<dyn Clock>,
-        ttl: Option<Duration>,
-        tti: Option<Duration>,
-        expiry: Option<Box<dyn Expiry<K, V>>>,
-        weigher: Option<Box<Weigher<K, V>>>,
-        listener: Option<Box<Listener<K, V>>>,
-        stale: Option<Duration>,
-        refresh_beta: f64,
-        negative: Option<(Duration, fn(&V) -> bool)>,
     ) -> Self {
+        let CacheBuilder {
+            hasher,
+            clock,
+            ttl,
+            tti,
+            expiry,
+            weigher,
+            listener,
+            stale,
+            refresh_beta,
+            negative,
+            ..
+        } = builder;
         let now = clock.now_nanos();
         let shards = shards.max(1).next_power_of_two();
         // Shards share the capacity exactly: the first `capacity % shards` get one more.
@@ -138,7 +146,9 @@ where
                 negative: negative.map(|(ttl, is_negative)| (nanos(ttl), is_negative)),
                 stale: stale.map_or(0, nanos),
                 refresh_beta,
-                flights: (0..shards).map(|_| crate::loading::Flights::default()).collect(),
+                flights: (0..shards)
+                    .map(|_| crate::loading::Flights::default())
+                    .collect(),
                 clock,
                 ttl,
                 tti,
@@ -254,11 +264,17 @@ where
                 if stale {
                     return Found::Refresh(value);
                 }
-                if for_load && self.inner.refresh_beta > 0.0 && node.load_nanos > 0 && fresh_until != NEVER {
+                if for_load
+                    && self.inner.refresh_beta > 0.0
+                    && node.load_nanos > 0
+                    && fresh_until != NEVER
+                {
                     // XFetch (Vattani et al., VLDB 2015): refresh early with a
                     // probability that grows as the deadline nears, scaled by
                     // how long a load takes.
-                    let early = node.load_nanos as f64 * self.inner.refresh_beta * -crate::loading::ln_uniform();
+                    let early = node.load_nanos as f64
+                        * self.inner.refresh_beta
+                        * -crate::loading::ln_uniform();
                     if now as f64 + early >= fresh_until as f64 {
                         return Found::Refresh(value);
                     }
@@ -315,14 +331,24 @@ where
         self.insert_with_deadline(key, value, Some(ttl), 0);
     }
 
-    pub(crate) fn insert_with_deadline(&self, key: K, value: V, ttl: Option<Duration>, load_nanos: u64) {
+    pub(crate) fn insert_with_deadline(
+        &self,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+        load_nanos: u64,
+    ) {
         let hash = self.hash(&key);
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         if ttl.is_some() && !self.is_expiring() {
             self.inner.expiring.store(true, Relaxed);
         }
         let expiring = self.is_expiring();
-        let now = if expiring { self.inner.clock.now_nanos() } else { 0 };
+        let now = if expiring {
+            self.inner.clock.now_nanos()
+        } else {
+            0
+        };
         let mut removed = Removed::new(self.inner.listener.is_some());
         {
             let mut store = self.shard(hash).write();
@@ -342,7 +368,14 @@ where
     }
 
     /// (write deadline, effective deadline) for a new or replaced entry.
-    fn deadlines(&self, key: &K, value: &V, now: u64, ttl: Option<Duration>, replacing: bool) -> (u64, u64) {
+    fn deadlines(
+        &self,
+        key: &K,
+        value: &V,
+        now: u64,
+        ttl: Option<Duration>,
+        replacing: bool,
+    ) -> (u64, u64) {
         let after = |d: Duration| now.saturating_add(nanos(d));
         let write = match ttl {
             Some(ttl) => after(ttl),
@@ -402,7 +435,9 @@ where
             let mut removed = Removed::new(self.inner.listener.is_some());
             shard
                 .write()
-                .clear(RemovalCause::Explicit, &mut |k, v, cause| removed.push(k, v, cause));
+                .clear(RemovalCause::Explicit, &mut |k, v, cause| {
+                    removed.push(k, v, cause)
+                });
             removed.notify(self.inner.listener.as_deref());
         }
     }
@@ -446,7 +481,11 @@ where
 
     /// The number of entries, including expired ones not yet removed.
     pub fn entry_count(&self) -> u64 {
-        self.inner.shards.iter().map(|s| s.read().len() as u64).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.read().len() as u64)
+            .sum()
     }
 
     /// The total weight of the entries (their count without a weigher).
@@ -490,7 +529,11 @@ where
     /// The window share of each shard's capacity, as the hill climber set it.
     #[doc(hidden)]
     pub fn window_sizes(&self) -> Vec<u64> {
-        self.inner.shards.iter().map(|s| s.read().window_max()).collect()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.read().window_max())
+            .collect()
     }
 }
 

@@ -73,7 +73,6 @@
 //! No optional features yet; the tiered cache over Redis will come behind
 //! `redis`.
 
-
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

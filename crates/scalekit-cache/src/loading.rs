@@ -22,8 +22,21 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+// std's primitives (not parking_lot's) so that shuttle's drop-in replacements
+// can run this protocol as written: `RUSTFLAGS="--cfg shuttle" cargo test`.
+#[cfg(shuttle)]
+use shuttle::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(not(shuttle))]
+use std::sync::{Condvar, Mutex, MutexGuard};
 use tokio::sync::Notify;
+
+/// Locks, ignoring poisoning: every critical section here leaves the state
+/// consistent (a single assignment or map operation).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 use crate::cache::Found;
 use crate::Cache;
@@ -54,14 +67,14 @@ impl<V: Clone> Flight<V> {
     }
 
     fn finish(&self, state: State<V>) {
-        *self.state.lock() = state;
+        *lock(&self.state) = state;
         self.threads.notify_all();
         self.tasks.notify_waiters();
     }
 
     /// The outcome, if the flight has landed.
     fn outcome(&self) -> Option<Outcome<V>> {
-        match &*self.state.lock() {
+        match &*lock(&self.state) {
             State::Running => None,
             State::Done(value) => Some(Outcome::Done(value.clone())),
             State::Failed(error) => Some(Outcome::Failed(Arc::clone(error))),
@@ -70,10 +83,15 @@ impl<V: Clone> Flight<V> {
     }
 
     fn wait(&self) -> Outcome<V> {
-        let mut state = self.state.lock();
+        let mut state = lock(&self.state);
         loop {
             match &*state {
-                State::Running => self.threads.wait(&mut state),
+                State::Running => {
+                    state = self
+                        .threads
+                        .wait(state)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
                 State::Done(value) => return Outcome::Done(value.clone()),
                 State::Failed(error) => return Outcome::Failed(Arc::clone(error)),
                 State::Abandoned => return Outcome::Abandoned,
@@ -113,6 +131,25 @@ impl<K, V> Default for Flights<K, V> {
     }
 }
 
+impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
+    /// Joins the flight for `key`, or starts one and leads it.
+    fn join<'a>(&'a self, key: &K, counters: &'a crate::stats::Counters) -> Role<'a, K, V> {
+        let mut map = lock(&self.map);
+        if let Some(flight) = map.get(key) {
+            return Role::Waiter(Arc::clone(flight));
+        }
+        let flight = Arc::new(Flight::new());
+        map.insert(key.clone(), Arc::clone(&flight));
+        Role::Leader(Leader {
+            flights: self,
+            key: Some(key.clone()),
+            flight,
+            counters,
+            started: Instant::now(),
+        })
+    }
+}
+
 enum Role<'a, K: Hash + Eq, V: Clone> {
     Leader(Leader<'a, K, V>),
     Waiter(Arc<Flight<V>>),
@@ -137,7 +174,7 @@ impl<K: Hash + Eq, V: Clone> Leader<'_, K, V> {
         if let Some(key) = self.key.take() {
             let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.counters.record_load(success, nanos);
-            let mut map = self.flights.map.lock();
+            let mut map = lock(&self.flights.map);
             if map.get(&key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
                 map.remove(&key);
             }
@@ -190,19 +227,7 @@ where
 {
     fn role(&self, key: &K) -> Role<'_, K, V> {
         let flights = &self.inner.flights[self.shard_index(self.hash(key))];
-        let mut map = flights.map.lock();
-        if let Some(flight) = map.get(key) {
-            return Role::Waiter(Arc::clone(flight));
-        }
-        let flight = Arc::new(Flight::new());
-        map.insert(key.clone(), Arc::clone(&flight));
-        Role::Leader(Leader {
-            flights,
-            key: Some(key.clone()),
-            flight,
-            counters: &self.inner.counters,
-            started: Instant::now(),
-        })
+        flights.join(key, &self.inner.counters)
     }
 
     /// The value for `key`, loading it with `init` on a miss. Concurrent
@@ -400,5 +425,79 @@ where
         let node = store.node(idx);
         let deadline = node.expires_at.load(std::sync::atomic::Ordering::Relaxed);
         self.is_fresh(deadline, now).then(|| node.value.clone())
+    }
+}
+
+/// The flight protocol under shuttle's randomized scheduler: many
+/// interleavings of leaders, waiters and an abandoning leader. Run with
+/// `RUSTFLAGS="--cfg shuttle" cargo test -p scalekit-cache --lib shuttle`.
+#[cfg(all(test, shuttle))]
+mod shuttle_tests {
+    use super::*;
+    use shuttle::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use shuttle::thread;
+
+    fn scenario() {
+        let flights: Arc<Flights<u32, u32>> = Arc::new(Flights::default());
+        let counters = Arc::new(crate::stats::Counters::default());
+        // Plays the cache: the value once published.
+        let published: Arc<Mutex<Option<u32>>> = Arc::new(Mutex::new(None));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..3)
+            .map(|caller| {
+                let (flights, counters, published, loads) = (
+                    flights.clone(),
+                    counters.clone(),
+                    published.clone(),
+                    loads.clone(),
+                );
+                thread::spawn(move || loop {
+                    if let Some(value) = *lock(&published) {
+                        return Some(value);
+                    }
+                    match flights.join(&1, &counters) {
+                        Role::Leader(leader) => {
+                            if let Some(value) = *lock(&published) {
+                                leader.land(State::Done(value));
+                                return Some(value);
+                            }
+                            if caller == 0 {
+                                // A loader that panics or is cancelled.
+                                drop(leader);
+                                return None;
+                            }
+                            loads.fetch_add(1, SeqCst);
+                            *lock(&published) = Some(10);
+                            leader.land(State::Done(10));
+                            return Some(10);
+                        }
+                        Role::Waiter(flight) => match flight.wait() {
+                            Outcome::Done(value) => return Some(value),
+                            Outcome::Abandoned => continue,
+                            Outcome::Failed(_) => panic!("nobody fails here"),
+                        },
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            &results[1..],
+            &[Some(10), Some(10)],
+            "waiters get the value"
+        );
+        assert!(matches!(results[0], None | Some(10)));
+        assert_eq!(loads.load(SeqCst), 1, "exactly one successful load");
+        assert!(lock(&flights.map).is_empty(), "no flight left behind");
+    }
+
+    #[test]
+    fn one_load_and_no_stranded_waiter() {
+        shuttle::check_random(scenario, 2_000);
+    }
+
+    #[test]
+    fn one_load_and_no_stranded_waiter_pct() {
+        shuttle::check_pct(scenario, 2_000, 3);
     }
 }

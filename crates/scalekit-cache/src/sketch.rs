@@ -31,7 +31,9 @@ impl FrequencySketch {
     /// A sketch for about `entries` distinct resident keys.
     pub(crate) fn new(entries: u64) -> Self {
         // One word (16 counters) per entry, as Caffeine sizes it, in whole blocks.
-        let words = entries.clamp(WORDS_PER_BLOCK as u64, 1 << 24).next_power_of_two() as usize;
+        let words = entries
+            .clamp(WORDS_PER_BLOCK as u64, 1 << 24)
+            .next_power_of_two() as usize;
         let table = (0..words).map(|_| AtomicU64::new(0)).collect();
         Self {
             table,
@@ -82,7 +84,8 @@ impl FrequencySketch {
             let current = cell.load(Relaxed);
             if (current >> shift) & 15 != 15 {
                 // Lossy: a concurrent increment of the same word may win instead.
-                let _ = cell.compare_exchange_weak(current, current + (1 << shift), Relaxed, Relaxed);
+                let _ =
+                    cell.compare_exchange_weak(current, current + (1 << shift), Relaxed, Relaxed);
                 added = true;
             }
         }

@@ -332,8 +332,7 @@ impl<K, V> Store<K, V> {
 
     fn set_window(&mut self, window: u64) {
         self.window_max = window.min(self.capacity);
-        self.protected_max =
-            ((self.capacity - self.window_max) as f64 * PROTECTED_SHARE) as u64;
+        self.protected_max = ((self.capacity - self.window_max) as f64 * PROTECTED_SHARE) as u64;
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -368,6 +367,7 @@ impl<K, V> Store<K, V> {
 
     /// Inserts or replaces. Returns the node index, or `None` when the entry
     /// weighs more than the whole capacity (it is handed to `sink` as `Size`).
+    #[allow(clippy::too_many_arguments)] // the hot path; a struct would only rename them
     pub(crate) fn insert(
         &mut self,
         hash: u64,
@@ -388,7 +388,8 @@ impl<K, V> Store<K, V> {
             let old_weight = std::mem::replace(&mut node.weight, weight);
             node.touch();
             let queue = node.queue as usize;
-            self.queue_weight[queue] = self.queue_weight[queue] - u64::from(old_weight) + u64::from(weight);
+            self.queue_weight[queue] =
+                self.queue_weight[queue] - u64::from(old_weight) + u64::from(weight);
             self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
             self.reschedule(idx, expires_at);
             self.removals[RemovalCause::Replaced as usize] += 1;
@@ -423,8 +424,7 @@ impl<K, V> Store<K, V> {
             bucket: NIL,
         });
         let slab = &self.slab;
-        self.table
-            .insert_unique(hash, idx, |&i| slab.get(i).hash);
+        self.table.insert_unique(hash, idx, |&i| slab.get(i).hash);
         self.enqueue(idx, WINDOW);
         self.weight += u64::from(weight);
         self.inserts += 1;
@@ -502,7 +502,12 @@ impl<K, V> Store<K, V> {
         (node.key, node.value)
     }
 
-    fn remove_idx(&mut self, idx: u32, cause: RemovalCause, sink: &mut dyn FnMut(K, V, RemovalCause)) {
+    fn remove_idx(
+        &mut self,
+        idx: u32,
+        cause: RemovalCause,
+        sink: &mut dyn FnMut(K, V, RemovalCause),
+    ) {
         let (key, value) = self.detach(idx);
         self.removals[cause as usize] += 1;
         sink(key, value, cause);
@@ -682,7 +687,12 @@ impl<K, V> Store<K, V> {
 
     /// Periodic work under the exclusive lock: expiry, the sketch's aging and the
     /// window's adaptation.
-    pub(crate) fn maintain(&mut self, now: u64, exact: bool, sink: &mut dyn FnMut(K, V, RemovalCause)) {
+    pub(crate) fn maintain(
+        &mut self,
+        now: u64,
+        exact: bool,
+        sink: &mut dyn FnMut(K, V, RemovalCause),
+    ) {
         if self.scheduled > 0 {
             let mut expired = std::mem::take(&mut self.expired);
             self.wheel.advance(
@@ -699,7 +709,8 @@ impl<K, V> Store<K, V> {
             }
             self.expired = expired;
         } else {
-            self.wheel.advance(&mut self.slab, now, |_, _| 0, &mut self.expired, false);
+            self.wheel
+                .advance(&mut self.slab, now, |_, _| 0, &mut self.expired, false);
         }
         if self.table.len() as u64 > self.sketch.sized_for() {
             // Weighted caches can hold more entries than first estimated.

@@ -80,7 +80,8 @@ impl TimerWheel {
                     break;
                 }
                 let mask = BUCKETS[level] - 1;
-                let steps = (current_ticks - previous_ticks + 1).min(BUCKETS[level] as u64) as usize;
+                let steps =
+                    (current_ticks - previous_ticks + 1).min(BUCKETS[level] as u64) as usize;
                 let start = previous_ticks as usize & mask;
                 for step in 0..steps {
                     let bucket = OFFSET[level] + ((start + step) & mask);

@@ -98,12 +98,22 @@ fn the_wheel_removes_what_is_due_and_tells_the_listener() {
         clock.advance(secs(ttl - elapsed - 1));
         elapsed = ttl - 1;
         cache.run_pending_tasks();
-        assert!(cache.contains_key(&(k as u32)), "key {k} gone before {ttl}s");
+        assert!(
+            cache.contains_key(&(k as u32)),
+            "key {k} gone before {ttl}s"
+        );
         clock.advance(secs(1));
         elapsed += 1;
         cache.run_pending_tasks();
-        assert_eq!(cache.entry_count(), (ttls.len() - k - 1) as u64, "at {ttl}s");
-        assert_eq!(log.lock().unwrap().pop(), Some((k as u32, RemovalCause::Expired)));
+        assert_eq!(
+            cache.entry_count(),
+            (ttls.len() - k - 1) as u64,
+            "at {ttl}s"
+        );
+        assert_eq!(
+            log.lock().unwrap().pop(),
+            Some((k as u32, RemovalCause::Expired))
+        );
     }
     assert_eq!(cache.stats().evicted_expired, ttls.len() as u64);
 }
@@ -138,7 +148,11 @@ fn negative_results_are_kept_for_a_shorter_time() {
     assert_eq!(cache.get_with(1, || None), None);
     assert_eq!(cache.get_with(2, || Some("x".into())), Some("x".into()));
     clock.advance(secs(1));
-    assert_eq!(cache.get_with(1, || Some("late".into())), None, "still cached");
+    assert_eq!(
+        cache.get_with(1, || Some("late".into())),
+        None,
+        "still cached"
+    );
     clock.advance(secs(1));
     assert_eq!(cache.get_with(1, || Some("now".into())), Some("now".into()));
     assert_eq!(cache.get(&2), Some(Some("x".into())));
@@ -156,10 +170,18 @@ fn stale_values_are_served_while_one_caller_refreshes() {
     cache.insert(1, 1);
     clock.advance(secs(12));
     assert_eq!(cache.get(&1), None, "plain reads never see stale values");
-    assert_eq!(cache.try_get_with(1, || Err::<u32, ()>(())), Ok(1), "failed refresh: stale");
+    assert_eq!(
+        cache.try_get_with(1, || Err::<u32, ()>(())),
+        Ok(1),
+        "failed refresh: stale"
+    );
     assert_eq!(cache.get_with(1, || 2), 2, "refreshed");
     clock.advance(secs(16));
-    assert_eq!(cache.get_with(1, || 3), 3, "past the stale period: a plain miss");
+    assert_eq!(
+        cache.get_with(1, || 3),
+        3,
+        "past the stale period: a plain miss"
+    );
 }
 
 #[test]
@@ -185,7 +207,10 @@ fn refresh_ahead_reloads_before_the_deadline() {
             break;
         }
     }
-    assert_eq!(refreshed, 1, "within 1ms of a 20ms load's deadline, XFetch refreshes");
+    assert_eq!(
+        refreshed, 1,
+        "within 1ms of a 20ms load's deadline, XFetch refreshes"
+    );
     let fresh: Cache<u32, u32> = Cache::builder()
         .max_capacity(10)
         .time_to_live(secs(10))
@@ -194,6 +219,10 @@ fn refresh_ahead_reloads_before_the_deadline() {
         .build();
     fresh.insert(1, 1);
     for _ in 0..100 {
-        assert_eq!(fresh.get_with(1, || 2), 1, "inserted values have no load time");
+        assert_eq!(
+            fresh.get_with(1, || 2),
+            1,
+            "inserted values have no load time"
+        );
     }
 }

@@ -44,7 +44,10 @@ fn traces_dir() -> Option<PathBuf> {
         "CI is set but the traces are missing at {} (set SCALEKIT_TRACES_DIR)",
         dir.display()
     );
-    eprintln!("skipped: no traces at {} (set SCALEKIT_TRACES_DIR)", dir.display());
+    eprintln!(
+        "skipped: no traces at {} (set SCALEKIT_TRACES_DIR)",
+        dir.display()
+    );
     None
 }
 
@@ -87,5 +90,9 @@ fn small_traces_keep_their_hit_ratios() {
             failures.push(format!("{name}@{capacity}: {ratio:.2}, pinned {pinned:.2}"));
         }
     }
-    assert!(failures.is_empty(), "hit ratios moved:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "hit ratios moved:\n{}",
+        failures.join("\n")
+    );
 }

@@ -67,12 +67,20 @@ fn run(ops: Vec<Op>, capacity: u64, ttl: u64, weighted: bool) -> Result<(), Test
             Op::Insert(k, v) => {
                 cache.insert(k, v);
                 model.insert(k, (v, t + ttl));
-                allowed = &[RemovalCause::Size, RemovalCause::Expired, RemovalCause::Replaced];
+                allowed = &[
+                    RemovalCause::Size,
+                    RemovalCause::Expired,
+                    RemovalCause::Replaced,
+                ];
             }
             Op::InsertTtl(k, v, s) => {
                 cache.insert_with_ttl(k, v, Duration::from_secs(u64::from(s)));
                 model.insert(k, (v, t + u64::from(s)));
-                allowed = &[RemovalCause::Size, RemovalCause::Expired, RemovalCause::Replaced];
+                allowed = &[
+                    RemovalCause::Size,
+                    RemovalCause::Expired,
+                    RemovalCause::Replaced,
+                ];
             }
             Op::Get(k) => {
                 let live = model.get(&k).filter(|(_, d)| *d > t).map(|(v, _)| *v);
@@ -104,12 +112,23 @@ fn run(ops: Vec<Op>, capacity: u64, ttl: u64, weighted: bool) -> Result<(), Test
             prop_assert!(allowed.contains(&cause), "{:?} after {:?}", cause, allowed);
             match cause {
                 RemovalCause::Size => {
-                    prop_assert_eq!(model.remove(&k).map(|(v, _)| v), Some(v), "size-evicted {}", k);
+                    prop_assert_eq!(
+                        model.remove(&k).map(|(v, _)| v),
+                        Some(v),
+                        "size-evicted {}",
+                        k
+                    );
                 }
                 RemovalCause::Expired => {
                     let (mv, deadline) = model.remove(&k).expect("expired a key the model lacks");
                     prop_assert_eq!(mv, v);
-                    prop_assert!(deadline <= t, "{} expired at {}s, deadline {}s", k, t, deadline);
+                    prop_assert!(
+                        deadline <= t,
+                        "{} expired at {}s, deadline {}s",
+                        k,
+                        t,
+                        deadline
+                    );
                 }
                 RemovalCause::Replaced | RemovalCause::Explicit => {}
                 other => prop_assert!(false, "unexpected cause {:?}", other),
@@ -119,7 +138,13 @@ fn run(ops: Vec<Op>, capacity: u64, ttl: u64, weighted: bool) -> Result<(), Test
         let t = now(&clock);
         for k in 0..40u8 {
             let live = model.get(&k).filter(|(_, d)| *d > t).map(|(v, _)| *v);
-            prop_assert_eq!(cache.contains_key(&k), live.is_some(), "contains({}) at {}s", k, t);
+            prop_assert_eq!(
+                cache.contains_key(&k),
+                live.is_some(),
+                "contains({}) at {}s",
+                k,
+                t
+            );
         }
         prop_assert!(cache.weighted_size() <= capacity, "over capacity");
         let held = model.len() as u64;
@@ -157,7 +182,12 @@ fn stats_count_hits_misses_and_causes() {
     let _ = cache.get(&1000);
     let stats = cache.stats();
     assert_eq!(
-        (stats.replaced, stats.removed_explicit, stats.hits, stats.misses),
+        (
+            stats.replaced,
+            stats.removed_explicit,
+            stats.hits,
+            stats.misses
+        ),
         (1, 1, 1, 1)
     );
     assert_eq!(cache.entry_count(), 3);
