@@ -28,6 +28,7 @@
 use std::borrow::Borrow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
+use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 
 use crate::list::{Head, Links, QueueLink, TimerLink, NIL};
@@ -279,7 +280,7 @@ pub(crate) struct Store<K, V> {
     head_stamp: [u64; 3],
     queue_len: [u64; 3],
     /// Hits within `delta` of the eviction point: window, main (atomics: readers count them).
-    tail_hits: [AtomicU64; 2],
+    tail_hits: CachePadded<[AtomicU64; 2]>,
     wheel: TimerWheel,
     /// Entries with a deadline are in the wheel; without any, it stays empty.
     scheduled: usize,
@@ -318,7 +319,7 @@ impl<K, V> Store<K, V> {
             next_stamp: [0; 3],
             head_stamp: [0; 3],
             queue_len: [0; 3],
-            tail_hits: [AtomicU64::new(0), AtomicU64::new(0)],
+            tail_hits: CachePadded::new([AtomicU64::new(0), AtomicU64::new(0)]),
             wheel: TimerWheel::new(now),
             scheduled: 0,
             rng: seed | 1,
@@ -478,7 +479,6 @@ impl<K, V> Store<K, V> {
     {
         let idx = self.find(hash, key)?;
         let removed = self.detach(idx);
-        self.refresh_heads();
         self.removals[RemovalCause::Explicit as usize] += 1;
         Some(removed)
     }
@@ -574,6 +574,9 @@ impl<K, V> Store<K, V> {
         node.queue = queue as u8;
         node.stamp = stamp;
         let weight = u64::from(node.weight);
+        if self.queues[queue].is_empty() {
+            self.head_stamp[queue] = stamp;
+        }
         self.queues[queue].push_back::<QueueLink, _>(&mut self.slab, idx);
         self.queue_weight[queue] += weight;
         self.queue_len[queue] += 1;
@@ -583,19 +586,13 @@ impl<K, V> Store<K, V> {
         let node = self.slab.get(idx);
         let queue = node.queue as usize;
         let weight = u64::from(node.weight);
+        let was_first = self.queues[queue].first == idx;
         self.queues[queue].unlink::<QueueLink, _>(&mut self.slab, idx);
         self.queue_weight[queue] -= weight;
         self.queue_len[queue] -= 1;
-    }
-
-    fn move_to(&mut self, idx: u32, queue: usize) {
-        self.dequeue(idx);
-        self.enqueue(idx, queue);
-    }
-
-    /// Publishes each queue's head position for readers' tail-hit counts.
-    fn refresh_heads(&mut self) {
-        for queue in [WINDOW, PROBATION, PROTECTED] {
+        if was_first {
+            // Keep the head position current for readers' tail-hit counts;
+            // the new first node's links were just written, so it is in cache.
             let first = self.queues[queue].first;
             self.head_stamp[queue] = if first == NIL {
                 self.next_stamp[queue]
@@ -603,6 +600,11 @@ impl<K, V> Store<K, V> {
                 self.slab.get(first).stamp
             };
         }
+    }
+
+    fn move_to(&mut self, idx: u32, queue: usize) {
+        self.dequeue(idx);
+        self.enqueue(idx, queue);
     }
 
     /// Counts a hit for the adaptation: is the entry near its space's eviction point?
@@ -719,7 +721,6 @@ impl<K, V> Store<K, V> {
             self.sketch.halve();
         }
         self.adapt();
-        self.refresh_heads();
     }
 
     /// Moves the window/main boundary towards the space whose marginal entries
@@ -792,7 +793,6 @@ impl<K, V> Store<K, V> {
                 idx = next;
             }
         }
-        self.refresh_heads();
     }
 
     /// Checks the structure's invariants (tests only).
@@ -813,6 +813,8 @@ impl<K, V> Store<K, V> {
                 idx = node.q_next;
             }
             assert_eq!(head.last, prev);
+            let expected = if head.first == NIL { self.next_stamp[queue] } else { self.slab.get(head.first).stamp };
+            assert_eq!(self.head_stamp[queue], expected, "head stamp of queue {queue}");
         }
         assert_eq!(weights, self.queue_weight);
         assert_eq!(count, self.table.len());
