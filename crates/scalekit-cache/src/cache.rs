@@ -168,7 +168,9 @@ where
 
     #[inline]
     pub(crate) fn shard_index(&self, hash: u64) -> usize {
-        (mix64(hash) >> 40) as usize & self.inner.shard_mask
+        // The table uses the hash's low bits (buckets) and top seven (tags);
+        // the shard takes bits from the middle.
+        (hash >> 32) as usize & self.inner.shard_mask
     }
 
     #[inline]

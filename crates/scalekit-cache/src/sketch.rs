@@ -6,9 +6,9 @@
 //! counter is halved, so the sketch forgets old popularity: TinyLFU's "reset".
 //!
 //! Counters are atomics so that readers, which hold only a shared lock, can count
-//! their hits. Increments are lossy under contention (a lost race skips one
-//! count), which the sketch tolerates by design; the halving runs under the
-//! shard's exclusive lock.
+//! their hits, with relaxed loads and stores: increments are lossy under
+//! contention (a lost race skips a count), which the sketch tolerates by design;
+//! the halving runs under the shard's exclusive lock.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -83,9 +83,10 @@ impl FrequencySketch {
             let cell = &self.table[word];
             let current = cell.load(Relaxed);
             if (current >> shift) & 15 != 15 {
-                // Lossy: a concurrent increment of the same word may win instead.
-                let _ =
-                    cell.compare_exchange_weak(current, current + (1 << shift), Relaxed, Relaxed);
+                // A plain store, not a read-modify-write: two readers counting
+                // in the same word at once may lose one count, which a sketch
+                // of estimates tolerates, and no lock prefix is paid.
+                cell.store(current + (1 << shift), Relaxed);
                 added = true;
             }
         }

@@ -813,8 +813,15 @@ impl<K, V> Store<K, V> {
                 idx = node.q_next;
             }
             assert_eq!(head.last, prev);
-            let expected = if head.first == NIL { self.next_stamp[queue] } else { self.slab.get(head.first).stamp };
-            assert_eq!(self.head_stamp[queue], expected, "head stamp of queue {queue}");
+            let expected = if head.first == NIL {
+                self.next_stamp[queue]
+            } else {
+                self.slab.get(head.first).stamp
+            };
+            assert_eq!(
+                self.head_stamp[queue], expected,
+                "head stamp of queue {queue}"
+            );
         }
         assert_eq!(weights, self.queue_weight);
         assert_eq!(count, self.table.len());
