@@ -7,6 +7,8 @@ mod loading;
 mod sketch;
 mod stats;
 mod store;
+mod tier;
+mod tiered;
 mod wheel;
 
 use std::time::Duration;
@@ -14,6 +16,11 @@ use std::time::Duration;
 pub use builder::CacheBuilder;
 pub use cache::Cache;
 pub use stats::CacheStats;
+pub use tier::{Tier, TierError};
+pub use tiered::{TieredCache, TieredCacheBuilder, TieredStats, WritePolicy};
+
+/// The attribute to implement [`Tier`] with (re-exported from `async-trait`).
+pub use async_trait::async_trait;
 
 /// Why an entry left the cache, as told to the
 /// [eviction listener](CacheBuilder::eviction_listener).
