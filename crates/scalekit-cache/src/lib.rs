@@ -2,8 +2,12 @@
 
 mod builder;
 mod cache;
+#[cfg(feature = "redis")]
+mod coherence;
 mod list;
 mod loading;
+#[cfg(feature = "redis")]
+mod redis;
 mod sketch;
 mod stats;
 mod store;
@@ -15,6 +19,10 @@ use std::time::Duration;
 
 pub use builder::CacheBuilder;
 pub use cache::Cache;
+#[cfg(feature = "redis")]
+pub use coherence::RedisCoherence;
+#[cfg(feature = "redis")]
+pub use redis::{RedisTier, RedisTierBuilder};
 pub use stats::CacheStats;
 pub use tier::{Tier, TierError};
 pub use tiered::{TieredCache, TieredCacheBuilder, TieredStats, WritePolicy};

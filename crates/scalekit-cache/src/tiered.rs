@@ -158,7 +158,7 @@ pub(crate) struct Epochs {
 const EPOCH_STRIPES: usize = 1024;
 
 impl Epochs {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             stripes: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
             all: AtomicU64::new(0),
