@@ -133,6 +133,7 @@ where
         self.l1.invalidate(key);
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     /// Clears L1 (a repair after invalidations may have been lost), and marks
     /// every load in flight as stale.
     pub(crate) fn clear(&self) {
@@ -181,6 +182,7 @@ impl Epochs {
         self.stripe(key).fetch_add(1, Relaxed);
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn bump_all(&self) {
         self.all.fetch_add(1, Relaxed);
     }
@@ -566,6 +568,7 @@ where
         self
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn bus(mut self, factory: BusFactory<K, V>) -> Self {
         self.bus = Some(factory);
         self
