@@ -193,7 +193,10 @@ where
 /// Two background tasks run per tiered cache: a publisher (sends this
 /// instance's invalidations in order, and a heartbeat) and a subscriber
 /// (applies the others', reconnecting with backoff). Both stop when the
-/// last clone of the tiered cache is dropped.
+/// last clone of the tiered cache is dropped. The subscriber's connection is
+/// named `scalekit-inv:{namespace}:{instance id}` in `CLIENT LIST`. Call
+/// [`TieredCacheBuilder::build`] inside the Tokio runtime that built the tier:
+/// the tasks run on it.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), scalekit_cache::TierError> {
@@ -221,6 +224,8 @@ pub struct RedisCoherence {
     publisher: ConnectionManager,
     runtime: tokio::runtime::Handle,
     channel: String,
+    /// `scalekit-inv:{namespace}:` (CLIENT SETNAME takes no spaces).
+    name_prefix: String,
     timeout: Duration,
     heartbeat: Duration,
     backoff: (Duration, Duration),
@@ -236,6 +241,13 @@ impl RedisCoherence {
             publisher: tier.conn.clone(),
             runtime: tier.runtime.clone(),
             channel: format!("{}:invalidations", tier.namespace),
+            name_prefix: format!(
+                "scalekit-inv:{}:",
+                tier.namespace
+                    .chars()
+                    .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+                    .collect::<String>()
+            ),
             timeout: tier.timeout,
             heartbeat: Duration::from_secs(1),
             backoff: (Duration::from_millis(50), Duration::from_secs(5)),
@@ -423,7 +435,7 @@ async fn subscribe_loop<K, V>(
             let mut conn = client.get_multiplexed_async_connection_with_config(&conn_config).await?;
             redis::cmd("CLIENT")
                 .arg("SETNAME")
-                .arg(format!("scalekit-invalidations-{origin:016x}"))
+                .arg(format!("{}{origin:016x}", config.name_prefix))
                 .query_async::<()>(&mut conn)
                 .await?;
             conn.subscribe(&config.channel).await?;

@@ -119,9 +119,12 @@ impl<K, V> RedisTier<K, V> {
     /// The server's id of the tier's current connection (`CLIENT ID`): to find
     /// it in `CLIENT LIST`, or to close it with `CLIENT KILL ID` in a drill.
     pub async fn connection_id(&self) -> Result<i64, TierError> {
-        let mut conn = self.conn.clone();
-        self.bounded("client id", redis::cmd("CLIENT").arg("ID").query_async(&mut conn))
-            .await
+        let cmd = redis::cmd("CLIENT").arg("ID").clone();
+        self.bounded("client id", |mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
     }
 
     /// The Redis key for `key`.
@@ -132,12 +135,22 @@ impl<K, V> RedisTier<K, V> {
         format!("{}{key}", self.prefix)
     }
 
-    async fn bounded<T>(
-        &self,
-        operation: &'static str,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, TierError> {
-        match tokio::time::timeout(self.timeout, call).await {
+    /// Runs `call` within the time limit. A call that finds the connection
+    /// dropped (the first one after Redis restarted, or after `CLIENT KILL`)
+    /// is tried once more on the new connection, within the same limit: every
+    /// command the tier sends is idempotent.
+    async fn bounded<T, F, Fut>(&self, operation: &'static str, mut call: F) -> Result<T, TierError>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let attempts = async {
+            match call(self.conn.clone()).await {
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => call(self.conn.clone()).await,
+                result => result,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(redis_error(operation, self.timeout, e)),
             Err(_) => Err(TierError::Timeout {
@@ -199,6 +212,10 @@ impl<K, V> RedisTierBuilder<K, V> {
     }
 }
 
+async fn query<T: redis::FromRedisValue>(cmd: &redis::Cmd, mut conn: ConnectionManager) -> redis::RedisResult<T> {
+    cmd.query_async(&mut conn).await
+}
+
 fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, TierError> {
     postcard::from_bytes(bytes).map_err(|e| TierError::Codec(Box::new(e)))
 }
@@ -210,29 +227,26 @@ where
     V: Serialize + DeserializeOwned + Send + Sync,
 {
     async fn get(&self, key: &K) -> Result<Option<V>, TierError> {
-        let mut conn = self.conn.clone();
         let cmd = redis::cmd("GET").arg(self.redis_key(key)).clone();
-        let bytes: Option<Vec<u8>> = self.bounded("get", cmd.query_async(&mut conn)).await?;
+        let bytes: Option<Vec<u8>> = self.bounded("get", |c| query(&cmd, c)).await?;
         bytes.map(|b| decode(&b)).transpose()
     }
 
     async fn set(&self, key: &K, value: &V, ttl: Duration) -> Result<(), TierError> {
         let bytes = postcard::to_allocvec(value).map_err(|e| TierError::Codec(Box::new(e)))?;
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut conn = self.conn.clone();
         let cmd = redis::cmd("SET")
             .arg(self.redis_key(key))
             .arg(bytes)
             .arg("PX")
             .arg(millis)
             .clone();
-        self.bounded("set", cmd.query_async::<()>(&mut conn)).await
+        self.bounded("set", |c| query::<()>(&cmd, c)).await
     }
 
     async fn delete(&self, key: &K) -> Result<(), TierError> {
-        let mut conn = self.conn.clone();
         let cmd = redis::cmd("DEL").arg(self.redis_key(key)).clone();
-        self.bounded("delete", cmd.query_async::<()>(&mut conn)).await
+        self.bounded("delete", |c| query::<()>(&cmd, c)).await
     }
 
     async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<V>>, TierError> {
@@ -244,8 +258,12 @@ where
             let names: Vec<String> = chunk.iter().map(|k| self.redis_key(k)).collect();
             pipe.cmd("MGET").arg(names);
         }
-        let mut conn = self.conn.clone();
-        let chunks: Vec<Vec<Option<Vec<u8>>>> = self.bounded("get_many", pipe.query_async(&mut conn)).await?;
+        let chunks: Vec<Vec<Option<Vec<u8>>>> = self
+            .bounded("get_many", |mut conn| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
         // A value that does not decode reads as absent here (rather than
         // failing the whole batch); the next load overwrites it.
         let values: Vec<Option<V>> = chunks
