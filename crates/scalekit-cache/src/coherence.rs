@@ -53,7 +53,11 @@ impl Message {
         let key = self.key.as_deref().unwrap_or_default();
         let mut out = Vec::with_capacity(HEADER + key.len());
         out.push(FORMAT);
-        out.push(if self.key.is_some() { KIND_KEY } else { KIND_HEARTBEAT });
+        out.push(if self.key.is_some() {
+            KIND_KEY
+        } else {
+            KIND_HEARTBEAT
+        });
         out.extend_from_slice(&self.origin.to_le_bytes());
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(key);
@@ -156,7 +160,11 @@ where
                 Some((last, at)) => {
                     // A key message takes the next number; a heartbeat
                     // repeats the last one.
-                    let expected = if message.key.is_some() { last.saturating_add(1) } else { *last };
+                    let expected = if message.key.is_some() {
+                        last.saturating_add(1)
+                    } else {
+                        *last
+                    };
                     let gap = message.seq > expected;
                     *last = (*last).max(message.seq);
                     *at = now;
@@ -172,7 +180,10 @@ where
             match postcard::from_bytes::<K>(key) {
                 Ok(key) => {
                     self.local.invalidate(&key);
-                    self.local.counters.invalidations_received.fetch_add(1, Relaxed);
+                    self.local
+                        .counters
+                        .invalidations_received
+                        .fetch_add(1, Relaxed);
                 }
                 // A key this program cannot read (another key type, in a
                 // rolling upgrade): clear rather than keep a stale entry.
@@ -287,7 +298,10 @@ impl RedisCoherence {
         // RESP3, so one connection can both subscribe and answer PING (and be
         // named for CLIENT LIST).
         let info = self.client.get_connection_info().clone();
-        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
         redis::Client::open(info.set_redis_settings(settings))
     }
 
@@ -312,9 +326,12 @@ impl RedisCoherence {
             self.heartbeat,
         ));
         let subscriber_client = self.subscriber_client();
-        let subscriber = self
-            .runtime
-            .spawn(subscribe_loop(subscriber_client, self.clone(), origin, receiver));
+        let subscriber = self.runtime.spawn(subscribe_loop(
+            subscriber_client,
+            self.clone(),
+            origin,
+            receiver,
+        ));
         Box::new(RedisBus {
             tx,
             dropped,
@@ -427,21 +444,24 @@ async fn subscribe_loop<K, V>(
     let mut backoff = min;
     loop {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let connected = tokio::time::timeout(config.timeout.max(Duration::from_millis(100)) * 2, async {
-            let conn_config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(config.timeout))
-                .set_response_timeout(Some(config.timeout))
-                .set_push_sender(tx);
-            let mut conn = client.get_multiplexed_async_connection_with_config(&conn_config).await?;
-            redis::cmd("CLIENT")
-                .arg("SETNAME")
-                .arg(format!("{}{origin:016x}", config.name_prefix))
-                .query_async::<()>(&mut conn)
-                .await?;
-            conn.subscribe(&config.channel).await?;
-            Ok::<_, redis::RedisError>(conn)
-        })
-        .await;
+        let connected =
+            tokio::time::timeout(config.timeout.max(Duration::from_millis(100)) * 2, async {
+                let conn_config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(config.timeout))
+                    .set_response_timeout(Some(config.timeout))
+                    .set_push_sender(tx);
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&conn_config)
+                    .await?;
+                redis::cmd("CLIENT")
+                    .arg("SETNAME")
+                    .arg(format!("{}{origin:016x}", config.name_prefix))
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                conn.subscribe(&config.channel).await?;
+                Ok::<_, redis::RedisError>(conn)
+            })
+            .await;
         if let Ok(Ok(mut conn)) = connected {
             backoff = min;
             receiver.on_subscribed();
@@ -484,7 +504,10 @@ mod tests {
             epochs: Arc::new(crate::tiered::Epochs::new()),
             counters: Arc::default(),
         };
-        (Receiver::new(1, local.clone(), Duration::from_secs(60)), local)
+        (
+            Receiver::new(1, local.clone(), Duration::from_secs(60)),
+            local,
+        )
     }
 
     fn key(origin: u64, seq: u64, key: u64) -> Message {
@@ -500,7 +523,14 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_garbage_is_rejected() {
-        for m in [key(7, 3, 99), Message { origin: u64::MAX, seq: 0, key: None }] {
+        for m in [
+            key(7, 3, 99),
+            Message {
+                origin: u64::MAX,
+                seq: 0,
+                key: None,
+            },
+        ] {
             assert_eq!(Message::decode(&m.encode()), Some(m));
         }
         assert_eq!(Message::decode(b""), None);
@@ -550,9 +580,17 @@ mod tests {
         let (rx, local) = receiver();
         fill(&local);
         rx.on_message(&key(2, 1, 1));
-        rx.on_message(&Message { origin: 2, seq: 1, key: None }); // in step
+        rx.on_message(&Message {
+            origin: 2,
+            seq: 1,
+            key: None,
+        }); // in step
         assert_eq!(local.l1.entry_count(), 9);
-        rx.on_message(&Message { origin: 2, seq: 2, key: None }); // 2 was lost
+        rx.on_message(&Message {
+            origin: 2,
+            seq: 2,
+            key: None,
+        }); // 2 was lost
         assert_eq!(local.l1.entry_count(), 0);
         assert_eq!(local.counters.sequence_gaps.load(Relaxed), 1);
     }
@@ -585,7 +623,11 @@ mod tests {
         fill(&local);
         // A key of another type (a string where a u64 varint is expected
         // is fine; an overlong varint is not).
-        rx.on_message(&Message { origin: 2, seq: 1, key: Some(vec![0xff; 11]) });
+        rx.on_message(&Message {
+            origin: 2,
+            seq: 1,
+            key: Some(vec![0xff; 11]),
+        });
         assert_eq!(local.l1.entry_count(), 0);
     }
 }

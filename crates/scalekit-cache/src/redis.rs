@@ -146,7 +146,9 @@ impl<K, V> RedisTier<K, V> {
     {
         let attempts = async {
             match call(self.conn.clone()).await {
-                Err(e) if e.is_connection_dropped() || e.is_io_error() => call(self.conn.clone()).await,
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                    call(self.conn.clone()).await
+                }
                 result => result,
             }
         };
@@ -162,7 +164,11 @@ impl<K, V> RedisTier<K, V> {
 }
 
 /// Sorts a Redis error into a [`TierError`].
-pub(crate) fn redis_error(operation: &'static str, after: Duration, e: redis::RedisError) -> TierError {
+pub(crate) fn redis_error(
+    operation: &'static str,
+    after: Duration,
+    e: redis::RedisError,
+) -> TierError {
     if e.is_timeout() {
         TierError::Timeout { operation, after }
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
@@ -191,7 +197,8 @@ impl<K, V> RedisTierBuilder<K, V> {
     /// down; it fails only outside a Tokio runtime or for a bad
     /// configuration.
     pub async fn build(self) -> Result<RedisTier<K, V>, TierError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|e| TierError::Backend(Box::new(e)))?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|e| TierError::Backend(Box::new(e)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
@@ -212,7 +219,10 @@ impl<K, V> RedisTierBuilder<K, V> {
     }
 }
 
-async fn query<T: redis::FromRedisValue>(cmd: &redis::Cmd, mut conn: ConnectionManager) -> redis::RedisResult<T> {
+async fn query<T: redis::FromRedisValue>(
+    cmd: &redis::Cmd,
+    mut conn: ConnectionManager,
+) -> redis::RedisResult<T> {
     cmd.query_async(&mut conn).await
 }
 
@@ -273,7 +283,12 @@ where
             .collect();
         if values.len() != keys.len() {
             return Err(TierError::Backend(
-                format!("MGET answered {} values for {} keys", values.len(), keys.len()).into(),
+                format!(
+                    "MGET answered {} values for {} keys",
+                    values.len(),
+                    keys.len()
+                )
+                .into(),
             ));
         }
         Ok(values)

@@ -149,7 +149,10 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let e = TierError::Unavailable(Box::new(io));
         assert_eq!(e.to_string(), "cache tier unavailable: refused");
-        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("refused"));
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("refused")
+        );
         let e = TierError::Codec("bad byte".into());
         assert!(!e.is_unavailable());
         assert!(e.source().is_some());

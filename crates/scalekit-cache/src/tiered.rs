@@ -373,22 +373,32 @@ where
             return values;
         }
         let wanted: Vec<K> = missing.iter().map(|&i| keys[i].clone()).collect();
-        let stamps: Vec<_> = wanted.iter().map(|k| self.shared.local.epochs.stamp(k)).collect();
+        let stamps: Vec<_> = wanted
+            .iter()
+            .map(|k| self.shared.local.epochs.stamp(k))
+            .collect();
         let counters = &self.shared.local.counters;
-        let found = match tokio::time::timeout(self.shared.l2_timeout, self.shared.l2.get_many(&wanted)).await {
-            Ok(Ok(found)) if found.len() == wanted.len() => found,
-            Ok(Ok(_)) | Ok(Err(_)) => {
-                counters.l2_errors.fetch_add(1, Relaxed);
-                counters.l2_misses.fetch_add(wanted.len() as u64, Relaxed);
-                return values;
-            }
-            Err(_) => {
-                counters.l2_timeouts.fetch_add(1, Relaxed);
-                counters.l2_misses.fetch_add(wanted.len() as u64, Relaxed);
-                return values;
-            }
-        };
-        for ((i, value), (key, stamp)) in missing.into_iter().zip(found).zip(wanted.into_iter().zip(stamps)) {
+        let found =
+            match tokio::time::timeout(self.shared.l2_timeout, self.shared.l2.get_many(&wanted))
+                .await
+            {
+                Ok(Ok(found)) if found.len() == wanted.len() => found,
+                Ok(Ok(_)) | Ok(Err(_)) => {
+                    counters.l2_errors.fetch_add(1, Relaxed);
+                    counters.l2_misses.fetch_add(wanted.len() as u64, Relaxed);
+                    return values;
+                }
+                Err(_) => {
+                    counters.l2_timeouts.fetch_add(1, Relaxed);
+                    counters.l2_misses.fetch_add(wanted.len() as u64, Relaxed);
+                    return values;
+                }
+            };
+        for ((i, value), (key, stamp)) in missing
+            .into_iter()
+            .zip(found)
+            .zip(wanted.into_iter().zip(stamps))
+        {
             match value {
                 Some(value) => {
                     counters.l2_hits.fetch_add(1, Relaxed);
@@ -415,7 +425,9 @@ where
         let shared = &*self.shared;
         let result = match shared.policy {
             WritePolicy::WriteThrough => {
-                let result = self.l2_call("set", shared.l2.set(&key, &value, shared.l2_ttl)).await;
+                let result = self
+                    .l2_call("set", shared.l2.set(&key, &value, shared.l2_ttl))
+                    .await;
                 shared.local.epochs.bump(&key);
                 shared.local.l1.insert(key.clone(), value);
                 result
@@ -490,7 +502,11 @@ where
     /// A read-through fill of L2; a failure is only counted.
     async fn l2_set(&self, key: &K, value: &V) {
         let shared = &*self.shared;
-        if self.l2_call("set", shared.l2.set(key, value, shared.l2_ttl)).await.is_err() {
+        if self
+            .l2_call("set", shared.l2.set(key, value, shared.l2_ttl))
+            .await
+            .is_err()
+        {
             // Counted as a read-side error too: it is part of a read.
             shared.local.counters.l2_errors.fetch_add(1, Relaxed);
         }

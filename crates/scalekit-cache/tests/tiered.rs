@@ -83,7 +83,10 @@ fn cache(policy: WritePolicy) -> (TieredCache<u32, String>, Arc<FakeTier>) {
 }
 
 /// A loader that counts its runs (when awaited, not when made).
-fn loader<'a>(loads: &'a AtomicU32, value: &'a str) -> impl std::future::Future<Output = String> + 'a {
+fn loader<'a>(
+    loads: &'a AtomicU32,
+    value: &'a str,
+) -> impl std::future::Future<Output = String> + 'a {
     async move {
         loads.fetch_add(1, SeqCst);
         value.to_string()
@@ -133,7 +136,9 @@ async fn an_erroring_l2_never_fails_a_read_and_is_used_again_when_back() {
     assert_eq!(cache.l1().get(&1), None);
     // L2 is back: nothing to reset, it is used at once.
     fake.set_mode(NORMAL);
-    fake.map.lock().insert(3, ("three".into(), Duration::from_secs(1)));
+    fake.map
+        .lock()
+        .insert(3, ("three".into(), Duration::from_secs(1)));
     assert_eq!(cache.get_with(3, loader(&loads, "other")).await, "three");
     assert_eq!(cache.stats().l2_hits, 1);
     assert_eq!(loads.load(SeqCst), 1);
@@ -150,24 +155,40 @@ async fn a_slow_l2_is_cut_off_at_the_time_limit() {
     assert_eq!(started.elapsed(), Duration::from_millis(100));
     assert_eq!(cache.stats().l2_timeouts, 2);
     let started = Instant::now();
-    assert_eq!(cache.get_many(&[1, 2]).await, vec![Some("one".to_string()), None]);
+    assert_eq!(
+        cache.get_many(&[1, 2]).await,
+        vec![Some("one".to_string()), None]
+    );
     assert_eq!(started.elapsed(), Duration::from_millis(50));
     let err = cache.insert(2, "two".into()).await.unwrap_err();
-    assert!(matches!(err, TierError::Timeout { operation: "delete", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TierError::Timeout {
+                operation: "delete",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(cache.stats().l2_write_errors, 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn write_policies() {
     let (cache, fake) = cache(WritePolicy::WriteThrough);
-    fake.map.lock().insert(1, ("old".into(), Duration::from_secs(1)));
+    fake.map
+        .lock()
+        .insert(1, ("old".into(), Duration::from_secs(1)));
     cache.l1().insert(1, "old".into());
     cache.insert(1, "new".into()).await.unwrap();
     assert_eq!(fake.stored(1).as_deref(), Some("new"));
     assert_eq!(cache.l1().get(&1).as_deref(), Some("new"));
 
     let (cache, fake) = self::cache(WritePolicy::InvalidateOnWrite);
-    fake.map.lock().insert(1, ("old".into(), Duration::from_secs(1)));
+    fake.map
+        .lock()
+        .insert(1, ("old".into(), Duration::from_secs(1)));
     cache.l1().insert(1, "old".into());
     cache.insert(1, "new".into()).await.unwrap();
     assert_eq!(fake.stored(1), None);
@@ -230,10 +251,15 @@ async fn a_load_that_races_an_invalidation_is_served_once_and_kept_nowhere() {
 #[tokio::test(start_paused = true)]
 async fn loader_errors_are_returned_and_not_cached() {
     let (cache, _fake) = cache(WritePolicy::default());
-    let err = cache.try_get_with(1, async { Err::<String, _>("db down") }).await.unwrap_err();
+    let err = cache
+        .try_get_with(1, async { Err::<String, _>("db down") })
+        .await
+        .unwrap_err();
     assert_eq!(*err, "db down");
     assert_eq!(cache.l1().get(&1), None);
-    let v = cache.try_get_with(1, async { Ok::<_, &str>("one".to_string()) }).await;
+    let v = cache
+        .try_get_with(1, async { Ok::<_, &str>("one".to_string()) })
+        .await;
     assert_eq!(v.unwrap(), "one");
 }
 
@@ -241,7 +267,9 @@ async fn loader_errors_are_returned_and_not_cached() {
 async fn get_many_reads_l1_then_l2_in_one_call() {
     let (cache, fake) = cache(WritePolicy::default());
     cache.l1().insert(1, "one".into());
-    fake.map.lock().insert(2, ("two".into(), Duration::from_secs(1)));
+    fake.map
+        .lock()
+        .insert(2, ("two".into(), Duration::from_secs(1)));
     let got = cache.get_many(&[1, 2, 3]).await;
     assert_eq!(got, vec![Some("one".into()), Some("two".into()), None]);
     assert_eq!(cache.l1().get(&2).as_deref(), Some("two"));

@@ -107,11 +107,19 @@ async fn coherent(
 /// `CLIENT LIST` ids of this namespace's invalidation subscribers.
 async fn subscriber_ids(redis: &Redis) -> Vec<String> {
     let mut admin = redis.admin.clone();
-    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut admin).await.expect("CLIENT LIST");
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT LIST");
     let name = format!("name=scalekit-inv:{}:", redis.namespace);
     list.lines()
         .filter(|line| line.contains(&name))
-        .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")).map(str::to_string))
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_string)
+        })
         .collect()
 }
 
@@ -133,11 +141,17 @@ fn value(s: &str) -> impl Future<Output = String> + '_ {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_in_one_cache_leaves_the_others_l1() {
-    let Some(redis) = redis("coherence").await else { return };
+    let Some(redis) = redis("coherence").await else {
+        return;
+    };
     for policy in [WritePolicy::InvalidateOnWrite, WritePolicy::WriteThrough] {
         let (a, _) = coherent(&redis, policy, 64).await;
         let (b, _) = coherent(&redis, policy, 64).await;
-        let key = if policy == WritePolicy::WriteThrough { 2 } else { 1 };
+        let key = if policy == WritePolicy::WriteThrough {
+            2
+        } else {
+            1
+        };
 
         assert_eq!(b.get_with(key, value("v1")).await, "v1");
         // A finds B's load in Redis, without running its loader.
@@ -165,7 +179,9 @@ async fn a_write_in_one_cache_leaves_the_others_l1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_carry_a_ttl_in_redis_and_multi_get_is_one_pipeline() {
-    let Some(redis) = redis("ttl").await else { return };
+    let Some(redis) = redis("ttl").await else {
+        return;
+    };
     let tier = tier(&redis).await;
     let cache = TieredCache::builder(Cache::new(100), tier.clone())
         .l2_ttl(Duration::from_secs(120))
@@ -174,10 +190,16 @@ async fn entries_carry_a_ttl_in_redis_and_multi_get_is_one_pipeline() {
     let key = format!("{}:v1:7", redis.namespace);
     assert_eq!(tier.redis_key(&7), key);
     let mut admin = redis.admin.clone();
-    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut admin).await.expect("PTTL");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut admin)
+        .await
+        .expect("PTTL");
     assert!((110_000..=120_000).contains(&ttl), "PTTL {ttl}");
 
-    tier.set(&8, &"eight".to_string(), Duration::from_secs(5)).await.expect("set");
+    tier.set(&8, &"eight".to_string(), Duration::from_secs(5))
+        .await
+        .expect("set");
     let ttl: i64 = redis::cmd("TTL")
         .arg(tier.redis_key(&8))
         .query_async(&mut admin)
@@ -187,11 +209,15 @@ async fn entries_carry_a_ttl_in_redis_and_multi_get_is_one_pipeline() {
 
     // 300 keys: three MGETs in one pipeline, in order.
     for k in (0..300u64).filter(|k| k % 3 == 0) {
-        tier.set(&(1000 + k), &k.to_string(), Duration::from_secs(60)).await.expect("set");
+        tier.set(&(1000 + k), &k.to_string(), Duration::from_secs(60))
+            .await
+            .expect("set");
     }
     let keys: Vec<u64> = (1000..1300).collect();
     let got = tier.get_many(&keys).await.expect("get_many");
-    let want: Vec<Option<String>> = (0..300u64).map(|k| (k % 3 == 0).then(|| k.to_string())).collect();
+    let want: Vec<Option<String>> = (0..300u64)
+        .map(|k| (k % 3 == 0).then(|| k.to_string()))
+        .collect();
     assert_eq!(got, want);
 
     // A value this program cannot decode is a codec error, and the tiered
@@ -202,14 +228,19 @@ async fn entries_carry_a_ttl_in_redis_and_multi_get_is_one_pipeline() {
         .query_async(&mut admin)
         .await
         .expect("SET");
-    assert!(matches!(tier.get(&9).await, Err(scalekit_cache::TierError::Codec(_))));
+    assert!(matches!(
+        tier.get(&9).await,
+        Err(scalekit_cache::TierError::Codec(_))
+    ));
     assert_eq!(cache.get_with(9, value("nine")).await, "nine");
     assert_eq!(tier.get(&9).await.expect("get"), Some("nine".to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_connections_fail_no_read_and_coherence_recovers() {
-    let Some(redis) = redis("kill").await else { return };
+    let Some(redis) = redis("kill").await else {
+        return;
+    };
     let (a, tier_a) = coherent(&redis, WritePolicy::InvalidateOnWrite, 64).await;
     let (b, tier_b) = coherent(&redis, WritePolicy::InvalidateOnWrite, 64).await;
     for k in 0..5 {
@@ -250,7 +281,9 @@ async fn killed_connections_fail_no_read_and_coherence_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_invalidations_show_as_a_sequence_gap_and_clear_l1() {
-    let Some(redis) = redis("gap").await else { return };
+    let Some(redis) = redis("gap").await else {
+        return;
+    };
     // A's queue holds one message: a burst of writes overflows it, and the
     // overflow is lost (as it would be if Redis refused the PUBLISH).
     let (a, _) = coherent(&redis, WritePolicy::InvalidateOnWrite, 1).await;
@@ -268,7 +301,11 @@ async fn lost_invalidations_show_as_a_sequence_gap_and_clear_l1() {
     for write in writes {
         write.await.expect("no panic").expect("Redis is up");
     }
-    assert!(a.stats().publish_errors > 0, "the burst did not overflow the queue: {:?}", a.stats());
+    assert!(
+        a.stats().publish_errors > 0,
+        "the burst did not overflow the queue: {:?}",
+        a.stats()
+    );
     assert!(
         eventually(|| async { b.stats().sequence_gaps >= 1 }).await,
         "B did not notice the lost messages: {:?}",
@@ -279,7 +316,9 @@ async fn lost_invalidations_show_as_a_sequence_gap_and_clear_l1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_cache_stops_its_subscriber() {
-    let Some(redis) = redis("drop").await else { return };
+    let Some(redis) = redis("drop").await else {
+        return;
+    };
     let (a, tier) = coherent(&redis, WritePolicy::default(), 64).await;
     let copy = a.clone();
     assert_eq!(subscriber_ids(&redis).await.len(), 1);
@@ -308,18 +347,28 @@ async fn an_unreachable_redis_fails_no_read() {
         .expect("built lazily");
     let cache = TieredCache::builder(Cache::new(100), tier.clone())
         .l2_timeout(Duration::from_millis(200))
-        .coherence(RedisCoherence::new(&tier).reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50)))
+        .coherence(
+            RedisCoherence::new(&tier)
+                .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50)),
+        )
         .build();
     let started = Instant::now();
     for round in 0..2 {
         for k in 0..5 {
-            assert_eq!(cache.get_with(k, value("from the database")).await, "from the database");
+            assert_eq!(
+                cache.get_with(k, value("from the database")).await,
+                "from the database"
+            );
         }
         if round == 0 {
             assert!(cache.stats().l2_errors + cache.stats().l2_timeouts >= 5);
         }
     }
-    assert_eq!(cache.stats().l1.load_successes, 5, "the second round was served by L1");
+    assert_eq!(
+        cache.stats().l1.load_successes,
+        5,
+        "the second round was served by L1"
+    );
     assert!(cache.insert(1, "x".into()).await.is_err());
     assert!(started.elapsed() < WAIT);
     assert_eq!(cache.stats().reconnects, 0);
