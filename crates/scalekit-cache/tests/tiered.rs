@@ -1,6 +1,7 @@
 //! `TieredCache` logic against an in-memory fake tier (no Redis): read-through,
 //! promotion, write policies, an L2 that errs or is slow, recovery, and the
 //! race between a load and an invalidation. Time is tokio's paused clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::SeqCst};
@@ -83,14 +84,9 @@ fn cache(policy: WritePolicy) -> (TieredCache<u32, String>, Arc<FakeTier>) {
 }
 
 /// A loader that counts its runs (when awaited, not when made).
-fn loader<'a>(
-    loads: &'a AtomicU32,
-    value: &'a str,
-) -> impl std::future::Future<Output = String> + 'a {
-    async move {
-        loads.fetch_add(1, SeqCst);
-        value.to_string()
-    }
+async fn loader(loads: &AtomicU32, value: &str) -> String {
+    loads.fetch_add(1, SeqCst);
+    value.to_string()
 }
 
 #[tokio::test(start_paused = true)]

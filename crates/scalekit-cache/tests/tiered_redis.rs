@@ -6,6 +6,7 @@
 //! an unreachable server fails them. Every test uses its own random namespace,
 //! and kills only its own connections (never the shared server).
 #![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
 use std::hash::BuildHasher;
@@ -135,8 +136,8 @@ async fn kill(redis: &Redis, id: &str) {
     assert_eq!(killed, 1, "connection {id} was not there to kill");
 }
 
-fn value(s: &str) -> impl Future<Output = String> + '_ {
-    async move { s.to_string() }
+async fn value(s: &str) -> String {
+    s.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
