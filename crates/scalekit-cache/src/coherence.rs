@@ -205,9 +205,8 @@ where
 /// instance's invalidations in order, and a heartbeat) and a subscriber
 /// (applies the others', reconnecting with backoff). Both stop when the
 /// last clone of the tiered cache is dropped. The subscriber's connection is
-/// named `scalekit-inv:{namespace}:{instance id}` in `CLIENT LIST`. Call
-/// [`TieredCacheBuilder::build`] inside the Tokio runtime that built the tier:
-/// the tasks run on it.
+/// named `scalekit-inv:{namespace}:{instance id}` in `CLIENT LIST`. The
+/// tasks run on the Tokio runtime the tier was built on.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), scalekit_cache::TierError> {

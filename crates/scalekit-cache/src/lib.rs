@@ -1,4 +1,47 @@
 #![doc = include_str!("../README.md")]
+//!
+//! # The tiered cache
+//!
+//! [`TieredCache`] puts a [`Cache`] (L1, in process) in front of a remote
+//! [`Tier`] (L2, shared by every process: [`RedisTier`] with the `redis`
+//! feature) in front of a loader (the database). Reads go L1 -> L2 -> loader;
+//! an L2 hit is promoted into L1, a load fills both. Writes follow a
+//! [`WritePolicy`] (invalidate-on-write by default, or write-through). An L2
+//! that errs or passes its time limit never fails a read: the loader answers,
+//! L1 keeps serving, and L2 is used again as soon as it answers
+//! (see [`TieredStats`] for the counters).
+//!
+//! ## Coherence across processes
+//!
+//! With [`RedisCoherence`] (feature `redis`), a write or invalidation in one
+//! process removes the key from every other process's L1, through Redis
+//! pub/sub on one channel per namespace. Each message carries its sender's
+//! instance id, a per-sender sequence number, and the key. Pub/sub may lose
+//! messages, so losses are detected and repaired by clearing L1
+//! ([`Cache::invalidate_all`]):
+//! - a subscription that dropped is re-established with backoff, and L1 is
+//!   cleared once it is back (messages sent meanwhile were lost);
+//! - a gap in a sender's sequence numbers (a failed or dropped publish) clears
+//!   L1, as Hazelcast's near cache does; senders also publish a heartbeat
+//!   with their last number, so a gap shows within one heartbeat (1 s) even
+//!   when the sender goes quiet.
+//!
+//! The trade-off: a repair throws away the whole L1, not just the keys that
+//! may be stale, so after a Redis hiccup every process reloads its hot set
+//! from L2 (which keeps its entries). Repairs are rare (connection drops,
+//! overflowing queues), and correctness does not depend on guessing which
+//! keys a lost message named. What remains unguarded: while the subscription
+//! is down, L1 serves what it holds, possibly stale, until the subscription
+//! is back or the entry's L1 time-to-live passes. Give L1 a time-to-live.
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `redis` | [`RedisTier`] and [`RedisCoherence`] (the `redis`, `serde` and `postcard` crates) |
+
+// Items the crate docs link to exist only with their feature.
+#![cfg_attr(not(feature = "redis"), allow(rustdoc::broken_intra_doc_links))]
 
 mod builder;
 mod cache;
