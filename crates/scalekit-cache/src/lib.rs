@@ -9,7 +9,9 @@
 //! [`WritePolicy`] (invalidate-on-write by default, or write-through). An L2
 //! that errs or passes its time limit never fails a read: the loader answers,
 //! L1 keeps serving, and L2 is used again as soon as it answers
-//! (see [`TieredStats`] for the counters).
+//! (see [`TieredStats`] for the counters). While L2 is down, each L1 miss
+//! waits for the time limit; wrap the tier in a [`GuardedTier`] with a
+//! circuit breaker to skip L2 at once until it is back.
 //!
 //! ## Coherence across processes
 //!
@@ -47,6 +49,7 @@ mod builder;
 mod cache;
 #[cfg(feature = "redis")]
 mod coherence;
+mod guarded;
 mod list;
 mod loading;
 #[cfg(feature = "redis")]
@@ -64,6 +67,7 @@ pub use builder::CacheBuilder;
 pub use cache::Cache;
 #[cfg(feature = "redis")]
 pub use coherence::RedisCoherence;
+pub use guarded::GuardedTier;
 #[cfg(feature = "redis")]
 pub use redis::{RedisTier, RedisTierBuilder};
 pub use stats::CacheStats;

@@ -101,13 +101,20 @@ pub enum TierError {
     Codec(BoxError),
     /// The tier answered with an error.
     Backend(BoxError),
+    /// An admission policy (a circuit breaker, see
+    /// [`GuardedTier`](crate::GuardedTier)) refused the call; the tier was not
+    /// asked.
+    Rejected(scalekit_core::Rejected),
 }
 
 impl TierError {
     /// Whether the error says the tier is slow or unreachable (rather than a
     /// bad value or a refused command).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Timeout { .. } | Self::Unavailable(_))
+        matches!(
+            self,
+            Self::Timeout { .. } | Self::Unavailable(_) | Self::Rejected(_)
+        )
     }
 }
 
@@ -120,6 +127,7 @@ impl fmt::Display for TierError {
             Self::Unavailable(e) => write!(f, "cache tier unavailable: {e}"),
             Self::Codec(e) => write!(f, "cache tier: value encoding failed: {e}"),
             Self::Backend(e) => write!(f, "cache tier: the backend refused the call: {e}"),
+            Self::Rejected(r) => write!(f, "cache tier not asked: {r}"),
         }
     }
 }
@@ -129,6 +137,7 @@ impl StdError for TierError {
         match self {
             Self::Timeout { .. } => None,
             Self::Unavailable(e) | Self::Codec(e) | Self::Backend(e) => Some(&**e),
+            Self::Rejected(r) => Some(r),
         }
     }
 }
@@ -153,6 +162,13 @@ mod tests {
             e.source().map(|s| s.to_string()).as_deref(),
             Some("refused")
         );
+        let r = scalekit_core::Rejected::new(scalekit_core::RejectReason::CircuitOpen);
+        let e = TierError::Rejected(r);
+        assert_eq!(
+            e.to_string(),
+            "cache tier not asked: call rejected: circuit breaker is open"
+        );
+        assert!(e.is_unavailable() && e.source().is_some());
         let e = TierError::Codec("bad byte".into());
         assert!(!e.is_unavailable());
         assert!(e.source().is_some());

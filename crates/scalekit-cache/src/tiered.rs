@@ -195,6 +195,7 @@ pub(crate) struct TierCounters {
     l2_misses: AtomicU64,
     l2_errors: AtomicU64,
     l2_timeouts: AtomicU64,
+    l2_rejected: AtomicU64,
     l2_write_errors: AtomicU64,
     stale_loads: AtomicU64,
     pub(crate) invalidations_sent: AtomicU64,
@@ -203,6 +204,17 @@ pub(crate) struct TierCounters {
     pub(crate) sequence_gaps: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) l1_clears: AtomicU64,
+}
+
+impl TierCounters {
+    fn read_error(&self, e: &TierError) {
+        let counter = match e {
+            TierError::Timeout { .. } => &self.l2_timeouts,
+            TierError::Rejected(_) => &self.l2_rejected,
+            _ => &self.l2_errors,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
 }
 
 /// A snapshot of a [`TieredCache`]'s counters.
@@ -229,6 +241,9 @@ pub struct TieredStats {
     pub l2_errors: u64,
     /// L2 calls (reads and writes) that passed the time limit.
     pub l2_timeouts: u64,
+    /// L2 calls an admission policy refused ([`TierError::Rejected`], see
+    /// [`GuardedTier`](crate::GuardedTier)): the tier was not asked.
+    pub l2_rejected: u64,
     /// L2 writes (`set`, `delete`) that failed or timed out.
     pub l2_write_errors: u64,
     /// Loads that raced an invalidation of their key: the value went to the
@@ -383,7 +398,12 @@ where
                 .await
             {
                 Ok(Ok(found)) if found.len() == wanted.len() => found,
-                Ok(Ok(_)) | Ok(Err(_)) => {
+                Ok(Err(e)) => {
+                    counters.read_error(&e);
+                    counters.l2_misses.fetch_add(wanted.len() as u64, Relaxed);
+                    return values;
+                }
+                Ok(Ok(_)) => {
                     counters.l2_errors.fetch_add(1, Relaxed);
                     counters.l2_misses.fetch_add(wanted.len() as u64, Relaxed);
                     return values;
@@ -462,6 +482,7 @@ where
             l2_misses: c.l2_misses.load(Relaxed),
             l2_errors: c.l2_errors.load(Relaxed),
             l2_timeouts: c.l2_timeouts.load(Relaxed),
+            l2_rejected: c.l2_rejected.load(Relaxed),
             l2_write_errors: c.l2_write_errors.load(Relaxed),
             stale_loads: c.stale_loads.load(Relaxed),
             invalidations_sent: c.invalidations_sent.load(Relaxed),
@@ -488,11 +509,9 @@ where
                 return Some(value);
             }
             Ok(Ok(None)) => {}
-            Ok(Err(TierError::Timeout { .. })) | Err(_) => {
+            Ok(Err(e)) => counters.read_error(&e),
+            Err(_) => {
                 counters.l2_timeouts.fetch_add(1, Relaxed);
-            }
-            Ok(Err(_)) => {
-                counters.l2_errors.fetch_add(1, Relaxed);
             }
         }
         counters.l2_misses.fetch_add(1, Relaxed);
@@ -502,13 +521,14 @@ where
     /// A read-through fill of L2; a failure is only counted.
     async fn l2_set(&self, key: &K, value: &V) {
         let shared = &*self.shared;
-        if self
+        if let Err(e) = self
             .l2_call("set", shared.l2.set(key, value, shared.l2_ttl))
             .await
-            .is_err()
         {
             // Counted as a read-side error too: it is part of a read.
-            shared.local.counters.l2_errors.fetch_add(1, Relaxed);
+            if !matches!(e, TierError::Timeout { .. } | TierError::Rejected(_)) {
+                shared.local.counters.l2_errors.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -527,9 +547,11 @@ where
             }),
         };
         if let Err(e) = &result {
-            if matches!(e, TierError::Timeout { .. }) {
-                counters.l2_timeouts.fetch_add(1, Relaxed);
-            }
+            match e {
+                TierError::Timeout { .. } => counters.l2_timeouts.fetch_add(1, Relaxed),
+                TierError::Rejected(_) => counters.l2_rejected.fetch_add(1, Relaxed),
+                _ => 0,
+            };
             counters.l2_write_errors.fetch_add(1, Relaxed);
         }
         result

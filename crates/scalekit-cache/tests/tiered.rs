@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use proptest::prelude::*;
-use scalekit_cache::{async_trait, Cache, Tier, TierError, TieredCache, WritePolicy};
+use scalekit_cache::{async_trait, Cache, GuardedTier, Tier, TierError, TieredCache, WritePolicy};
+use scalekit_core::{Admission, Outcome, RejectReason, Rejected};
 use tokio::time::Instant;
 
 const NORMAL: u8 = 0;
@@ -273,6 +274,68 @@ async fn get_many_reads_l1_then_l2_in_one_call() {
     assert_eq!(fake.gets.load(SeqCst), 2);
     let stats = cache.stats();
     assert_eq!((stats.l2_hits, stats.l2_misses), (1, 1));
+}
+
+/// Opens after three failures in a row; closes on the next success (enough
+/// to show the wiring: the breaker itself lives in `scalekit-breaker`).
+#[derive(Default)]
+struct Breaker {
+    failures: AtomicU32,
+    cancelled: AtomicU32,
+}
+
+impl Admission for Breaker {
+    type Permit = ();
+    fn try_acquire(&self) -> Result<(), Rejected> {
+        if self.failures.load(SeqCst) >= 3 {
+            return Err(Rejected::new(RejectReason::CircuitOpen));
+        }
+        Ok(())
+    }
+    fn record(&self, _: (), outcome: Outcome, _: Duration) {
+        match outcome {
+            Outcome::Failure => {
+                self.failures.fetch_add(1, SeqCst);
+            }
+            Outcome::Cancelled => {
+                self.cancelled.fetch_add(1, SeqCst);
+            }
+            _ => self.failures.store(0, SeqCst),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_in_front_of_a_dead_l2_skips_the_wait() {
+    let fake = Arc::new(FakeTier::default());
+    let breaker = Arc::new(Breaker::default());
+    let tier = GuardedTier::new(Shared(Arc::clone(&fake)), Arc::clone(&breaker));
+    let cache = TieredCache::builder(Cache::new(100), tier)
+        .l2_timeout(Duration::from_millis(50))
+        .build();
+    fake.set_mode(ERRORS);
+    let loads = AtomicU32::new(0);
+    // get + fill of key 0, get of key 1: three failures open the breaker.
+    assert_eq!(cache.get_with(0, loader(&loads, "zero")).await, "zero");
+    assert_eq!(cache.get_with(1, loader(&loads, "one")).await, "one");
+    assert_eq!(fake.gets.load(SeqCst), 2);
+    // Open: L2 is not asked, and the loader answers at once.
+    fake.set_mode(SLOW);
+    let started = Instant::now();
+    for k in 2..10 {
+        assert_eq!(cache.get_with(k, loader(&loads, "v")).await, "v");
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(fake.gets.load(SeqCst), 2);
+    let stats = cache.stats();
+    // Key 1's fill, then a get and a fill for each of the eight keys.
+    assert_eq!(stats.l2_rejected, 17, "{stats:?}");
+    assert_eq!(loads.load(SeqCst), 10);
+
+    // A call cut off by the tiered cache's own limit is reported cancelled.
+    breaker.failures.store(0, SeqCst);
+    assert_eq!(cache.get_with(20, loader(&loads, "v")).await, "v");
+    assert_eq!(breaker.cancelled.load(SeqCst), 2);
 }
 
 #[derive(Debug, Clone)]
