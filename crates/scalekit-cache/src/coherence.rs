@@ -228,7 +228,7 @@ where
 /// // every other process's L1 drops key 42 within a round trip.
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisCoherence {
     client: redis::Client,
     publisher: ConnectionManager,
@@ -241,6 +241,18 @@ pub struct RedisCoherence {
     backoff: (Duration, Duration),
     queue: usize,
     forget_after: Duration,
+}
+
+impl std::fmt::Debug for RedisCoherence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCoherence")
+            .field("channel", &self.channel)
+            .field("timeout", &self.timeout)
+            .field("heartbeat", &self.heartbeat)
+            .field("backoff", &self.backoff)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisCoherence {

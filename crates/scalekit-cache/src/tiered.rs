@@ -173,8 +173,7 @@ impl Epochs {
     }
 
     fn stamp<K: Hash>(&self, key: &K) -> (u64, u64) {
-        // `all` first: a clear bumps `all` after... either order is caught,
-        // as both counters only grow.
+        // Both counters only grow, so any bump between two stamps shows.
         (self.all.load(Relaxed), self.stripe(key).load(Relaxed))
     }
 
