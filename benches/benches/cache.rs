@@ -5,11 +5,15 @@
 //! spread over `u64` by a bijection. Each cache is warmed by the same stream
 //! (read, insert on a miss) before measuring.
 //!
-//! - `cache/read_zipf_2t`: both threads only read (`get`).
+//! - `cache/read_zipf_1t`: one thread only reads (`get`), the baseline for
+//!   scaling: a read path without shared writes runs twice the operations in
+//!   the same time with two threads.
+//! - `cache/read_zipf_2t`: both threads only read.
 //! - `cache/mixed_zipf_2t`: 75% reads, 25% inserts.
 //!
-//! One criterion iteration is one operation on each of the two threads, so a
-//! time is per pair of concurrent operations; compare ids within a group.
+//! One criterion iteration is one operation on each thread, so a time is per
+//! operation (1t) or per pair of concurrent operations (2t); compare ids
+//! within a group.
 //!
 //! Run: `cargo bench -p scalekit-benches --bench cache`.
 
@@ -133,7 +137,7 @@ fn caches() -> Vec<(&'static str, Box<dyn Bench>)> {
     ]
 }
 
-fn bench(c: &mut Criterion, group_name: &str, insert_every: Option<usize>) {
+fn bench(c: &mut Criterion, group_name: &str, threads: usize, insert_every: Option<usize>) {
     let streams: Vec<Vec<u64>> = (0..THREADS as u64).map(|t| zipf_stream(7 + t)).collect();
     let warmup = zipf_stream(99);
     let mut group = c.benchmark_group(group_name);
@@ -141,19 +145,23 @@ fn bench(c: &mut Criterion, group_name: &str, insert_every: Option<usize>) {
     for (name, cache) in caches() {
         warm(cache.as_ref(), &warmup);
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| run(cache.as_ref(), &streams, iters, insert_every));
+            b.iter_custom(|iters| run(cache.as_ref(), &streams, threads, iters, insert_every));
         });
     }
     group.finish();
 }
 
+fn read_zipf_1t(c: &mut Criterion) {
+    bench(c, "cache/read_zipf_1t", 1, None);
+}
+
 fn read_zipf_2t(c: &mut Criterion) {
-    bench(c, "cache/read_zipf_2t", None);
+    bench(c, "cache/read_zipf_2t", THREADS, None);
 }
 
 fn mixed_zipf_2t(c: &mut Criterion) {
-    bench(c, "cache/mixed_zipf_2t", Some(4));
+    bench(c, "cache/mixed_zipf_2t", THREADS, Some(4));
 }
 
-criterion_group!(benches, read_zipf_2t, mixed_zipf_2t);
+criterion_group!(benches, read_zipf_1t, read_zipf_2t, mixed_zipf_2t);
 criterion_main!(benches);
