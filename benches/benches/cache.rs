@@ -92,12 +92,13 @@ fn warm(cache: &dyn Bench, stream: &[u64]) {
 fn run(
     cache: &dyn Bench,
     streams: &[Vec<u64>],
+    threads: usize,
     iters: u64,
     insert_every: Option<usize>,
 ) -> Duration {
-    let barrier = Barrier::new(THREADS + 1);
+    let barrier = Barrier::new(threads + 1);
     std::thread::scope(|scope| {
-        for stream in streams.iter().take(THREADS) {
+        for stream in streams.iter().take(threads) {
             let barrier = &barrier;
             scope.spawn(move || {
                 barrier.wait();
