@@ -274,18 +274,19 @@ fn a_keyed_limit_holds_per_key_across_clones() {
         assert_eq!(rejected, [7, 7, 7, 7]);
         // The unkeyed path was never taken, and each permit came back with its key.
         assert_eq!(policy.unkeyed.load(Ordering::Acquire), 0);
-        let recorded = policy.recorded.lock().unwrap();
-        assert_eq!(recorded.len(), 12);
-        for client in 0..4 {
-            assert_eq!(
-                recorded
-                    .iter()
-                    .filter(|(k, o)| *k == client && *o == Outcome::Success)
-                    .count(),
-                3
-            );
+        {
+            let recorded = policy.recorded.lock().unwrap();
+            assert_eq!(recorded.len(), 12);
+            for client in 0..4 {
+                assert_eq!(
+                    recorded
+                        .iter()
+                        .filter(|(k, o)| *k == client && *o == Outcome::Success)
+                        .count(),
+                    3
+                );
+            }
         }
-        drop(recorded);
         // A fifth client is independent of the four exhausted ones; its failure is
         // reported as a failure under its key.
         let err = svc.clone().oneshot((4, 0)).await.unwrap_err();
