@@ -9,7 +9,7 @@
 //!   sheds a share of the calls that tracks how many the backend refuses.
 //!
 //! Both implement [`Admission`](scalekit_core::Admission), so the core tower layer
-//! ([`scalekit_core::tower::AdmissionLayer`], feature `tower` of `scalekit-core`)
+//! (`scalekit_core::tower::AdmissionLayer`, feature `tower` of `scalekit-core`)
 //! applies them to any service, and anything that takes an admission policy (the
 //! replica selector) takes them. See `docs/breaker.md` in the repository for how
 //! to pick thresholds.
