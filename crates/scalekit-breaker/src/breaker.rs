@@ -182,7 +182,7 @@ struct Config {
     window: Window,
     failure_rate: f64,
     slow_rate: f64,
-    slow_duration: Duration,
+    slow_duration: Option<Duration>,
     minimum_calls: u64,
     wait: Duration,
     multiplier: f64,
@@ -197,7 +197,7 @@ impl Default for Config {
             window: Window::Count(100),
             failure_rate: 50.0,
             slow_rate: 100.0,
-            slow_duration: Duration::from_secs(60),
+            slow_duration: None,
             minimum_calls: 100,
             wait: Duration::from_secs(60),
             multiplier: 1.0,
@@ -209,8 +209,10 @@ impl Default for Config {
 }
 
 /// Builds a [`CircuitBreaker`]. Defaults follow resilience4j: a count window of
-/// 100 calls, open at 50% failures or 100% slow calls (slower than 60 s) once 100
-/// calls were seen, 60 s in open, 10 probes in half-open, no backoff, no jitter.
+/// 100 calls, open at 50% failures once 100 calls were seen, 60 s in open, 10
+/// probes in half-open, no backoff, no jitter. Unlike resilience4j, slow-call
+/// detection is off until [`slow_call_duration`](Self::slow_call_duration) is set
+/// (its rate threshold then defaults to 100%).
 ///
 /// ```
 /// use scalekit_breaker::{CircuitBreaker, Window};
@@ -281,9 +283,11 @@ impl<C> BreakerBuilder<C> {
         self
     }
 
-    /// A call that takes at least this long is slow (default 60 s).
+    /// A call that takes at least this long is slow. Slow-call detection is off
+    /// until this is set (then [`CircuitBreaker::call`] times each call: two
+    /// clock reads).
     pub fn slow_call_duration(mut self, duration: Duration) -> Self {
-        self.config.slow_duration = duration;
+        self.config.slow_duration = Some(duration);
         self
     }
 
@@ -480,8 +484,10 @@ enum Outcomes {
 ///   (a call admitted before the last transition) is ignored.
 ///
 /// Hot path: with a count window or consecutive failures, admission in closed is
-/// one atomic load and a record is three atomic operations, with no lock and no
-/// clock read; a rejection allocates nothing.
+/// one atomic load, and a record is one atomic load, one `fetch_add` and two slot
+/// loads while outcomes repeat (a store and a second `fetch_add` when the outcome
+/// entering the window differs from the one leaving it): no lock, no clock read.
+/// A rejection allocates nothing.
 ///
 /// ```
 /// use scalekit_breaker::{CircuitBreaker, State, Window};
@@ -634,15 +640,18 @@ impl<C: Clock> CircuitBreaker<C> {
         classify: impl FnOnce(&Result<T, E>) -> Outcome,
     ) -> Result<T, BreakerError<E>> {
         let permit = self.try_acquire().map_err(BreakerError::Rejected)?;
+        // Time the call only when latency matters (slow-call detection is on).
+        let timed = self.config.slow_duration.is_some();
         let mut guard = CallGuard {
             breaker: self,
             permit: Some(permit),
-            started: self.clock.now_nanos(),
+            started: if timed { self.clock.now_nanos() } else { 0 },
+            timed,
         };
         let result = f();
         let outcome = classify(&result);
         if let Some(permit) = guard.permit.take() {
-            self.record(permit, outcome, self.clock.elapsed_since(guard.started));
+            self.record(permit, outcome, guard.latency());
         }
         result.map_err(BreakerError::Inner)
     }
@@ -733,6 +742,11 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     #[inline]
+    fn is_slow(&self, latency: Duration) -> bool {
+        self.config.slow_duration.is_some_and(|d| latency >= d)
+    }
+
+    #[inline]
     fn trips(&self, t: Tally) -> bool {
         let c = &self.config;
         t.calls >= c.minimum_calls
@@ -754,11 +768,12 @@ impl<C: Clock> CircuitBreaker<C> {
                 }
             }
             Outcomes::Count(w) => {
-                let slow = latency >= self.config.slow_duration;
-                self.trips(w.record(failed, slow))
+                let slow = self.is_slow(latency);
+                w.record(failed, slow, self.config.minimum_calls)
+                    .is_some_and(|t| self.trips(t))
             }
             Outcomes::Time(w) => {
-                let slow = latency >= self.config.slow_duration;
+                let slow = self.is_slow(latency);
                 self.trips(w.record(self.clock.now_nanos(), failed, slow))
             }
         };
@@ -787,7 +802,7 @@ impl<C: Clock> CircuitBreaker<C> {
 
     fn record_probe(&self, generation: u64, failed: bool, latency: Duration) {
         let consecutive_mode = matches!(self.outcomes, Outcomes::Consecutive(_));
-        let slow = !consecutive_mode && latency >= self.config.slow_duration;
+        let slow = !consecutive_mode && self.is_slow(latency);
         let t = tag(generation);
         let add = DONE_ONE + if failed { FAILED_ONE } else { 0 } + if slow { SLOW_ONE } else { 0 };
         let update = |v: u64| {
@@ -830,13 +845,24 @@ struct CallGuard<'a, C: Clock> {
     breaker: &'a CircuitBreaker<C>,
     permit: Option<BreakerPermit>,
     started: u64,
+    timed: bool,
+}
+
+impl<C: Clock> CallGuard<'_, C> {
+    fn latency(&self) -> Duration {
+        if self.timed {
+            self.breaker.clock.elapsed_since(self.started)
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 impl<C: Clock> Drop for CallGuard<'_, C> {
     fn drop(&mut self) {
         // Only reached with a permit when the call or the classifier panicked.
         if let Some(permit) = self.permit.take() {
-            let latency = self.breaker.clock.elapsed_since(self.started);
+            let latency = self.latency();
             self.breaker.record(permit, Outcome::Failure, latency);
         }
     }

@@ -27,11 +27,17 @@ pub(crate) const MAX_COUNT_WINDOW: u32 = 1 << 24;
 
 /// The last `size` outcomes, in a ring of one byte per call.
 ///
-/// A record is one `fetch_add` on the head, one `swap` of the slot and one
-/// `fetch_add` of both counters packed into a `u64`: no lock, no clock, O(1).
+/// The ring has a power-of-two number of slots, at least `size`: call `i` writes
+/// slot `i mod slots`, and the call leaving the window is call `i - size`, read
+/// from its own slot. A record is one `fetch_add` on the head and two loads; only
+/// when the outcome entering differs from the one leaving does it store the slot
+/// and `fetch_add` both counters, packed into one `u64`. No lock, no clock, no
+/// division, O(1).
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
+    mask: u64,
+    size: u64,
     head: AtomicU64,
     /// Failures (low half) and slow calls (high half), each biased by [`BIAS`].
     counts: AtomicU64,
@@ -48,8 +54,12 @@ fn delta(old: u8, new: u8) -> u64 {
 
 impl CountWindow {
     pub(crate) fn new(size: u32) -> Self {
+        let size = size.max(1);
+        let slots = size.next_power_of_two();
         Self {
-            slots: (0..size.max(1)).map(|_| AtomicU8::new(0)).collect(),
+            slots: (0..slots).map(|_| AtomicU8::new(0)).collect(),
+            mask: u64::from(slots - 1),
+            size: u64::from(size),
             head: AtomicU64::new(0),
             counts: AtomicU64::new(INITIAL),
         }
@@ -59,28 +69,36 @@ impl CountWindow {
         let low = counts & 0xFFFF_FFFF;
         let high = counts >> 32;
         Tally {
-            calls: head.min(self.slots.len() as u64),
+            calls: head.min(self.size),
             failures: low.saturating_sub(BIAS),
             slow: high.saturating_sub(BIAS),
         }
     }
 
+    fn slot(&self, i: u64) -> Option<&AtomicU8> {
+        self.slots.get((i & self.mask) as usize)
+    }
+
+    /// Records one outcome. Returns the tally when it changed (or when the window
+    /// just reached `watch` calls), `None` when nothing a threshold looks at moved.
     #[inline]
-    pub(crate) fn record(&self, failed: bool, slow: bool) -> Tally {
+    pub(crate) fn record(&self, failed: bool, slow: bool, watch: u64) -> Option<Tally> {
         let new = PRESENT | if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 };
-        let i = self.head.fetch_add(1, Ordering::Relaxed);
-        let slot = (i % self.slots.len() as u64) as usize;
-        let old = match self.slots.get(slot) {
-            Some(s) => s.swap(new, Ordering::AcqRel),
-            None => return self.tally(),
+        let i = self.head.fetch_add(1, Ordering::AcqRel);
+        let leaving = match i.checked_sub(self.size) {
+            Some(j) => self.slot(j).map_or(0, |s| s.load(Ordering::Acquire)),
+            None => 0,
         };
-        let d = delta(old, new);
-        let counts = if d == 0 {
-            self.counts.load(Ordering::Acquire)
-        } else {
-            self.counts.fetch_add(d, Ordering::AcqRel).wrapping_add(d)
-        };
-        self.decode(i + 1, counts)
+        let slot = self.slot(i)?;
+        if slot.load(Ordering::Relaxed) != new {
+            slot.store(new, Ordering::Release);
+        }
+        let d = delta(leaving, new);
+        if d == 0 {
+            return (i + 1 == watch).then(|| self.tally());
+        }
+        let counts = self.counts.fetch_add(d, Ordering::AcqRel).wrapping_add(d);
+        Some(self.decode(i + 1, counts))
     }
 
     pub(crate) fn tally(&self) -> Tally {
@@ -205,30 +223,38 @@ mod tests {
     #[test]
     fn count_window_keeps_the_last_n_outcomes() {
         let w = CountWindow::new(4);
-        assert_eq!(w.record(true, false).failures, 1);
-        w.record(true, true);
-        w.record(false, false);
-        let t = w.record(false, true);
+        assert_eq!(w.record(true, false, 0).unwrap().failures, 1);
+        w.record(true, true, 0);
+        assert_eq!(w.record(false, false, 0), None, "nothing moved");
+        let t = w.record(false, true, 0).unwrap();
         assert_eq!((t.calls, t.failures, t.slow), (4, 2, 2));
         // The fifth record pushes out the first (a failure).
-        let t = w.record(false, false);
+        let t = w.record(false, false, 0).unwrap();
         assert_eq!((t.calls, t.failures, t.slow), (4, 1, 2));
-        let t = w.record(false, false);
+        let t = w.record(false, false, 0).unwrap();
         assert_eq!((t.calls, t.failures, t.slow), (4, 0, 1));
+        // Reaching the watched count reports even when nothing moved.
+        assert!(w.record(false, false, 7).is_some());
         w.reset();
         assert_eq!(w.tally(), Tally::default());
     }
 
     #[test]
     fn count_window_matches_a_model() {
-        let size = 7;
+        for size in [1u32, 2, 5, 7, 8, 100] {
+            count_window_model(size);
+        }
+    }
+
+    fn count_window_model(size: u32) {
         let w = CountWindow::new(size);
         let mut model: std::collections::VecDeque<(bool, bool)> = Default::default();
         let mut x = 12345u64;
         for _ in 0..1000 {
             x = scalekit_core::mix64(x);
             let (f, s) = (x & 1 == 1, x & 2 == 2);
-            let t = w.record(f, s);
+            w.record(f, s, 0);
+            let t = w.tally();
             model.push_back((f, s));
             if model.len() > size as usize {
                 model.pop_front();
