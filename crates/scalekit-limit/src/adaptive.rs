@@ -40,11 +40,13 @@ pub trait LimitAlgorithm: Send + fmt::Debug {
     fn update(&mut self, sample: Sample) -> u32;
 }
 
-fn clamp(v: f64, min: u32, max: u32) -> u32 {
+/// Keeps the limit in `[min, max]`, as a fraction: small steps (Gradient2's
+/// smoothing) accumulate instead of being truncated away.
+fn clamp(v: f64, min: u32, max: u32) -> f64 {
     if v.is_nan() {
-        return min;
+        return f64::from(min);
     }
-    v.clamp(f64::from(min), f64::from(max)) as u32
+    v.clamp(f64::from(min), f64::from(max))
 }
 
 /// Additive increase, multiplicative decrease: +1 after a success while the
@@ -94,7 +96,7 @@ impl LimitAlgorithm for Aimd {
             // Only grow while the limit is actually being used.
             self.limit += 1.0;
         }
-        self.limit = f64::from(clamp(self.limit, self.min, self.max));
+        self.limit = clamp(self.limit, self.min, self.max);
         self.limit as u32
     }
 }
@@ -151,7 +153,7 @@ impl LimitAlgorithm for Vegas {
                 self.limit -= log;
             }
         }
-        self.limit = f64::from(clamp(self.limit, self.min, self.max));
+        self.limit = clamp(self.limit, self.min, self.max);
         self.limit as u32
     }
 }
@@ -215,7 +217,7 @@ impl LimitAlgorithm for Gradient2 {
         let gradient = if s.dropped { 0.5 } else { gradient };
         let target = self.limit * gradient + self.queue;
         self.limit = self.limit * (1.0 - self.smoothing) + target * self.smoothing;
-        self.limit = f64::from(clamp(self.limit, self.min, self.max));
+        self.limit = clamp(self.limit, self.min, self.max);
         self.limit as u32
     }
 }
