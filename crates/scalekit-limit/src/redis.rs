@@ -262,10 +262,6 @@ impl<C: Clock> RedisRateLimiter<C> {
         n: u32,
     ) -> Result<Result<RateLimitState, Denied>, RedisLimitError> {
         let q = self.quota.load();
-        if n > q.burst() {
-            // Never fits: no need to ask Redis.
-            return Ok(crate::gcra::decide(&q, 0, 0, n).map(|(_, s)| s));
-        }
         let (now_arg, slack_ms) = match &self.time {
             TimeSource::Server => (String::new(), 0u64),
             // A client clock need not follow Redis's: keep keys an hour longer so

@@ -151,11 +151,7 @@ impl<C: Clock> SlidingWindow<C> {
         // In the next window: c * (w - e'') / w + n <= limit.
         let to_next = w - e;
         let room = limit - n;
-        let e2 = if c == 0 {
-            0
-        } else {
-            w.saturating_sub(room * w / c)
-        };
+        let e2 = (room * w).checked_div(c).map_or(0, |x| w.saturating_sub(x));
         Duration::from_nanos((to_next + e2) as u64)
     }
 }

@@ -25,7 +25,12 @@ impl Bucket {
     fn new(q: Quota) -> Self {
         let interval = q.interval().as_nanos() as u64;
         let cap = interval * u64::from(q.burst());
-        Self { interval, cap, credit: cap, last: 0 }
+        Self {
+            interval,
+            cap,
+            credit: cap,
+            last: 0,
+        }
     }
     fn take(&mut self, now: u64, n: u32) -> bool {
         self.credit = (self.credit + (now - self.last)).min(self.cap);
@@ -55,7 +60,12 @@ fn quota() -> impl Strategy<Value = Quota> {
 fn requests() -> impl Strategy<Value = Vec<(u64, u32)>> {
     prop::collection::vec(
         (
-            prop_oneof![Just(0u64), 0u64..1_000_000, 0u64..200_000_000, 0u64..5_000_000_000],
+            prop_oneof![
+                Just(0u64),
+                0u64..1_000_000,
+                0u64..200_000_000,
+                0u64..5_000_000_000
+            ],
             prop_oneof![4 => Just(1u32), 1 => 1u32..5],
         ),
         1..300,
@@ -74,7 +84,10 @@ fn check_bound(q: Quota, admitted: &[(u64, u32)]) -> Result<(), TestCaseError> {
                 .map(|(_, n)| u64::from(*n))
                 .sum();
             let bound = span / interval + u64::from(q.burst());
-            prop_assert!(units <= bound, "{units} units in {span} ns from {start}, bound {bound}");
+            prop_assert!(
+                units <= bound,
+                "{units} units in {span} ns from {start}, bound {bound}"
+            );
         }
     }
     Ok(())
@@ -136,4 +149,3 @@ proptest! {
         for a in &admitted { check_bound(q, a)?; }
     }
 }
-
