@@ -119,9 +119,9 @@ proptest! {
                     prop_assert_eq!(d.kind(), DenyKind::RateLimited);
                     // Retrying exactly after retry_after succeeds (on a copy).
                     let wait = d.retry_after().unwrap().as_nanos() as u64;
-                    let mut copy = model.clone();
+                    let mut copy = model;
                     prop_assert!(copy.take(now + wait, n));
-                    let mut early = model.clone();
+                    let mut early = model;
                     prop_assert!(wait == 0 || !early.take(now + wait - 1, n));
                 }
                 Err(d) => prop_assert_eq!(d.kind(), DenyKind::ExceedsBurst),
