@@ -25,24 +25,29 @@ use crate::Quota;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RateLimitState {
     limit: u32,
-    remaining: u32,
-    reset_after: Duration,
+    /// Room left, in units of `unit` nanoseconds (remaining = room / unit): the
+    /// division is done only when `remaining` is asked for, off the hot path.
+    room: u64,
+    unit: u64,
+    reset_after_nanos: u64,
 }
 
 impl RateLimitState {
     pub(crate) fn new_window(limit: u64, used: u64, reset_after: Duration) -> Self {
         Self {
             limit: limit.min(u64::from(u32::MAX)) as u32,
-            remaining: limit.saturating_sub(used).min(u64::from(u32::MAX)) as u32,
-            reset_after,
+            room: limit.saturating_sub(used),
+            unit: 1,
+            reset_after_nanos: reset_after.as_nanos() as u64,
         }
     }
 
     pub(crate) fn from_parts(limit: u32, remaining: u32, reset_after: Duration) -> Self {
         Self {
             limit,
-            remaining,
-            reset_after,
+            room: u64::from(remaining),
+            unit: 1,
+            reset_after_nanos: reset_after.as_nanos() as u64,
         }
     }
 
@@ -53,17 +58,17 @@ impl RateLimitState {
 
     /// Units that may still be taken now.
     pub fn remaining(&self) -> u32 {
-        self.remaining
+        (self.room / self.unit.max(1)).min(u64::from(self.limit)) as u32
     }
 
     /// Time until the bucket is full again (nothing consumed in between).
     pub fn reset_after(&self) -> Duration {
-        self.reset_after
+        Duration::from_nanos(self.reset_after_nanos)
     }
 
     /// `reset_after` rounded up to whole seconds, for headers.
     pub fn reset_after_secs(&self) -> u64 {
-        self.reset_after.as_nanos().div_ceil(1_000_000_000) as u64
+        self.reset_after_nanos.div_ceil(1_000_000_000)
     }
 }
 
@@ -198,11 +203,11 @@ pub(crate) fn state_at(q: &Quota, now: u64, tat: u64) -> RateLimitState {
 
 fn state(q: &Quota, now: u64, tat: u64) -> RateLimitState {
     let ahead = tat.saturating_sub(now);
-    let room = q.tau_nanos().saturating_sub(ahead);
     RateLimitState {
         limit: q.burst(),
-        remaining: (room / q.interval_nanos()).min(u64::from(q.burst())) as u32,
-        reset_after: Duration::from_nanos(ahead),
+        room: q.tau_nanos().saturating_sub(ahead),
+        unit: q.interval_nanos(),
+        reset_after_nanos: ahead,
     }
 }
 
