@@ -1,41 +1,42 @@
-//! Keyed GCRA: one timestamp per key in a sharded open-addressing table with a
-//! hard cap on keys and gradual eviction of idle ones.
+//! Keyed GCRA: one timestamp per key in a fixed open-addressing table per shard,
+//! read without locks, with a hard cap on keys; idle keys give their slot to new
+//! ones.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 use scalekit_core::{Admission, Clock, KeyedAdmission, MonotonicClock, Outcome, Rejected};
 
-use crate::gcra::{check_cell, AtomicQuota, DenyKind};
+use crate::gcra::{check_cell, decide, AtomicQuota, DenyKind};
 use crate::{ConfigError, Denied, Quota, RateLimitState};
 
-/// A key's slot: the key and its GCRA timestamp, side by side in the table so
-/// that a lookup touches one cache line.
-struct Slot<K> {
-    key: Option<K>,
+/// A key's slot: its 64-bit fingerprint (0: empty) and its GCRA timestamp.
+#[derive(Debug, Default)]
+struct Slot {
+    fingerprint: AtomicU64,
     tat: AtomicU64,
 }
 
-impl<K> Slot<K> {
-    fn empty() -> Self {
-        Self {
-            key: None,
-            tat: AtomicU64::new(0),
-        }
-    }
-}
+/// A slot being handed from an idle key to a new one; readers that see it go to
+/// the shard's lock, which the writer holds until the hand-over is complete.
+const HANDING_OVER: u64 = u64::MAX;
 
-/// Linear probing over a table whose size need not be a power of two (the home
-/// slot is `hash * len >> 64`), so that the last growth step lands on exactly the
-/// capacity the key cap needs.
-struct Table<K> {
-    slots: Vec<Slot<K>>,
-    len: usize,
-    /// Where the gradual eviction sweep goes on.
-    cursor: usize,
+/// How far from its home slot a key may be placed (and a lookup searches).
+const MAX_PROBE: usize = 64;
+/// Keys per slot at the cap: 3 in 4.
+const LOAD_NUM: usize = 3;
+const LOAD_DEN: usize = 4;
+
+#[derive(Debug)]
+struct Shard {
+    slots: OnceLock<Box<[Slot]>>,
+    /// Slots ever filled (they are never emptied: idle ones are handed over).
+    used: Mutex<usize>,
 }
 
 #[inline]
@@ -43,119 +44,14 @@ fn home(hash: u64, len: usize) -> usize {
     ((u128::from(hash) * len as u128) >> 64) as usize
 }
 
-impl<K> Table<K> {
-    fn new() -> Self {
-        Self {
-            slots: Vec::new(),
-            len: 0,
-            cursor: 0,
-        }
-    }
+#[inline]
+fn fingerprint(hash: u64) -> u64 {
+    // 0 marks an empty slot.
+    hash.max(1)
 }
 
-impl<K: Hash + Eq> Table<K> {
-    #[inline]
-    fn find(&self, hash: u64, key: &K) -> Result<usize, usize> {
-        let n = self.slots.len();
-        if n == 0 {
-            return Err(usize::MAX);
-        }
-        let mut i = home(hash, n);
-        for _ in 0..n {
-            match self.slots.get(i).and_then(|s| s.key.as_ref()) {
-                None => return Err(i),
-                Some(k) if k == key => return Ok(i),
-                Some(_) => {
-                    i += 1;
-                    if i == n {
-                        i = 0;
-                    }
-                }
-            }
-        }
-        Err(usize::MAX)
-    }
-
-    /// Removes slot `i`, shifting later members of its probe run back (no
-    /// tombstones).
-    fn remove_at<S: BuildHasher>(&mut self, mut i: usize, hasher: &S) {
-        let n = self.slots.len();
-        let mut j = i;
-        loop {
-            j += 1;
-            if j == n {
-                j = 0;
-            }
-            let Some(key) = self.slots.get(j).and_then(|s| s.key.as_ref()) else {
-                break;
-            };
-            let h = home(hasher.hash_one(key), n);
-            // The entry at j may move to i unless its home lies cyclically in (i, j].
-            let stays = if i <= j {
-                i < h && h <= j
-            } else {
-                i < h || h <= j
-            };
-            if !stays {
-                self.slots.swap(i, j);
-                i = j;
-            }
-        }
-        if let Some(s) = self.slots.get_mut(i) {
-            *s = Slot::empty();
-        }
-        self.len -= 1;
-    }
-
-    fn rebuild<S: BuildHasher>(&mut self, new_len: usize, hasher: &S) {
-        let old = std::mem::replace(
-            &mut self.slots,
-            (0..new_len).map(|_| Slot::empty()).collect(),
-        );
-        self.cursor = 0;
-        for slot in old {
-            if let Some(key) = slot.key {
-                if let Err(i) = self.find(hasher.hash_one(&key), &key) {
-                    if let Some(s) = self.slots.get_mut(i) {
-                        s.tat = slot.tat;
-                        s.key = Some(key);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sweeps up to `budget` slots from the cursor, removing idle keys (a key whose
-    /// bucket is full again: forgetting it changes no decision). Returns how many
-    /// were removed.
-    fn sweep<S: BuildHasher>(&mut self, budget: usize, now: u64, hasher: &S) -> usize {
-        let n = self.slots.len();
-        if n == 0 {
-            return 0;
-        }
-        let mut removed = 0;
-        for _ in 0..budget {
-            let i = self.cursor % n;
-            let idle = self
-                .slots
-                .get_mut(i)
-                .is_some_and(|s| s.key.is_some() && *s.tat.get_mut() <= now);
-            if idle {
-                // The slot now holds a shifted-back entry (or nothing): look at it
-                // again on the next step.
-                self.remove_at(i, hasher);
-                removed += 1;
-            } else {
-                self.cursor = (i + 1) % n;
-            }
-        }
-        removed
-    }
-}
-
-struct Shard<K> {
-    table: RwLock<Table<K>>,
-}
+/// The default cap on keys.
+pub const DEFAULT_MAX_KEYS: usize = 1 << 20;
 
 /// Builds a [`KeyedRateLimiter`].
 ///
@@ -170,36 +66,36 @@ struct Shard<K> {
 /// # let _ = limiter;
 /// # Ok::<(), scalekit_limit::ConfigError>(())
 /// ```
-#[derive(Debug)]
-pub struct KeyedBuilder<K, C = MonotonicClock> {
+pub struct KeyedBuilder<K: ?Sized, C = MonotonicClock> {
     quota: Quota,
     max_keys: usize,
     shards: usize,
     clock: C,
-    _keys: std::marker::PhantomData<fn(K)>,
+    _keys: PhantomData<fn(&K)>,
 }
 
-/// The default cap on keys.
-pub const DEFAULT_MAX_KEYS: usize = 1 << 20;
-/// Slots swept for idle keys on every insert of a new key.
-const SWEEP_PER_INSERT: usize = 2;
-/// Slots swept when a shard is at its cap, before a new key is refused.
-const SWEEP_WHEN_FULL: usize = 64;
-/// Maximum load: 7 keys in 8 slots.
-const LOAD_NUM: usize = 7;
-const LOAD_DEN: usize = 8;
+impl<K: ?Sized, C: fmt::Debug> fmt::Debug for KeyedBuilder<K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBuilder")
+            .field("quota", &self.quota)
+            .field("max_keys", &self.max_keys)
+            .field("shards", &self.shards)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
 
-impl<K, C> KeyedBuilder<K, C> {
-    /// The most keys tracked at once (default 2^20). A new key beyond it is
-    /// tracked only once an idle key can be forgotten; until then its requests
-    /// are denied with [`DenyKind::KeysFull`].
+impl<K: ?Sized, C> KeyedBuilder<K, C> {
+    /// The most keys tracked at once (default 2^20). A new key beyond it gets the
+    /// slot of an idle key (one whose bucket is full again) near its home slot;
+    /// if there is none, its requests are denied with [`DenyKind::KeysFull`].
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
         self
     }
 
-    /// Independent shards (default: 64; a power of two). Each holds `max_keys /
-    /// shards` keys at most, behind its own lock.
+    /// Independent shards (default 64; a power of two): each holds `max_keys /
+    /// shards` keys and has its own lock for inserting new keys.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = shards;
         self
@@ -212,90 +108,100 @@ impl<K, C> KeyedBuilder<K, C> {
             max_keys: self.max_keys,
             shards: self.shards,
             clock,
-            _keys: std::marker::PhantomData,
+            _keys: PhantomData,
         }
     }
 
-    /// Checks the settings and builds the limiter (no table is allocated until
-    /// keys arrive).
+    /// Checks the settings and builds the limiter. A shard allocates its table
+    /// (for its share of the cap) when its first key arrives.
     pub fn build(self) -> Result<KeyedRateLimiter<K, C>, ConfigError> {
         if !self.shards.is_power_of_two() || self.shards > 4096 {
             return Err(ConfigError::Count {
-                field: "shards",
+                field: "shards (a power of two)",
                 value: self.shards as u64,
                 min: 1,
                 max: 4096,
             });
         }
-        if self.max_keys == 0 || self.max_keys > 1 << 40 {
+        if self.max_keys == 0 || self.max_keys > 1 << 36 {
             return Err(ConfigError::Count {
                 field: "max_keys",
                 value: self.max_keys as u64,
                 min: 1,
-                max: 1 << 40,
+                max: 1 << 36,
             });
         }
         let per_shard = self.max_keys.div_ceil(self.shards);
-        let max_slots = (per_shard * LOAD_DEN).div_ceil(LOAD_NUM).max(2);
+        let slots_per_shard = (per_shard * LOAD_DEN).div_ceil(LOAD_NUM).max(2);
         Ok(KeyedRateLimiter {
             shards: (0..self.shards)
                 .map(|_| Shard {
-                    table: RwLock::new(Table::new()),
+                    slots: OnceLock::new(),
+                    used: Mutex::new(0),
                 })
                 .collect(),
             shard_mask: (self.shards - 1) as u64,
             per_shard,
-            max_slots,
+            slots_per_shard,
             hasher: ahash::RandomState::new(),
             quota: AtomicQuota::new(self.quota),
             unkeyed: AtomicU64::new(0),
             clock: self.clock,
+            _keys: PhantomData,
         })
     }
 }
 
-/// A rate limit per key (client IP, user, API token): GCRA, one `u64` per key.
+/// A rate limit per key (client IP, user, API token): GCRA, 16 bytes per key.
 ///
-/// * **Hot path**: hash the key (ahash), take the shard's read lock, probe the
-///   table (key and timestamp share a slot), one compare-and-swap. A new key
-///   takes the shard's write lock once.
-/// * **Bounded memory**: at most [`max_keys`](KeyedBuilder::max_keys) keys.
-///   Every insert sweeps a few slots for idle keys, whose bucket is full again
-///   (forgetting them changes no decision), so the table drains as traffic
-///   moves on. At the cap a new key is tracked only if the sweep frees a slot;
-///   otherwise its request is denied ([`DenyKind::KeysFull`]) rather than
-///   evicting a key that is still limited (which would hand an attacker a reset).
-///   Every key goes idle at most `burst * interval` after its last admission.
-/// * **Memory**: [`bytes_per_key`](Self::bytes_per_key) reports the slot size
-///   over the load factor: `size_of::<Option<K>>() + 8` (padded) / 0.875 at the
-///   cap; for `u64` keys 27 bytes, for `IpAddr` 37 (17 of which are the key).
+/// * **Hot path, no lock**: hash the key (ahash, seeded at random per limiter),
+///   probe the shard's table for its 64-bit fingerprint (fingerprint and
+///   timestamp share a 16-byte slot: one cache line), one compare-and-swap. A
+///   new key takes its shard's lock once.
+/// * **Keys are fingerprints**: the table stores the key's 64-bit keyed hash,
+///   not the key, so any `Hash` type works (`str` included) and every key costs
+///   the same. Two keys with the same fingerprint would share a bucket; with a
+///   random seed per limiter that takes about 2^32 live keys to become likely,
+///   and cannot be aimed at.
+/// * **Bounded memory**: at most [`max_keys`](KeyedBuilder::max_keys) keys; a
+///   shard allocates its table for its share of the cap with its first key:
+///   16 bytes a slot, 4 slots per 3 keys, [`bytes_per_key`](Self::bytes_per_key)
+///   = 21.3 bytes a key at the cap, whatever the key type. Nothing grows past
+///   that, however many distinct keys arrive.
+/// * **Idle keys are evicted gradually**: a key whose bucket is full again
+///   (idle: forgetting it changes no decision) hands its slot to the next new
+///   key that probes past it. When the cap is reached and no idle key is near,
+///   a new key is denied ([`DenyKind::KeysFull`]) rather than evicting a key that
+///   is still limited (which would hand an attacker a reset). Every key goes idle
+///   at most `burst * interval` after its last admission.
 ///
 /// ```
 /// use scalekit_limit::{DenyKind, KeyedRateLimiter, Quota};
 /// use scalekit_core::ManualClock;
 /// use std::num::NonZeroU32;
 ///
-/// let limiter = KeyedRateLimiter::<u64, _>::builder(Quota::per_second(NonZeroU32::new(1).unwrap()))
+/// let limiter = KeyedRateLimiter::<str, _>::builder(Quota::per_second(NonZeroU32::new(1).unwrap()))
 ///     .clock(ManualClock::new())
 ///     .build()?;
-/// assert!(limiter.check_key(&1).is_ok());
-/// assert!(limiter.check_key(&2).is_ok()); // another key, its own bucket
-/// assert_eq!(limiter.check_key(&1).unwrap_err().kind(), DenyKind::RateLimited);
+/// assert!(limiter.check_key("alice").is_ok());
+/// assert!(limiter.check_key("bob").is_ok()); // another key, its own bucket
+/// assert_eq!(limiter.check_key("alice").unwrap_err().kind(), DenyKind::RateLimited);
 /// assert_eq!(limiter.len(), 2);
 /// # Ok::<(), scalekit_limit::ConfigError>(())
 /// ```
-pub struct KeyedRateLimiter<K, C = MonotonicClock> {
-    shards: Box<[Shard<K>]>,
+pub struct KeyedRateLimiter<K: ?Sized, C = MonotonicClock> {
+    shards: Box<[Shard]>,
     shard_mask: u64,
     per_shard: usize,
-    max_slots: usize,
+    slots_per_shard: usize,
     hasher: ahash::RandomState,
     quota: AtomicQuota,
     unkeyed: AtomicU64,
     clock: C,
+    _keys: PhantomData<fn(&K)>,
 }
 
-impl<K, C: fmt::Debug> fmt::Debug for KeyedRateLimiter<K, C> {
+impl<K: ?Sized, C: fmt::Debug> fmt::Debug for KeyedRateLimiter<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimiter")
             .field("quota", &self.quota.load())
@@ -306,7 +212,7 @@ impl<K, C: fmt::Debug> fmt::Debug for KeyedRateLimiter<K, C> {
     }
 }
 
-impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
+impl<K: Hash + ?Sized> KeyedRateLimiter<K> {
     /// A builder: `quota` for every key, at most 2^20 keys, 64 shards.
     pub fn builder(quota: Quota) -> KeyedBuilder<K> {
         KeyedBuilder {
@@ -314,16 +220,74 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
             max_keys: DEFAULT_MAX_KEYS,
             shards: 64,
             clock: MonotonicClock,
-            _keys: std::marker::PhantomData,
+            _keys: PhantomData,
         }
     }
 }
 
-impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
+/// What a lock-free lookup found.
+enum Found<'a> {
+    Slot(&'a Slot),
+    Missing,
+    /// A hand-over is in progress or the slot changed owner under us.
+    Retry,
+}
+
+impl<K: Hash + ?Sized, C: Clock> KeyedRateLimiter<K, C> {
     #[inline]
-    fn shard(&self, hash: u64) -> &Shard<K> {
+    fn shard(&self, hash: u64) -> &Shard {
         // The shard comes from the low bits, the home slot from the high ones.
         &self.shards[(hash & self.shard_mask) as usize]
+    }
+
+    #[inline]
+    fn lookup<'a>(slots: &'a [Slot], hash: u64) -> Found<'a> {
+        let fp = fingerprint(hash);
+        let n = slots.len();
+        let mut i = home(hash, n);
+        for _ in 0..MAX_PROBE.min(n) {
+            let Some(slot) = slots.get(i) else {
+                return Found::Missing;
+            };
+            // Empty slots do not end the search: a new key may be placed in any
+            // free or idle slot of its window (a miss is the slow path anyway).
+            if slot.fingerprint.load(Ordering::Acquire) == fp {
+                return Found::Slot(slot);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        Found::Missing
+    }
+
+    /// GCRA on a found slot, checking that it still belongs to `fp`.
+    #[inline]
+    fn check_slot(
+        slot: &Slot,
+        fp: u64,
+        q: &Quota,
+        now: u64,
+        n: u32,
+    ) -> Option<Result<RateLimitState, Denied>> {
+        let mut tat = slot.tat.load(Ordering::Acquire);
+        loop {
+            if tat == HANDING_OVER || slot.fingerprint.load(Ordering::Acquire) != fp {
+                return None;
+            }
+            let (new_tat, state) = match decide(q, tat, now, n) {
+                Ok(ok) => ok,
+                Err(d) => return Some(Err(d)),
+            };
+            match slot
+                .tat
+                .compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(Ok(state)),
+                Err(current) => tat = current,
+            }
+        }
     }
 
     /// Takes one unit from `key`'s bucket.
@@ -339,59 +303,91 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
         let now = self.clock.now_nanos();
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
-        {
-            let table = shard.table.read();
-            if let Ok(i) = table.find(hash, key) {
-                if let Some(slot) = table.slots.get(i) {
-                    return check_cell(&slot.tat, &q, now, n);
+        if let Some(slots) = shard.slots.get() {
+            if let Found::Slot(slot) = Self::lookup(slots, hash) {
+                if let Some(decision) = Self::check_slot(slot, fingerprint(hash), &q, now, n) {
+                    return decision;
                 }
             }
         }
-        self.insert_and_check(shard, hash, key, &q, now, n)
+        self.insert_and_check(shard, hash, &q, now, n)
     }
 
     #[cold]
     fn insert_and_check(
         &self,
-        shard: &Shard<K>,
+        shard: &Shard,
         hash: u64,
-        key: &K,
         q: &Quota,
         now: u64,
         n: u32,
     ) -> Result<RateLimitState, Denied> {
-        // Decide first: a denied new key (n above the burst) is not stored.
-        let (new_tat, state) = crate::gcra::decide(q, 0, now, n)?;
-        let mut table = shard.table.write();
-        if let Ok(i) = table.find(hash, key) {
-            // Another thread inserted it meanwhile.
-            if let Some(slot) = table.slots.get(i) {
-                return check_cell(&slot.tat, q, now, n);
-            }
-        }
-        table.sweep(SWEEP_PER_INSERT, now, &self.hasher);
-        if table.len >= self.per_shard {
-            table.sweep(SWEEP_WHEN_FULL, now, &self.hasher);
-            if table.len >= self.per_shard {
-                return Err(Denied::new(DenyKind::KeysFull, None, state));
-            }
-        }
-        let slots = table.slots.len();
-        if (table.len + 1) * LOAD_DEN > slots * LOAD_NUM {
-            let grown = (slots * 2).clamp(16, self.max_slots.max(16));
-            if grown > slots {
-                table.rebuild(grown, &self.hasher);
-            }
-        }
-        match table.find(hash, key) {
-            Err(i) if i != usize::MAX => {
-                if let Some(slot) = table.slots.get_mut(i) {
-                    slot.key = Some(key.clone());
-                    *slot.tat.get_mut() = new_tat;
-                    table.len += 1;
-                    return Ok(state);
+        let fp = fingerprint(hash);
+        let slots = shard
+            .slots
+            .get_or_init(|| (0..self.slots_per_shard).map(|_| Slot::default()).collect());
+        let mut used = shard.used.lock();
+        // Under the lock no hand-over is half done: search the key's whole window.
+        let len = slots.len();
+        let mut i = home(hash, len);
+        let mut idle = None;
+        let mut empty = None;
+        for _ in 0..MAX_PROBE.min(len) {
+            let Some(slot) = slots.get(i) else { break };
+            match slot.fingerprint.load(Ordering::Acquire) {
+                0 => {
+                    if empty.is_none() && idle.is_none() {
+                        empty = Some(slot);
+                    }
                 }
-                Err(Denied::new(DenyKind::KeysFull, None, state))
+                f if f == fp => {
+                    drop(used);
+                    return match Self::check_slot(slot, fp, q, now, n) {
+                        Some(decision) => decision,
+                        // Only a hand-over changes a slot, and we held the lock.
+                        None => Err(Denied::new(DenyKind::KeysFull, None, fresh_state(q, now))),
+                    };
+                }
+                _ => {
+                    if idle.is_none() && (empty.is_none() || *used >= self.per_shard) {
+                        let tat = slot.tat.load(Ordering::Acquire);
+                        if tat != HANDING_OVER && tat <= now {
+                            idle = Some((slot, tat));
+                        }
+                    }
+                }
+            }
+            i += 1;
+            if i == len {
+                i = 0;
+            }
+        }
+        // A new key: decide on a full bucket first (a request above the burst is
+        // denied without taking a slot).
+        let (new_tat, state) = decide(q, 0, now, n)?;
+        // The earliest usable slot of the window: an empty one while under the
+        // cap, else the first idle key's.
+        if empty.is_some() && *used < self.per_shard {
+            idle = None;
+        }
+        if let Some((slot, tat)) = idle {
+            // Hand the idle key's slot over: lock it, relabel it, set the state.
+            if slot
+                .tat
+                .compare_exchange(tat, HANDING_OVER, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                slot.fingerprint.store(fp, Ordering::Release);
+                slot.tat.store(new_tat, Ordering::Release);
+                return Ok(state);
+            }
+        }
+        match empty {
+            Some(slot) if *used < self.per_shard => {
+                slot.tat.store(new_tat, Ordering::Release);
+                slot.fingerprint.store(fp, Ordering::Release);
+                *used += 1;
+                Ok(state)
             }
             _ => Err(Denied::new(DenyKind::KeysFull, None, state)),
         }
@@ -402,28 +398,38 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
         let q = self.quota.load();
         let now = self.clock.now_nanos();
         let hash = self.hasher.hash_one(key);
-        let table = self.shard(hash).table.read();
-        let tat = match table.find(hash, key) {
-            Ok(i) => table
-                .slots
-                .get(i)
-                .map_or(0, |s| s.tat.load(Ordering::Acquire)),
-            Err(_) => 0,
+        let tat = match self.shard(hash).slots.get().map(|s| Self::lookup(s, hash)) {
+            Some(Found::Slot(slot)) => match slot.tat.load(Ordering::Acquire) {
+                HANDING_OVER => 0,
+                t => t,
+            },
+            _ => 0,
         };
-        match crate::gcra::decide(&q, tat, now, 0) {
-            Ok((_, st)) => st,
-            Err(d) => d.state(),
-        }
+        crate::gcra::state_at(&q, now, tat.max(now))
     }
 
-    /// Keys tracked now.
+    /// Slots holding a key (keys still limited, and idle ones not yet handed
+    /// over to a new key).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.table.read().len).sum()
+        self.shards.iter().map(|s| *s.used.lock()).sum()
     }
 
-    /// Whether no key is tracked.
+    /// Whether no key was ever tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Keys whose bucket is not full now (a scan of every table).
+    pub fn active_keys(&self) -> usize {
+        let now = self.clock.now_nanos();
+        self.shards
+            .iter()
+            .filter_map(|s| s.slots.get())
+            .flat_map(|slots| slots.iter())
+            .filter(|s| {
+                s.fingerprint.load(Ordering::Acquire) != 0 && s.tat.load(Ordering::Acquire) > now
+            })
+            .count()
     }
 
     /// The most keys this limiter tracks at once.
@@ -431,52 +437,21 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
         self.per_shard * self.shards.len()
     }
 
-    /// Bytes held by the tables now (slots allocated, keys' own heap excluded).
+    /// Bytes held by the tables now (shards that have seen a key).
     pub fn memory_bytes(&self) -> usize {
-        let slots: usize = self.shards.iter().map(|s| s.table.read().slots.len()).sum();
-        slots * std::mem::size_of::<Slot<K>>()
-    }
-
-    /// Bytes per key at the cap: the slot size over the maximum load (7/8), the
-    /// key itself included (for heap-owning keys add their heap). Below the cap
-    /// a table that just grew holds up to twice that per key.
-    pub fn bytes_per_key() -> f64 {
-        std::mem::size_of::<Slot<K>>() as f64 * LOAD_DEN as f64 / LOAD_NUM as f64
-    }
-
-    /// Sweeps every table once and forgets every idle key. Returns how many.
-    /// Not needed for correctness (inserts sweep gradually); useful to hand memory
-    /// back after a burst of one-off keys, followed by [`shrink`](Self::shrink).
-    pub fn evict_idle(&self) -> usize {
-        let now = self.clock.now_nanos();
-        self.shards
+        let slots: usize = self
+            .shards
             .iter()
-            .map(|s| {
-                let mut t = s.table.write();
-                let n = t.slots.len();
-                t.cursor = 0;
-                // Enough budget to pass every slot even as entries shift back.
-                t.sweep(2 * n, now, &self.hasher)
-            })
-            .sum()
+            .filter_map(|s| s.slots.get())
+            .map(|s| s.len())
+            .sum();
+        slots * std::mem::size_of::<Slot>()
     }
 
-    /// Reallocates each table to fit its keys (after [`evict_idle`](Self::evict_idle)).
-    pub fn shrink(&self) {
-        for s in self.shards.iter() {
-            let mut t = s.table.write();
-            let want = if t.len == 0 {
-                0
-            } else {
-                (t.len * LOAD_DEN)
-                    .div_ceil(LOAD_NUM)
-                    .max(16)
-                    .min(self.max_slots.max(16))
-            };
-            if want < t.slots.len() {
-                t.rebuild(want, &self.hasher);
-            }
-        }
+    /// Bytes per key at the cap: a 16-byte slot over the load factor (3/4): 21.3,
+    /// whatever the key type (keys are stored as fingerprints).
+    pub fn bytes_per_key() -> f64 {
+        std::mem::size_of::<Slot>() as f64 * LOAD_DEN as f64 / LOAD_NUM as f64
     }
 
     /// The quota in force for every key.
@@ -495,7 +470,11 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
     }
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync, C: Clock> Admission for KeyedRateLimiter<K, C> {
+fn fresh_state(q: &Quota, now: u64) -> RateLimitState {
+    crate::gcra::state_at(q, now, now)
+}
+
+impl<K: Hash + ?Sized, C: Clock> Admission for KeyedRateLimiter<K, C> {
     type Permit = ();
 
     /// A request without a key draws from one shared bucket.
@@ -506,7 +485,7 @@ impl<K: Hash + Eq + Clone + Send + Sync, C: Clock> Admission for KeyedRateLimite
     fn record(&self, _permit: (), _outcome: Outcome, _latency: Duration) {}
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync, C: Clock> KeyedAdmission<K> for KeyedRateLimiter<K, C> {
+impl<K: Hash + ?Sized, C: Clock> KeyedAdmission<K> for KeyedRateLimiter<K, C> {
     #[inline]
     fn try_acquire_key(&self, key: &K) -> Result<(), Rejected> {
         self.check_key(key).map(|_| ()).map_err(Rejected::from)
@@ -514,9 +493,7 @@ impl<K: Hash + Eq + Clone + Send + Sync, C: Clock> KeyedAdmission<K> for KeyedRa
 }
 
 /// Keys as `Option<K>`: `None` (no client IP known) draws from the shared bucket.
-impl<K: Hash + Eq + Clone + Send + Sync, C: Clock> KeyedAdmission<Option<K>>
-    for KeyedRateLimiter<K, C>
-{
+impl<K: Hash, C: Clock> KeyedAdmission<Option<K>> for KeyedRateLimiter<K, C> {
     #[inline]
     fn try_acquire_key(&self, key: &Option<K>) -> Result<(), Rejected> {
         match key {
@@ -532,53 +509,43 @@ mod tests {
     use scalekit_core::ManualClock;
     use std::num::NonZeroU32;
 
-    fn limiter(
-        max_keys: usize,
-        shards: usize,
-        clock: &ManualClock,
-    ) -> KeyedRateLimiter<u64, ManualClock> {
-        KeyedRateLimiter::builder(Quota::per_second(
-            NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN),
+    #[test]
+    fn idle_keys_hand_their_slots_over_and_live_keys_keep_theirs() {
+        let clock = ManualClock::new();
+        let l = KeyedRateLimiter::<u64, _>::builder(Quota::per_second(
+            NonZeroU32::MIN.saturating_add(1),
         ))
-        .max_keys(max_keys)
-        .shards(shards)
+        .max_keys(3000)
+        .shards(1)
         .clock(clock.clone())
         .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn removal_keeps_every_other_key_findable() {
-        let clock = ManualClock::new();
-        let l = limiter(10_000, 1, &clock);
-        for k in 0..5000u64 {
+        .unwrap_or_else(|e| panic!("{e}"));
+        for k in 0..3000u64 {
             assert!(l.check_key(&k).is_ok());
         }
-        // Half the keys go idle (full buckets) at 1 s; the other half take another unit.
+        assert_eq!(l.len(), 3000);
+        let bytes = l.memory_bytes();
+        // Even keys take another unit and stay limited past the 1 s mark.
         clock.advance(Duration::from_millis(600));
-        for k in (0..5000u64).filter(|k| k % 2 == 0) {
+        for k in (0..3000u64).filter(|k| k % 2 == 0) {
             assert!(l.check_key(&k).is_ok());
             assert!(l.check_key(&k).is_ok());
         }
         clock.advance(Duration::from_millis(400));
-        assert_eq!(l.len(), 5000);
-        for k in 0..5000u64 {
-            assert_eq!(
-                l.state_of(&k).remaining(),
-                if k % 2 == 0 { 0 } else { 2 },
-                "key {k} before"
-            );
+        assert_eq!(l.active_keys(), 1500);
+        // New keys reuse idle slots; the table does not grow.
+        let mut admitted = 0;
+        for k in 10_000..11_000u64 {
+            if l.check_key(&k).is_ok() {
+                admitted += 1;
+            }
         }
-        let removed = l.evict_idle();
-        assert_eq!(removed, 2500);
-        assert_eq!(l.len(), 2500);
-        // Every even key is still there with its bucket (state) intact.
-        for k in (0..5000u64).filter(|k| k % 2 == 0) {
+        assert!(admitted > 900, "{admitted}");
+        assert_eq!(l.memory_bytes(), bytes);
+        // Every even key still has its (empty) bucket.
+        for k in (0..3000u64).filter(|k| k % 2 == 0) {
             assert_eq!(l.state_of(&k).remaining(), 0, "key {k}");
-        }
-        l.shrink();
-        for k in (0..5000u64).filter(|k| k % 2 == 0) {
-            assert_eq!(l.state_of(&k).remaining(), 0, "key {k} after shrink");
+            assert!(l.check_key(&k).is_err());
         }
     }
 }

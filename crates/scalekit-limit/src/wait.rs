@@ -99,7 +99,7 @@ impl<C: Clock> RateLimiter<C> {
     }
 }
 
-impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
+impl<K: Hash + ?Sized, C: Clock> KeyedRateLimiter<K, C> {
     /// Waits until `key` has `n` units and takes them; fails at once if `n` is
     /// larger than the burst or the limiter cannot track a new key.
     pub async fn until_key_n_ready(
