@@ -3,7 +3,7 @@
 //! ones.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -229,8 +229,6 @@ impl<K: Hash + ?Sized> KeyedRateLimiter<K> {
 enum Found<'a> {
     Slot(&'a Slot),
     Missing,
-    /// A hand-over is in progress or the slot changed owner under us.
-    Retry,
 }
 
 impl<K: Hash + ?Sized, C: Clock> KeyedRateLimiter<K, C> {
