@@ -51,7 +51,7 @@ fn direct(c: &mut Criterion) {
 fn keys(n: usize) -> Vec<u64> {
     let len = n.next_power_of_two();
     (0..len as u64)
-        .map(|i| mix64(i % n as u64 ^ 0x5EED))
+        .map(|i| mix64((i % n as u64) ^ 0x5EED))
         .collect()
 }
 
