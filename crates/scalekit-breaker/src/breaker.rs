@@ -484,10 +484,12 @@ enum Outcomes {
 ///   (a call admitted before the last transition) is ignored.
 ///
 /// Hot path: with a count window or consecutive failures, admission in closed is
-/// one atomic load, and a record is one atomic load, one `fetch_add` and two slot
-/// loads while outcomes repeat (a store and a second `fetch_add` when the outcome
-/// entering the window differs from the one leaving it): no lock, no clock read.
-/// A rejection allocates nothing.
+/// one atomic load, and recording a success while the window holds only
+/// successes is three atomic loads and no write (shared cache lines stay shared
+/// across cores). With failures in the window a record is one `fetch_add` and two
+/// slot loads, plus a store and a second `fetch_add` when the outcome entering
+/// the window differs from the one leaving it. No lock, no clock read. A
+/// rejection allocates nothing.
 ///
 /// ```
 /// use scalekit_breaker::{CircuitBreaker, State, Window};
@@ -607,6 +609,7 @@ impl<C: Clock> CircuitBreaker<C> {
     /// assert!(matches!(breaker.call(|| Ok::<_, &str>(1)), Err(BreakerError::Rejected(_))));
     /// # Ok::<(), scalekit_breaker::ConfigError>(())
     /// ```
+    #[inline]
     pub fn call<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, BreakerError<E>> {
         self.call_classified(f, |r| match r {
             Ok(_) => Outcome::Success,
@@ -634,6 +637,7 @@ impl<C: Clock> CircuitBreaker<C> {
     /// assert_eq!(breaker.state(), State::Open);
     /// # Ok::<(), scalekit_breaker::ConfigError>(())
     /// ```
+    #[inline]
     pub fn call_classified<T, E>(
         &self,
         f: impl FnOnce() -> Result<T, E>,

@@ -31,8 +31,9 @@ pub(crate) const MAX_COUNT_WINDOW: u32 = 1 << 24;
 /// slot `i mod slots`, and the call leaving the window is call `i - size`, read
 /// from its own slot. A record is one `fetch_add` on the head and two loads; only
 /// when the outcome entering differs from the one leaving does it store the slot
-/// and `fetch_add` both counters, packed into one `u64`. No lock, no clock, no
-/// division, O(1).
+/// and `fetch_add` both counters, packed into one `u64`. A success into a full,
+/// clean window (the healthy steady state) is two loads and no write. No lock, no
+/// clock, no division, O(1).
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
@@ -83,6 +84,18 @@ impl CountWindow {
     /// just reached `watch` calls), `None` when nothing a threshold looks at moved.
     #[inline]
     pub(crate) fn record(&self, failed: bool, slow: bool, watch: u64) -> Option<Tally> {
+        // A success into a full window that holds only successes changes nothing
+        // a threshold looks at, and needs no position: the window's last `size`
+        // calls are successes before and after. Two loads, no write. (The first
+        // failure or slow call takes the next position; while the window holds
+        // one, every call is positioned, so it leaves after exactly `size` more.)
+        if !failed
+            && !slow
+            && self.counts.load(Ordering::Acquire) == INITIAL
+            && self.head.load(Ordering::Acquire) >= self.size
+        {
+            return None;
+        }
         let new = PRESENT | if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 };
         let i = self.head.fetch_add(1, Ordering::AcqRel);
         let leaving = match i.checked_sub(self.size) {
