@@ -646,17 +646,18 @@ impl<C: Clock> CircuitBreaker<C> {
         let permit = self.try_acquire().map_err(BreakerError::Rejected)?;
         // Time the call only when latency matters (slow-call detection is on).
         let timed = self.config.slow_duration.is_some();
-        let mut guard = CallGuard {
+        let guard = CallGuard {
             breaker: self,
-            permit: Some(permit),
+            permit,
             started: if timed { self.clock.now_nanos() } else { 0 },
             timed,
         };
         let result = f();
         let outcome = classify(&result);
-        if let Some(permit) = guard.permit.take() {
-            self.record(permit, outcome, guard.latency());
-        }
+        let latency = guard.latency();
+        // Finished without panicking: disarm the guard and report the outcome.
+        std::mem::forget(guard);
+        self.record(permit, outcome, latency);
         result.map_err(BreakerError::Inner)
     }
 
@@ -845,9 +846,11 @@ fn tag(generation: u64) -> u64 {
     generation & ((1 << (64 - TAG_SHIFT)) - 1)
 }
 
+/// Reports a failure if the call or the classifier panics; disarmed with
+/// `mem::forget` when they return.
 struct CallGuard<'a, C: Clock> {
     breaker: &'a CircuitBreaker<C>,
-    permit: Option<BreakerPermit>,
+    permit: BreakerPermit,
     started: u64,
     timed: bool,
 }
@@ -864,11 +867,9 @@ impl<C: Clock> CallGuard<'_, C> {
 
 impl<C: Clock> Drop for CallGuard<'_, C> {
     fn drop(&mut self) {
-        // Only reached with a permit when the call or the classifier panicked.
-        if let Some(permit) = self.permit.take() {
-            let latency = self.latency();
-            self.breaker.record(permit, Outcome::Failure, latency);
-        }
+        // Only reached when the call or the classifier panicked.
+        let latency = self.latency();
+        self.breaker.record(self.permit, Outcome::Failure, latency);
     }
 }
 
