@@ -73,6 +73,7 @@ impl<C: Clock + ?Sized> Clock for Box<C> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MonotonicClock;
 
+#[inline]
 fn source() -> &'static (quanta::Clock, u64) {
     static SOURCE: OnceLock<(quanta::Clock, u64)> = OnceLock::new();
     SOURCE.get_or_init(|| {

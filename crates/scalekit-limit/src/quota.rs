@@ -76,20 +76,24 @@ impl Quota {
     }
 
     /// Units that may be taken at once from a full bucket.
+    #[inline]
     pub fn burst(&self) -> u32 {
         self.burst
     }
 
+    #[inline]
     pub(crate) fn interval_nanos(&self) -> u64 {
         self.interval_nanos
     }
 
     /// The GCRA tolerance: how far ahead of now the theoretical arrival time may run.
+    #[inline]
     pub(crate) fn tau_nanos(&self) -> u64 {
         self.interval_nanos.saturating_mul(u64::from(self.burst))
     }
 
     /// Rebuilds a quota from its parts, as stored in atomics.
+    #[inline]
     pub(crate) fn from_parts(interval_nanos: u64, burst: u32) -> Self {
         Self {
             interval_nanos: interval_nanos.max(1),
