@@ -42,6 +42,7 @@ impl RateLimitState {
         }
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn from_parts(limit: u32, remaining: u32, reset_after: Duration) -> Self {
         Self {
             limit,
