@@ -231,7 +231,7 @@ pub(crate) fn decide(
             state(q, now, base),
         ));
     }
-    let new_tat = base.saturating_add(t * u64::from(n));
+    let new_tat = base.saturating_add(t.saturating_mul(u64::from(n)));
     let ahead = new_tat - now;
     if ahead > tau {
         return Err(Denied::new(
@@ -421,6 +421,24 @@ mod tests {
         }
         assert_eq!(n, 10);
         assert_eq!(l.quota().burst(), 100);
+    }
+
+    #[test]
+    fn extreme_quotas_do_not_overflow() {
+        let clock = ManualClock::starting_at(Duration::from_secs(u64::MAX / 2_000_000_000));
+        let q = Quota::with_interval(crate::MAX_INTERVAL)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .allow_burst(nz(u32::MAX));
+        // The burst is capped at 146 years' worth of units.
+        assert_eq!(q.burst(), 53_375);
+        let l = RateLimiter::with_clock(q, clock.clone());
+        assert_eq!(
+            l.check_n(u32::MAX).unwrap_err().kind(),
+            DenyKind::ExceedsBurst
+        );
+        assert!(l.check_n(q.burst()).is_ok());
+        assert_eq!(l.check_n(1).unwrap_err().kind(), DenyKind::RateLimited);
+        assert_eq!(l.state().remaining(), 0);
     }
 
     #[test]

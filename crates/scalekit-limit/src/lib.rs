@@ -36,7 +36,7 @@ pub use bulkhead::{Bulkhead, BulkheadGuard};
 pub use error::ConfigError;
 pub use gcra::{Denied, DenyKind, RateLimitState, RateLimiter};
 pub use keyed::{KeyedBuilder, KeyedRateLimiter, DEFAULT_MAX_KEYS};
-pub use quota::{Quota, MAX_INTERVAL};
+pub use quota::{Quota, MAX_INTERVAL, MAX_TOLERANCE};
 #[cfg(feature = "redis")]
 pub use redis::{OnError, RedisBuilder, RedisLimitError, RedisRateLimiter};
 #[cfg(feature = "tokio")]

@@ -29,6 +29,10 @@ pub struct Quota {
 /// The longest interval a quota may have (one unit a day).
 pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
+/// The largest `burst * interval` a quota may have (2^62 ns, about 146 years), so
+/// that GCRA's sums never overflow.
+pub const MAX_TOLERANCE: Duration = Duration::from_nanos(1 << 62);
+
 impl Quota {
     /// `rate` units a second, burst `rate`.
     pub fn per_second(rate: NonZeroU32) -> Self {
@@ -64,9 +68,12 @@ impl Quota {
         })
     }
 
-    /// The same rate with a burst of `burst` units.
+    /// The same rate with a burst of `burst` units (capped so that a full bucket,
+    /// `burst * interval`, stays under [`MAX_TOLERANCE`]: 146 years).
     pub fn allow_burst(mut self, burst: NonZeroU32) -> Self {
-        self.burst = burst.get();
+        let most =
+            (MAX_TOLERANCE.as_nanos() as u64 / self.interval_nanos).clamp(1, u64::from(u32::MAX));
+        self.burst = burst.get().min(most as u32);
         self
     }
 

@@ -269,7 +269,7 @@ impl<C: Clock> RedisRateLimiter<C> {
             TimeSource::Client(c) => ((c.now_nanos() / US).to_string(), 3_600_000),
         };
         let t_us = (q.interval_nanos() / US).max(1);
-        let tau_us = t_us * u64::from(q.burst());
+        let tau_us = t_us.saturating_mul(u64::from(q.burst()));
         let mut conn = self.conn.clone();
         let redis_key = format!("{}{}", self.prefix, key);
         let mut invocation = self.script.key(redis_key);
