@@ -370,7 +370,7 @@ impl<C> BreakerBuilder<C> {
                     max: u64::from(MAX_COUNT_WINDOW),
                 })
             }
-            Window::Time(d) if d.as_secs() == 0 || d.as_secs() > 3600 => {
+            Window::Time(d) if d.as_secs() == 0 || d.as_secs() > 3600 || d.subsec_nanos() != 0 => {
                 return Err(ConfigError::Duration {
                     field: "window (time)",
                     value: d,

@@ -70,7 +70,7 @@ impl<C> ThrottleBuilder<C> {
             });
         }
         let secs = self.window.as_secs();
-        if secs == 0 || secs > 3600 {
+        if secs == 0 || secs > 3600 || self.window.subsec_nanos() != 0 {
             return Err(ConfigError::Duration {
                 field: "window",
                 value: self.window,
