@@ -330,6 +330,10 @@ fn bad_settings_are_refused_with_the_field_named() {
         .backoff(0.5, Duration::from_secs(60))
         .build()
         .is_err());
+    assert!(CircuitBreaker::builder()
+        .window(Window::Time(Duration::from_millis(1500)))
+        .build()
+        .is_err());
     assert!(CircuitBreaker::builder().jitter(1.0).build().is_err());
     assert!(CircuitBreaker::builder().minimum_calls(0).build().is_err());
     assert!(AdaptiveThrottle::builder().k(0.5).build().is_err());
