@@ -105,6 +105,73 @@ impl<A: Admission + ?Sized> Admission for Box<A> {
     }
 }
 
+/// An [`Admission`] policy that keeps separate state per key: a rate limit per
+/// client IP, per user, per API token.
+///
+/// The key only matters before the call: the permit carries whatever the policy
+/// needs afterwards, so outcomes come back through the ordinary
+/// [`Admission::record`]. The policy's unkeyed [`Admission::try_acquire`] is its
+/// answer for a call that has no key (for a keyed rate limiter, one shared bucket
+/// for all of them).
+///
+/// With the `tower` feature,
+/// [`AdmissionLayer::key_by`](crate::tower::AdmissionLayer::key_by) takes a
+/// closure that extracts the key from each request.
+///
+/// ```
+/// use scalekit_core::{Admission, KeyedAdmission, Outcome, RejectReason, Rejected};
+/// use std::collections::HashSet;
+/// use std::sync::Mutex;
+/// use std::time::Duration;
+///
+/// /// Admits each key once.
+/// #[derive(Default)]
+/// struct OncePerKey(Mutex<HashSet<String>>);
+///
+/// impl Admission for OncePerKey {
+///     type Permit = ();
+///     fn try_acquire(&self) -> Result<(), Rejected> { Ok(()) }
+///     fn record(&self, _: (), _: Outcome, _: Duration) {}
+/// }
+///
+/// impl KeyedAdmission<str> for OncePerKey {
+///     fn try_acquire_key(&self, key: &str) -> Result<(), Rejected> {
+///         let mut seen = self.0.lock().map_err(|_| Rejected::new(RejectReason::Overloaded))?;
+///         if seen.insert(key.to_owned()) { Ok(()) } else { Err(Rejected::new(RejectReason::RateLimited)) }
+///     }
+/// }
+///
+/// let policy = OncePerKey::default();
+/// assert!(policy.try_acquire_key("alice").is_ok());
+/// assert!(policy.try_acquire_key("bob").is_ok());
+/// assert!(policy.try_acquire_key("alice").is_err());
+/// ```
+pub trait KeyedAdmission<K: ?Sized>: Admission {
+    /// Asks whether a call for `key` may start now.
+    fn try_acquire_key(&self, key: &K) -> Result<Self::Permit, Rejected>;
+}
+
+impl<K: ?Sized, A: KeyedAdmission<K> + ?Sized> KeyedAdmission<K> for &A {
+    #[inline]
+    fn try_acquire_key(&self, key: &K) -> Result<Self::Permit, Rejected> {
+        (**self).try_acquire_key(key)
+    }
+}
+
+impl<K: ?Sized, A: KeyedAdmission<K> + ?Sized> KeyedAdmission<K> for Arc<A> {
+    #[inline]
+    fn try_acquire_key(&self, key: &K) -> Result<Self::Permit, Rejected> {
+        (**self).try_acquire_key(key)
+    }
+}
+
+impl<K: ?Sized, A: KeyedAdmission<K> + ?Sized> KeyedAdmission<K> for Box<A> {
+    #[inline]
+    fn try_acquire_key(&self, key: &K) -> Result<Self::Permit, Rejected> {
+        (**self).try_acquire_key(key)
+    }
+}
+
 /// How an admitted call ended, as the policy should count it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

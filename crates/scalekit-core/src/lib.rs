@@ -5,7 +5,7 @@
 //! * [`clock`]: [`Clock`], [`MonotonicClock`], [`ManualClock`].
 //! * [`hash`]: the pinned stable hash and what it promises.
 //! * [`placement`]: the [`Placement`] trait.
-//! * [`admission`]: the [`Admission`] trait and its values.
+//! * [`admission`]: the [`Admission`] and [`KeyedAdmission`] traits and their values.
 //! * `tower` (feature `tower`): the generic admission layer.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -16,7 +16,7 @@ pub mod placement;
 #[cfg(feature = "tower")]
 pub mod tower;
 
-pub use admission::{Admission, Outcome, RejectReason, Rejected};
+pub use admission::{Admission, KeyedAdmission, Outcome, RejectReason, Rejected};
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use hash::{
     hash_pair, mix64, stable_hash, stable_hash_u64, StableHash, StableHasher, STABLE_HASH_K0,

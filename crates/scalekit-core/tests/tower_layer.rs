@@ -205,3 +205,95 @@ fn a_panicking_classifier_or_call_still_hands_the_permit_back() {
         .collect();
     assert_eq!(recorded, vec![Outcome::Failure, Outcome::Failure]);
 }
+
+/// At most `limit` admissions per key, ever; outcomes recorded with their key.
+#[derive(Debug, Default)]
+struct PerKeyQuota {
+    admitted: Mutex<std::collections::HashMap<u32, u32>>,
+    unkeyed: AtomicU32,
+    limit: u32,
+    recorded: Mutex<Vec<(u32, Outcome)>>,
+}
+
+impl Admission for PerKeyQuota {
+    type Permit = u32;
+    fn try_acquire(&self) -> Result<u32, Rejected> {
+        self.unkeyed.fetch_add(1, Ordering::AcqRel);
+        Ok(u32::MAX)
+    }
+    fn record(&self, key: u32, outcome: Outcome, _latency: Duration) {
+        self.recorded.lock().unwrap().push((key, outcome));
+    }
+}
+
+impl scalekit_core::KeyedAdmission<u32> for PerKeyQuota {
+    fn try_acquire_key(&self, key: &u32) -> Result<u32, Rejected> {
+        let mut map = self.admitted.lock().unwrap();
+        let n = map.entry(*key).or_default();
+        if *n < self.limit {
+            *n += 1;
+            Ok(*key)
+        } else {
+            Err(Rejected::new(RejectReason::RateLimited))
+        }
+    }
+}
+
+#[test]
+fn a_keyed_limit_holds_per_key_across_clones() {
+    runtime().block_on(async {
+        let policy = Arc::new(PerKeyQuota {
+            limit: 3,
+            ..PerKeyQuota::default()
+        });
+        // Requests are (client, value); the key is the client.
+        let layer = AdmissionLayer::from_arc(Arc::clone(&policy)).key_by(|req: &(u32, u32)| req.0);
+        let inner = service_fn(|(_, x): (u32, u32)| async move {
+            if x == 0 {
+                Err(std::io::Error::other("zero"))
+            } else {
+                Ok(x)
+            }
+        });
+        let svc = layer.layer(inner);
+        let mut admitted = [0u32; 4];
+        let mut rejected = [0u32; 4];
+        for i in 0..40u32 {
+            let client = i % 4;
+            // A fresh clone for every call, as axum makes.
+            match svc.clone().oneshot((client, 1 + i)).await {
+                Ok(_) => admitted[client as usize] += 1,
+                Err(AdmissionError::Rejected(r)) => {
+                    assert_eq!(r.reason(), RejectReason::RateLimited);
+                    rejected[client as usize] += 1;
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(admitted, [3, 3, 3, 3]);
+        assert_eq!(rejected, [7, 7, 7, 7]);
+        // The unkeyed path was never taken, and each permit came back with its key.
+        assert_eq!(policy.unkeyed.load(Ordering::Acquire), 0);
+        {
+            let recorded = policy.recorded.lock().unwrap();
+            assert_eq!(recorded.len(), 12);
+            for client in 0..4 {
+                assert_eq!(
+                    recorded
+                        .iter()
+                        .filter(|(k, o)| *k == client && *o == Outcome::Success)
+                        .count(),
+                    3
+                );
+            }
+        }
+        // A fifth client is independent of the four exhausted ones; its failure is
+        // reported as a failure under its key.
+        let err = svc.clone().oneshot((4, 0)).await.unwrap_err();
+        assert!(matches!(err, AdmissionError::Inner(_)));
+        assert_eq!(
+            policy.recorded.lock().unwrap().last(),
+            Some(&(4, Outcome::Failure))
+        );
+    });
+}

@@ -12,6 +12,14 @@ pub use scalekit_ring as ring;
 #[cfg(feature = "cache")]
 pub use scalekit_cache as cache;
 
+/// Circuit breakers and adaptive throttling (feature `breaker`).
+#[cfg(feature = "breaker")]
+pub use scalekit_breaker as breaker;
+
+/// Rate limits, concurrency limits and load shedding (feature `limit`).
+#[cfg(feature = "limit")]
+pub use scalekit_limit as limit;
+
 /// The repository README's examples, doc-tested with the workspace.
 #[cfg(all(doctest, feature = "ring"))]
 #[doc = include_str!("../../../README.md")]

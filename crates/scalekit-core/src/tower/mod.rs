@@ -20,6 +20,9 @@
 //!   capacity (queueing belongs to a buffer in front, where it is visible), and
 //!   `poll_ready` reflects only the inner service, so readiness-driven balancers
 //!   see an open breaker as a fast failure, not as back-pressure.
+//! * Keys: [`AdmissionLayer::key_by`] extracts a key from each request (a client
+//!   IP, a user id) and asks a [`KeyedAdmission`](crate::KeyedAdmission) policy
+//!   about that key; everything above holds for keyed layers too.
 //! * Errors: [`AdmissionError`] is typed, so a rejection costs no allocation; for
 //!   stacks built on `BoxError`, [`AdmissionError::into_box_error`] converts.
 //!
@@ -59,11 +62,13 @@
 mod classify;
 mod error;
 mod future;
+mod key;
 mod layer;
 mod service;
 
 pub use classify::{Classify, DefaultClassifier};
 pub use error::{AdmissionError, BoxError};
 pub use future::ResponseFuture;
+pub use key::{Admit, KeyBy, Unkeyed};
 pub use layer::AdmissionLayer;
 pub use service::AdmissionService;

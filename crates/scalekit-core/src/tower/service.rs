@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::{AdmissionError, Classify, ResponseFuture};
+use super::{AdmissionError, Admit, Classify, ResponseFuture, Unkeyed};
 use crate::{Admission, Clock};
 
 /// A service whose calls are admitted by a shared policy. Made by
@@ -11,31 +11,34 @@ use crate::{Admission, Clock};
 ///
 /// Clones share the policy (it is behind an `Arc`) and clone the inner service.
 #[derive(Debug)]
-pub struct AdmissionService<S, P, C, F> {
+pub struct AdmissionService<S, P, C, F, X = Unkeyed> {
     inner: S,
     policy: Arc<P>,
     clock: C,
     classify: F,
+    admit: X,
 }
 
-impl<S: Clone, P, C: Clone, F: Clone> Clone for AdmissionService<S, P, C, F> {
+impl<S: Clone, P, C: Clone, F: Clone, X: Clone> Clone for AdmissionService<S, P, C, F, X> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             policy: Arc::clone(&self.policy),
             clock: self.clock.clone(),
             classify: self.classify.clone(),
+            admit: self.admit.clone(),
         }
     }
 }
 
-impl<S, P, C, F> AdmissionService<S, P, C, F> {
-    pub(super) fn new(inner: S, policy: Arc<P>, clock: C, classify: F) -> Self {
+impl<S, P, C, F, X> AdmissionService<S, P, C, F, X> {
+    pub(super) fn new(inner: S, policy: Arc<P>, clock: C, classify: F, admit: X) -> Self {
         Self {
             inner,
             policy,
             clock,
             classify,
+            admit,
         }
     }
 
@@ -60,10 +63,11 @@ impl<S, P, C, F> AdmissionService<S, P, C, F> {
     }
 }
 
-impl<S, Req, P, C, F> Service<Req> for AdmissionService<S, P, C, F>
+impl<S, Req, P, C, F, X> Service<Req> for AdmissionService<S, P, C, F, X>
 where
     S: Service<Req>,
     P: Admission,
+    X: Admit<P, Req>,
     C: Clock + Clone,
     F: Classify<S::Response, S::Error> + Clone,
 {
@@ -77,7 +81,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.policy.try_acquire() {
+        match self.admit.admit(&self.policy, &req) {
             Err(rejected) => ResponseFuture::rejected(rejected),
             Ok(permit) => {
                 let started = self.clock.now_nanos();

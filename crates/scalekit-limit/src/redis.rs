@@ -1,0 +1,319 @@
+//! GCRA over Redis (feature `redis`): one limit shared by many processes.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use scalekit_core::Clock;
+
+use crate::gcra::{AtomicQuota, DenyKind};
+use crate::{Denied, Quota, RateLimitState};
+
+/// The script: the same sums as the local limiter, in microseconds (Lua numbers
+/// are doubles: exact integers up to 2^53 us, 285 years), run atomically.
+/// ARGV: interval, tau, n, now ('' = the server's TIME), extra TTL in ms.
+/// Returns {admitted, tat, now}: the new TAT when admitted, the base otherwise.
+const GCRA_LUA: &str = r"
+local t = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local now
+if ARGV[4] == '' then
+  local tm = redis.call('TIME')
+  now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+else
+  now = tonumber(ARGV[4])
+end
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local new = tat + n * t
+if new - now > tau then
+  return {0, tat, now}
+end
+local ttl = math.ceil((new - now) / 1000) + tonumber(ARGV[5])
+if ttl < 1 then ttl = 1 end
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', string.format('%.0f', ttl))
+return {1, new, now}
+";
+
+/// What to do when Redis does not answer in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Admit the request (availability over strictness): the state returned is a
+    /// guess (a full bucket).
+    FailOpen,
+    /// Deny the request with [`DenyKind::Unavailable`].
+    FailClosed,
+}
+
+/// Why a Redis check did not get an answer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RedisLimitError {
+    /// No answer within the limiter's timeout.
+    Timeout(Duration),
+    /// Redis or the connection failed.
+    Redis(redis::RedisError),
+    /// Redis answered something the script never returns.
+    BadReply,
+}
+
+impl fmt::Display for RedisLimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisLimitError::Timeout(d) => write!(f, "redis rate limit: no answer within {d:?}"),
+            RedisLimitError::Redis(_) => f.write_str("redis rate limit: redis call failed"),
+            RedisLimitError::BadReply => {
+                f.write_str("redis rate limit: unexpected reply from the GCRA script")
+            }
+        }
+    }
+}
+
+impl Error for RedisLimitError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            RedisLimitError::Redis(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<redis::RedisError> for RedisLimitError {
+    fn from(e: redis::RedisError) -> Self {
+        RedisLimitError::Redis(e)
+    }
+}
+
+/// Whose clock the limit runs on.
+#[derive(Clone, Debug)]
+enum TimeSource<C> {
+    /// Redis's `TIME`: one clock for every process (the default).
+    Server,
+    /// The caller's clock (tests drive it by hand; every process must agree).
+    Client(C),
+}
+
+/// Builds a [`RedisRateLimiter`].
+#[derive(Debug)]
+pub struct RedisBuilder<C = scalekit_core::MonotonicClock> {
+    quota: Quota,
+    prefix: String,
+    timeout: Duration,
+    on_error: OnError,
+    time: TimeSource<C>,
+}
+
+impl<C: Clock> RedisBuilder<C> {
+    /// Key prefix (default `scalekit:limit:`): the Redis key is prefix + key.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a check may wait for Redis (default 50 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// What to do when Redis fails or times out (default [`OnError::FailOpen`]).
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// Runs the limit on `clock` instead of Redis's `TIME` (tests; or a fleet
+    /// with well-synchronised clocks). Times are sent in whole microseconds.
+    pub fn client_clock<C2: Clock>(self, clock: C2) -> RedisBuilder<C2> {
+        RedisBuilder {
+            quota: self.quota,
+            prefix: self.prefix,
+            timeout: self.timeout,
+            on_error: self.on_error,
+            time: TimeSource::Client(clock),
+        }
+    }
+
+    /// Builds the limiter on an open connection.
+    pub fn build(self, conn: MultiplexedConnection) -> RedisRateLimiter<C> {
+        RedisRateLimiter {
+            conn,
+            script: redis::Script::new(GCRA_LUA),
+            prefix: self.prefix,
+            quota: AtomicQuota::new(self.quota),
+            timeout: self.timeout,
+            on_error: self.on_error,
+            time: self.time,
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Connects to `url` (a multiplexed connection, shared by all checks) and
+    /// builds the limiter.
+    pub async fn connect(self, url: &str) -> Result<RedisRateLimiter<C>, RedisLimitError> {
+        let client = redis::Client::open(url)?;
+        let conn = tokio::time::timeout(
+            self.timeout.max(Duration::from_secs(1)),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| RedisLimitError::Timeout(self.timeout))??;
+        Ok(self.build(conn))
+    }
+}
+
+/// GCRA shared through Redis: every process that checks the same key draws from
+/// one bucket. One Lua script per check, run atomically with `EVALSHA` (loaded
+/// again by itself after a Redis restart), with the same arithmetic as the
+/// local [`RateLimiter`](crate::RateLimiter). Each key expires in Redis when its
+/// bucket is full again, so idle keys cost nothing.
+///
+/// ```no_run
+/// use scalekit_limit::{OnError, Quota, RedisRateLimiter};
+/// use std::num::NonZeroU32;
+/// use std::time::Duration;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = RedisRateLimiter::builder(Quota::per_second(NonZeroU32::new(100).unwrap()))
+///     .prefix("shop:login:")
+///     .timeout(Duration::from_millis(20))
+///     .on_error(OnError::FailClosed)
+///     .connect("redis://127.0.0.1:6379")
+///     .await?;
+/// match limiter.check_key("user:42").await {
+///     Ok(state) => println!("{} left", state.remaining()),
+///     Err(denied) => println!("429, retry after {:?}", denied.retry_after()),
+/// }
+/// # Ok(()) }
+/// ```
+pub struct RedisRateLimiter<C = scalekit_core::MonotonicClock> {
+    conn: MultiplexedConnection,
+    script: redis::Script,
+    prefix: String,
+    quota: AtomicQuota,
+    timeout: Duration,
+    on_error: OnError,
+    time: TimeSource<C>,
+    errors: AtomicU64,
+}
+
+impl<C: fmt::Debug> fmt::Debug for RedisRateLimiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRateLimiter")
+            .field("prefix", &self.prefix)
+            .field("quota", &self.quota.load())
+            .field("timeout", &self.timeout)
+            .field("on_error", &self.on_error)
+            .field("time", &self.time)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRateLimiter {
+    /// A builder: prefix `scalekit:limit:`, 50 ms timeout, fail open, Redis time.
+    pub fn builder(quota: Quota) -> RedisBuilder {
+        RedisBuilder {
+            quota,
+            prefix: "scalekit:limit:".to_owned(),
+            timeout: Duration::from_millis(50),
+            on_error: OnError::FailOpen,
+            time: TimeSource::Server,
+        }
+    }
+}
+
+const US: u64 = 1_000;
+
+impl<C: Clock> RedisRateLimiter<C> {
+    /// Takes one unit from `key`'s shared bucket; on a Redis failure, fails open
+    /// or closed as configured.
+    pub async fn check_key(&self, key: &str) -> Result<RateLimitState, Denied> {
+        self.check_key_n(key, 1).await
+    }
+
+    /// Takes `n` units; on a Redis failure, fails open or closed as configured.
+    pub async fn check_key_n(&self, key: &str, n: u32) -> Result<RateLimitState, Denied> {
+        match self.try_check_key_n(key, n).await {
+            Ok(decision) => decision,
+            Err(_) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                let q = self.quota.load();
+                let full = RateLimitState::from_parts(q.burst(), q.burst(), Duration::ZERO);
+                match self.on_error {
+                    OnError::FailOpen => Ok(full),
+                    OnError::FailClosed => Err(Denied::new(
+                        DenyKind::Unavailable,
+                        None,
+                        RateLimitState::from_parts(q.burst(), 0, Duration::ZERO),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Takes `n` units, reporting a Redis failure as an error instead of applying
+    /// the fail-open/closed choice.
+    pub async fn try_check_key_n(
+        &self,
+        key: &str,
+        n: u32,
+    ) -> Result<Result<RateLimitState, Denied>, RedisLimitError> {
+        let q = self.quota.load();
+        let (now_arg, slack_ms) = match &self.time {
+            TimeSource::Server => (String::new(), 0u64),
+            // A client clock need not follow Redis's: keep keys an hour longer so
+            // that Redis never forgets a bucket the client still counts.
+            TimeSource::Client(c) => ((c.now_nanos() / US).to_string(), 3_600_000),
+        };
+        let t_us = (q.interval_nanos() / US).max(1);
+        let tau_us = t_us.saturating_mul(u64::from(q.burst()));
+        let mut conn = self.conn.clone();
+        let redis_key = format!("{}{}", self.prefix, key);
+        let mut invocation = self.script.key(redis_key);
+        invocation
+            .arg(t_us)
+            .arg(tau_us)
+            .arg(n)
+            .arg(now_arg)
+            .arg(slack_ms);
+        let reply: Vec<i64> =
+            tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| RedisLimitError::Timeout(self.timeout))??;
+        let [admitted, tat, now] = reply[..] else {
+            return Err(RedisLimitError::BadReply);
+        };
+        let (tat, now) = (tat.max(0) as u64 * US, now.max(0) as u64 * US);
+        // Rebuild the decision locally from Redis's numbers, with the quota in
+        // microseconds exactly as the script saw it.
+        let q_us = Quota::from_parts(t_us * US, q.burst());
+        if admitted == 1 {
+            Ok(Ok(crate::gcra::state_at(&q_us, now, tat)))
+        } else {
+            Ok(crate::gcra::decide(&q_us, tat, now, n).map(|(_, s)| s))
+        }
+    }
+
+    /// Checks that Redis answers and that the script is loaded.
+    pub async fn ping(&self) -> Result<(), RedisLimitError> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(self.timeout, self.script.load_async(&mut conn))
+            .await
+            .map_err(|_| RedisLimitError::Timeout(self.timeout))??;
+        Ok(())
+    }
+
+    /// Changes the quota for this process's checks from the next one on (every
+    /// process sharing the keys should use the same quota).
+    pub fn set_quota(&self, quota: Quota) {
+        self.quota.store(quota);
+    }
+
+    /// Checks that failed to reach Redis since the limiter was built.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
