@@ -252,7 +252,8 @@ where
                 node.touch();
                 if let Some(tti) = self.inner.tti {
                     if !stale {
-                        let idle = now.saturating_add(nanos(tti)).min(node.write_deadline);
+                        let write_deadline = store.slab.timer(idx).write_deadline;
+                        let idle = now.saturating_add(nanos(tti)).min(write_deadline);
                         let extended = idle.saturating_add(self.inner.stale);
                         if deadline != extended {
                             node.expires_at.store(extended, Relaxed);
@@ -268,13 +269,13 @@ where
                 }
                 if for_load
                     && self.inner.refresh_beta > 0.0
-                    && node.load_nanos > 0
+                    && store.slab.timer(idx).load_nanos > 0
                     && fresh_until != NEVER
                 {
                     // XFetch (Vattani et al., VLDB 2015): refresh early with a
                     // probability that grows as the deadline nears, scaled by
                     // how long a load takes.
-                    let early = node.load_nanos as f64
+                    let early = store.slab.timer(idx).load_nanos as f64
                         * self.inner.refresh_beta
                         * -crate::loading::ln_uniform();
                     if now as f64 + early >= fresh_until as f64 {

@@ -48,29 +48,49 @@ const PROTECTED: usize = 2;
 /// defence against hash flooding).
 const ADMIT_HASHDOS_THRESHOLD: u8 = 6;
 
+/// An entry and what the policy keeps of it: all that a read touches, in
+/// one cache line for small keys and values (64 bytes for `u64` and `u64`).
+#[repr(align(64))]
 pub(crate) struct Node<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
     pub(crate) hash: u64,
-    pub(crate) weight: u32,
-    queue: u8,
-    pub(crate) visited: AtomicBool,
     /// Deadline in clock nanoseconds, or [`NEVER`]. Readers may push it later
     /// (time-to-idle); the timer wheel re-reads it before expiring.
     pub(crate) expires_at: AtomicU64,
+    /// Position in its queue: the queue's counter when the node joined it.
+    stamp: u64,
+    q_prev: u32,
+    q_next: u32,
+    pub(crate) weight: u32,
+    queue: u8,
+    pub(crate) visited: AtomicBool,
+}
+
+/// What only expiry and loading need of an entry, kept beside the nodes (and
+/// allocated only once some entry has a deadline or a load time), so that
+/// caches without them carry none of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timer {
     /// The deadline set at the last write (time-to-live), which time-to-idle
     /// never extends.
     pub(crate) write_deadline: u64,
     /// How long the loader took to produce this value (0 when inserted
     /// directly): the `delta` of probabilistic early refresh.
     pub(crate) load_nanos: u64,
-    /// Position in its queue: the queue's counter when the node joined it.
-    stamp: u64,
-    q_prev: u32,
-    q_next: u32,
-    t_prev: u32,
-    t_next: u32,
+    prev: u32,
+    next: u32,
     bucket: u32,
+}
+
+impl Timer {
+    pub(crate) const EMPTY: Timer = Timer {
+        write_deadline: NEVER,
+        load_nanos: 0,
+        prev: NIL,
+        next: NIL,
+        bucket: NIL,
+    };
 }
 
 impl<K, V> Node<K, V> {
@@ -93,13 +113,31 @@ enum Slot<K, V> {
     Free,
 }
 
-/// The slab of nodes, addressed by `u32` index.
+/// The slab of nodes, addressed by `u32` index, and their timers.
 pub(crate) struct Slab<K, V> {
     slots: Vec<Slot<K, V>>,
     free: Vec<u32>,
+    /// Empty until first needed; then as long as `slots`.
+    timers: Vec<Timer>,
 }
 
 impl<K, V> Slab<K, V> {
+    /// The node's timer fields (the empty timer when none was ever set).
+    #[inline]
+    pub(crate) fn timer(&self, idx: u32) -> Timer {
+        self.timers
+            .get(idx as usize)
+            .copied()
+            .unwrap_or(Timer::EMPTY)
+    }
+
+    fn timer_mut(&mut self, idx: u32) -> &mut Timer {
+        if self.timers.len() < self.slots.len() {
+            self.timers.resize(self.slots.len(), Timer::EMPTY);
+        }
+        &mut self.timers[idx as usize]
+    }
+
     #[inline]
     pub(crate) fn get(&self, idx: u32) -> &Node<K, V> {
         match &self.slots[idx as usize] {
@@ -120,6 +158,9 @@ impl<K, V> Slab<K, V> {
         match self.free.pop() {
             Some(idx) => {
                 self.slots[idx as usize] = Slot::Used(node);
+                if let Some(timer) = self.timers.get_mut(idx as usize) {
+                    *timer = Timer::EMPTY;
+                }
                 idx
             }
             None => {
@@ -157,22 +198,22 @@ impl<K, V> Links<QueueLink> for Slab<K, V> {
 
 impl<K, V> Links<TimerLink> for Slab<K, V> {
     fn prev(&self, idx: u32) -> u32 {
-        self.get(idx).t_prev
+        self.timer(idx).prev
     }
     fn next(&self, idx: u32) -> u32 {
-        self.get(idx).t_next
+        self.timer(idx).next
     }
     fn set_prev(&mut self, idx: u32, to: u32) {
-        self.get_mut(idx).t_prev = to;
+        self.timer_mut(idx).prev = to;
     }
     fn set_next(&mut self, idx: u32, to: u32) {
-        self.get_mut(idx).t_next = to;
+        self.timer_mut(idx).next = to;
     }
     fn bucket(&self, idx: u32) -> u32 {
-        self.get(idx).bucket
+        self.timer(idx).bucket
     }
     fn set_bucket(&mut self, idx: u32, bucket: u32) {
-        self.get_mut(idx).bucket = bucket;
+        self.timer_mut(idx).bucket = bucket;
     }
 }
 
@@ -299,6 +340,7 @@ impl<K, V> Store<K, V> {
             slab: Slab {
                 slots: Vec::new(),
                 free: Vec::new(),
+                timers: Vec::new(),
             },
             queues: [Head::EMPTY; 3],
             queue_weight: [0; 3],
@@ -415,14 +457,9 @@ impl<K, V> Store<K, V> {
             queue: WINDOW as u8,
             visited: AtomicBool::new(false),
             expires_at: AtomicU64::new(expires_at),
-            write_deadline: NEVER,
-            load_nanos: 0,
             stamp: 0,
             q_prev: NIL,
             q_next: NIL,
-            t_prev: NIL,
-            t_next: NIL,
-            bucket: NIL,
         });
         let slab = &self.slab;
         self.table.insert_unique(hash, idx, |&i| slab.get(i).hash);
@@ -452,15 +489,17 @@ impl<K, V> Store<K, V> {
     }
 
     pub(crate) fn set_write_info(&mut self, idx: u32, deadline: u64, load_nanos: u64) {
-        let node = self.slab.get_mut(idx);
-        node.write_deadline = deadline;
-        node.load_nanos = load_nanos;
+        if deadline != NEVER || load_nanos != 0 || !self.slab.timers.is_empty() {
+            let timer = self.slab.timer_mut(idx);
+            timer.write_deadline = deadline;
+            timer.load_nanos = load_nanos;
+        }
     }
 
     /// Moves a node's deadline, keeping the wheel in step.
     pub(crate) fn reschedule(&mut self, idx: u32, expires_at: u64) {
         let node = self.slab.get(idx);
-        let was = node.bucket != NIL;
+        let was = self.slab.timer(idx).bucket != NIL;
         node.expires_at.store(expires_at, Relaxed);
         if was {
             self.wheel.unschedule(&mut self.slab, idx);
@@ -487,7 +526,7 @@ impl<K, V> Store<K, V> {
     fn detach(&mut self, idx: u32) -> (K, V) {
         let (hash, weight, scheduled) = {
             let node = self.slab.get(idx);
-            (node.hash, node.weight, node.bucket != NIL)
+            (node.hash, node.weight, self.slab.timer(idx).bucket != NIL)
         };
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
             entry.remove();
@@ -897,7 +936,7 @@ mod tests {
                     Op::Retain(m) => store.retain(|k, _| k % m != 0, RemovalCause::Explicit, &mut drop_all),
                 }
                 store.check();
-                prop_assert_eq!(store.scheduled, store.slab.slots.iter().filter(|s| matches!(s, Slot::Used(n) if n.bucket != NIL)).count());
+                prop_assert_eq!(store.scheduled, store.slab.slots.iter().enumerate().filter(|(i, s)| matches!(s, Slot::Used(_)) && store.slab.timer(*i as u32).bucket != NIL).count());
             }
         }
     }
