@@ -249,7 +249,6 @@ where
                     self.inner.counters.misses.increment();
                     return Found::Missing;
                 }
-                node.touch();
                 if let Some(tti) = self.inner.tti {
                     if !stale {
                         let write_deadline = store.slab.timer(idx).write_deadline;
@@ -260,8 +259,7 @@ where
                         }
                     }
                 }
-                store.sketch.increment(hash);
-                store.record_hit(node);
+                store.record_read(node);
                 self.inner.counters.hits.increment();
                 let value = node.value.clone();
                 if stale {

@@ -99,6 +99,31 @@ impl FrequencySketch {
         }
     }
 
+    /// Adds `count` accesses of a key at once (saturating): a resident entry's
+    /// own count, folded back when it leaves.
+    pub(crate) fn add(&self, hash: u64, count: u8) {
+        if count == 0 {
+            return;
+        }
+        for (word, shift) in self.slots(hash) {
+            let cell = &self.table[word];
+            let current = cell.load(Relaxed);
+            let counter = (current >> shift) & 15;
+            let raised = (counter + u64::from(count)).min(15);
+            cell.store((current & !(15 << shift)) | (raised << shift), Relaxed);
+        }
+    }
+
+    /// Counts an access towards the aging sample without touching the
+    /// counters (a resident entry counts its own accesses). Sampled by hash,
+    /// as in `increment`.
+    #[inline]
+    pub(crate) fn count_sample(&self, hash: u64) {
+        if (mix64(hash) >> 48) & 15 == 0 {
+            self.size.fetch_add(16, Relaxed);
+        }
+    }
+
     /// Whether a halving is due.
     pub(crate) fn reset_due(&self) -> bool {
         self.size.load(Relaxed) >= self.sample_size

@@ -26,7 +26,7 @@
 //! So reads never wait for each other.
 
 use std::borrow::Borrow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
@@ -63,8 +63,30 @@ pub(crate) struct Node<K, V> {
     q_prev: u32,
     q_next: u32,
     pub(crate) weight: u32,
-    queue: u8,
+    queue: Queue,
     pub(crate) visited: AtomicBool,
+    /// Accesses while resident, since the sketch's last halving (0 to 15):
+    /// counted here, in the line a read touches anyway, rather than in the
+    /// sketch; folded into the sketch when the entry leaves.
+    hits: AtomicU8,
+}
+
+/// Which queue a node is in. An enum rather than a `u8` so that `Slot`'s
+/// `Free` fits in its unused values: a slot stays one 64-byte line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Queue {
+    Window = 0,
+    Probation = 1,
+    Protected = 2,
+}
+
+impl Queue {
+    const ALL: [Queue; 3] = [Queue::Window, Queue::Probation, Queue::Protected];
+
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// What only expiry and loading need of an entry, kept beside the nodes (and
@@ -104,6 +126,19 @@ impl<K, V> Node<K, V> {
     pub(crate) fn touch(&self) {
         if !self.visited.load(Relaxed) {
             self.visited.store(true, Relaxed);
+        }
+    }
+
+    /// Counts a read for TinyLFU in the entry itself (lossy under races, like
+    /// the sketch). Returns whether the count changed.
+    #[inline]
+    pub(crate) fn count_hit(&self) -> bool {
+        let hits = self.hits.load(Relaxed);
+        if hits < 15 {
+            self.hits.store(hits + 1, Relaxed);
+            true
+        } else {
+            false
         }
     }
 }
@@ -424,13 +459,16 @@ impl<K, V> Store<K, V> {
     where
         K: Eq,
     {
-        self.sketch.increment(hash);
         if let Some(idx) = self.find(hash, &key) {
+            let node = self.slab.get_mut(idx);
+            if node.count_hit() {
+                self.sketch.count_sample(hash);
+            }
             let node = self.slab.get_mut(idx);
             let old_value = std::mem::replace(&mut node.value, value);
             let old_weight = std::mem::replace(&mut node.weight, weight);
             node.touch();
-            let queue = node.queue as usize;
+            let queue = node.queue.index();
             self.queue_weight[queue] =
                 self.queue_weight[queue] - u64::from(old_weight) + u64::from(weight);
             self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
@@ -444,6 +482,7 @@ impl<K, V> Store<K, V> {
             self.evict(now, sink);
             return self.find_idx_alive(idx);
         }
+        self.sketch.increment(hash);
         if u64::from(weight) > self.capacity {
             self.removals[RemovalCause::Size as usize] += 1;
             sink(key, value, RemovalCause::Size);
@@ -454,8 +493,9 @@ impl<K, V> Store<K, V> {
             value,
             hash,
             weight,
-            queue: WINDOW as u8,
+            queue: Queue::Window,
             visited: AtomicBool::new(false),
+            hits: AtomicU8::new(0),
             expires_at: AtomicU64::new(expires_at),
             stamp: 0,
             q_prev: NIL,
@@ -538,6 +578,7 @@ impl<K, V> Store<K, V> {
             self.scheduled -= 1;
         }
         let node = self.slab.take(idx);
+        self.sketch.add(node.hash, node.hits.load(Relaxed));
         (node.key, node.value)
     }
 
@@ -610,7 +651,7 @@ impl<K, V> Store<K, V> {
         let stamp = self.next_stamp[queue];
         self.next_stamp[queue] += 1;
         let node = self.slab.get_mut(idx);
-        node.queue = queue as u8;
+        node.queue = Queue::ALL[queue];
         node.stamp = stamp;
         let weight = u64::from(node.weight);
         if self.queues[queue].is_empty() {
@@ -623,7 +664,7 @@ impl<K, V> Store<K, V> {
 
     fn dequeue(&mut self, idx: u32) {
         let node = self.slab.get(idx);
-        let queue = node.queue as usize;
+        let queue = node.queue.index();
         let weight = u64::from(node.weight);
         let was_first = self.queues[queue].first == idx;
         self.queues[queue].unlink::<QueueLink, _>(&mut self.slab, idx);
@@ -649,7 +690,7 @@ impl<K, V> Store<K, V> {
     /// Counts a hit for the adaptation: is the entry near its space's eviction point?
     #[inline]
     pub(crate) fn record_hit(&self, node: &Node<K, V>) {
-        let queue = node.queue as usize;
+        let queue = node.queue.index();
         let mut distance = node.stamp.wrapping_sub(self.head_stamp[queue]);
         if queue == PROTECTED {
             distance = distance.saturating_add(self.queue_len[PROBATION]);
@@ -710,10 +751,27 @@ impl<K, V> Store<K, V> {
         }
     }
 
+    /// A resident entry's estimated popularity: the sketch's history of its
+    /// key plus the accesses it counted while resident.
+    fn frequency(&self, idx: u32) -> u8 {
+        let node = self.slab.get(idx);
+        (self.sketch.frequency(node.hash) + node.hits.load(Relaxed)).min(15)
+    }
+
+    /// Counts a read of a resident entry for the policy.
+    #[inline]
+    pub(crate) fn record_read(&self, node: &Node<K, V>) {
+        node.touch();
+        if node.count_hit() {
+            self.sketch.count_sample(node.hash);
+        }
+        self.record_hit(node);
+    }
+
     /// TinyLFU admission: the candidate replaces the victim if it is more popular.
     fn admit(&mut self, candidate: u32, victim: u32) -> bool {
-        let candidate_freq = self.sketch.frequency(self.slab.get(candidate).hash);
-        let victim_freq = self.sketch.frequency(self.slab.get(victim).hash);
+        let candidate_freq = self.frequency(candidate);
+        let victim_freq = self.frequency(victim);
         if candidate_freq > victim_freq {
             true
         } else if candidate_freq >= ADMIT_HASHDOS_THRESHOLD {
@@ -758,6 +816,13 @@ impl<K, V> Store<K, V> {
             self.sketch = FrequencySketch::new(self.table.len() as u64 * 2);
         } else if self.sketch.reset_due() {
             self.sketch.halve();
+            // Resident entries age with the sketch.
+            for slot in &self.slab.slots {
+                if let Slot::Used(node) = slot {
+                    let hits = node.hits.load(Relaxed);
+                    node.hits.store(hits >> 1, Relaxed);
+                }
+            }
         }
         self.adapt();
     }
@@ -844,7 +909,7 @@ impl<K, V> Store<K, V> {
             let mut prev = NIL;
             while idx != NIL {
                 let node = self.slab.get(idx);
-                assert_eq!(node.queue as usize, queue);
+                assert_eq!(node.queue.index(), queue);
                 assert_eq!(node.q_prev, prev);
                 weights[queue] += u64::from(node.weight);
                 count += 1;
@@ -921,9 +986,7 @@ mod tests {
                     }
                     Op::Get(k) => {
                         if let Some(idx) = store.find(mix(k), &k) {
-                            store.node(idx).touch();
-                            store.sketch.increment(mix(k));
-                            store.record_hit(store.node(idx));
+                            store.record_read(store.node(idx));
                         }
                     }
                     Op::Remove(k) => {
@@ -952,9 +1015,7 @@ mod tests {
             let hash = mix(key);
             if let Some(idx) = store.find(hash, &key) {
                 hits += 1;
-                store.node(idx).touch();
-                store.sketch.increment(hash);
-                store.record_hit(store.node(idx));
+                store.record_read(store.node(idx));
             } else {
                 store.insert(hash, key, (), 1, NEVER, 0, &mut |_, _, _| {});
                 store.maintain(0, false, &mut |_, _, _| {});
@@ -984,5 +1045,13 @@ mod tests {
         });
         replay(&mut store, keys);
         assert!(store.window_max() > 300, "window {}", store.window_max());
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    #[test]
+    fn a_slot_of_small_keys_and_values_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<super::Slot<u64, u64>>(), 64);
     }
 }

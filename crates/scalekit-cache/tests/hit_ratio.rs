@@ -13,22 +13,22 @@ use scalekit_cache::Cache;
 
 /// (trace, capacity, our hit ratio in percent) with one shard and a fixed hasher.
 const PINNED: [(&str, u64, f64); 16] = [
-    ("gli", 250, 16.54),
-    ("gli", 500, 33.35),
+    ("gli", 250, 16.44),
+    ("gli", 500, 32.49),
     ("gli", 1000, 50.92),
     ("gli", 1500, 53.58),
     ("gli", 2000, 57.96),
-    ("loop", 256, 25.02),
-    ("loop", 512, 49.27),
-    ("loop", 768, 72.85),
-    ("loop", 1000, 98.24),
-    ("ps", 300, 52.85),
+    ("loop", 256, 24.67),
+    ("loop", 512, 50.52),
+    ("loop", 768, 71.61),
+    ("loop", 1000, 97.46),
+    ("ps", 300, 52.94),
     ("ps", 600, 58.92),
     ("ps", 1200, 70.37),
-    ("sprite", 250, 55.20),
-    ("sprite", 500, 77.23),
-    ("sprite", 1000, 89.84),
-    ("sprite", 2000, 93.33),
+    ("sprite", 250, 55.32),
+    ("sprite", 500, 77.37),
+    ("sprite", 1000, 89.53),
+    ("sprite", 2000, 93.35),
 ];
 
 fn traces_dir() -> Option<PathBuf> {
