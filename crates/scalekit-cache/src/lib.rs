@@ -56,9 +56,10 @@
 //! Keys are spread over shards (four per core, each at least 1,024 entries),
 //! each with its own lock, table, queues, sketch and timer wheel. A read takes
 //! only its shard's *shared* lock: the queues are CLOCK approximations of LRU,
-//! so recording an access sets a bit and bumps sketch counters with atomics,
-//! and the queues are reordered lazily when eviction walks them under the
-//! exclusive lock. Hit and miss counters are striped per thread. Writes take
+//! so recording an access sets a bit and bumps a small counter in the entry
+//! itself (its popularity is the sketch's history plus that counter), and the
+//! queues are reordered lazily when eviction walks them under the exclusive
+//! lock. Hit and miss counters are striped per thread. Writes take
 //! the shard's exclusive lock and do the policy's work there, and never call
 //! user code under it: the listener runs after the lock is released.
 //!
