@@ -1,0 +1,756 @@
+//! Compilation of the model into the evaluation form, and evaluation itself.
+//!
+//! Everything that can be decided when a state is loaded is decided then: context
+//! field names become an enum, list values become sets, numbers, dates, versions,
+//! networks and regexes are parsed, segments are inlined into their strategies,
+//! parents are resolved to indices, and each variant gets a metrics slot. Evaluation
+//! then only reads the context and this form, and allocates nothing.
+
+use crate::cidr::Cidr;
+use crate::context::{Context, Field};
+use crate::hash::{normalized_hash, VARIANT_SEED};
+use crate::metrics::Counters;
+use crate::model::{ClientFeatures, Constraint, Feature, Payload, Strategy, Variant as ModelVariant};
+use crate::semver::Version;
+use crate::{CustomStrategy, FlagsError, Reason, Warning};
+use ahash::{AHashMap, AHashSet};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
+
+/// What the compiler needs besides the state.
+#[derive(Clone, Default)]
+pub(crate) struct Options {
+    pub(crate) strategies: AHashMap<String, Arc<dyn CustomStrategy>>,
+    pub(crate) hostname: Option<String>,
+}
+
+pub(crate) struct Compiled {
+    pub(crate) model: Arc<ClientFeatures>,
+    pub(crate) index: AHashMap<Box<str>, u32>,
+    pub(crate) toggles: Box<[Toggle]>,
+    pub(crate) counters: Box<[Counters]>,
+    pub(crate) warnings: Vec<Warning>,
+}
+
+pub(crate) struct Toggle {
+    pub(crate) name: Arc<str>,
+    pub(crate) enabled: bool,
+    pub(crate) strategies: Box<[CStrategy]>,
+    pub(crate) variants: Option<Variants>,
+    pub(crate) deps: Box<[Dep]>,
+    pub(crate) variant_names: Box<[Arc<str>]>,
+    pub(crate) impression_data: bool,
+}
+
+pub(crate) struct Dep {
+    /// Index of the parent, or `None` when it does not exist or itself has parents.
+    parent: Option<u32>,
+    want_enabled: bool,
+    variants: Box<[Box<str>]>,
+}
+
+pub(crate) struct CStrategy {
+    kind: Kind,
+    constraints: Box<[CConstraint]>,
+    variants: Option<Variants>,
+}
+
+enum Kind {
+    Always,
+    Never,
+    UserIds(StrSet),
+    Rollout { pct: f64, stick: Stickiness, group: Arc<str> },
+    Random(f64),
+    Remote(Box<[Cidr]>),
+    Custom(Arc<dyn CustomStrategy>, Arc<BTreeMap<String, String>>),
+}
+
+#[derive(Clone)]
+enum Stickiness {
+    Default,
+    Random,
+    Field(Field),
+}
+
+pub(crate) struct Variants {
+    list: Box<[CVariant]>,
+    total: u32,
+    stick: Stickiness,
+    group: Arc<str>,
+    has_overrides: bool,
+}
+
+pub(crate) struct CVariant {
+    pub(crate) name: Arc<str>,
+    pub(crate) payload: Option<Arc<Payload>>,
+    weight: u32,
+    overrides: Box<[(Field, StrSet)]>,
+    pub(crate) slot: u32,
+}
+
+struct CConstraint {
+    field: Field,
+    inverted: bool,
+    op: Op,
+}
+
+#[derive(Clone, Copy)]
+enum Cmp {
+    Eq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+impl Cmp {
+    #[inline]
+    fn holds(self, o: Ordering) -> bool {
+        match self {
+            Cmp::Eq => o == Ordering::Equal,
+            Cmp::Gt => o == Ordering::Greater,
+            Cmp::Gte => o != Ordering::Less,
+            Cmp::Lt => o == Ordering::Less,
+            Cmp::Lte => o != Ordering::Greater,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum StrOp {
+    Starts,
+    Ends,
+    Contains,
+}
+
+enum Op {
+    /// A constraint that can never hold (unknown operator, unparseable value).
+    Never,
+    In(StrSet),
+    NotIn(StrSet),
+    Str { op: StrOp, ci: bool, values: Box<[Box<str>]> },
+    Num(Cmp, f64),
+    Date(Cmp, i64),
+    Semver(Cmp, OwnedVersion),
+    Regex(regex::Regex),
+    Cidr(Box<[Cidr]>),
+}
+
+struct OwnedVersion {
+    text: Box<str>,
+}
+
+impl OwnedVersion {
+    #[inline]
+    fn get(&self) -> Option<Version<'_>> {
+        Version::parse(&self.text)
+    }
+}
+
+/// A set of strings: a short list compared in order, or a hash set.
+pub(crate) enum StrSet {
+    Small(Box<[Box<str>]>),
+    Hashed(AHashSet<Box<str>>),
+}
+
+impl StrSet {
+    fn new<I: IntoIterator<Item = S>, S: Into<Box<str>>>(values: I) -> Self {
+        let v: Vec<Box<str>> = values.into_iter().map(Into::into).collect();
+        if v.len() <= 8 {
+            StrSet::Small(v.into_boxed_slice())
+        } else {
+            StrSet::Hashed(v.into_iter().collect())
+        }
+    }
+
+    #[inline]
+    fn contains(&self, s: &str) -> bool {
+        match self {
+            StrSet::Small(v) => v.iter().any(|x| &**x == s),
+            StrSet::Hashed(h) => h.contains(s),
+        }
+    }
+}
+
+pub(crate) static DISABLED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("disabled"));
+
+fn percent(params: &BTreeMap<String, String>, key: &str) -> Option<f64> {
+    params.get(key).and_then(|v| v.trim().parse::<f64>().ok()).filter(|p| p.is_finite())
+}
+
+fn stickiness(s: Option<&str>) -> Stickiness {
+    match s.map(str::trim) {
+        None | Some("") | Some("default") => Stickiness::Default,
+        Some("random") => Stickiness::Random,
+        Some(f) => Stickiness::Field(Field::parse(f)),
+    }
+}
+
+fn parse_date(s: &str) -> Option<i64> {
+    let s = s.trim();
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .or_else(|| s.parse::<chrono::DateTime<chrono::FixedOffset>>().ok())
+        .and_then(|d| d.timestamp_nanos_opt())
+}
+
+fn now_nanos() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+pub(crate) fn local_hostname() -> Option<String> {
+    if let Ok(h) = std::env::var("HOSTNAME") {
+        if !h.is_empty() {
+            return Some(h);
+        }
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+struct Compiler<'a> {
+    opts: &'a Options,
+    warnings: Vec<Warning>,
+    segments: AHashMap<i64, &'a [Constraint]>,
+    slot: u32,
+    names: Vec<Arc<str>>,
+    hostname: Option<String>,
+}
+
+impl<'a> Compiler<'a> {
+    fn warn(&mut self, toggle: &str, message: String) {
+        self.warnings.push(Warning { toggle: toggle.to_owned(), message });
+    }
+
+    fn constraint(&mut self, toggle: &str, c: &Constraint) -> CConstraint {
+        let field = Field::parse(&c.context_name);
+        let single = c.value.as_deref().map(str::trim);
+        let op = match c.operator.as_str() {
+            "IN" => Op::In(StrSet::new(c.values.iter().map(String::as_str))),
+            "NOT_IN" => Op::NotIn(StrSet::new(c.values.iter().map(String::as_str))),
+            "STR_STARTS_WITH" | "STR_ENDS_WITH" | "STR_CONTAINS" => {
+                let op = match c.operator.as_str() {
+                    "STR_STARTS_WITH" => StrOp::Starts,
+                    "STR_ENDS_WITH" => StrOp::Ends,
+                    _ => StrOp::Contains,
+                };
+                let values = c
+                    .values
+                    .iter()
+                    .map(|v| if c.case_insensitive { v.to_lowercase().into() } else { v.as_str().into() })
+                    .collect();
+                Op::Str { op, ci: c.case_insensitive, values }
+            }
+            "NUM_EQ" | "NUM_GT" | "NUM_GTE" | "NUM_LT" | "NUM_LTE" => {
+                let cmp = cmp_of(&c.operator[4..]);
+                match single.and_then(|v| v.parse::<f64>().ok()).filter(|v| !v.is_nan()) {
+                    Some(v) => Op::Num(cmp, v),
+                    None => {
+                        self.warn(toggle, format!("{}: value {:?} is not a number", c.operator, c.value));
+                        Op::Never
+                    }
+                }
+            }
+            "DATE_AFTER" | "DATE_BEFORE" => {
+                let cmp = if c.operator == "DATE_AFTER" { Cmp::Gt } else { Cmp::Lt };
+                match single.and_then(parse_date) {
+                    Some(v) => Op::Date(cmp, v),
+                    None => {
+                        self.warn(toggle, format!("{}: value {:?} is not an RFC 3339 date", c.operator, c.value));
+                        Op::Never
+                    }
+                }
+            }
+            "SEMVER_EQ" | "SEMVER_GT" | "SEMVER_GTE" | "SEMVER_LT" | "SEMVER_LTE" => {
+                let cmp = cmp_of(&c.operator[7..]);
+                match single.filter(|v| Version::parse(v).is_some()) {
+                    Some(v) => Op::Semver(cmp, OwnedVersion { text: v.into() }),
+                    None => {
+                        self.warn(toggle, format!("{}: value {:?} is not a semantic version (MAJOR.MINOR.PATCH[-PRE][+BUILD], no leading v)", c.operator, c.value));
+                        Op::Never
+                    }
+                }
+            }
+            "REGEX" => {
+                let pattern = c.value.as_deref().unwrap_or_default();
+                match regex::RegexBuilder::new(pattern).case_insensitive(c.case_insensitive).build() {
+                    Ok(r) => Op::Regex(r),
+                    Err(e) => {
+                        self.warn(toggle, format!("REGEX: {pattern:?} does not compile: {e}"));
+                        Op::Never
+                    }
+                }
+            }
+            "IN_CIDR" => {
+                let mut nets = Vec::new();
+                for v in &c.values {
+                    match Cidr::parse(v) {
+                        Some(n) => nets.push(n),
+                        None => self.warn(toggle, format!("IN_CIDR: {v:?} is not an address or network; ignored")),
+                    }
+                }
+                Op::Cidr(nets.into_boxed_slice())
+            }
+            other => {
+                self.warn(toggle, format!("unknown constraint operator {other:?}: the constraint never holds"));
+                Op::Never
+            }
+        };
+        CConstraint { field, inverted: c.inverted, op }
+    }
+
+    fn variants(&mut self, list: &[ModelVariant], stick: Stickiness, group: Arc<str>) -> Option<Variants> {
+        if list.is_empty() {
+            return None;
+        }
+        let mut total: u32 = 0;
+        let mut out = Vec::with_capacity(list.len());
+        let mut has_overrides = false;
+        for v in list {
+            total = total.saturating_add(v.weight);
+            let name: Arc<str> = Arc::from(v.name.as_str());
+            let slot = self.slot;
+            self.slot += 1;
+            self.names.push(name.clone());
+            let overrides: Box<[(Field, StrSet)]> = v
+                .overrides
+                .iter()
+                .map(|o| (Field::parse(&o.context_name), StrSet::new(o.values.iter().map(String::as_str))))
+                .collect();
+            has_overrides |= !overrides.is_empty();
+            out.push(CVariant { name, payload: v.payload.clone().map(Arc::new), weight: v.weight, overrides, slot });
+        }
+        Some(Variants { list: out.into_boxed_slice(), total, stick, group, has_overrides })
+    }
+
+    fn strategy(&mut self, f: &Feature, toggle_name: &Arc<str>, s: &Strategy) -> CStrategy {
+        let p = &s.parameters;
+        let group = |key: &str| -> Arc<str> {
+            match p.get(key) {
+                Some(g) if !g.is_empty() => Arc::from(g.as_str()),
+                _ => toggle_name.clone(),
+            }
+        };
+        let mut kind = match s.name.as_str() {
+            "default" => Kind::Always,
+            "userWithId" => Kind::UserIds(StrSet::new(
+                p.get("userIds").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()),
+            )),
+            "gradualRolloutUserId" | "gradualRolloutSessionId" => match percent(p, "percentage") {
+                Some(pct) => Kind::Rollout {
+                    pct,
+                    stick: Stickiness::Field(if s.name == "gradualRolloutUserId" { Field::UserId } else { Field::SessionId }),
+                    group: group("groupId"),
+                },
+                None => Kind::Never,
+            },
+            "gradualRolloutRandom" => match percent(p, "percentage") {
+                Some(pct) => Kind::Random(pct),
+                None => Kind::Never,
+            },
+            "flexibleRollout" => match percent(p, "rollout") {
+                Some(pct) => Kind::Rollout { pct, stick: stickiness(p.get("stickiness").map(String::as_str)), group: group("groupId") },
+                None => Kind::Never,
+            },
+            "remoteAddress" => Kind::Remote(
+                p.get("IPs").map(String::as_str).unwrap_or("").split(',').filter_map(Cidr::parse).collect(),
+            ),
+            "applicationHostname" => {
+                let me = self.hostname.as_deref().map(str::to_lowercase);
+                let hit = me.is_some_and(|me| {
+                    p.get("hostNames").map(String::as_str).unwrap_or("").split(',').any(|h| h.trim().to_lowercase() == me)
+                });
+                if hit {
+                    Kind::Always
+                } else {
+                    Kind::Never
+                }
+            }
+            other => match self.opts.strategies.get(other) {
+                Some(imp) => Kind::Custom(imp.clone(), Arc::new(p.clone())),
+                None => {
+                    self.warn(&f.name, format!("unknown strategy {other:?}: it never matches (register it with FlagsBuilder::strategy)"));
+                    Kind::Never
+                }
+            },
+        };
+        if matches!(kind, Kind::Never) && s.name != "applicationHostname" && !matches!(s.name.as_str(), n if self.opts.strategies.contains_key(n)) {
+            if matches!(s.name.as_str(), "gradualRolloutUserId" | "gradualRolloutSessionId" | "gradualRolloutRandom" | "flexibleRollout") {
+                self.warn(&f.name, format!("strategy {}: missing or invalid percentage; it never matches", s.name));
+            }
+        }
+        let mut constraints: Vec<CConstraint> = s.constraints.iter().map(|c| self.constraint(&f.name, c)).collect();
+        for id in &s.segments {
+            match self.segments.get(id).copied() {
+                Some(cs) => {
+                    for c in cs {
+                        let cc = self.constraint(&f.name, c);
+                        constraints.push(cc);
+                    }
+                }
+                None => {
+                    self.warn(&f.name, format!("strategy {} refers to segment {id}, which does not exist: it never matches", s.name));
+                    kind = Kind::Never;
+                }
+            }
+        }
+        let variants = self.variants(&s.variants, stickiness(p.get("stickiness").map(String::as_str)), group("groupId"));
+        CStrategy { kind, constraints: constraints.into_boxed_slice(), variants }
+    }
+}
+
+fn cmp_of(suffix: &str) -> Cmp {
+    match suffix {
+        "GT" => Cmp::Gt,
+        "GTE" => Cmp::Gte,
+        "LT" => Cmp::Lt,
+        "LTE" => Cmp::Lte,
+        _ => Cmp::Eq,
+    }
+}
+
+/// Compiles a state. Structural problems (duplicate toggle names) are errors; problems
+/// a server could send and SDKs tolerate (unknown operators, values that do not parse,
+/// missing segments) compile to conditions that never hold and are listed as warnings.
+pub(crate) fn compile(model: Arc<ClientFeatures>, opts: &Options) -> Result<Compiled, FlagsError> {
+    let (index, toggles, warnings) = compile_parts(&model, opts)?;
+    let counters = toggles.iter().map(|t| Counters::new(t.variant_names.len())).collect();
+    Ok(Compiled { model, index, toggles: toggles.into_boxed_slice(), counters, warnings })
+}
+
+type Parts = (AHashMap<Box<str>, u32>, Vec<Toggle>, Vec<Warning>);
+
+fn compile_parts(model: &ClientFeatures, opts: &Options) -> Result<Parts, FlagsError> {
+    let mut index: AHashMap<Box<str>, u32> = AHashMap::with_capacity(model.features.len());
+    for (i, f) in model.features.iter().enumerate() {
+        if index.insert(f.name.as_str().into(), i as u32).is_some() {
+            return Err(FlagsError::invalid(format!("toggle {:?} is defined twice", f.name)));
+        }
+    }
+    let mut c = Compiler {
+        opts,
+        warnings: Vec::new(),
+        segments: model.segments.iter().map(|s| (s.id, s.constraints.as_slice())).collect(),
+        slot: 0,
+        names: Vec::new(),
+        hostname: opts.hostname.clone().or_else(local_hostname),
+    };
+    let mut toggles = Vec::with_capacity(model.features.len());
+    for f in &model.features {
+        c.slot = 1;
+        c.names.clear();
+        c.names.push(DISABLED.clone());
+        let name: Arc<str> = Arc::from(f.name.as_str());
+        let strategies: Box<[CStrategy]> = f.strategies.iter().map(|s| c.strategy(f, &name, s)).collect();
+        let vstick = stickiness(f.variants.first().and_then(|v| v.stickiness.as_deref()));
+        let variants = c.variants(&f.variants, vstick, name.clone());
+        let deps = f
+            .dependencies
+            .iter()
+            .map(|d| {
+                let parent = index.get(d.feature.as_str()).copied();
+                let parent = match parent {
+                    None => {
+                        c.warn(&f.name, format!("depends on {:?}, which does not exist: the toggle is off", d.feature));
+                        None
+                    }
+                    Some(p) if !model.features[p as usize].dependencies.is_empty() => {
+                        c.warn(&f.name, format!("depends on {:?}, which has parents itself (only one level is allowed): the toggle is off", d.feature));
+                        None
+                    }
+                    Some(p) => Some(p),
+                };
+                Dep {
+                    parent,
+                    want_enabled: d.enabled.unwrap_or(true),
+                    variants: d.variants.iter().map(|v| v.as_str().into()).collect(),
+                }
+            })
+            .collect();
+        toggles.push(Toggle {
+            name,
+            enabled: f.enabled,
+            strategies,
+            variants,
+            deps,
+            variant_names: std::mem::take(&mut c.names).into_boxed_slice(),
+            impression_data: f.impression_data,
+        });
+    }
+    Ok((index, toggles, c.warnings))
+}
+
+// ---------------------------------------------------------------- evaluation
+
+thread_local! {
+    static RNG: std::cell::Cell<u64> = std::cell::Cell::new({
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(&h as *const _ as usize);
+        h.finish() | 1
+    });
+}
+
+/// A uniform number in `1..=n` (n >= 1) from a per-thread xorshift generator.
+#[inline]
+fn random_in(n: u32) -> u32 {
+    let x = RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.set(x);
+        x
+    });
+    ((x >> 32) * u64::from(n) >> 32) as u32 + 1
+}
+
+/// Lowercases `s` into `buf` when it is ASCII; `None` otherwise.
+#[inline]
+fn ascii_lower<'b>(s: &str, buf: &'b mut [u8; 128]) -> Option<&'b str> {
+    if s.len() > buf.len() || !s.is_ascii() {
+        return None;
+    }
+    let out = &mut buf[..s.len()];
+    out.copy_from_slice(s.as_bytes());
+    out.make_ascii_lowercase();
+    std::str::from_utf8(out).ok()
+}
+
+impl Op {
+    #[inline]
+    fn eval(&self, field: &Field, ctx: &Context) -> Option<bool> {
+        let value = ctx.field(field);
+        Some(match self {
+            Op::Never => return None,
+            Op::In(set) => value.is_some_and(|v| set.contains(v)),
+            Op::NotIn(set) => !value.is_some_and(|v| set.contains(v)),
+            Op::Str { op, ci, values } => {
+                let Some(v) = value else { return Some(false) };
+                let test = |v: &str| {
+                    values.iter().any(|x| match op {
+                        StrOp::Starts => v.starts_with(&**x),
+                        StrOp::Ends => v.ends_with(&**x),
+                        StrOp::Contains => v.contains(&**x),
+                    })
+                };
+                if *ci {
+                    let mut buf = [0u8; 128];
+                    match ascii_lower(v, &mut buf) {
+                        Some(lower) => test(lower),
+                        None => test(&v.to_lowercase()),
+                    }
+                } else {
+                    test(v)
+                }
+            }
+            Op::Num(cmp, n) => value
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .and_then(|v| v.partial_cmp(n))
+                .is_some_and(|o| cmp.holds(o)),
+            Op::Date(cmp, d) => {
+                let t = match value {
+                    Some(v) => parse_date(v),
+                    None if *field == Field::CurrentTime => Some(now_nanos()),
+                    None => None,
+                };
+                t.is_some_and(|t| cmp.holds(t.cmp(d)))
+            }
+            Op::Semver(cmp, want) => match (value.and_then(|v| Version::parse(v.trim())), want.get()) {
+                (Some(have), Some(want)) => cmp.holds(have.precedence(&want)),
+                _ => false,
+            },
+            Op::Regex(r) => value.is_some_and(|v| r.is_match(v)),
+            Op::Cidr(nets) => value
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+                .is_some_and(|ip| nets.iter().any(|n| n.contains(ip))),
+        })
+    }
+}
+
+impl CConstraint {
+    #[inline]
+    fn holds(&self, ctx: &Context) -> bool {
+        match self.op.eval(&self.field, ctx) {
+            Some(r) => r != self.inverted,
+            None => false,
+        }
+    }
+}
+
+#[inline]
+fn rollout_hit(pct: f64, stick: &Stickiness, group: &str, ctx: &Context) -> bool {
+    if pct <= 0.0 {
+        return false;
+    }
+    let id = match stick {
+        Stickiness::Default => match ctx.user_id.as_deref().or(ctx.session_id.as_deref()) {
+            Some(id) => id,
+            None => return f64::from(random_in(100)) <= pct,
+        },
+        Stickiness::Random => return f64::from(random_in(100)) <= pct,
+        Stickiness::Field(f) => match ctx.field(f) {
+            Some(id) => id,
+            None => return false,
+        },
+    };
+    f64::from(normalized_hash(group, id, 100, 0)) <= pct
+}
+
+impl CStrategy {
+    #[inline]
+    fn matches(&self, ctx: &Context) -> bool {
+        if !self.constraints.iter().all(|c| c.holds(ctx)) {
+            return false;
+        }
+        match &self.kind {
+            Kind::Always => true,
+            Kind::Never => false,
+            Kind::UserIds(set) => ctx.user_id.as_deref().is_some_and(|u| set.contains(u)),
+            Kind::Rollout { pct, stick, group } => rollout_hit(*pct, stick, group, ctx),
+            Kind::Random(pct) => *pct > 0.0 && f64::from(random_in(100)) <= *pct,
+            Kind::Remote(nets) => ctx
+                .remote_address
+                .as_deref()
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+                .is_some_and(|ip| nets.iter().any(|n| n.contains(ip))),
+            Kind::Custom(imp, params) => imp.is_enabled(params, ctx),
+        }
+    }
+}
+
+impl Variants {
+    #[inline]
+    fn pick(&self, ctx: &Context) -> Option<&CVariant> {
+        if self.has_overrides {
+            for v in self.list.iter() {
+                for (field, values) in v.overrides.iter() {
+                    if ctx.field(field).is_some_and(|x| values.contains(x)) {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+        if self.total == 0 {
+            return None;
+        }
+        let seed = match &self.stick {
+            Stickiness::Default => ctx
+                .user_id
+                .as_deref()
+                .or(ctx.session_id.as_deref())
+                .or(ctx.remote_address.as_deref()),
+            Stickiness::Random => None,
+            Stickiness::Field(f) => ctx.field(f),
+        };
+        let target = match seed {
+            Some(s) => normalized_hash(&self.group, s, self.total, VARIANT_SEED),
+            None => random_in(self.total),
+        };
+        let mut acc = 0u32;
+        for v in self.list.iter() {
+            acc = acc.saturating_add(v.weight);
+            if acc >= target {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+/// The outcome of evaluating one toggle.
+pub(crate) struct Outcome<'a> {
+    pub(crate) enabled: bool,
+    pub(crate) variant: Option<&'a CVariant>,
+    pub(crate) reason: Reason,
+}
+
+impl Compiled {
+    #[inline]
+    pub(crate) fn lookup(&self, name: &str) -> Option<usize> {
+        self.index.get(name).map(|&i| i as usize)
+    }
+
+    /// Whether the toggle is on; `Some(index of the strategy that matched)` or
+    /// `Some(usize::MAX)` when it has no strategies.
+    #[inline]
+    fn matched(&self, i: usize, ctx: &Context, killed: &[bool]) -> Result<usize, Reason> {
+        let t = &self.toggles[i];
+        if !t.enabled || killed.get(i).copied().unwrap_or(false) {
+            return Err(Reason::Disabled);
+        }
+        if !t.deps.is_empty() && !self.deps_ok(t, ctx, killed) {
+            return Err(Reason::Default);
+        }
+        if t.strategies.is_empty() {
+            return Ok(usize::MAX);
+        }
+        t.strategies.iter().position(|s| s.matches(ctx)).ok_or(Reason::Default)
+    }
+
+    fn deps_ok(&self, t: &Toggle, ctx: &Context, killed: &[bool]) -> bool {
+        t.deps.iter().all(|d| {
+            let Some(p) = d.parent else { return false };
+            let p = p as usize;
+            let parent = self.matched(p, ctx, killed);
+            if !d.want_enabled {
+                return parent.is_err();
+            }
+            match parent {
+                Err(_) => false,
+                Ok(_) if d.variants.is_empty() => true,
+                Ok(m) => {
+                    let o = self.variant_for(p, m, ctx);
+                    let name: &str = o.map(|v| &*v.name).unwrap_or("disabled");
+                    d.variants.iter().any(|w| &**w == name)
+                }
+            }
+        })
+    }
+
+    #[inline]
+    fn variant_for(&self, i: usize, matched: usize, ctx: &Context) -> Option<&CVariant> {
+        let t = &self.toggles[i];
+        if let Some(s) = t.strategies.get(matched) {
+            if let Some(vs) = &s.variants {
+                return vs.pick(ctx);
+            }
+        }
+        t.variants.as_ref().and_then(|vs| vs.pick(ctx))
+    }
+
+    #[inline]
+    pub(crate) fn is_enabled(&self, i: usize, ctx: &Context, killed: &[bool]) -> bool {
+        self.matched(i, ctx, killed).is_ok()
+    }
+
+    #[inline]
+    pub(crate) fn evaluate(&self, i: usize, ctx: &Context, killed: &[bool]) -> Outcome<'_> {
+        match self.matched(i, ctx, killed) {
+            Err(reason) => Outcome { enabled: false, variant: None, reason },
+            Ok(m) => {
+                let t = &self.toggles[i];
+                let variant = self.variant_for(i, m, ctx);
+                let split = variant.is_some()
+                    || m != usize::MAX && t.strategies.get(m).is_some_and(|s| matches!(s.kind, Kind::Rollout { .. } | Kind::Random(_)));
+                let reason = if variant.is_some() || split {
+                    Reason::Split
+                } else if m == usize::MAX || t.strategies.get(m).is_some_and(|s| matches!(s.kind, Kind::Always) && s.constraints.is_empty()) {
+                    Reason::Static
+                } else {
+                    Reason::TargetingMatch
+                };
+                Outcome { enabled: true, variant, reason }
+            }
+        }
+    }
+}
