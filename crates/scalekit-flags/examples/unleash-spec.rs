@@ -33,7 +33,12 @@ fn main() -> ExitCode {
             }
             Ok(r) => {
                 failed += 1;
-                println!("FAIL  {} ({} passed, {} failed)", r.name, r.passed, r.failures.len());
+                println!(
+                    "FAIL  {} ({} passed, {} failed)",
+                    r.name,
+                    r.passed,
+                    r.failures.len()
+                );
                 for f in &r.failures {
                     println!("      - {f}");
                 }

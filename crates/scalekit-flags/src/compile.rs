@@ -7,11 +7,11 @@
 //! then only reads the context and this form, and allocates nothing.
 
 use crate::cidr::Cidr;
-use crate::context::{Context, Field};
+use crate::context::{bytes_eq, fast_eq, Context, Field};
 use crate::hash::{normalized_hash, VARIANT_SEED};
 use crate::metrics::Counters;
 use crate::model::{ClientFeatures, Constraint, Feature, Payload, Strategy, Variant as ModelVariant};
-use crate::semver::Version;
+use crate::semver::{OwnedVersion, Version};
 use crate::{CustomStrategy, FlagsError, Reason, Warning};
 use ahash::{AHashMap, AHashSet};
 use std::cmp::Ordering;
@@ -26,9 +26,60 @@ pub(crate) struct Options {
     pub(crate) hostname: Option<String>,
 }
 
+/// Toggle name -> index: open addressing with linear probing over a power-of-two
+/// table at most half full. Each slot holds the index and the name's hash, so a
+/// probe compares names only when the hashes agree.
+pub(crate) struct NameIndex {
+    hasher: ahash::RandomState,
+    slots: Box<[(u64, u32)]>,
+    mask: usize,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl NameIndex {
+    fn new(n: usize) -> Self {
+        let cap = (n * 2).next_power_of_two().max(8);
+        NameIndex { hasher: ahash::RandomState::new(), slots: vec![(0, EMPTY); cap].into_boxed_slice(), mask: cap - 1 }
+    }
+
+    /// Inserts; `false` when the name is already there.
+    fn insert(&mut self, name: &str, idx: u32, names: &[&str]) -> bool {
+        let h = self.hasher.hash_one(name);
+        let mut i = h as usize & self.mask;
+        loop {
+            let (sh, si) = self.slots[i];
+            if si == EMPTY {
+                self.slots[i] = (h, idx);
+                return true;
+            }
+            if sh == h && names[si as usize] == name {
+                return false;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    #[inline]
+    fn get(&self, name: &str, toggles: &[Toggle]) -> Option<usize> {
+        let h = self.hasher.hash_one(name);
+        let mut i = h as usize & self.mask;
+        loop {
+            let (sh, si) = self.slots[i];
+            if si == EMPTY {
+                return None;
+            }
+            if sh == h && fast_eq(&toggles[si as usize].name, name) {
+                return Some(si as usize);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
 pub(crate) struct Compiled {
     pub(crate) model: Arc<ClientFeatures>,
-    pub(crate) index: AHashMap<Box<str>, u32>,
+    pub(crate) index: NameIndex,
     pub(crate) toggles: Box<[Toggle]>,
     pub(crate) counters: Box<[Counters]>,
     pub(crate) warnings: Vec<Warning>,
@@ -138,15 +189,19 @@ enum Op {
     Cidr(Box<[Cidr]>),
 }
 
-struct OwnedVersion {
-    text: Box<str>,
-}
-
-impl OwnedVersion {
-    #[inline]
-    fn get(&self) -> Option<Version<'_>> {
-        Version::parse(&self.text)
+/// Parses a context value as a number: a fast path for plain integers, else Rust's
+/// float parser (which, like Unleash's SDKs, accepts `12`, `12.0`, `-1e3`).
+#[inline]
+fn number(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    if !b.is_empty() && b.len() <= 15 && b.iter().all(u8::is_ascii_digit) {
+        let mut n: u64 = 0;
+        for &d in b {
+            n = n * 10 + u64::from(d - b'0');
+        }
+        return Some(n as f64);
     }
+    s.trim().parse::<f64>().ok()
 }
 
 /// A set of strings: a short list compared in order, or a hash set.
@@ -168,7 +223,7 @@ impl StrSet {
     #[inline]
     fn contains(&self, s: &str) -> bool {
         match self {
-            StrSet::Small(v) => v.iter().any(|x| &**x == s),
+            StrSet::Small(v) => v.iter().any(|x| fast_eq(x, s)),
             StrSet::Hashed(h) => h.contains(s),
         }
     }
@@ -272,8 +327,8 @@ impl<'a> Compiler<'a> {
             }
             "SEMVER_EQ" | "SEMVER_GT" | "SEMVER_GTE" | "SEMVER_LT" | "SEMVER_LTE" => {
                 let cmp = cmp_of(&c.operator[7..]);
-                match single.filter(|v| Version::parse(v).is_some()) {
-                    Some(v) => Op::Semver(cmp, OwnedVersion { text: v.into() }),
+                match single.and_then(OwnedVersion::parse) {
+                    Some(v) => Op::Semver(cmp, v),
                     None => {
                         self.warn(toggle, format!("{}: value {:?} is not a semantic version (MAJOR.MINOR.PATCH[-PRE][+BUILD], no leading v)", c.operator, c.value));
                         Op::Never
@@ -427,14 +482,20 @@ pub(crate) fn compile(model: Arc<ClientFeatures>, opts: &Options) -> Result<Comp
     Ok(Compiled { model, index, toggles: toggles.into_boxed_slice(), counters, warnings })
 }
 
-type Parts = (AHashMap<Box<str>, u32>, Vec<Toggle>, Vec<Warning>);
+type Parts = (NameIndex, Vec<Toggle>, Vec<Warning>);
 
 fn compile_parts(model: &ClientFeatures, opts: &Options) -> Result<Parts, FlagsError> {
-    let mut index: AHashMap<Box<str>, u32> = AHashMap::with_capacity(model.features.len());
-    for (i, f) in model.features.iter().enumerate() {
-        if index.insert(f.name.as_str().into(), i as u32).is_some() {
-            return Err(FlagsError::invalid(format!("toggle {:?} is defined twice", f.name)));
+    if model.features.len() >= EMPTY as usize / 4 {
+        return Err(FlagsError::invalid("too many toggles"));
+    }
+    let names: Vec<&str> = model.features.iter().map(|f| f.name.as_str()).collect();
+    let mut index = NameIndex::new(names.len());
+    let mut by_name: AHashMap<&str, u32> = AHashMap::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        if !index.insert(name, i as u32, &names) {
+            return Err(FlagsError::invalid(format!("toggle {name:?} is defined twice")));
         }
+        by_name.insert(name, i as u32);
     }
     let mut c = Compiler {
         opts,
@@ -457,7 +518,7 @@ fn compile_parts(model: &ClientFeatures, opts: &Options) -> Result<Parts, FlagsE
             .dependencies
             .iter()
             .map(|d| {
-                let parent = index.get(d.feature.as_str()).copied();
+                let parent = by_name.get(d.feature.as_str()).copied();
                 let parent = match parent {
                     None => {
                         c.warn(&f.name, format!("depends on {:?}, which does not exist: the toggle is off", d.feature));
@@ -514,6 +575,18 @@ fn random_in(n: u32) -> u32 {
     ((x >> 32) * u64::from(n) >> 32) as u32 + 1
 }
 
+/// Runs `test` on `v` lowercased: in a stack buffer when it is short ASCII, else in
+/// an allocated string (the uncommon path). Kept out of line so that the common
+/// evaluation path keeps a small stack frame.
+#[inline(never)]
+fn lowered(v: &str, test: impl Fn(&str) -> bool) -> bool {
+    let mut buf = [0u8; 128];
+    match ascii_lower(v, &mut buf) {
+        Some(lower) => test(lower),
+        None => test(&v.to_lowercase()),
+    }
+}
+
 /// Lowercases `s` into `buf` when it is ASCII; `None` otherwise.
 #[inline]
 fn ascii_lower<'b>(s: &str, buf: &'b mut [u8; 128]) -> Option<&'b str> {
@@ -538,23 +611,19 @@ impl Op {
                 let Some(v) = value else { return Some(false) };
                 let test = |v: &str| {
                     values.iter().any(|x| match op {
-                        StrOp::Starts => v.starts_with(&**x),
-                        StrOp::Ends => v.ends_with(&**x),
+                        StrOp::Starts => v.len() >= x.len() && bytes_eq(&v.as_bytes()[..x.len()], x.as_bytes()),
+                        StrOp::Ends => v.len() >= x.len() && bytes_eq(&v.as_bytes()[v.len() - x.len()..], x.as_bytes()),
                         StrOp::Contains => v.contains(&**x),
                     })
                 };
                 if *ci {
-                    let mut buf = [0u8; 128];
-                    match ascii_lower(v, &mut buf) {
-                        Some(lower) => test(lower),
-                        None => test(&v.to_lowercase()),
-                    }
+                    lowered(v, test)
                 } else {
                     test(v)
                 }
             }
             Op::Num(cmp, n) => value
-                .and_then(|v| v.trim().parse::<f64>().ok())
+                .and_then(number)
                 .and_then(|v| v.partial_cmp(n))
                 .is_some_and(|o| cmp.holds(o)),
             Op::Date(cmp, d) => {
@@ -565,10 +634,9 @@ impl Op {
                 };
                 t.is_some_and(|t| cmp.holds(t.cmp(d)))
             }
-            Op::Semver(cmp, want) => match (value.and_then(|v| Version::parse(v.trim())), want.get()) {
-                (Some(have), Some(want)) => cmp.holds(have.precedence(&want)),
-                _ => false,
-            },
+            Op::Semver(cmp, want) => {
+                value.and_then(|v| Version::parse(v.trim())).is_some_and(|have| cmp.holds(have.precedence(&want.get())))
+            }
             Op::Regex(r) => value.is_some_and(|v| r.is_match(v)),
             Op::Cidr(nets) => value
                 .and_then(|v| v.trim().parse::<IpAddr>().ok())
@@ -593,7 +661,7 @@ fn rollout_hit(pct: f64, stick: &Stickiness, group: &str, ctx: &Context) -> bool
         return false;
     }
     let id = match stick {
-        Stickiness::Default => match ctx.user_id.as_deref().or(ctx.session_id.as_deref()) {
+        Stickiness::Default => match ctx.builtin(0).or(ctx.builtin(1)) {
             Some(id) => id,
             None => return f64::from(random_in(100)) <= pct,
         },
@@ -615,12 +683,11 @@ impl CStrategy {
         match &self.kind {
             Kind::Always => true,
             Kind::Never => false,
-            Kind::UserIds(set) => ctx.user_id.as_deref().is_some_and(|u| set.contains(u)),
+            Kind::UserIds(set) => ctx.builtin(0).is_some_and(|u| set.contains(u)),
             Kind::Rollout { pct, stick, group } => rollout_hit(*pct, stick, group, ctx),
             Kind::Random(pct) => *pct > 0.0 && f64::from(random_in(100)) <= *pct,
             Kind::Remote(nets) => ctx
-                .remote_address
-                .as_deref()
+                .builtin(2)
                 .and_then(|v| v.trim().parse::<IpAddr>().ok())
                 .is_some_and(|ip| nets.iter().any(|n| n.contains(ip))),
             Kind::Custom(imp, params) => imp.is_enabled(params, ctx),
@@ -644,11 +711,7 @@ impl Variants {
             return None;
         }
         let seed = match &self.stick {
-            Stickiness::Default => ctx
-                .user_id
-                .as_deref()
-                .or(ctx.session_id.as_deref())
-                .or(ctx.remote_address.as_deref()),
+            Stickiness::Default => ctx.builtin(0).or(ctx.builtin(1)).or(ctx.builtin(2)),
             Stickiness::Random => None,
             Stickiness::Field(f) => ctx.field(f),
         };
@@ -677,7 +740,7 @@ pub(crate) struct Outcome<'a> {
 impl Compiled {
     #[inline]
     pub(crate) fn lookup(&self, name: &str) -> Option<usize> {
-        self.index.get(name).map(|&i| i as usize)
+        self.index.get(name, &self.toggles)
     }
 
     /// Whether the toggle is on; `Some(index of the strategy that matched)` or

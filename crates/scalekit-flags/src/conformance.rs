@@ -78,12 +78,12 @@ pub fn context_from_json(map: &serde_json::Map<String, serde_json::Value>) -> Co
             if let Some(props) = v.as_object() {
                 for (pk, pv) in props {
                     if let Some(s) = scalar(pv) {
-                        ctx.set(pk.clone(), s);
+                        ctx.set(pk, &s);
                     }
                 }
             }
         } else if let Some(s) = scalar(v) {
-            ctx.set(k.clone(), s);
+            ctx.set(k, &s);
         }
     }
     ctx

@@ -8,6 +8,7 @@ use crate::{Context, CustomStrategy, FlagsError, Warning};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -125,7 +126,25 @@ pub(crate) struct Snapshot {
     pub(crate) version: u64,
 }
 
+/// Each store's id, for the per-thread snapshot cache.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Cached {
+    id: u64,
+    generation: u64,
+    snapshot: Arc<Snapshot>,
+}
+
+thread_local! {
+    /// The snapshot this thread last evaluated against. Evaluation checks the store's
+    /// generation (a plain load) and reuses it while it is current, which saves the
+    /// two read-modify-write operations of an `ArcSwap` load and guard drop.
+    static CACHE: Cell<Option<Cached>> = const { Cell::new(None) };
+}
+
 struct Inner {
+    id: u64,
+    generation: AtomicU64,
     current: ArcSwap<Snapshot>,
     history: Mutex<VecDeque<(u64, Arc<Compiled>)>>,
     keep: usize,
@@ -236,6 +255,8 @@ impl FlagsBuilder {
         };
         Flags {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                generation: AtomicU64::new(0),
                 current: ArcSwap::from_pointee(Snapshot { compiled: Arc::new(empty), killed: Box::new([]), version: 0 }),
                 history: Mutex::new(VecDeque::new()),
                 keep: self.keep,
@@ -317,6 +338,7 @@ impl Flags {
         let compiled = Arc::new(compiled);
         let killed = self.killed_for(&compiled);
         let old = self.inner.current.swap(Arc::new(Snapshot { compiled: compiled.clone(), killed, version }));
+        self.inner.generation.fetch_add(1, Ordering::Release);
         if old.version != 0 {
             let mut h = self.inner.history.lock();
             h.push_back((old.version, old.compiled.clone()));
@@ -423,6 +445,7 @@ impl Flags {
         };
         let killed = self.killed_for(&compiled);
         let old = self.inner.current.swap(Arc::new(Snapshot { compiled, killed, version }));
+        self.inner.generation.fetch_add(1, Ordering::Release);
         self.retire(&old.compiled);
         self.emit(Event::RolledBack { version });
         Ok(version)
@@ -443,6 +466,7 @@ impl Flags {
         let cur = self.inner.current.load_full();
         let killed = self.killed_for(&cur.compiled);
         self.inner.current.store(Arc::new(Snapshot { compiled: cur.compiled.clone(), killed, version: cur.version }));
+        self.inner.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Forces a toggle off, whatever its strategies say, until [`revive`](Self::revive).
@@ -476,10 +500,30 @@ impl Flags {
         self.inner.killed.lock().iter().cloned().collect()
     }
 
+    /// Runs `f` on the serving snapshot, through this thread's cache.
+    #[inline]
+    fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        // Taken out (not borrowed) so that a custom strategy that evaluates a toggle
+        // re-entrantly finds an empty cache instead of a borrowed one.
+        let cached = CACHE.with(Cell::take);
+        let cached = match cached {
+            Some(c) if c.id == self.inner.id && c.generation == generation => c,
+            _ => Cached { id: self.inner.id, generation, snapshot: self.inner.current.load_full() },
+        };
+        let r = f(&cached.snapshot);
+        CACHE.with(|c| c.set(Some(cached)));
+        r
+    }
+
     /// Whether the toggle is on for this context (off when it does not exist).
     #[inline]
     pub fn is_enabled(&self, toggle: &str, ctx: &Context) -> bool {
-        let s = self.inner.current.load();
+        self.with_snapshot(|s| self.is_enabled_in(s, toggle, ctx))
+    }
+
+    #[inline]
+    fn is_enabled_in(&self, s: &Snapshot, toggle: &str, ctx: &Context) -> bool {
         let c = &s.compiled;
         let Some(i) = c.lookup(toggle) else { return false };
         let on = c.is_enabled(i, ctx, &s.killed);
@@ -494,8 +538,8 @@ impl Flags {
     /// ```
     /// use scalekit_flags::{Context, Flags};
     /// let flags = Flags::new();
-    /// flags.load_json(r#"{"features":[{"name":"color","enabled":true,"strategies":[],
-    ///   "variants":[{"name":"blue","weight":1,"payload":{"type":"string","value":"#00f"}}]}]}"#, "inline").unwrap();
+    /// flags.load_json(r##"{"features":[{"name":"color","enabled":true,"strategies":[],
+    ///   "variants":[{"name":"blue","weight":1,"payload":{"type":"string","value":"#00f"}}]}]}"##, "inline").unwrap();
     /// let v = flags.variant("color", &Context::new().user_id("7"));
     /// assert_eq!(&*v.name, "blue");
     /// assert_eq!(v.payload.unwrap().value, "#00f");
@@ -509,7 +553,11 @@ impl Flags {
     /// On/off, variant and reason in one evaluation.
     #[inline]
     pub fn evaluate(&self, toggle: &str, ctx: &Context) -> Evaluation {
-        let s = self.inner.current.load();
+        self.with_snapshot(|s| self.evaluate_in(s, toggle, ctx))
+    }
+
+    #[inline]
+    fn evaluate_in(&self, s: &Snapshot, toggle: &str, ctx: &Context) -> Evaluation {
         let c = &s.compiled;
         let Some(i) = c.lookup(toggle) else {
             return Evaluation { enabled: false, variant: Variant::disabled(false), reason: Reason::Error };

@@ -68,6 +68,64 @@ pub fn murmur3_32(parts: &[&[u8]], seed: u32) -> u32 {
     fmix(h)
 }
 
+/// MurmurHash3 of `g ++ ":" ++ i` without copying either part: the blocks of `g`,
+/// one block stitched from `g`'s tail, the colon and `i`'s head, then `i`'s blocks.
+#[inline]
+fn murmur3_joined(g: &[u8], i: &[u8], seed: u32) -> u32 {
+    let mut h = seed;
+    let mut gc = g.chunks_exact(4);
+    for c in &mut gc {
+        h = block(h, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let gr = gc.remainder();
+    let mut carry = [0u8; 4];
+    let mut n = gr.len();
+    carry[..n].copy_from_slice(gr);
+    carry[n] = b':';
+    n += 1;
+    let take = (4 - n).min(i.len());
+    carry[n..n + take].copy_from_slice(&i[..take]);
+    n += take;
+    let tail: &[u8] = if n == 4 {
+        h = block(h, u32::from_le_bytes(carry));
+        let mut ic = i[take..].chunks_exact(4);
+        for c in &mut ic {
+            h = block(h, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        }
+        ic.remainder()
+    } else {
+        &carry[..n]
+    };
+    if !tail.is_empty() {
+        let mut k = 0u32;
+        for &b in tail.iter().rev() {
+            k = (k << 8) | u32::from(b);
+        }
+        h ^= mix_k(k);
+    }
+    h ^= (g.len() + 1 + i.len()) as u32;
+    fmix(h)
+}
+
+#[cfg(test)]
+fn murmur3_32_contiguous(data: &[u8], seed: u32) -> u32 {
+    let mut h = seed;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        h = block(h, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut k = 0u32;
+        for &b in rest.iter().rev() {
+            k = (k << 8) | u32::from(b);
+        }
+        h ^= mix_k(k);
+    }
+    h ^= data.len() as u32;
+    fmix(h)
+}
+
 #[inline]
 fn block(h: u32, k: u32) -> u32 {
     let h = (h ^ mix_k(k)).rotate_left(13);
@@ -96,7 +154,7 @@ pub fn normalized_hash(group: &str, id: &str, modulus: u32, seed: u32) -> u32 {
     if modulus == 0 {
         return 0;
     }
-    murmur3_32(&[group.as_bytes(), b":", id.as_bytes()], seed) % modulus + 1
+    murmur3_joined(group.as_bytes(), id.as_bytes(), seed) % modulus + 1
 }
 
 #[cfg(test)]
@@ -137,6 +195,9 @@ mod tests {
             let b = b.min(data.len()).max(a);
             let whole = murmur3_32(&[&data], seed);
             proptest::prop_assert_eq!(murmur3_32(&[&data[..a], &data[a..b], &data[b..]], seed), whole);
+            proptest::prop_assert_eq!(murmur3_32_contiguous(&data, seed), whole);
+            let joined = [&data[..a], b":", &data[a..]].concat();
+            proptest::prop_assert_eq!(murmur3_joined(&data[..a], &data[a..], seed), murmur3_32(&[&joined], seed));
         }
     }
 }

@@ -19,48 +19,58 @@ pub(crate) struct Version<'a> {
     pre: &'a str,
 }
 
-fn number(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
+/// Parses `MAJOR.MINOR.PATCH` digits at the start of `b`: the value and the bytes used.
+#[inline]
+fn number(b: &[u8]) -> Option<(u64, usize)> {
+    let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 || (n > 1 && b[0] == b'0') || n > 19 {
         return None;
     }
-    s.parse().ok()
+    let mut v: u64 = 0;
+    for &d in &b[..n] {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some((v, n))
 }
 
-fn identifiers_ok(s: &str, numeric_rule: bool) -> bool {
-    s.split('.').all(|id| {
+/// Dot-separated identifiers of `[0-9A-Za-z-]`, none empty; with `numeric_rule`,
+/// numeric identifiers must not have leading zeros.
+#[inline]
+fn identifiers_ok(s: &[u8], numeric_rule: bool) -> bool {
+    s.split(|&b| b == b'.').all(|id| {
         !id.is_empty()
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !(numeric_rule && id.len() > 1 && id.starts_with('0') && id.bytes().all(|b| b.is_ascii_digit()))
+            && id.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && !(numeric_rule && id.len() > 1 && id[0] == b'0' && id.iter().all(u8::is_ascii_digit))
     })
 }
 
 impl<'a> Version<'a> {
     /// Parses a strict SemVer 2.0.0 version.
     pub(crate) fn parse(s: &'a str) -> Option<Self> {
-        let (rest, build) = match s.split_once('+') {
-            Some((r, b)) => (r, Some(b)),
-            None => (s, None),
+        let b = s.as_bytes();
+        let (major, n1) = number(b)?;
+        let b = b[n1..].strip_prefix(b".")?;
+        let (minor, n2) = number(b)?;
+        let b = b[n2..].strip_prefix(b".")?;
+        let (patch, n3) = number(b)?;
+        let rest = &b[n3..];
+        let core_len = s.len() - rest.len();
+        let (pre, build) = match rest.first() {
+            None => ("", None),
+            Some(b'-') => {
+                let end = rest.iter().position(|&c| c == b'+').unwrap_or(rest.len());
+                (s.get(core_len + 1..core_len + end)?, rest.get(end..))
+            }
+            Some(b'+') => ("", Some(rest)),
+            Some(_) => return None,
         };
-        if let Some(b) = build {
-            if !identifiers_ok(b, false) {
+        if rest.first() == Some(&b'-') && !identifiers_ok(pre.as_bytes(), true) {
+            return None;
+        }
+        if let Some(build) = build {
+            if !build.is_empty() && !identifiers_ok(&build[1..], false) {
                 return None;
             }
-        }
-        let (core, pre) = match rest.split_once('-') {
-            Some((c, p)) => {
-                if !identifiers_ok(p, true) {
-                    return None;
-                }
-                (c, p)
-            }
-            None => (rest, ""),
-        };
-        let mut it = core.split('.');
-        let major = number(it.next()?)?;
-        let minor = number(it.next()?)?;
-        let patch = number(it.next()?)?;
-        if it.next().is_some() {
-            return None;
         }
         Some(Version { major, minor, patch, pre })
     }
@@ -78,17 +88,37 @@ impl<'a> Version<'a> {
     }
 }
 
+/// A version owned by a compiled constraint, parsed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OwnedVersion {
+    major: u64,
+    minor: u64,
+    patch: u64,
+    pre: Box<str>,
+}
+
+impl OwnedVersion {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Version::parse(s).map(|v| OwnedVersion { major: v.major, minor: v.minor, patch: v.patch, pre: v.pre.into() })
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> Version<'_> {
+        Version { major: self.major, minor: self.minor, patch: self.patch, pre: &self.pre }
+    }
+}
+
 fn compare_pre(a: &str, b: &str) -> Ordering {
-    let mut ia = a.split('.');
-    let mut ib = b.split('.');
+    let mut ia = a.as_bytes().split(|&c| c == b'.');
+    let mut ib = b.as_bytes().split(|&c| c == b'.');
     loop {
         match (ia.next(), ib.next()) {
             (None, None) => return Ordering::Equal,
             (None, Some(_)) => return Ordering::Less,
             (Some(_), None) => return Ordering::Greater,
             (Some(x), Some(y)) => {
-                let xn = x.bytes().all(|c| c.is_ascii_digit());
-                let yn = y.bytes().all(|c| c.is_ascii_digit());
+                let xn = x.iter().all(u8::is_ascii_digit);
+                let yn = y.iter().all(u8::is_ascii_digit);
                 let ord = match (xn, yn) {
                     // Numeric identifiers have no leading zeros: longer is larger.
                     (true, true) => x.len().cmp(&y.len()).then_with(|| x.cmp(y)),

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 fn spec_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("SCALEKIT_UNLEASH_SPEC_DIR") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/unleash-client-spec"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data/unleash-client-spec"),
     };
     if dir.join("index.json").is_file() {
         return Some(dir);
@@ -40,6 +41,11 @@ fn every_file_of_the_client_specification_passes() {
             failures.push(format!("{}: {f}", r.name));
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{} files, {cases} cases passed", files.len());
 }
