@@ -575,6 +575,23 @@ impl Flags {
         Evaluation { enabled: o.enabled, variant, reason: o.reason }
     }
 
+    /// The serving state, pinned: every evaluation through it sees the same version,
+    /// whatever updates happen meanwhile. Evaluations through a snapshot are not
+    /// counted in metrics.
+    ///
+    /// ```
+    /// use scalekit_flags::{Context, Flags};
+    /// let flags = Flags::new();
+    /// flags.load_json(r#"{"features":[{"name":"a","enabled":true},{"name":"b","enabled":true}]}"#, "v1").unwrap();
+    /// let snap = flags.snapshot();
+    /// flags.load_json(r#"{"features":[]}"#, "v2").unwrap();
+    /// assert!(snap.is_enabled("a", &Context::new()) && snap.is_enabled("b", &Context::new()));
+    /// assert_eq!(snap.version(), 1);
+    /// ```
+    pub fn snapshot(&self) -> FlagsSnapshot {
+        FlagsSnapshot { inner: self.inner.current.load_full() }
+    }
+
     /// Whether the toggle exists in the serving state.
     pub fn contains(&self, toggle: &str) -> bool {
         self.inner.current.load().compiled.lookup(toggle).is_some()
@@ -609,6 +626,47 @@ impl Flags {
         let stop = now_rfc3339();
         let start = std::mem::replace(&mut p.0, stop.clone());
         MetricsBucket { start, stop, toggles }
+    }
+}
+
+/// A pinned version of the state (see [`Flags::snapshot`]).
+#[derive(Clone)]
+pub struct FlagsSnapshot {
+    inner: Arc<Snapshot>,
+}
+
+impl fmt::Debug for FlagsSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlagsSnapshot").field("version", &self.inner.version).finish_non_exhaustive()
+    }
+}
+
+impl FlagsSnapshot {
+    /// The version pinned.
+    pub fn version(&self) -> u64 {
+        self.inner.version
+    }
+
+    /// Whether the toggle is on for this context in this version.
+    pub fn is_enabled(&self, toggle: &str, ctx: &Context) -> bool {
+        let c = &self.inner.compiled;
+        c.lookup(toggle).is_some_and(|i| c.is_enabled(i, ctx, &self.inner.killed))
+    }
+
+    /// The variant for this context in this version.
+    pub fn variant(&self, toggle: &str, ctx: &Context) -> Variant {
+        let c = &self.inner.compiled;
+        let Some(i) = c.lookup(toggle) else { return Variant::disabled(false) };
+        let o = c.evaluate(i, ctx, &self.inner.killed);
+        match o.variant {
+            Some(v) => Variant { name: v.name.clone(), payload: v.payload.clone(), enabled: true, feature_enabled: o.enabled },
+            None => Variant::disabled(o.enabled),
+        }
+    }
+
+    /// The toggle names of this version.
+    pub fn toggle_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.inner.compiled.toggles.iter().map(|t| &*t.name)
     }
 }
 

@@ -60,7 +60,7 @@ pub mod openfeature;
 
 pub use context::Context;
 pub use error::{FlagsError, Warning};
-pub use flags::{Evaluation, Event, Flags, FlagsBuilder, LoadReport, Reason, Variant};
+pub use flags::{Evaluation, Event, Flags, FlagsBuilder, FlagsSnapshot, LoadReport, Reason, Variant};
 pub use metrics::{MetricsBucket, ToggleMetrics};
 
 use std::collections::BTreeMap;
