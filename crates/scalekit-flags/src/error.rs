@@ -58,6 +58,28 @@ impl FlagsError {
         }
     }
 
+    /// A copy for an event (I/O and source errors keep their message, not their type).
+    pub(crate) fn duplicate(&self) -> FlagsError {
+        match self {
+            FlagsError::Parse { format, origin, line, column, message } => FlagsError::Parse {
+                format,
+                origin: origin.clone(),
+                line: *line,
+                column: *column,
+                message: message.clone(),
+            },
+            FlagsError::Invalid { message } => FlagsError::Invalid { message: message.clone() },
+            FlagsError::NoHistory => FlagsError::NoHistory,
+            FlagsError::Io { path, source } => {
+                FlagsError::Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
+            FlagsError::Source { what, source } => FlagsError::Source {
+                what: what.clone(),
+                source: source.as_ref().map(|s| Box::<dyn Error + Send + Sync>::from(s.to_string())),
+            },
+        }
+    }
+
     /// Attaches an origin (file, URL, key) to a parse error that has none.
     #[cfg_attr(not(feature = "toml"), allow(dead_code))]
     pub(crate) fn with_origin(mut self, o: &str) -> Self {

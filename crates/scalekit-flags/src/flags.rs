@@ -303,9 +303,10 @@ impl Flags {
 
     /// Reports an update that failed before it reached the store (used by sources).
     pub(crate) fn reject(&self, origin: &str, error: FlagsError) -> FlagsError {
-        let error = Arc::new(error);
-        self.emit(Event::Rejected { origin: origin.to_owned(), error: error.clone() });
-        Arc::try_unwrap(error).unwrap_or_else(|e| FlagsError::invalid(e.to_string()))
+        if !self.inner.hooks.is_empty() {
+            self.emit(Event::Rejected { origin: origin.to_owned(), error: Arc::new(error.duplicate()) });
+        }
+        error
     }
 
     #[cfg_attr(not(any(feature = "http", feature = "redis", feature = "watch")), allow(dead_code))]
