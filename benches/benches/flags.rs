@@ -120,7 +120,11 @@ fn eval(c: &mut Criterion) {
     let engine = EngineState::default();
     let state: unleash_yggdrasil::ClientFeatures = serde_json::from_str(&json).unwrap();
     let warnings = engine.take_state(UpdateMessage::FullResponse(state));
-    assert!(warnings.is_none(), "yggdrasil warnings: {:?}", warnings.map(|w| w.len()));
+    assert!(
+        warnings.is_none(),
+        "yggdrasil warnings: {:?}",
+        warnings.map(|w| w.len())
+    );
 
     let raw = contexts();
     let ours_ctx: Vec<_> = raw.iter().map(ours).collect();
@@ -129,14 +133,34 @@ fn eval(c: &mut Criterion) {
     // Same answers before timing anything (the random fallback is never reached: every
     // context has a user id).
     for (o, t) in ours_ctx.iter().zip(&theirs_ctx) {
-        for name in ["no_strategy", "one_constraint", "rollout_50", "dependent", "rollout_5_constraints"] {
-            assert_eq!(flags.is_enabled(name, o), engine.is_enabled(name, t, &None), "{name}");
+        for name in [
+            "no_strategy",
+            "one_constraint",
+            "rollout_50",
+            "dependent",
+            "rollout_5_constraints",
+        ] {
+            assert_eq!(
+                flags.is_enabled(name, o),
+                engine.is_enabled(name, t, &None),
+                "{name}"
+            );
         }
-        assert_eq!(&*flags.variant("four_variants", o).name, engine.get_variant("four_variants", t, &None).name);
+        assert_eq!(
+            &*flags.variant("four_variants", o).name,
+            engine.get_variant("four_variants", t, &None).name
+        );
     }
 
     let mut group = c.benchmark_group("flags/eval");
-    for name in ["no_strategy", "one_constraint", "rollout_50", "four_variants", "dependent", "rollout_5_constraints"] {
+    for name in [
+        "no_strategy",
+        "one_constraint",
+        "rollout_50",
+        "four_variants",
+        "dependent",
+        "rollout_5_constraints",
+    ] {
         let variant = name == "four_variants";
         let mut i = 0usize;
         group.bench_function(format!("{name}/scalekit"), |b| {
@@ -154,7 +178,11 @@ fn eval(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % CONTEXTS;
                 if variant {
-                    black_box(engine.get_variant(black_box(name), &theirs_ctx[i], &None).enabled)
+                    black_box(
+                        engine
+                            .get_variant(black_box(name), &theirs_ctx[i], &None)
+                            .enabled,
+                    )
                 } else {
                     black_box(engine.is_enabled(black_box(name), &theirs_ctx[i], &None))
                 }

@@ -42,9 +42,9 @@ impl Cidr {
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self, ip) {
             (Cidr::V4(net, mask), IpAddr::V4(a)) => u32::from(a) & mask == *net,
-            (Cidr::V4(net, mask), IpAddr::V6(a)) => {
-                a.to_ipv4_mapped().is_some_and(|a| u32::from(a) & mask == *net)
-            }
+            (Cidr::V4(net, mask), IpAddr::V6(a)) => a
+                .to_ipv4_mapped()
+                .is_some_and(|a| u32::from(a) & mask == *net),
             (Cidr::V6(net, mask), IpAddr::V6(a)) => u128::from(a) & mask == *net,
             (Cidr::V6(net, mask), IpAddr::V4(a)) => u128::from(a.to_ipv6_mapped()) & mask == *net,
         }

@@ -10,7 +10,9 @@ use crate::cidr::Cidr;
 use crate::context::{bytes_eq, fast_eq, Context, Field};
 use crate::hash::{normalized_hash, VARIANT_SEED};
 use crate::metrics::Counters;
-use crate::model::{ClientFeatures, Constraint, Feature, Payload, Strategy, Variant as ModelVariant};
+use crate::model::{
+    ClientFeatures, Constraint, Feature, Payload, Strategy, Variant as ModelVariant,
+};
 use crate::semver::{OwnedVersion, Version};
 use crate::{CustomStrategy, FlagsError, Reason, Warning};
 use ahash::{AHashMap, AHashSet};
@@ -40,7 +42,11 @@ const EMPTY: u32 = u32::MAX;
 impl NameIndex {
     fn new(n: usize) -> Self {
         let cap = (n * 2).next_power_of_two().max(8);
-        NameIndex { hasher: ahash::RandomState::new(), slots: vec![(0, EMPTY); cap].into_boxed_slice(), mask: cap - 1 }
+        NameIndex {
+            hasher: ahash::RandomState::new(),
+            slots: vec![(0, EMPTY); cap].into_boxed_slice(),
+            mask: cap - 1,
+        }
     }
 
     /// Inserts; `false` when the name is already there.
@@ -112,7 +118,11 @@ enum Kind {
     Always,
     Never,
     UserIds(StrSet),
-    Rollout { pct: f64, stick: Stickiness, group: Arc<str> },
+    Rollout {
+        pct: f64,
+        stick: Stickiness,
+        group: Arc<str>,
+    },
     Random(f64),
     Remote(Box<[Cidr]>),
     Custom(Arc<dyn CustomStrategy>, Arc<BTreeMap<String, String>>),
@@ -181,7 +191,11 @@ enum Op {
     Never,
     In(StrSet),
     NotIn(StrSet),
-    Str { op: StrOp, ci: bool, values: Box<[Box<str>]> },
+    Str {
+        op: StrOp,
+        ci: bool,
+        values: Box<[Box<str>]>,
+    },
     Num(Cmp, f64),
     Date(Cmp, i64),
     Semver(Cmp, OwnedVersion),
@@ -232,7 +246,10 @@ impl StrSet {
 pub(crate) static DISABLED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("disabled"));
 
 fn percent(params: &BTreeMap<String, String>, key: &str) -> Option<f64> {
-    params.get(key).and_then(|v| v.trim().parse::<f64>().ok()).filter(|p| p.is_finite())
+    params
+        .get(key)
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|p| p.is_finite())
 }
 
 fn stickiness(s: Option<&str>) -> Stickiness {
@@ -283,7 +300,10 @@ struct Compiler<'a> {
 
 impl<'a> Compiler<'a> {
     fn warn(&mut self, toggle: &str, message: String) {
-        self.warnings.push(Warning { toggle: toggle.to_owned(), message });
+        self.warnings.push(Warning {
+            toggle: toggle.to_owned(),
+            message,
+        });
     }
 
     fn constraint(&mut self, toggle: &str, c: &Constraint) -> CConstraint {
@@ -301,26 +321,52 @@ impl<'a> Compiler<'a> {
                 let values = c
                     .values
                     .iter()
-                    .map(|v| if c.case_insensitive { v.to_lowercase().into() } else { v.as_str().into() })
+                    .map(|v| {
+                        if c.case_insensitive {
+                            v.to_lowercase().into()
+                        } else {
+                            v.as_str().into()
+                        }
+                    })
                     .collect();
-                Op::Str { op, ci: c.case_insensitive, values }
+                Op::Str {
+                    op,
+                    ci: c.case_insensitive,
+                    values,
+                }
             }
             "NUM_EQ" | "NUM_GT" | "NUM_GTE" | "NUM_LT" | "NUM_LTE" => {
                 let cmp = cmp_of(&c.operator[4..]);
-                match single.and_then(|v| v.parse::<f64>().ok()).filter(|v| !v.is_nan()) {
+                match single
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|v| !v.is_nan())
+                {
                     Some(v) => Op::Num(cmp, v),
                     None => {
-                        self.warn(toggle, format!("{}: value {:?} is not a number", c.operator, c.value));
+                        self.warn(
+                            toggle,
+                            format!("{}: value {:?} is not a number", c.operator, c.value),
+                        );
                         Op::Never
                     }
                 }
             }
             "DATE_AFTER" | "DATE_BEFORE" => {
-                let cmp = if c.operator == "DATE_AFTER" { Cmp::Gt } else { Cmp::Lt };
+                let cmp = if c.operator == "DATE_AFTER" {
+                    Cmp::Gt
+                } else {
+                    Cmp::Lt
+                };
                 match single.and_then(parse_date) {
                     Some(v) => Op::Date(cmp, v),
                     None => {
-                        self.warn(toggle, format!("{}: value {:?} is not an RFC 3339 date", c.operator, c.value));
+                        self.warn(
+                            toggle,
+                            format!(
+                                "{}: value {:?} is not an RFC 3339 date",
+                                c.operator, c.value
+                            ),
+                        );
                         Op::Never
                     }
                 }
@@ -337,7 +383,10 @@ impl<'a> Compiler<'a> {
             }
             "REGEX" => {
                 let pattern = c.value.as_deref().unwrap_or_default();
-                match regex::RegexBuilder::new(pattern).case_insensitive(c.case_insensitive).build() {
+                match regex::RegexBuilder::new(pattern)
+                    .case_insensitive(c.case_insensitive)
+                    .build()
+                {
                     Ok(r) => Op::Regex(r),
                     Err(e) => {
                         self.warn(toggle, format!("REGEX: {pattern:?} does not compile: {e}"));
@@ -350,20 +399,35 @@ impl<'a> Compiler<'a> {
                 for v in &c.values {
                     match Cidr::parse(v) {
                         Some(n) => nets.push(n),
-                        None => self.warn(toggle, format!("IN_CIDR: {v:?} is not an address or network; ignored")),
+                        None => self.warn(
+                            toggle,
+                            format!("IN_CIDR: {v:?} is not an address or network; ignored"),
+                        ),
                     }
                 }
                 Op::Cidr(nets.into_boxed_slice())
             }
             other => {
-                self.warn(toggle, format!("unknown constraint operator {other:?}: the constraint never holds"));
+                self.warn(
+                    toggle,
+                    format!("unknown constraint operator {other:?}: the constraint never holds"),
+                );
                 Op::Never
             }
         };
-        CConstraint { field, inverted: c.inverted, op }
+        CConstraint {
+            field,
+            inverted: c.inverted,
+            op,
+        }
     }
 
-    fn variants(&mut self, list: &[ModelVariant], stick: Stickiness, group: Arc<str>) -> Option<Variants> {
+    fn variants(
+        &mut self,
+        list: &[ModelVariant],
+        stick: Stickiness,
+        group: Arc<str>,
+    ) -> Option<Variants> {
         if list.is_empty() {
             return None;
         }
@@ -379,12 +443,29 @@ impl<'a> Compiler<'a> {
             let overrides: Box<[(Field, StrSet)]> = v
                 .overrides
                 .iter()
-                .map(|o| (Field::parse(&o.context_name), StrSet::new(o.values.iter().map(String::as_str))))
+                .map(|o| {
+                    (
+                        Field::parse(&o.context_name),
+                        StrSet::new(o.values.iter().map(String::as_str)),
+                    )
+                })
                 .collect();
             has_overrides |= !overrides.is_empty();
-            out.push(CVariant { name, payload: v.payload.clone().map(Arc::new), weight: v.weight, overrides, slot });
+            out.push(CVariant {
+                name,
+                payload: v.payload.clone().map(Arc::new),
+                weight: v.weight,
+                overrides,
+                slot,
+            });
         }
-        Some(Variants { list: out.into_boxed_slice(), total, stick, group, has_overrides })
+        Some(Variants {
+            list: out.into_boxed_slice(),
+            total,
+            stick,
+            group,
+            has_overrides,
+        })
     }
 
     fn strategy(&mut self, f: &Feature, toggle_name: &Arc<str>, s: &Strategy) -> CStrategy {
@@ -398,12 +479,21 @@ impl<'a> Compiler<'a> {
         let mut kind = match s.name.as_str() {
             "default" => Kind::Always,
             "userWithId" => Kind::UserIds(StrSet::new(
-                p.get("userIds").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()),
+                p.get("userIds")
+                    .map(String::as_str)
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty()),
             )),
             "gradualRolloutUserId" | "gradualRolloutSessionId" => match percent(p, "percentage") {
                 Some(pct) => Kind::Rollout {
                     pct,
-                    stick: Stickiness::Field(if s.name == "gradualRolloutUserId" { Field::UserId } else { Field::SessionId }),
+                    stick: Stickiness::Field(if s.name == "gradualRolloutUserId" {
+                        Field::UserId
+                    } else {
+                        Field::SessionId
+                    }),
                     group: group("groupId"),
                 },
                 None => Kind::Never,
@@ -413,16 +503,29 @@ impl<'a> Compiler<'a> {
                 None => Kind::Never,
             },
             "flexibleRollout" => match percent(p, "rollout") {
-                Some(pct) => Kind::Rollout { pct, stick: stickiness(p.get("stickiness").map(String::as_str)), group: group("groupId") },
+                Some(pct) => Kind::Rollout {
+                    pct,
+                    stick: stickiness(p.get("stickiness").map(String::as_str)),
+                    group: group("groupId"),
+                },
                 None => Kind::Never,
             },
             "remoteAddress" => Kind::Remote(
-                p.get("IPs").map(String::as_str).unwrap_or("").split(',').filter_map(Cidr::parse).collect(),
+                p.get("IPs")
+                    .map(String::as_str)
+                    .unwrap_or("")
+                    .split(',')
+                    .filter_map(Cidr::parse)
+                    .collect(),
             ),
             "applicationHostname" => {
                 let me = self.hostname.as_deref().map(str::to_lowercase);
                 let hit = me.is_some_and(|me| {
-                    p.get("hostNames").map(String::as_str).unwrap_or("").split(',').any(|h| h.trim().to_lowercase() == me)
+                    p.get("hostNames")
+                        .map(String::as_str)
+                        .unwrap_or("")
+                        .split(',')
+                        .any(|h| h.trim().to_lowercase() == me)
                 });
                 if hit {
                     Kind::Always
@@ -438,12 +541,27 @@ impl<'a> Compiler<'a> {
                 }
             },
         };
-        if matches!(kind, Kind::Never) && s.name != "applicationHostname" && !matches!(s.name.as_str(), n if self.opts.strategies.contains_key(n)) {
-            if matches!(s.name.as_str(), "gradualRolloutUserId" | "gradualRolloutSessionId" | "gradualRolloutRandom" | "flexibleRollout") {
-                self.warn(&f.name, format!("strategy {}: missing or invalid percentage; it never matches", s.name));
-            }
+        let rollout_family = matches!(
+            s.name.as_str(),
+            "gradualRolloutUserId"
+                | "gradualRolloutSessionId"
+                | "gradualRolloutRandom"
+                | "flexibleRollout"
+        );
+        if matches!(kind, Kind::Never) && rollout_family {
+            self.warn(
+                &f.name,
+                format!(
+                    "strategy {}: missing or invalid percentage; it never matches",
+                    s.name
+                ),
+            );
         }
-        let mut constraints: Vec<CConstraint> = s.constraints.iter().map(|c| self.constraint(&f.name, c)).collect();
+        let mut constraints: Vec<CConstraint> = s
+            .constraints
+            .iter()
+            .map(|c| self.constraint(&f.name, c))
+            .collect();
         for id in &s.segments {
             match self.segments.get(id).copied() {
                 Some(cs) => {
@@ -458,8 +576,16 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let variants = self.variants(&s.variants, stickiness(p.get("stickiness").map(String::as_str)), group("groupId"));
-        CStrategy { kind, constraints: constraints.into_boxed_slice(), variants }
+        let variants = self.variants(
+            &s.variants,
+            stickiness(p.get("stickiness").map(String::as_str)),
+            group("groupId"),
+        );
+        CStrategy {
+            kind,
+            constraints: constraints.into_boxed_slice(),
+            variants,
+        }
     }
 }
 
@@ -478,8 +604,17 @@ fn cmp_of(suffix: &str) -> Cmp {
 /// missing segments) compile to conditions that never hold and are listed as warnings.
 pub(crate) fn compile(model: Arc<ClientFeatures>, opts: &Options) -> Result<Compiled, FlagsError> {
     let (index, toggles, warnings) = compile_parts(&model, opts)?;
-    let counters = toggles.iter().map(|t| Counters::new(t.variant_names.len())).collect();
-    Ok(Compiled { model, index, toggles: toggles.into_boxed_slice(), counters, warnings })
+    let counters = toggles
+        .iter()
+        .map(|t| Counters::new(t.variant_names.len()))
+        .collect();
+    Ok(Compiled {
+        model,
+        index,
+        toggles: toggles.into_boxed_slice(),
+        counters,
+        warnings,
+    })
 }
 
 type Parts = (NameIndex, Vec<Toggle>, Vec<Warning>);
@@ -493,14 +628,20 @@ fn compile_parts(model: &ClientFeatures, opts: &Options) -> Result<Parts, FlagsE
     let mut by_name: AHashMap<&str, u32> = AHashMap::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         if !index.insert(name, i as u32, &names) {
-            return Err(FlagsError::invalid(format!("toggle {name:?} is defined twice")));
+            return Err(FlagsError::invalid(format!(
+                "toggle {name:?} is defined twice"
+            )));
         }
         by_name.insert(name, i as u32);
     }
     let mut c = Compiler {
         opts,
         warnings: Vec::new(),
-        segments: model.segments.iter().map(|s| (s.id, s.constraints.as_slice())).collect(),
+        segments: model
+            .segments
+            .iter()
+            .map(|s| (s.id, s.constraints.as_slice()))
+            .collect(),
         slot: 0,
         names: Vec::new(),
         hostname: opts.hostname.clone().or_else(local_hostname),
@@ -511,7 +652,11 @@ fn compile_parts(model: &ClientFeatures, opts: &Options) -> Result<Parts, FlagsE
         c.names.clear();
         c.names.push(DISABLED.clone());
         let name: Arc<str> = Arc::from(f.name.as_str());
-        let strategies: Box<[CStrategy]> = f.strategies.iter().map(|s| c.strategy(f, &name, s)).collect();
+        let strategies: Box<[CStrategy]> = f
+            .strategies
+            .iter()
+            .map(|s| c.strategy(f, &name, s))
+            .collect();
         let vstick = stickiness(f.variants.first().and_then(|v| v.stickiness.as_deref()));
         let variants = c.variants(&f.variants, vstick, name.clone());
         let deps = f
@@ -572,7 +717,7 @@ fn random_in(n: u32) -> u32 {
         c.set(x);
         x
     });
-    ((x >> 32) * u64::from(n) >> 32) as u32 + 1
+    (((x >> 32) * u64::from(n)) >> 32) as u32 + 1
 }
 
 /// Runs `test` on `v` lowercased: in a stack buffer when it is short ASCII, else in
@@ -611,8 +756,13 @@ impl Op {
                 let Some(v) = value else { return Some(false) };
                 let test = |v: &str| {
                     values.iter().any(|x| match op {
-                        StrOp::Starts => v.len() >= x.len() && bytes_eq(&v.as_bytes()[..x.len()], x.as_bytes()),
-                        StrOp::Ends => v.len() >= x.len() && bytes_eq(&v.as_bytes()[v.len() - x.len()..], x.as_bytes()),
+                        StrOp::Starts => {
+                            v.len() >= x.len() && bytes_eq(&v.as_bytes()[..x.len()], x.as_bytes())
+                        }
+                        StrOp::Ends => {
+                            v.len() >= x.len()
+                                && bytes_eq(&v.as_bytes()[v.len() - x.len()..], x.as_bytes())
+                        }
                         StrOp::Contains => v.contains(&**x),
                     })
                 };
@@ -634,9 +784,9 @@ impl Op {
                 };
                 t.is_some_and(|t| cmp.holds(t.cmp(d)))
             }
-            Op::Semver(cmp, want) => {
-                value.and_then(|v| Version::parse(v.trim())).is_some_and(|have| cmp.holds(have.precedence(&want.get())))
-            }
+            Op::Semver(cmp, want) => value
+                .and_then(|v| Version::parse(v.trim()))
+                .is_some_and(|have| cmp.holds(have.precedence(&want.get()))),
             Op::Regex(r) => value.is_some_and(|v| r.is_match(v)),
             Op::Cidr(nets) => value
                 .and_then(|v| v.trim().parse::<IpAddr>().ok())
@@ -757,7 +907,10 @@ impl Compiled {
         if t.strategies.is_empty() {
             return Ok(usize::MAX);
         }
-        t.strategies.iter().position(|s| s.matches(ctx)).ok_or(Reason::Default)
+        t.strategies
+            .iter()
+            .position(|s| s.matches(ctx))
+            .ok_or(Reason::Default)
     }
 
     fn deps_ok(&self, t: &Toggle, ctx: &Context, killed: &[bool]) -> bool {
@@ -799,20 +952,35 @@ impl Compiled {
     #[inline]
     pub(crate) fn evaluate(&self, i: usize, ctx: &Context, killed: &[bool]) -> Outcome<'_> {
         match self.matched(i, ctx, killed) {
-            Err(reason) => Outcome { enabled: false, variant: None, reason },
+            Err(reason) => Outcome {
+                enabled: false,
+                variant: None,
+                reason,
+            },
             Ok(m) => {
                 let t = &self.toggles[i];
                 let variant = self.variant_for(i, m, ctx);
                 let split = variant.is_some()
-                    || m != usize::MAX && t.strategies.get(m).is_some_and(|s| matches!(s.kind, Kind::Rollout { .. } | Kind::Random(_)));
+                    || m != usize::MAX
+                        && t.strategies.get(m).is_some_and(|s| {
+                            matches!(s.kind, Kind::Rollout { .. } | Kind::Random(_))
+                        });
                 let reason = if variant.is_some() || split {
                     Reason::Split
-                } else if m == usize::MAX || t.strategies.get(m).is_some_and(|s| matches!(s.kind, Kind::Always) && s.constraints.is_empty()) {
+                } else if m == usize::MAX
+                    || t.strategies
+                        .get(m)
+                        .is_some_and(|s| matches!(s.kind, Kind::Always) && s.constraints.is_empty())
+                {
                     Reason::Static
                 } else {
                     Reason::TargetingMatch
                 };
-                Outcome { enabled: true, variant, reason }
+                Outcome {
+                    enabled: true,
+                    variant,
+                    reason,
+                }
             }
         }
     }

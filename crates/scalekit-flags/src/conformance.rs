@@ -91,10 +91,18 @@ pub fn context_from_json(map: &serde_json::Map<String, serde_json::Value>) -> Co
 
 /// Runs one spec file.
 pub fn run_file(path: &Path) -> Result<FileResult, FlagsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FlagsError::Io { path: path.to_owned(), source })?;
-    let spec: SpecFile = serde_json::from_str(&text).map_err(|e| FlagsError::json(Some(&path.display().to_string()), &e))?;
+    let text = std::fs::read_to_string(path).map_err(|source| FlagsError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let spec: SpecFile = serde_json::from_str(&text)
+        .map_err(|e| FlagsError::json(Some(&path.display().to_string()), &e))?;
     let flags = Flags::builder().metrics(false).history(0).build();
-    let mut result = FileResult { name: spec.name.clone(), passed: 0, failures: Vec::new() };
+    let mut result = FileResult {
+        name: spec.name.clone(),
+        passed: 0,
+        failures: Vec::new(),
+    };
     if let Err(e) = flags.load_json(&spec.state.to_string(), &spec.name) {
         result.failures.push(format!("state did not load: {e}"));
         return Ok(result);
@@ -105,21 +113,29 @@ pub fn run_file(path: &Path) -> Result<FileResult, FlagsError> {
         if got == case.expected_result {
             result.passed += 1;
         } else {
-            result.failures.push(format!("{}: expected {}, got {got}", case.description, case.expected_result));
+            result.failures.push(format!(
+                "{}: expected {}, got {got}",
+                case.description, case.expected_result
+            ));
         }
     }
     for case in &spec.variant_tests {
         let ctx = context_from_json(&case.context);
         let got = flags.variant(&case.toggle_name, &ctx);
         let want = &case.expected_result;
-        let ok = &*got.name == want.name
+        let ok = *got.name == *want.name
             && got.enabled == want.enabled
-            && want.feature_enabled.is_none_or(|f| f == got.feature_enabled)
+            && want
+                .feature_enabled
+                .is_none_or(|f| f == got.feature_enabled)
             && got.payload.as_deref() == want.payload.as_ref();
         if ok {
             result.passed += 1;
         } else {
-            result.failures.push(format!("{}: expected {want:?}, got {got:?}", case.description));
+            result.failures.push(format!(
+                "{}: expected {want:?}, got {got:?}",
+                case.description
+            ));
         }
     }
     Ok(result)
@@ -129,9 +145,12 @@ pub fn run_file(path: &Path) -> Result<FileResult, FlagsError> {
 pub fn spec_files(path: &Path) -> Result<Vec<PathBuf>, FlagsError> {
     if path.is_dir() {
         let index = path.join("index.json");
-        let text = std::fs::read_to_string(&index).map_err(|source| FlagsError::Io { path: index.clone(), source })?;
-        let names: Vec<String> =
-            serde_json::from_str(&text).map_err(|e| FlagsError::json(Some(&index.display().to_string()), &e))?;
+        let text = std::fs::read_to_string(&index).map_err(|source| FlagsError::Io {
+            path: index.clone(),
+            source,
+        })?;
+        let names: Vec<String> = serde_json::from_str(&text)
+            .map_err(|e| FlagsError::json(Some(&index.display().to_string()), &e))?;
         Ok(names.into_iter().map(|n| path.join(n)).collect())
     } else {
         Ok(vec![path.to_owned()])

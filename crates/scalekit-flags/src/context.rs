@@ -82,7 +82,11 @@ impl Context {
         let start = self.buf.len();
         self.buf.push_str(s);
         // Contexts over 4 GiB are not a use case; saturate rather than wrap.
-        Span { start: u32::try_from(start).unwrap_or(u32::MAX), len: u32::try_from(s.len()).unwrap_or(0), set: true }
+        Span {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            len: u32::try_from(s.len()).unwrap_or(0),
+            set: true,
+        }
     }
 
     #[inline]
@@ -144,7 +148,10 @@ impl Context {
         match field.slot() {
             Some(i) => self.fields[i] = self.push(value),
             None => {
-                let existing = self.props.iter().position(|(k, _)| self.text(*k) == Some(name));
+                let existing = self
+                    .props
+                    .iter()
+                    .position(|(k, _)| self.text(*k) == Some(name));
                 let v = self.push(value);
                 match existing {
                     Some(i) => self.props[i].1 = v,
@@ -169,7 +176,9 @@ impl Context {
 
     /// The properties (fields other than Unleash's six), in the order first set.
     pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.props.iter().filter_map(|(k, v)| Some((self.text(*k)?, self.text(*v)?)))
+        self.props
+            .iter()
+            .filter_map(|(k, v)| Some((self.text(*k)?, self.text(*v)?)))
     }
 
     #[inline]
@@ -192,7 +201,10 @@ impl Context {
                 for (k, v) in &self.props {
                     if k.len as usize == name.len() {
                         let start = k.start as usize;
-                        if buf.get(start..start + name.len()).is_some_and(|key| bytes_eq(key, name)) {
+                        if buf
+                            .get(start..start + name.len())
+                            .is_some_and(|key| bytes_eq(key, name))
+                        {
                             return self.text(*v);
                         }
                     }
@@ -229,7 +241,10 @@ pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
             return false;
         }
     }
-    ca.remainder().iter().zip(cb.remainder()).all(|(x, y)| x == y)
+    ca.remainder()
+        .iter()
+        .zip(cb.remainder())
+        .all(|(x, y)| x == y)
 }
 
 #[cfg(test)]

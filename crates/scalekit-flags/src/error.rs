@@ -45,7 +45,9 @@ pub enum FlagsError {
 
 impl FlagsError {
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
-        FlagsError::Invalid { message: message.into() }
+        FlagsError::Invalid {
+            message: message.into(),
+        }
     }
 
     pub(crate) fn json(origin: Option<&str>, e: &serde_json::Error) -> Self {
@@ -61,21 +63,32 @@ impl FlagsError {
     /// A copy for an event (I/O and source errors keep their message, not their type).
     pub(crate) fn duplicate(&self) -> FlagsError {
         match self {
-            FlagsError::Parse { format, origin, line, column, message } => FlagsError::Parse {
+            FlagsError::Parse {
+                format,
+                origin,
+                line,
+                column,
+                message,
+            } => FlagsError::Parse {
                 format,
                 origin: origin.clone(),
                 line: *line,
                 column: *column,
                 message: message.clone(),
             },
-            FlagsError::Invalid { message } => FlagsError::Invalid { message: message.clone() },
+            FlagsError::Invalid { message } => FlagsError::Invalid {
+                message: message.clone(),
+            },
             FlagsError::NoHistory => FlagsError::NoHistory,
-            FlagsError::Io { path, source } => {
-                FlagsError::Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
-            }
+            FlagsError::Io { path, source } => FlagsError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
             FlagsError::Source { what, source } => FlagsError::Source {
                 what: what.clone(),
-                source: source.as_ref().map(|s| Box::<dyn Error + Send + Sync>::from(s.to_string())),
+                source: source
+                    .as_ref()
+                    .map(|s| Box::<dyn Error + Send + Sync>::from(s.to_string())),
             },
         }
     }
@@ -95,7 +108,13 @@ impl FlagsError {
 impl fmt::Display for FlagsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FlagsError::Parse { format, origin, line, column, message } => {
+            FlagsError::Parse {
+                format,
+                origin,
+                line,
+                column,
+                message,
+            } => {
                 if let Some(o) = origin {
                     write!(f, "{o}:{line}:{column}: ")?;
                 } else {
@@ -105,7 +124,9 @@ impl fmt::Display for FlagsError {
             }
             FlagsError::Invalid { message } => write!(f, "invalid flag state: {message}"),
             FlagsError::NoHistory => f.write_str("no earlier flag state to roll back to"),
-            FlagsError::Io { path, .. } => write!(f, "cannot read flag state from {}", path.display()),
+            FlagsError::Io { path, .. } => {
+                write!(f, "cannot read flag state from {}", path.display())
+            }
             FlagsError::Source { what, source } => match source {
                 Some(s) => write!(f, "{what}: {s}"),
                 None => f.write_str(what),
@@ -118,7 +139,9 @@ impl Error for FlagsError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             FlagsError::Io { source, .. } => Some(source),
-            FlagsError::Source { source: Some(s), .. } => Some(&**s as &(dyn Error + 'static)),
+            FlagsError::Source {
+                source: Some(s), ..
+            } => Some(&**s as &(dyn Error + 'static)),
             _ => None,
         }
     }

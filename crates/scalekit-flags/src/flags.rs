@@ -7,8 +7,8 @@ use crate::model::{ClientFeatures, Delta, Payload};
 use crate::{Context, CustomStrategy, FlagsError, Warning};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,7 +46,12 @@ pub struct Variant {
 
 impl Variant {
     fn disabled(feature_enabled: bool) -> Self {
-        Variant { name: DISABLED.clone(), payload: None, enabled: false, feature_enabled }
+        Variant {
+            name: DISABLED.clone(),
+            payload: None,
+            enabled: false,
+            feature_enabled,
+        }
     }
 }
 
@@ -181,7 +186,10 @@ pub struct Flags {
 impl fmt::Debug for Flags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.inner.current.load();
-        f.debug_struct("Flags").field("version", &s.version).field("toggles", &s.compiled.toggles.len()).finish()
+        f.debug_struct("Flags")
+            .field("version", &s.version)
+            .field("toggles", &s.compiled.toggles.len())
+            .finish()
     }
 }
 
@@ -211,7 +219,10 @@ pub struct FlagsBuilder {
 
 impl fmt::Debug for FlagsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FlagsBuilder").field("keep", &self.keep).field("metrics", &self.metrics).finish_non_exhaustive()
+        f.debug_struct("FlagsBuilder")
+            .field("keep", &self.keep)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
     }
 }
 
@@ -223,7 +234,11 @@ impl FlagsBuilder {
     }
 
     /// Registers a custom strategy under its Unleash name.
-    pub fn strategy(mut self, name: impl Into<String>, strategy: impl CustomStrategy + 'static) -> Self {
+    pub fn strategy(
+        mut self,
+        name: impl Into<String>,
+        strategy: impl CustomStrategy + 'static,
+    ) -> Self {
         self.opts.strategies.insert(name.into(), Arc::new(strategy));
         self
     }
@@ -257,7 +272,11 @@ impl FlagsBuilder {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 generation: AtomicU64::new(0),
-                current: ArcSwap::from_pointee(Snapshot { compiled: Arc::new(empty), killed: Box::new([]), version: 0 }),
+                current: ArcSwap::from_pointee(Snapshot {
+                    compiled: Arc::new(empty),
+                    killed: Box::new([]),
+                    version: 0,
+                }),
                 history: Mutex::new(VecDeque::new()),
                 keep: self.keep,
                 killed: Mutex::new(BTreeSet::new()),
@@ -292,7 +311,12 @@ impl Flags {
 
     /// A builder.
     pub fn builder() -> FlagsBuilder {
-        FlagsBuilder { keep: 8, opts: Options::default(), metrics: true, hooks: Vec::new() }
+        FlagsBuilder {
+            keep: 8,
+            opts: Options::default(),
+            metrics: true,
+            hooks: Vec::new(),
+        }
     }
 
     fn emit(&self, e: Event) {
@@ -304,14 +328,23 @@ impl Flags {
     /// Reports an update that failed before it reached the store (used by sources).
     pub(crate) fn reject(&self, origin: &str, error: FlagsError) -> FlagsError {
         if !self.inner.hooks.is_empty() {
-            self.emit(Event::Rejected { origin: origin.to_owned(), error: Arc::new(error.duplicate()) });
+            self.emit(Event::Rejected {
+                origin: origin.to_owned(),
+                error: Arc::new(error.duplicate()),
+            });
         }
         error
     }
 
-    #[cfg_attr(not(any(feature = "http", feature = "redis", feature = "watch")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "http", feature = "redis", feature = "watch")),
+        allow(dead_code)
+    )]
     pub(crate) fn source_failed(&self, origin: &str, error: FlagsError) {
-        self.emit(Event::SourceFailed { origin: origin.to_owned(), error: Arc::new(error) });
+        self.emit(Event::SourceFailed {
+            origin: origin.to_owned(),
+            error: Arc::new(error),
+        });
     }
 
     fn killed_for(&self, c: &Compiled) -> Box<[bool]> {
@@ -338,7 +371,11 @@ impl Flags {
     fn install(&self, compiled: Compiled, version: u64, origin: &str) -> LoadReport {
         let compiled = Arc::new(compiled);
         let killed = self.killed_for(&compiled);
-        let old = self.inner.current.swap(Arc::new(Snapshot { compiled: compiled.clone(), killed, version }));
+        let old = self.inner.current.swap(Arc::new(Snapshot {
+            compiled: compiled.clone(),
+            killed,
+            version,
+        }));
         self.inner.generation.fetch_add(1, Ordering::Release);
         if old.version != 0 {
             let mut h = self.inner.history.lock();
@@ -348,7 +385,11 @@ impl Flags {
             }
         }
         self.retire(&old.compiled);
-        let report = LoadReport { version, toggles: compiled.toggles.len(), warnings: compiled.warnings.clone() };
+        let report = LoadReport {
+            version,
+            toggles: compiled.toggles.len(),
+            warnings: compiled.warnings.clone(),
+        };
         self.emit(Event::Applied {
             version,
             origin: origin.to_owned(),
@@ -408,12 +449,29 @@ impl Flags {
         let origin = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(source) => return Err(self.reject(&origin, FlagsError::Io { path: path.to_owned(), source })),
+            Err(source) => {
+                return Err(self.reject(
+                    &origin,
+                    FlagsError::Io {
+                        path: path.to_owned(),
+                        source,
+                    },
+                ))
+            }
         };
-        self.load_text(&text, &origin, path.extension().is_some_and(|e| e == "toml"))
+        self.load_text(
+            &text,
+            &origin,
+            path.extension().is_some_and(|e| e == "toml"),
+        )
     }
 
-    pub(crate) fn load_text(&self, text: &str, origin: &str, toml: bool) -> Result<LoadReport, FlagsError> {
+    pub(crate) fn load_text(
+        &self,
+        text: &str,
+        origin: &str,
+        toml: bool,
+    ) -> Result<LoadReport, FlagsError> {
         if toml {
             #[cfg(feature = "toml")]
             {
@@ -423,7 +481,10 @@ impl Flags {
                 };
             }
             #[cfg(not(feature = "toml"))]
-            return Err(self.reject(origin, FlagsError::invalid("TOML flag files need the `toml` feature of scalekit-flags")));
+            return Err(self.reject(
+                origin,
+                FlagsError::invalid("TOML flag files need the `toml` feature of scalekit-flags"),
+            ));
         }
         self.load_json(text, origin)
     }
@@ -445,7 +506,11 @@ impl Flags {
             return Err(FlagsError::NoHistory);
         };
         let killed = self.killed_for(&compiled);
-        let old = self.inner.current.swap(Arc::new(Snapshot { compiled, killed, version }));
+        let old = self.inner.current.swap(Arc::new(Snapshot {
+            compiled,
+            killed,
+            version,
+        }));
         self.inner.generation.fetch_add(1, Ordering::Release);
         self.retire(&old.compiled);
         self.emit(Event::RolledBack { version });
@@ -466,7 +531,11 @@ impl Flags {
         let _g = self.inner.update.lock();
         let cur = self.inner.current.load_full();
         let killed = self.killed_for(&cur.compiled);
-        self.inner.current.store(Arc::new(Snapshot { compiled: cur.compiled.clone(), killed, version: cur.version }));
+        self.inner.current.store(Arc::new(Snapshot {
+            compiled: cur.compiled.clone(),
+            killed,
+            version: cur.version,
+        }));
         self.inner.generation.fetch_add(1, Ordering::Release);
     }
 
@@ -486,14 +555,18 @@ impl Flags {
     pub fn kill(&self, toggle: &str) {
         self.inner.killed.lock().insert(toggle.to_owned());
         self.rekill();
-        self.emit(Event::Killed { toggle: toggle.to_owned() });
+        self.emit(Event::Killed {
+            toggle: toggle.to_owned(),
+        });
     }
 
     /// Clears a kill switch.
     pub fn revive(&self, toggle: &str) {
         self.inner.killed.lock().remove(toggle);
         self.rekill();
-        self.emit(Event::Revived { toggle: toggle.to_owned() });
+        self.emit(Event::Revived {
+            toggle: toggle.to_owned(),
+        });
     }
 
     /// Toggles whose kill switch is set.
@@ -510,7 +583,11 @@ impl Flags {
         let cached = CACHE.with(Cell::take);
         let cached = match cached {
             Some(c) if c.id == self.inner.id && c.generation == generation => c,
-            _ => Cached { id: self.inner.id, generation, snapshot: self.inner.current.load_full() },
+            _ => Cached {
+                id: self.inner.id,
+                generation,
+                snapshot: self.inner.current.load_full(),
+            },
         };
         let r = f(&cached.snapshot);
         CACHE.with(|c| c.set(Some(cached)));
@@ -526,7 +603,9 @@ impl Flags {
     #[inline]
     fn is_enabled_in(&self, s: &Snapshot, toggle: &str, ctx: &Context) -> bool {
         let c = &s.compiled;
-        let Some(i) = c.lookup(toggle) else { return false };
+        let Some(i) = c.lookup(toggle) else {
+            return false;
+        };
         let on = c.is_enabled(i, ctx, &s.killed);
         if self.inner.metrics {
             c.counters[i].count(on);
@@ -561,7 +640,11 @@ impl Flags {
     fn evaluate_in(&self, s: &Snapshot, toggle: &str, ctx: &Context) -> Evaluation {
         let c = &s.compiled;
         let Some(i) = c.lookup(toggle) else {
-            return Evaluation { enabled: false, variant: Variant::disabled(false), reason: Reason::Error };
+            return Evaluation {
+                enabled: false,
+                variant: Variant::disabled(false),
+                reason: Reason::Error,
+            };
         };
         let o = c.evaluate(i, ctx, &s.killed);
         if self.inner.metrics {
@@ -570,10 +653,19 @@ impl Flags {
             counters.count_variant(o.variant.map_or(0, |v| v.slot));
         }
         let variant = match o.variant {
-            Some(v) => Variant { name: v.name.clone(), payload: v.payload.clone(), enabled: true, feature_enabled: o.enabled },
+            Some(v) => Variant {
+                name: v.name.clone(),
+                payload: v.payload.clone(),
+                enabled: true,
+                feature_enabled: o.enabled,
+            },
             None => Variant::disabled(o.enabled),
         };
-        Evaluation { enabled: o.enabled, variant, reason: o.reason }
+        Evaluation {
+            enabled: o.enabled,
+            variant,
+            reason: o.reason,
+        }
     }
 
     /// The serving state, pinned: every evaluation through it sees the same version,
@@ -590,7 +682,9 @@ impl Flags {
     /// assert_eq!(snap.version(), 1);
     /// ```
     pub fn snapshot(&self) -> FlagsSnapshot {
-        FlagsSnapshot { inner: self.inner.current.load_full() }
+        FlagsSnapshot {
+            inner: self.inner.current.load_full(),
+        }
     }
 
     /// Whether the toggle exists in the serving state.
@@ -600,13 +694,22 @@ impl Flags {
 
     /// The serving state's toggle names, in state order.
     pub fn toggle_names(&self) -> Vec<String> {
-        self.inner.current.load().compiled.toggles.iter().map(|t| t.name.to_string()).collect()
+        self.inner
+            .current
+            .load()
+            .compiled
+            .toggles
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect()
     }
 
     /// Whether impression events are requested for the toggle.
     pub fn impression_data(&self, toggle: &str) -> bool {
         let s = self.inner.current.load();
-        s.compiled.lookup(toggle).is_some_and(|i| s.compiled.toggles[i].impression_data)
+        s.compiled
+            .lookup(toggle)
+            .is_some_and(|i| s.compiled.toggles[i].impression_data)
     }
 
     /// The serving state as Unleash JSON's model (for backups and inspection).
@@ -619,14 +722,23 @@ impl Flags {
         let cur = self.inner.current.load_full();
         let mut p = self.inner.pending.lock();
         let mut toggles = std::mem::take(&mut p.1);
-        for (t, c) in cur.compiled.toggles.iter().zip(cur.compiled.counters.iter()) {
+        for (t, c) in cur
+            .compiled
+            .toggles
+            .iter()
+            .zip(cur.compiled.counters.iter())
+        {
             let e = toggles.entry(t.name.to_string()).or_default();
             c.drain(&t.variant_names, e);
         }
         toggles.retain(|_, m| m.yes + m.no > 0 || !m.variants.is_empty());
         let stop = now_rfc3339();
         let start = std::mem::replace(&mut p.0, stop.clone());
-        MetricsBucket { start, stop, toggles }
+        MetricsBucket {
+            start,
+            stop,
+            toggles,
+        }
     }
 }
 
@@ -638,7 +750,9 @@ pub struct FlagsSnapshot {
 
 impl fmt::Debug for FlagsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FlagsSnapshot").field("version", &self.inner.version).finish_non_exhaustive()
+        f.debug_struct("FlagsSnapshot")
+            .field("version", &self.inner.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -651,16 +765,24 @@ impl FlagsSnapshot {
     /// Whether the toggle is on for this context in this version.
     pub fn is_enabled(&self, toggle: &str, ctx: &Context) -> bool {
         let c = &self.inner.compiled;
-        c.lookup(toggle).is_some_and(|i| c.is_enabled(i, ctx, &self.inner.killed))
+        c.lookup(toggle)
+            .is_some_and(|i| c.is_enabled(i, ctx, &self.inner.killed))
     }
 
     /// The variant for this context in this version.
     pub fn variant(&self, toggle: &str, ctx: &Context) -> Variant {
         let c = &self.inner.compiled;
-        let Some(i) = c.lookup(toggle) else { return Variant::disabled(false) };
+        let Some(i) = c.lookup(toggle) else {
+            return Variant::disabled(false);
+        };
         let o = c.evaluate(i, ctx, &self.inner.killed);
         match o.variant {
-            Some(v) => Variant { name: v.name.clone(), payload: v.payload.clone(), enabled: true, feature_enabled: o.enabled },
+            Some(v) => Variant {
+                name: v.name.clone(),
+                payload: v.payload.clone(),
+                enabled: true,
+                feature_enabled: o.enabled,
+            },
             None => Variant::disabled(o.enabled),
         }
     }
@@ -678,13 +800,18 @@ pub(crate) enum Update {
 
 /// Parses Unleash JSON: a full state or a delta body.
 pub(crate) fn parse_json(text: &str, origin: Option<&str>) -> Result<Update, FlagsError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| FlagsError::json(origin, &e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| FlagsError::json(origin, &e))?;
     let is_delta = value.get("events").is_some() && value.get("features").is_none();
     // Re-parse from text so that errors carry line and column.
     if is_delta {
-        serde_json::from_str::<Delta>(text).map(Update::Delta).map_err(|e| FlagsError::json(origin, &e))
+        serde_json::from_str::<Delta>(text)
+            .map(Update::Delta)
+            .map_err(|e| FlagsError::json(origin, &e))
     } else if value.is_object() {
-        serde_json::from_str::<ClientFeatures>(text).map(Update::Full).map_err(|e| FlagsError::json(origin, &e))
+        serde_json::from_str::<ClientFeatures>(text)
+            .map(Update::Full)
+            .map_err(|e| FlagsError::json(origin, &e))
     } else {
         Err(FlagsError::Parse {
             format: "JSON",

@@ -178,7 +178,10 @@ mod tests {
         assert_eq!(one(&[0x21, 0x43], 0), 0xa0f7_b07a);
         assert_eq!(one(&[0x21], 0), 0x7266_1cf4);
         assert_eq!(one(b"Hello, world!", 1234), 0xfaf6_cdb3);
-        assert_eq!(one(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c), 0x2fa8_26cd);
+        assert_eq!(
+            one(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c),
+            0x2fa8_26cd
+        );
     }
 
     #[test]

@@ -51,16 +51,18 @@ mod flags;
 pub mod hash;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 mod semver;
 pub mod sources;
 #[cfg(feature = "toml")]
 pub mod toml_form;
-#[cfg(feature = "openfeature")]
-pub mod openfeature;
 
 pub use context::Context;
 pub use error::{FlagsError, Warning};
-pub use flags::{Evaluation, Event, Flags, FlagsBuilder, FlagsSnapshot, LoadReport, Reason, Variant};
+pub use flags::{
+    Evaluation, Event, Flags, FlagsBuilder, FlagsSnapshot, LoadReport, Reason, Variant,
+};
 pub use metrics::{MetricsBucket, ToggleMetrics};
 
 use std::collections::BTreeMap;

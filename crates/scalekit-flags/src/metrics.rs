@@ -18,7 +18,11 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn new(slots: usize) -> Self {
-        Counters { yes: AtomicU64::new(0), no: AtomicU64::new(0), variants: (0..slots).map(|_| AtomicU64::new(0)).collect() }
+        Counters {
+            yes: AtomicU64::new(0),
+            no: AtomicU64::new(0),
+            variants: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
 
     #[inline]
@@ -80,5 +84,6 @@ pub struct MetricsBucket {
 }
 
 pub(crate) fn now_rfc3339() -> String {
-    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -19,7 +19,11 @@ pub struct ClientFeatures {
     #[serde(default)]
     pub features: Vec<Feature>,
     /// Shared constraint sets that strategies refer to by id.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_default"
+    )]
     pub segments: Vec<Segment>,
 }
 
@@ -36,10 +40,18 @@ pub struct Feature {
     #[serde(default, deserialize_with = "null_default")]
     pub strategies: Vec<Strategy>,
     /// The toggle's variants.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub variants: Vec<Variant>,
     /// Parent toggles this one depends on.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub dependencies: Vec<Dependency>,
     /// Whether the SDK should emit impression events.
     #[serde(default, deserialize_with = "null_default")]
@@ -65,13 +77,25 @@ pub struct Strategy {
     #[serde(default, deserialize_with = "parameters")]
     pub parameters: BTreeMap<String, String>,
     /// Constraints that must all hold.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub constraints: Vec<Constraint>,
     /// Segment ids whose constraints must all hold too.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub segments: Vec<i64>,
     /// Strategy variants, chosen when this strategy is the one that matched.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub variants: Vec<Variant>,
 }
 
@@ -84,10 +108,18 @@ pub struct Constraint {
     /// `IN`, `NOT_IN`, `STR_CONTAINS`, `NUM_GT`, `DATE_AFTER`, `SEMVER_EQ`, `REGEX`, `IN_CIDR`, ...
     pub operator: String,
     /// The values for list operators.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub values: Vec<String>,
     /// The value for single-value operators.
-    #[serde(default, deserialize_with = "scalar_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "scalar_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub value: Option<String>,
     /// Negate the result.
     #[serde(default, deserialize_with = "null_default")]
@@ -116,7 +148,11 @@ pub struct Variant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Payload>,
     /// Context values that force this variant.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub overrides: Vec<Override>,
 }
 
@@ -151,7 +187,11 @@ pub struct Dependency {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// When the parent must be on: variants it must resolve to (empty: any).
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub variants: Vec<String>,
 }
 
@@ -250,7 +290,9 @@ impl ClientFeatures {
     pub fn apply_delta(&mut self, delta: &Delta) {
         for event in &delta.events {
             match event {
-                DeltaEvent::Hydration { features, segments, .. } => {
+                DeltaEvent::Hydration {
+                    features, segments, ..
+                } => {
                     self.features = features.clone();
                     self.segments = segments.clone();
                 }
@@ -318,5 +360,8 @@ fn scalar_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
 
 fn parameters<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     let raw = Option::<BTreeMap<String, Option<Scalar>>>::deserialize(d)?.unwrap_or_default();
-    Ok(raw.into_iter().map(|(k, v)| (k, v.map(Scalar::text).unwrap_or_default())).collect())
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k, v.map(Scalar::text).unwrap_or_default()))
+        .collect())
 }

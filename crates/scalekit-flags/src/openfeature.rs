@@ -38,10 +38,12 @@
 
 use crate::{Context, Evaluation, Flags, Reason};
 use async_trait::async_trait;
-use open_feature::provider::{FeatureProvider, ProviderMetadata, ProviderStatus, ResolutionDetails};
+use open_feature::provider::{
+    FeatureProvider, ProviderMetadata, ProviderStatus, ResolutionDetails,
+};
 use open_feature::{
-    EvaluationContext, EvaluationContextFieldValue, EvaluationError, EvaluationErrorCode, EvaluationReason,
-    EvaluationResult, StructValue, Value,
+    EvaluationContext, EvaluationContextFieldValue, EvaluationError, EvaluationErrorCode,
+    EvaluationReason, EvaluationResult, StructValue, Value,
 };
 
 /// The provider: evaluates OpenFeature flags as Unleash toggles of a [`Flags`] store.
@@ -54,16 +56,25 @@ pub struct UnleashProvider {
 impl UnleashProvider {
     /// A provider over `flags` (share the store with your sources: it is a handle).
     pub fn new(flags: Flags) -> Self {
-        UnleashProvider { flags, metadata: ProviderMetadata::new("scalekit-flags") }
+        UnleashProvider {
+            flags,
+            metadata: ProviderMetadata::new("scalekit-flags"),
+        }
     }
 
     fn evaluate(&self, key: &str, ctx: &EvaluationContext) -> EvaluationResult<Evaluation> {
         if self.flags.version() == 0 {
-            return Err(error(EvaluationErrorCode::ProviderNotReady, "no flag state loaded yet"));
+            return Err(error(
+                EvaluationErrorCode::ProviderNotReady,
+                "no flag state loaded yet",
+            ));
         }
         let e = self.flags.evaluate(key, &context(ctx));
         if e.reason == Reason::Error {
-            return Err(error(EvaluationErrorCode::FlagNotFound, format!("no toggle named {key:?}")));
+            return Err(error(
+                EvaluationErrorCode::FlagNotFound,
+                format!("no toggle named {key:?}"),
+            ));
         }
         Ok(e)
     }
@@ -79,7 +90,11 @@ impl UnleashProvider {
         let payload = match (&v.payload, v.enabled) {
             (Some(p), true) => p,
             _ => {
-                let why = if e.enabled { "is on but hands out no variant with a payload" } else { "is off" };
+                let why = if e.enabled {
+                    "is on but hands out no variant with a payload"
+                } else {
+                    "is off"
+                };
                 return Err(error(
                     EvaluationErrorCode::General(format!("{:?}", reason(e.reason))),
                     format!("toggle {key:?} {why}; use the default value"),
@@ -87,12 +102,20 @@ impl UnleashProvider {
             }
         };
         let value = convert(&payload.kind, &payload.value)?;
-        Ok(ResolutionDetails { value, variant: Some(v.name.to_string()), reason: Some(reason(e.reason)), flag_metadata: None })
+        Ok(ResolutionDetails {
+            value,
+            variant: Some(v.name.to_string()),
+            reason: Some(reason(e.reason)),
+            flag_metadata: None,
+        })
     }
 }
 
 fn error(code: EvaluationErrorCode, message: impl Into<String>) -> EvaluationError {
-    EvaluationError { code, message: Some(message.into()) }
+    EvaluationError {
+        code,
+        message: Some(message.into()),
+    }
 }
 
 fn reason(r: Reason) -> EvaluationReason {
@@ -132,7 +155,10 @@ pub fn context(ctx: &EvaluationContext) -> Context {
 }
 
 fn mismatch(kind: &str, value: &str, want: &str) -> EvaluationError {
-    error(EvaluationErrorCode::TypeMismatch, format!("payload {value:?} of type {kind} is not {want}"))
+    error(
+        EvaluationErrorCode::TypeMismatch,
+        format!("payload {value:?} of type {kind} is not {want}"),
+    )
 }
 
 #[async_trait]
@@ -149,7 +175,11 @@ impl FeatureProvider for UnleashProvider {
         }
     }
 
-    async fn resolve_bool_value(&self, key: &str, ctx: &EvaluationContext) -> EvaluationResult<ResolutionDetails<bool>> {
+    async fn resolve_bool_value(
+        &self,
+        key: &str,
+        ctx: &EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<bool>> {
         let e = self.evaluate(key, ctx)?;
         Ok(ResolutionDetails {
             value: e.enabled,
@@ -159,15 +189,35 @@ impl FeatureProvider for UnleashProvider {
         })
     }
 
-    async fn resolve_int_value(&self, key: &str, ctx: &EvaluationContext) -> EvaluationResult<ResolutionDetails<i64>> {
-        self.typed(key, ctx, |kind, v| v.trim().parse::<i64>().map_err(|_| mismatch(kind, v, "an integer")))
+    async fn resolve_int_value(
+        &self,
+        key: &str,
+        ctx: &EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<i64>> {
+        self.typed(key, ctx, |kind, v| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| mismatch(kind, v, "an integer"))
+        })
     }
 
-    async fn resolve_float_value(&self, key: &str, ctx: &EvaluationContext) -> EvaluationResult<ResolutionDetails<f64>> {
-        self.typed(key, ctx, |kind, v| v.trim().parse::<f64>().map_err(|_| mismatch(kind, v, "a number")))
+    async fn resolve_float_value(
+        &self,
+        key: &str,
+        ctx: &EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<f64>> {
+        self.typed(key, ctx, |kind, v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| mismatch(kind, v, "a number"))
+        })
     }
 
-    async fn resolve_string_value(&self, key: &str, ctx: &EvaluationContext) -> EvaluationResult<ResolutionDetails<String>> {
+    async fn resolve_string_value(
+        &self,
+        key: &str,
+        ctx: &EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<String>> {
         self.typed(key, ctx, |_, v| Ok(v.to_owned()))
     }
 
@@ -180,8 +230,12 @@ impl FeatureProvider for UnleashProvider {
             if kind != "json" {
                 return Err(mismatch(kind, v, "a json payload"));
             }
-            let json: serde_json::Value = serde_json::from_str(v)
-                .map_err(|e| error(EvaluationErrorCode::ParseError, format!("json payload does not parse: {e}")))?;
+            let json: serde_json::Value = serde_json::from_str(v).map_err(|e| {
+                error(
+                    EvaluationErrorCode::ParseError,
+                    format!("json payload does not parse: {e}"),
+                )
+            })?;
             match Value::try_from(json)? {
                 Value::Struct(s) => Ok(s),
                 _ => Err(mismatch(kind, v, "a JSON object")),

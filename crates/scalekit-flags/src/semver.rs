@@ -72,7 +72,12 @@ impl<'a> Version<'a> {
                 return None;
             }
         }
-        Some(Version { major, minor, patch, pre })
+        Some(Version {
+            major,
+            minor,
+            patch,
+            pre,
+        })
     }
 
     /// SemVer precedence.
@@ -99,12 +104,22 @@ pub(crate) struct OwnedVersion {
 
 impl OwnedVersion {
     pub(crate) fn parse(s: &str) -> Option<Self> {
-        Version::parse(s).map(|v| OwnedVersion { major: v.major, minor: v.minor, patch: v.patch, pre: v.pre.into() })
+        Version::parse(s).map(|v| OwnedVersion {
+            major: v.major,
+            minor: v.minor,
+            patch: v.patch,
+            pre: v.pre.into(),
+        })
     }
 
     #[inline]
     pub(crate) fn get(&self) -> Version<'_> {
-        Version { major: self.major, minor: self.minor, patch: self.patch, pre: &self.pre }
+        Version {
+            major: self.major,
+            minor: self.minor,
+            patch: self.patch,
+            pre: &self.pre,
+        }
     }
 }
 
@@ -139,7 +154,10 @@ mod tests {
     use super::*;
 
     fn lt(a: &str, b: &str) -> bool {
-        Version::parse(a).unwrap().precedence(&Version::parse(b).unwrap()) == Ordering::Less
+        Version::parse(a)
+            .unwrap()
+            .precedence(&Version::parse(b).unwrap())
+            == Ordering::Less
     }
 
     #[test]
@@ -162,14 +180,28 @@ mod tests {
             assert!(!lt(w[1], w[0]));
         }
         assert_eq!(
-            Version::parse("1.2.3+b1").unwrap().precedence(&Version::parse("1.2.3+b2").unwrap()),
+            Version::parse("1.2.3+b1")
+                .unwrap()
+                .precedence(&Version::parse("1.2.3+b2").unwrap()),
             Ordering::Equal
         );
     }
 
     #[test]
     fn rejects_what_is_not_semver() {
-        for bad in ["v1.2.3", "1.2", "1.2.3.4", "01.2.3", "1.2.3-", "1.2.3-01", "1.2.3-a..b", "", "a.b.c", "1.2.3+", " 1.2.3"] {
+        for bad in [
+            "v1.2.3",
+            "1.2",
+            "1.2.3.4",
+            "01.2.3",
+            "1.2.3-",
+            "1.2.3-01",
+            "1.2.3-a..b",
+            "",
+            "a.b.c",
+            "1.2.3+",
+            " 1.2.3",
+        ] {
             assert!(Version::parse(bad).is_none(), "{bad}");
         }
         for good in ["0.0.0", "1.2.3-0", "1.2.3-alpha-1.x", "10.20.30+build.007"] {

@@ -43,7 +43,9 @@
 //! strategy. A flag with no strategy at all is on for everyone. Unknown keys are
 //! errors, so a typo is reported, with its line and column, rather than ignored.
 
-use crate::model::{ClientFeatures, Constraint, Dependency, Feature, Override, Payload, Segment, Strategy, Variant};
+use crate::model::{
+    ClientFeatures, Constraint, Dependency, Feature, Override, Payload, Segment, Strategy, Variant,
+};
 use crate::FlagsError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -179,9 +181,25 @@ struct TStrategy {
 }
 
 const OPERATORS: &[&str] = &[
-    "IN", "NOT_IN", "STR_STARTS_WITH", "STR_ENDS_WITH", "STR_CONTAINS", "NUM_EQ", "NUM_GT", "NUM_GTE", "NUM_LT",
-    "NUM_LTE", "DATE_AFTER", "DATE_BEFORE", "SEMVER_EQ", "SEMVER_GT", "SEMVER_GTE", "SEMVER_LT", "SEMVER_LTE",
-    "REGEX", "IN_CIDR",
+    "IN",
+    "NOT_IN",
+    "STR_STARTS_WITH",
+    "STR_ENDS_WITH",
+    "STR_CONTAINS",
+    "NUM_EQ",
+    "NUM_GT",
+    "NUM_GTE",
+    "NUM_LT",
+    "NUM_LTE",
+    "DATE_AFTER",
+    "DATE_BEFORE",
+    "SEMVER_EQ",
+    "SEMVER_GT",
+    "SEMVER_GTE",
+    "SEMVER_LT",
+    "SEMVER_LTE",
+    "REGEX",
+    "IN_CIDR",
 ];
 
 /// 1-based line and column of a byte offset.
@@ -195,7 +213,13 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
 
 fn error(text: &str, span: Option<Range<usize>>, message: String) -> FlagsError {
     let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
-    FlagsError::Parse { format: "TOML", origin: None, line, column, message }
+    FlagsError::Parse {
+        format: "TOML",
+        origin: None,
+        line,
+        column,
+        message,
+    }
 }
 
 struct Lower<'a> {
@@ -211,15 +235,30 @@ impl Lower<'_> {
             return Err(error(
                 self.text,
                 Some(c.span()),
-                format!("unknown operator {:?}; use one of {}", t.op, OPERATORS.join(", ")),
+                format!(
+                    "unknown operator {:?}; use one of {}",
+                    t.op,
+                    OPERATORS.join(", ")
+                ),
             ));
         }
-        let list = matches!(op.as_str(), "IN" | "NOT_IN" | "STR_STARTS_WITH" | "STR_ENDS_WITH" | "STR_CONTAINS" | "IN_CIDR");
+        let list = matches!(
+            op.as_str(),
+            "IN" | "NOT_IN" | "STR_STARTS_WITH" | "STR_ENDS_WITH" | "STR_CONTAINS" | "IN_CIDR"
+        );
         if list && t.values.is_empty() && t.value.is_some() {
-            return Err(error(self.text, Some(c.span()), format!("{op} takes `values = [...]`, not `value`")));
+            return Err(error(
+                self.text,
+                Some(c.span()),
+                format!("{op} takes `values = [...]`, not `value`"),
+            ));
         }
         if !list && t.value.is_none() {
-            return Err(error(self.text, Some(c.span()), format!("{op} takes one `value = ...`")));
+            return Err(error(
+                self.text,
+                Some(c.span()),
+                format!("{op} takes one `value = ...`"),
+            ));
         }
         Ok(Constraint {
             context_name: t.field.clone(),
@@ -236,7 +275,15 @@ impl Lower<'_> {
             .iter()
             .map(|n| {
                 self.segment_ids.get(n.get_ref()).copied().ok_or_else(|| {
-                    error(self.text, Some(n.span()), format!("unknown segment {:?}; define it under [segments.{}]", n.get_ref(), n.get_ref()))
+                    error(
+                        self.text,
+                        Some(n.span()),
+                        format!(
+                            "unknown segment {:?}; define it under [segments.{}]",
+                            n.get_ref(),
+                            n.get_ref()
+                        ),
+                    )
                 })
             })
             .collect()
@@ -253,7 +300,10 @@ impl Lower<'_> {
                 overrides: v
                     .overrides
                     .iter()
-                    .map(|(k, vals)| Override { context_name: k.clone(), values: vals.clone() })
+                    .map(|(k, vals)| Override {
+                        context_name: k.clone(),
+                        values: vals.clone(),
+                    })
                     .collect(),
             })
             .collect()
@@ -266,13 +316,25 @@ impl Lower<'_> {
         for s in &t.strategies {
             strategies.push(Strategy {
                 name: s.name.clone(),
-                parameters: s.parameters.iter().map(|(k, v)| (k.clone(), v.text())).collect(),
-                constraints: s.constraints.iter().map(|c| self.constraint(c)).collect::<Result<_, _>>()?,
+                parameters: s
+                    .parameters
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.text()))
+                    .collect(),
+                constraints: s
+                    .constraints
+                    .iter()
+                    .map(|c| self.constraint(c))
+                    .collect::<Result<_, _>>()?,
                 segments: self.segments(&s.segments)?,
                 variants: Self::variants(&s.variants),
             });
         }
-        let when: Vec<Constraint> = t.when.iter().map(|c| self.constraint(c)).collect::<Result<_, _>>()?;
+        let when: Vec<Constraint> = t
+            .when
+            .iter()
+            .map(|c| self.constraint(c))
+            .collect::<Result<_, _>>()?;
         let segs = self.segments(&t.segments)?;
         let shorthand = |name: &str, parameters: BTreeMap<String, String>| Strategy {
             name: name.to_owned(),
@@ -282,20 +344,37 @@ impl Lower<'_> {
             variants: Vec::new(),
         };
         if let Some(users) = &t.users {
-            strategies.push(shorthand("userWithId", [("userIds".to_owned(), users.join(","))].into()));
+            strategies.push(shorthand(
+                "userWithId",
+                [("userIds".to_owned(), users.join(","))].into(),
+            ));
         }
         if let Some(r) = &t.rollout {
             let pct = *r.get_ref();
             if !(0.0..=100.0).contains(&pct) {
-                return Err(error(self.text, Some(r.span()), format!("rollout {pct} is not a percentage (0 to 100)")));
+                return Err(error(
+                    self.text,
+                    Some(r.span()),
+                    format!("rollout {pct} is not a percentage (0 to 100)"),
+                ));
             }
             let mut p = BTreeMap::new();
             p.insert("rollout".to_owned(), pct.to_string());
-            p.insert("stickiness".to_owned(), t.stickiness.clone().unwrap_or_else(|| "default".to_owned()));
-            p.insert("groupId".to_owned(), t.group.clone().unwrap_or_else(|| name.to_owned()));
+            p.insert(
+                "stickiness".to_owned(),
+                t.stickiness.clone().unwrap_or_else(|| "default".to_owned()),
+            );
+            p.insert(
+                "groupId".to_owned(),
+                t.group.clone().unwrap_or_else(|| name.to_owned()),
+            );
             strategies.push(shorthand("flexibleRollout", p));
         } else if t.stickiness.is_some() || t.group.is_some() {
-            return Err(error(self.text, Some(span), "`stickiness` and `group` apply to `rollout`, which is not set".into()));
+            return Err(error(
+                self.text,
+                Some(span),
+                "`stickiness` and `group` apply to `rollout`, which is not set".into(),
+            ));
         }
         if t.users.is_none() && t.rollout.is_none() && (!when.is_empty() || !segs.is_empty()) {
             strategies.push(shorthand("default", BTreeMap::new()));
@@ -304,8 +383,16 @@ impl Lower<'_> {
             .depends
             .iter()
             .map(|d| match d.get_ref() {
-                TDep::Name(n) => Dependency { feature: n.clone(), enabled: None, variants: Vec::new() },
-                TDep::Full(f) => Dependency { feature: f.flag.clone(), enabled: f.enabled, variants: f.variants.clone() },
+                TDep::Name(n) => Dependency {
+                    feature: n.clone(),
+                    enabled: None,
+                    variants: Vec::new(),
+                },
+                TDep::Full(f) => Dependency {
+                    feature: f.flag.clone(),
+                    enabled: f.enabled,
+                    variants: f.variants.clone(),
+                },
             })
             .collect();
         Ok(Feature {
@@ -333,19 +420,27 @@ impl Lower<'_> {
 /// assert!(matches!(err, FlagsError::Parse { line: 2, column: 1, .. }), "{err}");
 /// ```
 pub fn parse(text: &str) -> Result<ClientFeatures, FlagsError> {
-    let file: File = toml::from_str(text).map_err(|e| error(text, e.span(), e.message().to_owned()))?;
+    let file: File =
+        toml::from_str(text).map_err(|e| error(text, e.span(), e.message().to_owned()))?;
     let mut segment_ids = BTreeMap::new();
     let mut used = std::collections::BTreeSet::new();
     for s in file.segments.values() {
         if let Some(id) = s.get_ref().id {
             if !used.insert(id) {
-                return Err(error(text, Some(s.span()), format!("segment id {id} is used twice")));
+                return Err(error(
+                    text,
+                    Some(s.span()),
+                    format!("segment id {id} is used twice"),
+                ));
             }
         }
     }
     let mut next = 1;
     let mut segments = Vec::new();
-    let lower = |ids: BTreeMap<String, i64>| Lower { text, segment_ids: ids };
+    let lower = |ids: BTreeMap<String, i64>| Lower {
+        text,
+        segment_ids: ids,
+    };
     for (name, s) in &file.segments {
         let id = match s.get_ref().id {
             Some(id) => id,
@@ -361,13 +456,22 @@ pub fn parse(text: &str) -> Result<ClientFeatures, FlagsError> {
         segments.push((name.clone(), id));
     }
     let l = lower(segment_ids);
-    let mut out = ClientFeatures { version: 2, features: Vec::new(), segments: Vec::new() };
+    let mut out = ClientFeatures {
+        version: 2,
+        features: Vec::new(),
+        segments: Vec::new(),
+    };
     for (name, id) in segments {
         let s = &file.segments[&name];
         out.segments.push(Segment {
             id,
             name: Some(name),
-            constraints: s.get_ref().constraints.iter().map(|c| l.constraint(c)).collect::<Result<_, _>>()?,
+            constraints: s
+                .get_ref()
+                .constraints
+                .iter()
+                .map(|c| l.constraint(c))
+                .collect::<Result<_, _>>()?,
         });
     }
     for (name, f) in &file.flags {

@@ -13,7 +13,10 @@ fn state(on: bool) -> String {
 fn recording() -> (Flags, Arc<Mutex<Vec<Event>>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    let flags = Flags::builder().history(3).on_event(move |e| sink.lock().unwrap().push(e.clone())).build();
+    let flags = Flags::builder()
+        .history(3)
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
+        .build();
     (flags, events)
 }
 
@@ -24,8 +27,17 @@ fn a_bad_update_is_rejected_with_its_position_and_the_last_good_state_serves() {
     let bad = "{\n  \"features\": [\n    {\"name\": \"a\", \"enabled\": 3}\n  ]\n}";
     let err = flags.load_json(bad, "v2.json").unwrap_err();
     match &err {
-        FlagsError::Parse { format, origin, line, column, .. } => {
-            assert_eq!((*format, origin.as_deref(), *line), ("JSON", Some("v2.json"), 3));
+        FlagsError::Parse {
+            format,
+            origin,
+            line,
+            column,
+            ..
+        } => {
+            assert_eq!(
+                (*format, origin.as_deref(), *line),
+                ("JSON", Some("v2.json"), 3)
+            );
             assert!(*column > 20, "{column}");
         }
         other => panic!("{other:?}"),
@@ -34,8 +46,14 @@ fn a_bad_update_is_rejected_with_its_position_and_the_last_good_state_serves() {
     assert!(flags.is_enabled("a", &Context::new()));
     assert_eq!(flags.version(), 1);
     let dup = r#"{"features":[{"name":"a","enabled":true},{"name":"a","enabled":false}]}"#;
-    assert!(matches!(flags.load_json(dup, "dup"), Err(FlagsError::Invalid { .. })));
-    assert!(matches!(flags.load_json("[1,2]", "array"), Err(FlagsError::Parse { .. })));
+    assert!(matches!(
+        flags.load_json(dup, "dup"),
+        Err(FlagsError::Invalid { .. })
+    ));
+    assert!(matches!(
+        flags.load_json("[1,2]", "array"),
+        Err(FlagsError::Parse { .. })
+    ));
     assert_eq!(flags.version(), 1);
     let ev = events.lock().unwrap();
     assert!(matches!(&ev[0], Event::Applied { version: 1, .. }));
@@ -47,7 +65,9 @@ fn a_bad_update_is_rejected_with_its_position_and_the_last_good_state_serves() {
 fn history_is_bounded_and_rollback_walks_it_back() {
     let (flags, events) = recording();
     for i in 0..6 {
-        flags.load_json(&state(i % 2 == 0), &format!("v{i}")).unwrap();
+        flags
+            .load_json(&state(i % 2 == 0), &format!("v{i}"))
+            .unwrap();
     }
     assert_eq!(flags.version(), 6);
     assert_eq!(flags.history(), vec![3, 4, 5]);
@@ -61,7 +81,11 @@ fn history_is_bounded_and_rollback_walks_it_back() {
     // A new load after rollbacks continues the numbering and is kept as usual.
     assert_eq!(flags.load_json(&state(true), "v7").unwrap().version, 7);
     assert_eq!(flags.history(), vec![3]);
-    assert!(events.lock().unwrap().iter().any(|e| matches!(e, Event::RolledBack { version: 5 })));
+    assert!(events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::RolledBack { version: 5 })));
 }
 
 #[test]
@@ -80,8 +104,12 @@ fn kill_switch_survives_updates_and_rollbacks() {
     flags.revive("a");
     assert!(flags.is_enabled("a", &Context::new()));
     let ev = events.lock().unwrap();
-    assert!(ev.iter().any(|e| matches!(e, Event::Killed { toggle } if toggle == "a")));
-    assert!(ev.iter().any(|e| matches!(e, Event::Revived { toggle } if toggle == "a")));
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Event::Killed { toggle } if toggle == "a")));
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Event::Revived { toggle } if toggle == "a")));
 }
 
 #[test]
@@ -93,19 +121,38 @@ fn delta_events_apply_in_order_or_not_at_all() {
         "segments":[{"id":1,"constraints":[{"contextName":"appName","operator":"IN","values":["shop"]}]}]}]}"#;
     flags.load_json(hydrate, "delta-1").unwrap();
     let shop = Context::new().app_name("shop");
-    assert!(flags.is_enabled("a", &shop) && !flags.is_enabled("a", &Context::new()) && flags.is_enabled("b", &shop));
+    assert!(
+        flags.is_enabled("a", &shop)
+            && !flags.is_enabled("a", &Context::new())
+            && flags.is_enabled("b", &shop)
+    );
     let update = r#"{"events":[
         {"type":"segment-updated","eventId":2,"segment":{"id":1,"constraints":[{"contextName":"appName","operator":"IN","values":["admin"]}]}},
         {"type":"feature-removed","eventId":3,"featureName":"b","project":"default"},
         {"type":"feature-updated","eventId":4,"feature":{"name":"c","enabled":true}}]}"#;
     flags.load_json(update, "delta-2").unwrap();
-    assert!(!flags.is_enabled("a", &shop) && flags.is_enabled("a", &Context::new().app_name("admin")));
+    assert!(
+        !flags.is_enabled("a", &shop) && flags.is_enabled("a", &Context::new().app_name("admin"))
+    );
     assert!(!flags.contains("b") && flags.is_enabled("c", &shop));
-    flags.load_json(r#"{"events":[{"type":"segment-removed","eventId":5,"segmentId":1}]}"#, "delta-3").unwrap();
-    assert!(!flags.is_enabled("a", &Context::new().app_name("admin")), "a strategy on a missing segment never matches");
+    flags
+        .load_json(
+            r#"{"events":[{"type":"segment-removed","eventId":5,"segmentId":1}]}"#,
+            "delta-3",
+        )
+        .unwrap();
+    assert!(
+        !flags.is_enabled("a", &Context::new().app_name("admin")),
+        "a strategy on a missing segment never matches"
+    );
     // A malformed delta changes nothing.
     let before = flags.version();
-    assert!(flags.load_json(r#"{"events":[{"type":"feature-updated","eventId":6}]}"#, "bad").is_err());
+    assert!(flags
+        .load_json(
+            r#"{"events":[{"type":"feature-updated","eventId":6}]}"#,
+            "bad"
+        )
+        .is_err());
     assert_eq!(flags.version(), before);
     // The model applies the same way.
     let mut m = ClientFeatures::default();
@@ -129,7 +176,9 @@ fn metrics_count_yes_no_and_variants_across_updates() {
     flags.load_json(json, "v2").unwrap();
     flags.is_enabled("v", &Context::new().user_id("1"));
     // Snapshots and dependency checks are not counted.
-    flags.snapshot().is_enabled("v", &Context::new().user_id("1"));
+    flags
+        .snapshot()
+        .is_enabled("v", &Context::new().user_id("1"));
     let b = flags.take_metrics();
     let m = &b.toggles["v"];
     assert_eq!((m.yes, m.no), (4, 2));
@@ -162,7 +211,10 @@ fn metrics_are_exact_under_concurrency() {
             });
         }
     });
-    assert_eq!(flags.take_metrics().toggles["a"].yes, (threads * per) as u64);
+    assert_eq!(
+        flags.take_metrics().toggles["a"].yes,
+        (threads * per) as u64
+    );
 }
 
 /// Readers never see a half-applied state: in every version either all ten toggles
@@ -170,7 +222,9 @@ fn metrics_are_exact_under_concurrency() {
 #[test]
 fn swaps_are_atomic_for_concurrent_readers() {
     let all = |on: bool| {
-        let fs: Vec<String> = (0..10).map(|i| format!(r#"{{"name":"t{i}","enabled":{on}}}"#)).collect();
+        let fs: Vec<String> = (0..10)
+            .map(|i| format!(r#"{{"name":"t{i}","enabled":{on}}}"#))
+            .collect();
         format!(r#"{{"features":[{}]}}"#, fs.join(","))
     };
     let (on, off) = (all(true), all(false));
@@ -190,7 +244,11 @@ fn swaps_are_atomic_for_concurrent_readers() {
                     let first = snap.is_enabled("t0", &ctx);
                     seen[usize::from(first)] = true;
                     for i in 1..10 {
-                        assert_eq!(snap.is_enabled(&format!("t{i}"), &ctx), first, "half-applied state");
+                        assert_eq!(
+                            snap.is_enabled(&format!("t{i}"), &ctx),
+                            first,
+                            "half-applied state"
+                        );
                     }
                     let v = flags.variant("t3", &ctx);
                     assert!(!v.enabled);
@@ -200,7 +258,9 @@ fn swaps_are_atomic_for_concurrent_readers() {
         }
         barrier.wait();
         for i in 0..400 {
-            flags.load_json(if i % 2 == 0 { &off } else { &on }, "flip").unwrap();
+            flags
+                .load_json(if i % 2 == 0 { &off } else { &on }, "flip")
+                .unwrap();
             if i % 50 == 0 {
                 flags.rollback().unwrap();
             }
@@ -228,9 +288,18 @@ fn the_thread_cache_follows_updates_and_separate_stores() {
     // A custom strategy that evaluates another toggle re-entrantly.
     let inner = a.clone();
     let c = Flags::builder()
-        .strategy("nested", move |_: &std::collections::BTreeMap<String, String>, ctx: &Context| inner.is_enabled("a", ctx))
+        .strategy(
+            "nested",
+            move |_: &std::collections::BTreeMap<String, String>, ctx: &Context| {
+                inner.is_enabled("a", ctx)
+            },
+        )
         .build();
-    c.load_json(r#"{"features":[{"name":"n","enabled":true,"strategies":[{"name":"nested"}]}]}"#, "c").unwrap();
+    c.load_json(
+        r#"{"features":[{"name":"n","enabled":true,"strategies":[{"name":"nested"}]}]}"#,
+        "c",
+    )
+    .unwrap();
     assert!(c.is_enabled("n", &ctx));
     assert!(c.is_enabled("n", &ctx));
 }

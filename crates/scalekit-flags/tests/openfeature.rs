@@ -35,7 +35,9 @@ fn provider() -> UnleashProvider {
 #[tokio::test]
 async fn booleans_carry_the_reason() {
     let p = provider();
-    let ctx = EvaluationContext::default().with_targeting_key("7").with_custom_field("plan", "pro");
+    let ctx = EvaluationContext::default()
+        .with_targeting_key("7")
+        .with_custom_field("plan", "pro");
     for (key, value, reason) in [
         ("static", true, EvaluationReason::Static),
         ("targeted", true, EvaluationReason::TargetingMatch),
@@ -58,26 +60,68 @@ async fn typed_values_come_from_variant_payloads() {
     let p = provider();
     let ctx = EvaluationContext::default().with_targeting_key("7");
     let i = p.resolve_int_value("limits", &ctx).await.unwrap();
-    assert_eq!((i.value, i.variant.as_deref(), i.reason), (250, Some("big"), Some(EvaluationReason::Split)));
-    assert_eq!(p.resolve_float_value("ratio", &ctx).await.unwrap().value, 0.25);
-    assert_eq!(p.resolve_string_value("banner", &ctx).await.unwrap().value, "Hello!");
+    assert_eq!(
+        (i.value, i.variant.as_deref(), i.reason),
+        (250, Some("big"), Some(EvaluationReason::Split))
+    );
+    assert_eq!(
+        p.resolve_float_value("ratio", &ctx).await.unwrap().value,
+        0.25
+    );
+    assert_eq!(
+        p.resolve_string_value("banner", &ctx).await.unwrap().value,
+        "Hello!"
+    );
     let s = p.resolve_struct_value("theme", &ctx).await.unwrap().value;
     assert_eq!(s.fields.get("bg"), Some(&Value::String("black".into())));
     assert_eq!(s.fields.get("size"), Some(&Value::Int(3)));
 
-    assert_eq!(p.resolve_int_value("banner", &ctx).await.unwrap_err().code, EvaluationErrorCode::TypeMismatch);
-    assert_eq!(p.resolve_struct_value("banner", &ctx).await.unwrap_err().code, EvaluationErrorCode::TypeMismatch);
-    assert_eq!(p.resolve_struct_value("badjson", &ctx).await.unwrap_err().code, EvaluationErrorCode::ParseError);
-    assert!(matches!(p.resolve_string_value("off", &ctx).await.unwrap_err().code, EvaluationErrorCode::General(_)));
-    assert!(matches!(p.resolve_string_value("static", &ctx).await.unwrap_err().code, EvaluationErrorCode::General(_)));
-    assert_eq!(p.resolve_string_value("missing", &ctx).await.unwrap_err().code, EvaluationErrorCode::FlagNotFound);
+    assert_eq!(
+        p.resolve_int_value("banner", &ctx).await.unwrap_err().code,
+        EvaluationErrorCode::TypeMismatch
+    );
+    assert_eq!(
+        p.resolve_struct_value("banner", &ctx)
+            .await
+            .unwrap_err()
+            .code,
+        EvaluationErrorCode::TypeMismatch
+    );
+    assert_eq!(
+        p.resolve_struct_value("badjson", &ctx)
+            .await
+            .unwrap_err()
+            .code,
+        EvaluationErrorCode::ParseError
+    );
+    assert!(matches!(
+        p.resolve_string_value("off", &ctx).await.unwrap_err().code,
+        EvaluationErrorCode::General(_)
+    ));
+    assert!(matches!(
+        p.resolve_string_value("static", &ctx)
+            .await
+            .unwrap_err()
+            .code,
+        EvaluationErrorCode::General(_)
+    ));
+    assert_eq!(
+        p.resolve_string_value("missing", &ctx)
+            .await
+            .unwrap_err()
+            .code,
+        EvaluationErrorCode::FlagNotFound
+    );
 }
 
 #[tokio::test]
 async fn not_ready_before_the_first_state_and_context_mapping() {
     let empty = UnleashProvider::new(Flags::new());
     assert_eq!(empty.status(), ProviderStatus::NotReady);
-    let err = empty.resolve_bool_value("x", &EvaluationContext::default()).await.unwrap_err();
+    let err = empty
+        .resolve_bool_value("x", &EvaluationContext::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code, EvaluationErrorCode::ProviderNotReady);
 
     let ctx = EvaluationContext::default()
@@ -86,5 +130,13 @@ async fn not_ready_before_the_first_state_and_context_mapping() {
         .with_custom_field("age", 42)
         .with_custom_field("beta", true);
     let c = scalekit_flags::openfeature::context(&ctx);
-    assert_eq!((c.get("userId"), c.get("sessionId"), c.get("age"), c.get("beta")), (Some("u1"), Some("s1"), Some("42"), Some("true")));
+    assert_eq!(
+        (
+            c.get("userId"),
+            c.get("sessionId"),
+            c.get("age"),
+            c.get("beta")
+        ),
+        (Some("u1"), Some("s1"), Some("42"), Some("true"))
+    );
 }

@@ -44,14 +44,25 @@ fn semver_flag(op: &str, value: &str) -> Flags {
 
 fn version() -> impl Strategy<Value = String> {
     let num = prop_oneof![Just(0u64), Just(1), Just(2), 0u64..20];
-    let ident = prop_oneof![Just("alpha".to_owned()), Just("beta".to_owned()), Just("rc".to_owned()), (0u64..12).prop_map(|n| n.to_string())];
-    (num.clone(), num.clone(), num, proptest::collection::vec(ident, 0..3)).prop_map(|(a, b, c, pre)| {
-        if pre.is_empty() {
-            format!("{a}.{b}.{c}")
-        } else {
-            format!("{a}.{b}.{c}-{}", pre.join("."))
-        }
-    })
+    let ident = prop_oneof![
+        Just("alpha".to_owned()),
+        Just("beta".to_owned()),
+        Just("rc".to_owned()),
+        (0u64..12).prop_map(|n| n.to_string())
+    ];
+    (
+        num.clone(),
+        num.clone(),
+        num,
+        proptest::collection::vec(ident, 0..3),
+    )
+        .prop_map(|(a, b, c, pre)| {
+            if pre.is_empty() {
+                format!("{a}.{b}.{c}")
+            } else {
+                format!("{a}.{b}.{c}-{}", pre.join("."))
+            }
+        })
 }
 
 proptest! {
@@ -133,18 +144,28 @@ proptest! {
 #[test]
 fn random_stickiness_is_about_right_and_default_falls_back_to_session() {
     let flags = rollout(30, "random");
-    let on = (0..10_000).filter(|_| flags.is_enabled("t", &Context::new())).count();
+    let on = (0..10_000)
+        .filter(|_| flags.is_enabled("t", &Context::new()))
+        .count();
     assert!((2_500..3_500).contains(&on), "{on}");
     let flags = rollout(50, "default");
     let bucket = normalized_hash("g", "s-1", 100, 0);
-    assert_eq!(flags.is_enabled("t", &Context::new().session_id("s-1")), bucket <= 50);
+    assert_eq!(
+        flags.is_enabled("t", &Context::new().session_id("s-1")),
+        bucket <= 50
+    );
 }
 
 #[test]
 fn custom_strategies_and_hostnames() {
     let flags = Flags::builder()
         .hostname("Web-1")
-        .strategy("plan", |p: &std::collections::BTreeMap<String, String>, c: &Context| c.get("plan") == p.get("plan").map(String::as_str))
+        .strategy(
+            "plan",
+            |p: &std::collections::BTreeMap<String, String>, c: &Context| {
+                c.get("plan") == p.get("plan").map(String::as_str)
+            },
+        )
         .build();
     let report = flags
         .load_json(
@@ -168,19 +189,25 @@ fn custom_strategies_and_hostnames() {
 #[test]
 fn reasons() {
     use scalekit_flags::Reason;
-    let flags = one(
-        r#"{"features":[
+    let flags = one(r#"{"features":[
         {"name":"static","enabled":true,"strategies":[]},
         {"name":"targeted","enabled":true,"strategies":[{"name":"userWithId","parameters":{"userIds":"1,2"}}]},
         {"name":"split","enabled":true,"strategies":[{"name":"flexibleRollout","parameters":{"rollout":"100"}}]},
         {"name":"off","enabled":false,"strategies":[]},
-        {"name":"nomatch","enabled":true,"strategies":[{"name":"userWithId","parameters":{"userIds":"1"}}]}]}"#,
-    );
+        {"name":"nomatch","enabled":true,"strategies":[{"name":"userWithId","parameters":{"userIds":"1"}}]}]}"#);
     let ctx = Context::new().user_id("1");
     assert_eq!(flags.evaluate("static", &ctx).reason, Reason::Static);
-    assert_eq!(flags.evaluate("targeted", &ctx).reason, Reason::TargetingMatch);
+    assert_eq!(
+        flags.evaluate("targeted", &ctx).reason,
+        Reason::TargetingMatch
+    );
     assert_eq!(flags.evaluate("split", &ctx).reason, Reason::Split);
     assert_eq!(flags.evaluate("off", &ctx).reason, Reason::Disabled);
-    assert_eq!(flags.evaluate("nomatch", &Context::new().user_id("2")).reason, Reason::Default);
+    assert_eq!(
+        flags
+            .evaluate("nomatch", &Context::new().user_id("2"))
+            .reason,
+        Reason::Default
+    );
     assert_eq!(flags.evaluate("missing", &ctx).reason, Reason::Error);
 }

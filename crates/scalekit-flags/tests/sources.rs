@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 fn recording() -> (Flags, Arc<Mutex<Vec<Event>>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    let flags = Flags::builder().on_event(move |e| sink.lock().unwrap().push(e.clone())).build();
+    let flags = Flags::builder()
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()))
+        .build();
     (flags, events)
 }
 
@@ -17,8 +19,14 @@ fn state(name: &str) -> String {
 }
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let d = std::env::temp_dir().join(format!("scalekit-flags-{tag}-{}-{nanos}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let d = std::env::temp_dir().join(format!(
+        "scalekit-flags-{tag}-{}-{nanos}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -43,8 +51,15 @@ async fn watched_file_reloads_on_change_and_keeps_the_last_good_state() {
 
     std::fs::write(&path, "{\"features\": [ {\"name\": 1} ]}").unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(flags.is_enabled("one", &ctx), "a bad file must not replace the good state");
-    assert!(events.lock().unwrap().iter().any(|e| matches!(e, Event::Rejected { .. })));
+    assert!(
+        flags.is_enabled("one", &ctx),
+        "a bad file must not replace the good state"
+    );
+    assert!(events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Rejected { .. })));
 
     std::fs::write(&path, state("two")).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -53,8 +68,16 @@ async fn watched_file_reloads_on_change_and_keeps_the_last_good_state() {
     std::fs::remove_file(&path).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(flags.is_enabled("two", &ctx));
-    let failed = events.lock().unwrap().iter().filter(|e| matches!(e, Event::SourceFailed { .. })).count();
-    assert_eq!(failed, 1, "a missing file is reported once, not every second");
+    let failed = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::SourceFailed { .. }))
+        .count();
+    assert_eq!(
+        failed, 1,
+        "a missing file is reported once, not every second"
+    );
     task.abort();
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -69,14 +92,18 @@ mod http {
 
     /// A loopback HTTP/1.1 server that answers each request with the next scripted
     /// response and records the request heads. It stops after the script.
-    async fn server(script: Vec<(u16, Option<&'static str>, String)>) -> (String, Arc<Mutex<Vec<String>>>) {
+    async fn server(
+        script: Vec<(u16, Option<&'static str>, String)>,
+    ) -> (String, Arc<Mutex<Vec<String>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         tokio::spawn(async move {
             for (status, etag, body) in script {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let mut buf = vec![0u8; 8192];
                 let mut n = 0;
                 while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
@@ -85,13 +112,18 @@ mod http {
                         Ok(k) => n += k,
                     }
                 }
-                log.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).to_lowercase());
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).to_lowercase());
                 let reason = match status {
                     200 => "OK",
                     304 => "Not Modified",
                     _ => "Error",
                 };
-                let mut resp = format!("HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+                let mut resp = format!(
+                    "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: {}\r\n",
+                    body.len()
+                );
                 if let Some(e) = etag {
                     resp.push_str(&format!("etag: {e}\r\n"));
                 }
@@ -118,31 +150,71 @@ mod http {
             let dir = temp_dir("http");
             let boot = dir.join("bootstrap.json");
             let (flags, events) = recording();
-            let mut poller = HttpPoller::new(&url).token("secret").app_name("shop").bootstrap(&boot).timeout(Duration::from_secs(5));
+            let mut poller = HttpPoller::new(&url)
+                .token("secret")
+                .app_name("shop")
+                .bootstrap(&boot)
+                .timeout(Duration::from_secs(5));
             let ctx = Context::new();
 
-            assert_eq!(poller.fetch_once(&flags).await.unwrap(), FetchOutcome::Updated(1));
+            assert_eq!(
+                poller.fetch_once(&flags).await.unwrap(),
+                FetchOutcome::Updated(1)
+            );
             assert!(flags.is_enabled("one", &ctx));
             assert_eq!(poller.etag(), Some("\"v1\""));
-            assert_eq!(std::fs::read_to_string(&boot).unwrap(), state("one"), "the last good state is kept on disk");
+            assert_eq!(
+                std::fs::read_to_string(&boot).unwrap(),
+                state("one"),
+                "the last good state is kept on disk"
+            );
 
-            assert_eq!(poller.fetch_once(&flags).await.unwrap(), FetchOutcome::NotModified);
+            assert_eq!(
+                poller.fetch_once(&flags).await.unwrap(),
+                FetchOutcome::NotModified
+            );
             assert!(poller.fetch_once(&flags).await.is_err());
             assert!(poller.fetch_once(&flags).await.is_err());
-            assert!(flags.is_enabled("one", &ctx), "failures keep the last good state");
-            assert_eq!(poller.etag(), Some("\"v1\""), "a rejected body does not move the ETag");
-            assert_eq!(poller.fetch_once(&flags).await.unwrap(), FetchOutcome::Updated(2));
+            assert!(
+                flags.is_enabled("one", &ctx),
+                "failures keep the last good state"
+            );
+            assert_eq!(
+                poller.etag(),
+                Some("\"v1\""),
+                "a rejected body does not move the ETag"
+            );
+            assert_eq!(
+                poller.fetch_once(&flags).await.unwrap(),
+                FetchOutcome::Updated(2)
+            );
             assert!(flags.is_enabled("four", &ctx));
 
             let heads = seen.lock().unwrap().clone();
-            assert!(heads[0].starts_with("get /api/client/features "), "{}", heads[0]);
-            assert!(heads[0].contains("authorization: secret") && heads[0].contains("unleash-appname: shop"));
+            assert!(
+                heads[0].starts_with("get /api/client/features "),
+                "{}",
+                heads[0]
+            );
+            assert!(
+                heads[0].contains("authorization: secret")
+                    && heads[0].contains("unleash-appname: shop")
+            );
             assert!(!heads[0].contains("if-none-match"));
             assert!(heads[1].contains("if-none-match: \"v1\""));
-            let ev = events.lock().unwrap();
-            assert_eq!(ev.iter().filter(|e| matches!(e, Event::SourceFailed { .. })).count(), 1);
-            assert_eq!(ev.iter().filter(|e| matches!(e, Event::Rejected { .. })).count(), 1);
-            drop(ev);
+            let ev = events.lock().unwrap().clone();
+            assert_eq!(
+                ev.iter()
+                    .filter(|e| matches!(e, Event::SourceFailed { .. }))
+                    .count(),
+                1
+            );
+            assert_eq!(
+                ev.iter()
+                    .filter(|e| matches!(e, Event::Rejected { .. }))
+                    .count(),
+                1
+            );
 
             // A restart while the server is down serves the bootstrap file.
             let (fresh, events) = recording();
@@ -150,16 +222,31 @@ mod http {
                 let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 format!("http://{}", l.local_addr().unwrap())
             };
-            let task = HttpPoller::new(down).bootstrap(&boot).interval(Duration::from_secs(1)).spawn(fresh.clone());
+            let task = HttpPoller::new(down)
+                .bootstrap(&boot)
+                .interval(Duration::from_secs(1))
+                .spawn(fresh.clone());
             for _ in 0..200 {
-                if events.lock().unwrap().iter().any(|e| matches!(e, Event::SourceFailed { .. })) {
+                if events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|e| matches!(e, Event::SourceFailed { .. }))
+                {
                     break;
                 }
                 tokio::task::yield_now().await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            assert!(fresh.is_enabled("four", &ctx), "bootstrap state serves while the server is unreachable");
-            assert!(events.lock().unwrap().iter().any(|e| matches!(e, Event::SourceFailed { .. })));
+            assert!(
+                fresh.is_enabled("four", &ctx),
+                "bootstrap state serves while the server is unreachable"
+            );
+            assert!(events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e, Event::SourceFailed { .. })));
             task.abort();
             std::fs::remove_dir_all(&dir).ok();
         })
@@ -198,7 +285,12 @@ mod redis_source {
     async fn two_processes_share_live_config_through_redis() {
         let Some(url) = redis_url() else { return };
         let client = redis::Client::open(url.as_str()).unwrap();
-        let mut con = match tokio::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection()).await {
+        let mut con = match tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        {
             Ok(Ok(c)) => c,
             other => {
                 let msg = format!("Redis at {url} is unreachable: {other:?}");
@@ -209,7 +301,10 @@ mod redis_source {
                 return;
             }
         };
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let key = format!("scalekit-test:{}:{nanos}:flags", std::process::id());
         let source = RedisSource::new(&url, &key).unwrap();
         let (a, a_events) = recording();
@@ -222,23 +317,46 @@ mod redis_source {
             // Wait for both subscriptions: a publish before them would be missed by
             // the notification but is still read on subscribe.
             source.publish(&state("one")).await.unwrap();
-            until("both stores to load v1", || a.is_enabled("one", &ctx) && b.is_enabled("one", &ctx)).await;
+            until("both stores to load v1", || {
+                a.is_enabled("one", &ctx) && b.is_enabled("one", &ctx)
+            })
+            .await;
 
             source.publish("[flags.two]\n").await.unwrap();
-            until("both stores to load the TOML state", || a.is_enabled("two", &ctx) && b.is_enabled("two", &ctx)).await;
+            until("both stores to load the TOML state", || {
+                a.is_enabled("two", &ctx) && b.is_enabled("two", &ctx)
+            })
+            .await;
 
             // publish refuses a bad state before it reaches Redis.
             assert!(source.publish("{\"features\": 5}").await.is_err());
             // A bad state written behind its back is rejected by every reader.
-            let _: () = redis::pipe().set(&key, "{\"features\": 5}").ignore().publish(format!("{key}:changed"), "x").ignore()
-                .query_async(&mut con).await.unwrap();
-            until("the bad state to be rejected", || a_events.lock().unwrap().iter().any(|e| matches!(e, Event::Rejected { .. }))).await;
+            let _: () = redis::pipe()
+                .set(&key, "{\"features\": 5}")
+                .ignore()
+                .publish(format!("{key}:changed"), "x")
+                .ignore()
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            until("the bad state to be rejected", || {
+                a_events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|e| matches!(e, Event::Rejected { .. }))
+            })
+            .await;
             assert!(a.is_enabled("two", &ctx) && b.is_enabled("two", &ctx));
         })
         .await
         .expect("the Redis test is bounded");
         ta.abort();
         tb.abort();
-        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut con).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
     }
 }

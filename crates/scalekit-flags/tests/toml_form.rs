@@ -39,18 +39,38 @@ constraints = [{ field = "currentTime", op = "DATE_AFTER", value = "2020-01-01T0
 #[test]
 fn the_documented_example_evaluates_as_written() {
     let flags = Flags::new();
-    flags.load(toml_form::parse(EXAMPLE).unwrap(), "example.toml").unwrap();
-    let alice = Context::new().user_id("alice").property("country", "NO").property("appVersion", "2.5.0");
+    flags
+        .load(toml_form::parse(EXAMPLE).unwrap(), "example.toml")
+        .unwrap();
+    let alice = Context::new()
+        .user_id("alice")
+        .property("country", "NO")
+        .property("appVersion", "2.5.0");
     assert!(flags.is_enabled("new-checkout", &alice));
     assert_eq!(&*flags.variant("new-checkout", &alice).name, "green");
-    assert!(!flags.is_enabled("new-checkout", &Context::new().user_id("alice").property("country", "US").property("appVersion", "2.5.0")));
-    assert!(!flags.is_enabled("new-checkout", &Context::new().user_id("alice").property("country", "NO").property("appVersion", "2.3.9")));
+    assert!(!flags.is_enabled(
+        "new-checkout",
+        &Context::new()
+            .user_id("alice")
+            .property("country", "US")
+            .property("appVersion", "2.5.0")
+    ));
+    assert!(!flags.is_enabled(
+        "new-checkout",
+        &Context::new()
+            .user_id("alice")
+            .property("country", "NO")
+            .property("appVersion", "2.3.9")
+    ));
     assert!(flags.is_enabled("beta-banner", &alice));
     assert!(!flags.is_enabled("beta-banner", &Context::new().user_id("carol")));
     assert!(!flags.is_enabled("new-search", &alice));
     assert!(flags.is_enabled("search-ranking", &alice));
     // The child follows its parent's variant: on for bob exactly when bob gets green.
-    let bob = Context::new().user_id("bob").property("country", "SE").property("appVersion", "3.0.0");
+    let bob = Context::new()
+        .user_id("bob")
+        .property("country", "SE")
+        .property("appVersion", "3.0.0");
     let green = &*flags.variant("new-checkout", &bob).name == "green";
     assert_eq!(flags.is_enabled("search-ranking", &bob), green);
     assert!(!flags.is_enabled("search-ranking", &Context::new().user_id("carol")));
@@ -68,7 +88,13 @@ fn toml_and_json_compile_to_the_same_model() {
 
 fn err(text: &str) -> (usize, usize, String) {
     match toml_form::parse(text).unwrap_err() {
-        FlagsError::Parse { format: "TOML", line, column, message, .. } => (line, column, message),
+        FlagsError::Parse {
+            format: "TOML",
+            line,
+            column,
+            message,
+            ..
+        } => (line, column, message),
         other => panic!("{other:?}"),
     }
 }
@@ -81,7 +107,8 @@ fn errors_name_the_line_and_column() {
     let (l, _, m) = err("[flags.a]\nrollout = 150\n");
     assert_eq!(l, 2);
     assert!(m.contains("150"), "{m}");
-    let (l, c, m) = err("[flags.a]\nwhen = [\n  { field = \"x\", op = \"EQUALS\", values = [\"1\"] },\n]\n");
+    let (l, c, m) =
+        err("[flags.a]\nwhen = [\n  { field = \"x\", op = \"EQUALS\", values = [\"1\"] },\n]\n");
     assert_eq!((l, c), (3, 3), "{m}");
     assert!(m.contains("EQUALS") && m.contains("STR_CONTAINS"), "{m}");
     let (l, _, m) = err("[flags.a]\nsegments = [\"nowhere\"]\n");
@@ -105,7 +132,10 @@ fn a_bad_toml_file_is_rejected_with_its_path() {
     flags.load_file(&path).unwrap();
     std::fs::write(&path, "[flags.a]\n\nrollout = \"half\"\n").unwrap();
     let e = flags.load_file(&path).unwrap_err();
-    assert!(e.to_string().starts_with(&format!("{}:3:", path.display())), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!("{}:3:", path.display())),
+        "{e}"
+    );
     assert!(flags.is_enabled("a", &Context::new()));
     std::fs::remove_dir_all(&dir).ok();
 }

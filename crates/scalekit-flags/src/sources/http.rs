@@ -133,14 +133,23 @@ impl HttpPoller {
         let r = self.fetch_inner(flags).await;
         if let Err(e) = &r {
             if !matches!(e, FlagsError::Parse { .. } | FlagsError::Invalid { .. }) {
-                flags.source_failed(&self.url, FlagsError::Source { what: e.to_string(), source: None });
+                flags.source_failed(
+                    &self.url,
+                    FlagsError::Source {
+                        what: e.to_string(),
+                        source: None,
+                    },
+                );
             }
         }
         r
     }
 
     async fn fetch_inner(&mut self, flags: &Flags) -> Result<FetchOutcome, FlagsError> {
-        let src = |what: String, e: reqwest::Error| FlagsError::Source { what, source: Some(Box::new(e)) };
+        let src = |what: String, e: reqwest::Error| FlagsError::Source {
+            what,
+            source: Some(Box::new(e)),
+        };
         let mut req = self
             .client
             .get(&self.url)
@@ -154,23 +163,42 @@ impl HttpPoller {
         if let Some(e) = &self.etag {
             req = req.header("If-None-Match", e);
         }
-        let resp = req.send().await.map_err(|e| src(format!("GET {}", self.url), e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| src(format!("GET {}", self.url), e))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(FetchOutcome::NotModified);
         }
         if !status.is_success() {
-            return Err(FlagsError::Source { what: format!("GET {}: HTTP {status}", self.url), source: None });
+            return Err(FlagsError::Source {
+                what: format!("GET {}: HTTP {status}", self.url),
+                source: None,
+            });
         }
-        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = resp.text().await.map_err(|e| src(format!("GET {}: reading the body", self.url), e))?;
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| src(format!("GET {}: reading the body", self.url), e))?;
         let report = flags.load_json(&body, &self.url)?;
         self.etag = etag;
         if let Some(p) = &self.bootstrap {
             let tmp = p.with_extension("tmp");
             let written = std::fs::write(&tmp, &body).and_then(|()| std::fs::rename(&tmp, p));
             if let Err(source) = written {
-                flags.source_failed(&self.url, FlagsError::Io { path: p.clone(), source });
+                flags.source_failed(
+                    &self.url,
+                    FlagsError::Io {
+                        path: p.clone(),
+                        source,
+                    },
+                );
             }
         }
         Ok(FetchOutcome::Updated(report.version))
@@ -187,7 +215,11 @@ impl HttpPoller {
                     Ok(_) => failures = 0,
                     Err(_) => failures = failures.saturating_add(1),
                 }
-                let wait = if failures == 0 { self.interval } else { backoff(self.interval, self.max_backoff, failures) };
+                let wait = if failures == 0 {
+                    self.interval
+                } else {
+                    backoff(self.interval, self.max_backoff, failures)
+                };
                 tokio::time::sleep(wait).await;
             }
         })

@@ -32,15 +32,24 @@ pub struct RedisSource {
 }
 
 fn redis_err(what: String, e: redis::RedisError) -> FlagsError {
-    FlagsError::Source { what, source: Some(Box::new(e)) }
+    FlagsError::Source {
+        what,
+        source: Some(Box::new(e)),
+    }
 }
 
 impl RedisSource {
     /// A source reading `key`, notified on the channel `<key>:changed`.
     pub fn new(url: &str, key: impl Into<String>) -> Result<Self, FlagsError> {
         let key = key.into();
-        let client = redis::Client::open(url).map_err(|e| redis_err(format!("redis URL {url}"), e))?;
-        Ok(RedisSource { client, channel: format!("{key}:changed"), key, max_backoff: Duration::from_secs(30) })
+        let client =
+            redis::Client::open(url).map_err(|e| redis_err(format!("redis URL {url}"), e))?;
+        Ok(RedisSource {
+            client,
+            channel: format!("{key}:changed"),
+            key,
+            max_backoff: Duration::from_secs(30),
+        })
     }
 
     /// Uses another notification channel.
@@ -77,7 +86,11 @@ impl RedisSource {
 
     /// Reads the key once and applies it if it changed. `Ok(false)` when the key is
     /// absent or unchanged.
-    pub async fn fetch_once(&self, flags: &Flags, last: &mut Option<u64>) -> Result<bool, FlagsError> {
+    pub async fn fetch_once(
+        &self,
+        flags: &Flags,
+        last: &mut Option<u64>,
+    ) -> Result<bool, FlagsError> {
         let mut con = self
             .client
             .get_multiplexed_async_connection()
@@ -105,7 +118,10 @@ impl RedisSource {
             .get_async_pubsub()
             .await
             .map_err(|e| redis_err(format!("subscribing to {}", self.channel), e))?;
-        pubsub.subscribe(&self.channel).await.map_err(|e| redis_err(format!("SUBSCRIBE {}", self.channel), e))?;
+        pubsub
+            .subscribe(&self.channel)
+            .await
+            .map_err(|e| redis_err(format!("SUBSCRIBE {}", self.channel), e))?;
         // Read after subscribing, so that no change between the two is missed.
         let _ = self.fetch_once(flags, last).await;
         let mut messages = pubsub.on_message();
@@ -116,7 +132,10 @@ impl RedisSource {
                 }
             }
         }
-        Err(FlagsError::Source { what: format!("subscription to {} ended", self.channel), source: None })
+        Err(FlagsError::Source {
+            what: format!("subscription to {} ended", self.channel),
+            source: None,
+        })
     }
 
     /// Runs the source as a task, reconnecting with backoff.
@@ -129,7 +148,12 @@ impl RedisSource {
                     flags.source_failed(&self.key, e);
                 }
                 failures = failures.saturating_add(1);
-                tokio::time::sleep(backoff(Duration::from_millis(100), self.max_backoff, failures)).await;
+                tokio::time::sleep(backoff(
+                    Duration::from_millis(100),
+                    self.max_backoff,
+                    failures,
+                ))
+                .await;
             }
         })
     }

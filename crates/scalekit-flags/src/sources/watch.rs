@@ -20,7 +20,11 @@ use std::time::Duration;
 /// // ... serve; task.abort() to stop watching.
 /// # }
 /// ```
-pub fn watch_file(flags: Flags, path: impl Into<PathBuf>, interval: Duration) -> tokio::task::JoinHandle<()> {
+pub fn watch_file(
+    flags: Flags,
+    path: impl Into<PathBuf>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
     let path = path.into();
     tokio::spawn(async move {
         let origin = path.display().to_string();
@@ -44,7 +48,13 @@ pub fn watch_file(flags: Flags, path: impl Into<PathBuf>, interval: Duration) ->
                 }
                 Err(source) => {
                     if !failing {
-                        flags.source_failed(&origin, FlagsError::Io { path: path.clone(), source });
+                        flags.source_failed(
+                            &origin,
+                            FlagsError::Io {
+                                path: path.clone(),
+                                source,
+                            },
+                        );
                         failing = true;
                     }
                 }
