@@ -8,6 +8,10 @@ pub use scalekit_core as core;
 #[cfg(feature = "ring")]
 pub use scalekit_ring as ring;
 
+/// Feature toggles with Unleash-compatible evaluation (feature `flags`).
+#[cfg(feature = "flags")]
+pub use scalekit_flags as flags;
+
 /// The repository README's examples, doc-tested with the workspace.
 #[cfg(all(doctest, feature = "ring"))]
 #[doc = include_str!("../../../README.md")]
