@@ -54,8 +54,9 @@ impl FlagsError {
         FlagsError::Parse {
             format: "JSON",
             origin: origin.map(str::to_owned),
-            line: e.line(),
-            column: e.column(),
+            // serde_json says column 0 for an empty input; positions here are 1-based.
+            line: e.line().max(1),
+            column: e.column().max(1),
             message: e.to_string(),
         }
     }

@@ -69,7 +69,16 @@ fn evaluation_does_not_allocate() {
         .property("age", "30")
         .property("version", "2.1.0")
         .property("email", "ada@example.com");
-    let names = ["plain", "rollout", "random", "constraints", "variants", "child", "users", "missing"];
+    let names = [
+        "plain",
+        "rollout",
+        "random",
+        "constraints",
+        "variants",
+        "child",
+        "users",
+        "missing",
+    ];
     assert!(flags.is_enabled("constraints", &ctx));
     // Warm the thread's snapshot cache and lazily initialised statics.
     for n in names {

@@ -58,7 +58,7 @@ fn a_bad_update_is_rejected_with_its_position_and_the_last_good_state_serves() {
     let ev = events.lock().unwrap();
     assert!(matches!(&ev[0], Event::Applied { version: 1, .. }));
     assert!(matches!(&ev[1], Event::Rejected { origin, .. } if origin == "v2.json"));
-    assert_eq!(ev.len(), 4);
+    assert_eq!(ev.len(), 5);
 }
 
 #[test]

@@ -112,7 +112,13 @@ impl RedisSource {
         Ok(true)
     }
 
-    async fn session(&self, flags: &Flags, last: &mut Option<u64>) -> Result<(), FlagsError> {
+    /// One subscription, until it fails. `subscribed` is set once it is established.
+    async fn session(
+        &self,
+        flags: &Flags,
+        last: &mut Option<u64>,
+        subscribed: &mut bool,
+    ) -> Result<(), FlagsError> {
         let mut pubsub = self
             .client
             .get_async_pubsub()
@@ -144,10 +150,16 @@ impl RedisSource {
             let mut last = None;
             let mut failures = 0u32;
             loop {
-                if let Err(e) = self.session(&flags, &mut last).await {
+                let mut subscribed = false;
+                if let Err(e) = self.session(&flags, &mut last, &mut subscribed).await {
                     flags.source_failed(&self.key, e);
                 }
-                failures = failures.saturating_add(1);
+                // A connection that worked starts the backoff over.
+                failures = if subscribed {
+                    1
+                } else {
+                    failures.saturating_add(1)
+                };
                 tokio::time::sleep(backoff(
                     Duration::from_millis(100),
                     self.max_backoff,
