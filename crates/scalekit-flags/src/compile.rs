@@ -110,7 +110,11 @@ pub(crate) struct Dep {
 
 pub(crate) struct CStrategy {
     kind: Kind,
+    /// Cheapest first (see [`CConstraint::cost`]).
     constraints: Box<[CConstraint]>,
+    /// Check the strategy itself before its constraints (when it is cheaper: both
+    /// must hold and both are pure, so the order only changes the time taken).
+    kind_first: bool,
     variants: Option<Variants>,
 }
 
@@ -581,7 +585,19 @@ impl<'a> Compiler<'a> {
             stickiness(p.get("stickiness").map(String::as_str)),
             group("groupId"),
         );
+        // Cheapest constraints first, so that a failing one ends the check early.
+        constraints.sort_by_key(CConstraint::cost);
+        let constraint_cost: u32 = constraints.iter().map(CConstraint::cost).sum();
+        let kind_cost = match &kind {
+            Kind::Always | Kind::Never => 0,
+            Kind::UserIds(_) | Kind::Remote(_) | Kind::Random(_) => 2,
+            Kind::Rollout { .. } => 4,
+            // A custom strategy is user code: call it only when the constraints hold,
+            // as Unleash's SDKs do.
+            Kind::Custom(..) => u32::MAX,
+        };
         CStrategy {
+            kind_first: kind_cost < constraint_cost,
             kind,
             constraints: constraints.into_boxed_slice(),
             variants,
@@ -796,6 +812,23 @@ impl Op {
 }
 
 impl CConstraint {
+    /// A rough relative cost of evaluating the constraint.
+    fn cost(&self) -> u32 {
+        let field = match self.field {
+            Field::Property(_) => 1,
+            _ => 0,
+        };
+        field
+            + match &self.op {
+                Op::Never => 0,
+                Op::In(_) | Op::NotIn(_) | Op::Num(..) => 2,
+                Op::Str { ci, .. } => 2 + u32::from(*ci),
+                Op::Cidr(_) => 3,
+                Op::Date(..) | Op::Semver(..) => 5,
+                Op::Regex(_) => 8,
+            }
+    }
+
     #[inline]
     fn holds(&self, ctx: &Context) -> bool {
         match self.op.eval(&self.field, ctx) {
@@ -827,9 +860,15 @@ fn rollout_hit(pct: f64, stick: &Stickiness, group: &str, ctx: &Context) -> bool
 impl CStrategy {
     #[inline]
     fn matches(&self, ctx: &Context) -> bool {
-        if !self.constraints.iter().all(|c| c.holds(ctx)) {
-            return false;
+        if self.kind_first {
+            self.kind_holds(ctx) && self.constraints.iter().all(|c| c.holds(ctx))
+        } else {
+            self.constraints.iter().all(|c| c.holds(ctx)) && self.kind_holds(ctx)
         }
+    }
+
+    #[inline]
+    fn kind_holds(&self, ctx: &Context) -> bool {
         match &self.kind {
             Kind::Always => true,
             Kind::Never => false,

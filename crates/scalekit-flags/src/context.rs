@@ -24,14 +24,29 @@ pub struct Context {
     buf: String,
     /// userId, sessionId, remoteAddress, environment, appName, currentTime.
     fields: [Span; 6],
-    props: Vec<(Span, Span)>,
+    /// The first properties, inline (no pointer to follow when evaluating).
+    inline: [(Span, Span); INLINE],
+    inline_len: u8,
+    /// Properties beyond the first [`INLINE`].
+    more: Vec<(Span, Span)>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+const INLINE: usize = 6;
+
+/// A slice of the context's buffer; `len == u32::MAX` means unset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Span {
     start: u32,
     len: u32,
-    set: bool,
+}
+
+impl Default for Span {
+    fn default() -> Self {
+        Span {
+            start: 0,
+            len: u32::MAX,
+        }
+    }
 }
 
 /// A context field, resolved once at compile time.
@@ -84,14 +99,13 @@ impl Context {
         // Contexts over 4 GiB are not a use case; saturate rather than wrap.
         Span {
             start: u32::try_from(start).unwrap_or(u32::MAX),
-            len: u32::try_from(s.len()).unwrap_or(0),
-            set: true,
+            len: u32::try_from(s.len()).unwrap_or(0).min(u32::MAX - 1),
         }
     }
 
     #[inline]
     fn text(&self, s: Span) -> Option<&str> {
-        if !s.set {
+        if s.len == u32::MAX {
             return None;
         }
         let start = s.start as usize;
@@ -148,16 +162,20 @@ impl Context {
         match field.slot() {
             Some(i) => self.fields[i] = self.push(value),
             None => {
-                let existing = self
-                    .props
-                    .iter()
-                    .position(|(k, _)| self.text(*k) == Some(name));
+                let existing = self.props().position(|(k, _)| self.text(*k) == Some(name));
                 let v = self.push(value);
                 match existing {
-                    Some(i) => self.props[i].1 = v,
+                    Some(i) if i < INLINE => self.inline[i].1 = v,
+                    Some(i) => self.more[i - INLINE].1 = v,
                     None => {
                         let k = self.push(name);
-                        self.props.push((k, v));
+                        let n = usize::from(self.inline_len);
+                        if n < INLINE {
+                            self.inline[n] = (k, v);
+                            self.inline_len += 1;
+                        } else {
+                            self.more.push((k, v));
+                        }
                     }
                 }
             }
@@ -174,10 +192,16 @@ impl Context {
         self.text(self.fields[0])
     }
 
+    #[inline]
+    fn props(&self) -> impl Iterator<Item = &(Span, Span)> + '_ {
+        self.inline[..usize::from(self.inline_len)]
+            .iter()
+            .chain(self.more.iter())
+    }
+
     /// The properties (fields other than Unleash's six), in the order first set.
     pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.props
-            .iter()
+        self.props()
             .filter_map(|(k, v)| Some((self.text(*k)?, self.text(*v)?)))
     }
 
@@ -198,7 +222,7 @@ impl Context {
             Field::Property(name) => {
                 let name = name.as_bytes();
                 let buf = self.buf.as_bytes();
-                for (k, v) in &self.props {
+                for (k, v) in self.props() {
                     if k.len as usize == name.len() {
                         let start = k.start as usize;
                         if buf

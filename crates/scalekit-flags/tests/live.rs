@@ -57,7 +57,11 @@ fn a_bad_update_is_rejected_with_its_position_and_the_last_good_state_serves() {
     // Positions are 1-based even for an empty input (found by fuzzing).
     assert!(matches!(
         flags.load_json("", "empty"),
-        Err(FlagsError::Parse { line: 1, column: 1, .. })
+        Err(FlagsError::Parse {
+            line: 1,
+            column: 1,
+            ..
+        })
     ));
     assert_eq!(flags.version(), 1);
     let ev = events.lock().unwrap();
