@@ -131,6 +131,22 @@ proptest! {
         prop_assert_eq!(flags.is_enabled("t", &Context::new().property("f", &value)), expected);
     }
 
+    /// A strategy is on exactly when its rollout and each of its constraints are,
+    /// whatever order the compiler checks them in.
+    #[test]
+    fn strategy_is_the_conjunction_of_its_parts(user in "[a-z0-9]{1,8}", pct in 0u32..=100, country in prop_oneof![Just("NO"), Just("SE"), Just("US")], age in 0u32..40, version in version()) {
+        let constraints = r#"[{"contextName":"country","operator":"IN","values":["NO","SE"]},
+            {"contextName":"version","operator":"SEMVER_GTE","value":"1.0.0"},
+            {"contextName":"age","operator":"NUM_GT","value":"17"},
+            {"contextName":"email","operator":"REGEX","value":"^x","inverted":true}]"#;
+        let both = one(&format!(r#"{{"features":[{{"name":"t","enabled":true,"strategies":[{{"name":"flexibleRollout",
+            "parameters":{{"rollout":"{pct}","stickiness":"userId","groupId":"g"}},"constraints":{constraints}}}]}}]}}"#));
+        let only_constraints = one(&format!(r#"{{"features":[{{"name":"t","enabled":true,"strategies":[{{"name":"default","constraints":{constraints}}}]}}]}}"#));
+        let ctx = Context::new().user_id(&user).property("country", country).property("age", age.to_string()).property("version", &version);
+        let expected = rollout(pct, "userId").is_enabled("t", &ctx) && only_constraints.is_enabled("t", &ctx);
+        prop_assert_eq!(both.is_enabled("t", &ctx), expected);
+    }
+
     /// Any percentage gives about that share of users (within 5 points over 2000 users).
     #[test]
     fn rollout_share_is_close_to_the_percentage(pct in 0u32..=100) {
