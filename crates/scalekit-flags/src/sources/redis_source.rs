@@ -128,6 +128,7 @@ impl RedisSource {
             .subscribe(&self.channel)
             .await
             .map_err(|e| redis_err(format!("SUBSCRIBE {}", self.channel), e))?;
+        *subscribed = true;
         // Read after subscribing, so that no change between the two is missed.
         let _ = self.fetch_once(flags, last).await;
         let mut messages = pubsub.on_message();
