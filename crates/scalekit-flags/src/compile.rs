@@ -7,7 +7,7 @@
 //! then only reads the context and this form, and allocates nothing.
 
 use crate::cidr::Cidr;
-use crate::context::{bytes_eq, fast_eq, Context, Field};
+use crate::context::{bytes_eq, Context, Field};
 use crate::hash::{normalized_hash, VARIANT_SEED};
 use crate::metrics::Counters;
 use crate::model::{
@@ -35,17 +35,21 @@ pub(crate) struct NameIndex {
     hasher: ahash::RandomState,
     slots: Box<[(u64, u32)]>,
     mask: usize,
+    /// The names, by toggle index, in one buffer (compared without touching the
+    /// toggles themselves).
+    names: StrList,
 }
 
 const EMPTY: u32 = u32::MAX;
 
 impl NameIndex {
-    fn new(n: usize) -> Self {
-        let cap = (n * 2).next_power_of_two().max(8);
+    fn new(names: &[&str]) -> Self {
+        let cap = (names.len() * 2).next_power_of_two().max(8);
         NameIndex {
             hasher: ahash::RandomState::new(),
             slots: vec![(0, EMPTY); cap].into_boxed_slice(),
             mask: cap - 1,
+            names: StrList::new(names),
         }
     }
 
@@ -67,7 +71,7 @@ impl NameIndex {
     }
 
     #[inline]
-    fn get(&self, name: &str, toggles: &[Toggle]) -> Option<usize> {
+    fn get(&self, name: &str) -> Option<usize> {
         let h = self.hasher.hash_one(name);
         let mut i = h as usize & self.mask;
         loop {
@@ -75,8 +79,23 @@ impl NameIndex {
             if si == EMPTY {
                 return None;
             }
-            if sh == h && fast_eq(&toggles[si as usize].name, name) {
-                return Some(si as usize);
+            if sh == h {
+                let (a, l) = self
+                    .names
+                    .spans
+                    .get(si as usize)
+                    .copied()
+                    .unwrap_or((0, u32::MAX));
+                if l as usize == name.len()
+                    && self
+                        .names
+                        .text
+                        .as_bytes()
+                        .get(a as usize..(a + l) as usize)
+                        .is_some_and(|x| bytes_eq(x, name.as_bytes()))
+                {
+                    return Some(si as usize);
+                }
             }
             i = (i + 1) & self.mask;
         }
@@ -198,7 +217,7 @@ enum Op {
     Str {
         op: StrOp,
         ci: bool,
-        values: Box<[Box<str>]>,
+        values: StrList,
     },
     Num(Cmp, f64),
     Date(Cmp, i64),
@@ -222,26 +241,71 @@ fn number(s: &str) -> Option<f64> {
     s.trim().parse::<f64>().ok()
 }
 
+/// A short list of strings kept in one buffer, so that scanning it touches one or
+/// two cache lines instead of one allocation per value.
+pub(crate) struct StrList {
+    text: Box<str>,
+    spans: Box<[(u32, u32)]>,
+}
+
+impl StrList {
+    fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(values: I) -> Self {
+        let mut text = String::new();
+        let mut spans = Vec::new();
+        for v in values {
+            let v = v.as_ref();
+            spans.push((text.len() as u32, v.len() as u32));
+            text.push_str(v);
+        }
+        StrList {
+            text: text.into_boxed_str(),
+            spans: spans.into_boxed_slice(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    #[inline]
+    fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.spans
+            .iter()
+            .filter_map(|&(a, l)| self.text.get(a as usize..(a + l) as usize))
+    }
+
+    /// Whether `s` is one of the values (length compared before any byte).
+    #[inline]
+    fn contains(&self, s: &str) -> bool {
+        let b = self.text.as_bytes();
+        self.spans.iter().any(|&(a, l)| {
+            l as usize == s.len()
+                && b.get(a as usize..(a + l) as usize)
+                    .is_some_and(|x| bytes_eq(x, s.as_bytes()))
+        })
+    }
+}
+
 /// A set of strings: a short list compared in order, or a hash set.
 pub(crate) enum StrSet {
-    Small(Box<[Box<str>]>),
+    Small(StrList),
     Hashed(AHashSet<Box<str>>),
 }
 
 impl StrSet {
-    fn new<I: IntoIterator<Item = S>, S: Into<Box<str>>>(values: I) -> Self {
-        let v: Vec<Box<str>> = values.into_iter().map(Into::into).collect();
-        if v.len() <= 8 {
-            StrSet::Small(v.into_boxed_slice())
+    fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(values: I) -> Self {
+        let list = StrList::new(values);
+        if list.len() <= 8 {
+            StrSet::Small(list)
         } else {
-            StrSet::Hashed(v.into_iter().collect())
+            StrSet::Hashed(list.iter().map(Box::from).collect())
         }
     }
 
     #[inline]
     fn contains(&self, s: &str) -> bool {
         match self {
-            StrSet::Small(v) => v.iter().any(|x| fast_eq(x, s)),
+            StrSet::Small(v) => v.contains(s),
             StrSet::Hashed(h) => h.contains(s),
         }
     }
@@ -322,17 +386,13 @@ impl<'a> Compiler<'a> {
                     "STR_ENDS_WITH" => StrOp::Ends,
                     _ => StrOp::Contains,
                 };
-                let values = c
-                    .values
-                    .iter()
-                    .map(|v| {
-                        if c.case_insensitive {
-                            v.to_lowercase().into()
-                        } else {
-                            v.as_str().into()
-                        }
-                    })
-                    .collect();
+                let values = StrList::new(c.values.iter().map(|v| {
+                    if c.case_insensitive {
+                        v.to_lowercase()
+                    } else {
+                        v.clone()
+                    }
+                }));
                 Op::Str {
                     op,
                     ci: c.case_insensitive,
@@ -640,7 +700,7 @@ fn compile_parts(model: &ClientFeatures, opts: &Options) -> Result<Parts, FlagsE
         return Err(FlagsError::invalid("too many toggles"));
     }
     let names: Vec<&str> = model.features.iter().map(|f| f.name.as_str()).collect();
-    let mut index = NameIndex::new(names.len());
+    let mut index = NameIndex::new(&names);
     let mut by_name: AHashMap<&str, u32> = AHashMap::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         if !index.insert(name, i as u32, &names) {
@@ -779,7 +839,7 @@ impl Op {
                             v.len() >= x.len()
                                 && bytes_eq(&v.as_bytes()[v.len() - x.len()..], x.as_bytes())
                         }
-                        StrOp::Contains => v.contains(&**x),
+                        StrOp::Contains => v.contains(x),
                     })
                 };
                 if *ci {
@@ -929,7 +989,7 @@ pub(crate) struct Outcome<'a> {
 impl Compiled {
     #[inline]
     pub(crate) fn lookup(&self, name: &str) -> Option<usize> {
-        self.index.get(name, &self.toggles)
+        self.index.get(name)
     }
 
     /// Whether the toggle is on; `Some(index of the strategy that matched)` or

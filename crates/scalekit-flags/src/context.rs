@@ -242,12 +242,13 @@ impl Context {
 /// String equality that rejects on length and first byte before comparing the rest.
 /// Short strings are compared eight bytes at a time inline rather than through a
 /// `memcmp` call.
-#[inline]
-pub(crate) fn fast_eq(a: &str, b: &str) -> bool {
+#[cfg(test)]
+fn fast_eq(a: &str, b: &str) -> bool {
     bytes_eq(a.as_bytes(), b.as_bytes())
 }
 
-/// [`fast_eq`] on bytes.
+/// String equality on bytes: rejects on length and first byte before comparing the
+/// rest, eight bytes at a time inline rather than through a `memcmp` call.
 #[inline]
 pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() || a.first() != b.first() {
