@@ -20,6 +20,10 @@ pub use scalekit_breaker as breaker;
 #[cfg(feature = "limit")]
 pub use scalekit_limit as limit;
 
+/// Feature toggles with Unleash-compatible evaluation (feature `flags`).
+#[cfg(feature = "flags")]
+pub use scalekit_flags as flags;
+
 /// The repository README's examples, doc-tested with the workspace.
 #[cfg(all(doctest, feature = "ring"))]
 #[doc = include_str!("../../../README.md")]

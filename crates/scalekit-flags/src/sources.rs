@@ -1,0 +1,60 @@
+//! Live sources: a watched file, an HTTP poller for Unleash's client API, and Redis.
+//!
+//! Every source hands the text it fetched to the store, which parses, validates and
+//! compiles it completely before swapping it in; a bad update is refused with an
+//! [`Event::Rejected`](crate::Event::Rejected) and the last good state keeps serving.
+//! A fetch that fails (file unreadable, server unreachable, HTTP error) emits
+//! [`Event::SourceFailed`](crate::Event::SourceFailed) and changes nothing.
+//!
+//! The sources are tokio tasks; dropping or aborting the returned handle stops them.
+
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "redis")]
+mod redis_source;
+#[cfg(feature = "watch")]
+mod watch;
+
+#[cfg(feature = "http")]
+pub use http::{FetchOutcome, HttpPoller};
+#[cfg(feature = "redis")]
+pub use redis_source::RedisSource;
+#[cfg(feature = "watch")]
+pub use watch::watch_file;
+
+/// The delay before the next attempt after `failures` consecutive failures: the
+/// interval doubled per failure, capped at `max`.
+///
+/// ```
+/// use scalekit_flags::sources::backoff;
+/// use std::time::Duration;
+/// let s = Duration::from_secs(1);
+/// assert_eq!(backoff(s, Duration::from_secs(60), 0), s);
+/// assert_eq!(backoff(s, Duration::from_secs(60), 3), Duration::from_secs(8));
+/// assert_eq!(backoff(s, Duration::from_secs(60), 40), Duration::from_secs(60));
+/// ```
+pub fn backoff(
+    interval: std::time::Duration,
+    max: std::time::Duration,
+    failures: u32,
+) -> std::time::Duration {
+    let factor = 1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX);
+    interval
+        .checked_mul(factor)
+        .unwrap_or(max)
+        .min(max.max(interval))
+}
+
+/// A 64-bit FNV-1a of the text, to skip re-applying identical content.
+#[cfg_attr(not(any(feature = "watch", feature = "redis")), allow(dead_code))]
+pub(crate) fn fingerprint(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Whether text looks like TOML rather than JSON (JSON states start with `{`).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn looks_like_toml(text: &str) -> bool {
+    !text.trim_start().starts_with('{')
+}
