@@ -222,7 +222,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// The number of shards (rounded up to a power of two). Each shard has its
-    /// own lock and policy. The default is four per core, fewer for small
+    /// own lock and policy. The default is sixteen per core (so that threads
+    /// rarely meet on one lock), fewer for small
     /// capacities so that each shard keeps at least 1,024 entries.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards.max(1));
@@ -270,7 +271,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
 fn default_shards(capacity: u64) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let wanted = (cores * 4).next_power_of_two() as u64;
+    let wanted = (cores * 16).next_power_of_two() as u64;
     let most = (capacity / MIN_SHARD_CAPACITY).max(1);
     // The largest power of two within both bounds.
     let shards = wanted.min(most);

@@ -53,7 +53,7 @@
 //!
 //! # Concurrency
 //!
-//! Keys are spread over shards (four per core, each at least 1,024 entries),
+//! Keys are spread over shards (sixteen per core, each at least 1,024 entries),
 //! each with its own lock, table, queues, sketch and timer wheel. A read takes
 //! only its shard's *shared* lock: the queues are CLOCK approximations of LRU,
 //! so recording an access sets a bit and bumps a small counter in the entry
