@@ -351,6 +351,15 @@ where
             0
         };
         let mut removed = Removed::new(self.inner.listener.is_some());
+        // Find the entry under the shared lock first: its table slot and node
+        // come into this core's cache while readers still run, so the
+        // exclusive section below, which readers wait for, takes no miss on them.
+        {
+            let store = self.shard(hash).read();
+            if let Some(idx) = store.find(hash, &key) {
+                std::hint::black_box(store.node(idx).weight);
+            }
+        }
         {
             let mut store = self.shard(hash).write();
             let (write_deadline, deadline) = if expiring {
