@@ -32,11 +32,9 @@ const CAPACITY: u64 = 100_000;
 const STREAM: usize = 1 << 21;
 const THREADS: usize = 2;
 
-fn spread(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// SplitMix64's step: a bijection of `u64` (the same as the hit-ratio binary's).
+fn spread(rank: u64) -> u64 {
+    scalekit_core::mix64(rank.wrapping_add(0x9e37_79b9_7f4a_7c15))
 }
 
 fn zipf_stream(seed: u64) -> Vec<u64> {

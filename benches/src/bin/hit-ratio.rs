@@ -142,16 +142,13 @@ fn zipf(alpha: f64, keys: u64, requests: u64, seed: u64) -> Result<Vec<u64>, Str
         Zipf::new(keys as f64, alpha).map_err(|e| format!("zipf({alpha}, {keys}): {e}"))?;
     let mut rng = StdRng::seed_from_u64(seed);
     Ok((0..requests)
-        .map(|_| scalekit_core_mix(rng.sample(distribution) as u64))
+        .map(|_| spread(rng.sample(distribution) as u64))
         .collect())
 }
 
-fn scalekit_core_mix(x: u64) -> u64 {
-    // SplitMix64's finalizer: a bijection.
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// SplitMix64's step: a bijection of `u64`.
+fn spread(rank: u64) -> u64 {
+    scalekit_core::mix64(rank.wrapping_add(0x9e37_79b9_7f4a_7c15))
 }
 
 /// The hit ratio in percent of `policy` with `capacity` entries over `trace`.

@@ -174,13 +174,8 @@ where
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &RwLock<Store<K, V>> {
+    pub(crate) fn shard(&self, hash: u64) -> &RwLock<Store<K, V>> {
         &self.inner.shards[self.shard_index(hash)]
-    }
-
-    #[inline]
-    pub(crate) fn shard_store(&self, hash: u64) -> &RwLock<Store<K, V>> {
-        self.shard(hash)
     }
 
     /// Whether an entry with this (hard) deadline is fresh at `now`: neither

@@ -150,6 +150,24 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
     }
 }
 
+/// What a loading call does next (see `Cache::step`).
+enum Step<'a, K: Hash + Eq, V: Clone> {
+    Value(V),
+    Lead(Leader<'a, K, V>, Option<V>),
+    Wait(Arc<Flight<V>>),
+}
+
+/// A waited-for flight's result for this caller: its value, its error if of
+/// the caller's type, or `None` to go round again (abandoned, or an error of
+/// another loader's type).
+fn settle<V, E: Send + Sync + 'static>(outcome: Outcome<V>) -> Option<Result<V, Arc<E>>> {
+    match outcome {
+        Outcome::Done(value) => Some(Ok(value)),
+        Outcome::Failed(error) => error.downcast::<E>().ok().map(Err),
+        Outcome::Abandoned => None,
+    }
+}
+
 enum Role<'a, K: Hash + Eq, V: Clone> {
     Leader(Leader<'a, K, V>),
     Waiter(Arc<Flight<V>>),
@@ -269,20 +287,9 @@ where
     {
         let mut init = Some(init);
         loop {
-            let stale = match self.lookup(&key, true) {
-                Found::Fresh(value) => return Ok(value),
-                Found::Refresh(value) => Some(value),
-                Found::Missing => None,
-            };
-            match self.role(&key) {
-                Role::Leader(leader) => {
-                    if stale.is_none() {
-                        if let Some(value) = self.peek(&key) {
-                            // Another flight landed between our lookup and now.
-                            leader.land(State::Done(value.clone()));
-                            return Ok(value);
-                        }
-                    }
+            match self.step(&key) {
+                Step::Value(value) => return Ok(value),
+                Step::Lead(leader, stale) => {
                     let Some(init) = init.take() else {
                         // Unreachable: a leader always returns below.
                         continue;
@@ -291,18 +298,9 @@ where
                     let result = init();
                     return self.land(leader, key, result, stale, started);
                 }
-                Role::Waiter(flight) => {
-                    if let Some(value) = stale {
-                        return Ok(value);
-                    }
-                    match flight.wait() {
-                        Outcome::Done(value) => return Ok(value),
-                        Outcome::Failed(error) => {
-                            if let Ok(error) = error.downcast::<E>() {
-                                return Err(error);
-                            }
-                        }
-                        Outcome::Abandoned => {}
+                Step::Wait(flight) => {
+                    if let Some(result) = settle(flight.wait()) {
+                        return result;
                     }
                 }
             }
@@ -343,19 +341,9 @@ where
     {
         let mut init = Some(init);
         loop {
-            let stale = match self.lookup(&key, true) {
-                Found::Fresh(value) => return Ok(value),
-                Found::Refresh(value) => Some(value),
-                Found::Missing => None,
-            };
-            match self.role(&key) {
-                Role::Leader(leader) => {
-                    if stale.is_none() {
-                        if let Some(value) = self.peek(&key) {
-                            leader.land(State::Done(value.clone()));
-                            return Ok(value);
-                        }
-                    }
+            match self.step(&key) {
+                Step::Value(value) => return Ok(value),
+                Step::Lead(leader, stale) => {
                     let Some(init) = init.take() else {
                         continue;
                     };
@@ -363,21 +351,39 @@ where
                     let result = init.await;
                     return self.land(leader, key, result, stale, started);
                 }
-                Role::Waiter(flight) => {
-                    if let Some(value) = stale {
-                        return Ok(value);
-                    }
-                    match flight.wait_async().await {
-                        Outcome::Done(value) => return Ok(value),
-                        Outcome::Failed(error) => {
-                            if let Ok(error) = error.downcast::<E>() {
-                                return Err(error);
-                            }
-                        }
-                        Outcome::Abandoned => {}
+                Step::Wait(flight) => {
+                    if let Some(result) = settle(flight.wait_async().await) {
+                        return result;
                     }
                 }
             }
+        }
+    }
+
+    /// One round of a loading call, shared by the sync and async forms: a
+    /// value to return (fresh, stale while another caller refreshes, or just
+    /// landed by another flight), a load to lead, or a flight to wait for.
+    fn step(&self, key: &K) -> Step<'_, K, V> {
+        let stale = match self.lookup(key, true) {
+            Found::Fresh(value) => return Step::Value(value),
+            Found::Refresh(value) => Some(value),
+            Found::Missing => None,
+        };
+        match self.role(key) {
+            Role::Leader(leader) => {
+                if stale.is_none() {
+                    if let Some(value) = self.peek(key) {
+                        // Another flight landed between our lookup and now.
+                        leader.land(State::Done(value.clone()));
+                        return Step::Value(value);
+                    }
+                }
+                Step::Lead(leader, stale)
+            }
+            Role::Waiter(flight) => match stale {
+                Some(value) => Step::Value(value),
+                None => Step::Wait(flight),
+            },
         }
     }
 
@@ -419,7 +425,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let store = self.shard_store(hash).read();
+        let store = self.shard(hash).read();
         let now = self.now();
         let idx = store.find(hash, key)?;
         let node = store.node(idx);

@@ -460,8 +460,7 @@ impl<K, V> Store<K, V> {
         K: Eq,
     {
         if let Some(idx) = self.find(hash, &key) {
-            let node = self.slab.get_mut(idx);
-            if node.count_hit() {
+            if self.slab.get(idx).count_hit() {
                 self.sketch.count_sample(hash);
             }
             let node = self.slab.get_mut(idx);
