@@ -23,8 +23,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use flate2::read::GzDecoder;
-use rand::{rngs::StdRng, Rng, SeedableRng};
-use rand_distr::Zipf;
+use scalekit_benches::cache_workload::zipf_keys;
 use scalekit_cache::Cache;
 
 const POLICIES: [&str; 4] = ["scalekit", "moka", "quick_cache", "lru"];
@@ -93,7 +92,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         let alpha: f64 = alpha
             .parse()
             .map_err(|e| format!("--zipf {alpha:?}: {e}"))?;
-        zipf(
+        zipf_keys(
             alpha,
             number("keys")?.unwrap_or(ZIPF_KEYS),
             number("requests")?.unwrap_or(ZIPF_REQUESTS),
@@ -133,22 +132,6 @@ fn load_trace(path: &Path) -> Result<Vec<u64>, String> {
         keys.push(key);
     }
     Ok(keys)
-}
-
-/// Zipf-distributed ranks, each mapped to a key through a bijection of `u64`
-/// (so popular keys are not small numbers).
-fn zipf(alpha: f64, keys: u64, requests: u64, seed: u64) -> Result<Vec<u64>, String> {
-    let distribution =
-        Zipf::new(keys as f64, alpha).map_err(|e| format!("zipf({alpha}, {keys}): {e}"))?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    Ok((0..requests)
-        .map(|_| spread(rng.sample(distribution) as u64))
-        .collect())
-}
-
-/// SplitMix64's step: a bijection of `u64`.
-fn spread(rank: u64) -> u64 {
-    scalekit_core::mix64(rank.wrapping_add(0x9e37_79b9_7f4a_7c15))
 }
 
 /// The hit ratio in percent of `policy` with `capacity` entries over `trace`.
@@ -238,7 +221,7 @@ fn reference(policies: &[String], jobs: usize) -> Result<(), String> {
         }
         let keys = if let Some(alpha) = row.trace.strip_prefix("zipf") {
             let alpha: f64 = alpha.parse().map_err(|e| format!("{}: {e}", row.trace))?;
-            zipf(alpha, ZIPF_KEYS, ZIPF_REQUESTS, ZIPF_SEED)?
+            zipf_keys(alpha, ZIPF_KEYS, ZIPF_REQUESTS, ZIPF_SEED)?
         } else {
             load_trace(&dir.join(format!("{}.trace.gz", row.trace)))?
         };

@@ -346,15 +346,6 @@ where
             0
         };
         let mut removed = Removed::new(self.inner.listener.is_some());
-        // Find the entry under the shared lock first: its table slot and node
-        // come into this core's cache while readers still run, so the
-        // exclusive section below, which readers wait for, takes no miss on them.
-        {
-            let store = self.shard(hash).read();
-            if let Some(idx) = store.find(hash, &key) {
-                std::hint::black_box(store.node(idx).weight);
-            }
-        }
         {
             let mut store = self.shard(hash).write();
             let (write_deadline, deadline) = if expiring {
@@ -364,10 +355,16 @@ where
                 (NEVER, NEVER)
             };
             let mut sink = |k, v, cause| removed.push(k, v, cause);
-            if let Some(idx) = store.insert(hash, key, value, weight, deadline, now, &mut sink) {
+            let (idx, new) = store.insert(hash, key, value, weight, deadline, now, &mut sink);
+            if let Some(idx) = idx {
                 store.set_write_info(idx, write_deadline, load_nanos);
             }
-            store.maintain(now, false, &mut sink);
+            // Replacing a value changes neither the policy's counts nor the
+            // clock's: the periodic work waits for the next new key (or runs
+            // now if entries expire).
+            if new || expiring {
+                store.maintain(now, false, &mut sink);
+            }
         }
         removed.notify(self.inner.listener.as_deref());
     }

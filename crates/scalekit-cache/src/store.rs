@@ -444,7 +444,8 @@ impl<K, V> Store<K, V> {
     }
 
     /// Inserts or replaces. Returns the node index, or `None` when the entry
-    /// weighs more than the whole capacity (it is handed to `sink` as `Size`).
+    /// weighs more than the whole capacity (it is handed to `sink` as `Size`),
+    /// and whether the key was new.
     #[allow(clippy::too_many_arguments)] // the hot path; a struct would only rename them
     pub(crate) fn insert(
         &mut self,
@@ -455,37 +456,44 @@ impl<K, V> Store<K, V> {
         expires_at: u64,
         now: u64,
         sink: &mut dyn FnMut(K, V, RemovalCause),
-    ) -> Option<u32>
+    ) -> (Option<u32>, bool)
     where
         K: Eq,
     {
         if let Some(idx) = self.find(hash, &key) {
-            if self.slab.get(idx).count_hit() {
+            let node = self.slab.get_mut(idx);
+            if node.count_hit() {
                 self.sketch.count_sample(hash);
             }
-            let node = self.slab.get_mut(idx);
             let old_value = std::mem::replace(&mut node.value, value);
-            let old_weight = std::mem::replace(&mut node.weight, weight);
             node.touch();
+            let old_weight = std::mem::replace(&mut node.weight, weight);
             let queue = node.queue.index();
+            // The common replace (same weight, no deadline before or after)
+            // touches nothing but the node.
+            if expires_at != NEVER || node.expires_at.load(Relaxed) != NEVER {
+                self.reschedule(idx, expires_at);
+            }
+            self.removals[RemovalCause::Replaced as usize] += 1;
+            sink(key, old_value, RemovalCause::Replaced);
+            if old_weight == weight {
+                return (Some(idx), false);
+            }
             self.queue_weight[queue] =
                 self.queue_weight[queue] - u64::from(old_weight) + u64::from(weight);
             self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
-            self.reschedule(idx, expires_at);
-            self.removals[RemovalCause::Replaced as usize] += 1;
-            sink(key, old_value, RemovalCause::Replaced);
             if u64::from(weight) > self.capacity {
                 self.remove_idx(idx, RemovalCause::Size, sink);
-                return None;
+                return (None, false);
             }
             self.evict(now, sink);
-            return self.find_idx_alive(idx);
+            return (self.find_idx_alive(idx), false);
         }
         self.sketch.increment(hash);
         if u64::from(weight) > self.capacity {
             self.removals[RemovalCause::Size as usize] += 1;
             sink(key, value, RemovalCause::Size);
-            return None;
+            return (None, true);
         }
         let idx = self.slab.insert(Node {
             key,
@@ -516,7 +524,7 @@ impl<K, V> Store<K, V> {
             self.scheduled += 1;
         }
         self.evict(now, sink);
-        self.find_idx_alive(idx)
+        (self.find_idx_alive(idx), true)
     }
 
     /// `idx` if the node survived this call's eviction (it may have been the victim).
