@@ -24,7 +24,9 @@ use crate::Quota;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RateLimitState {
-    limit: u32,
+    // All fields are u64 so a decision is returned as whole words (a mix of
+    // widths made the compiler split and rejoin them, stalling the store buffer).
+    limit: u64,
     /// Room left, in units of `unit` nanoseconds (remaining = room / unit): the
     /// division is done only when `remaining` is asked for, off the hot path.
     room: u64,
@@ -35,7 +37,7 @@ pub struct RateLimitState {
 impl RateLimitState {
     pub(crate) fn new_window(limit: u64, used: u64, reset_after: Duration) -> Self {
         Self {
-            limit: limit.min(u64::from(u32::MAX)) as u32,
+            limit: limit.min(u64::from(u32::MAX)),
             room: limit.saturating_sub(used),
             unit: 1,
             reset_after_nanos: reset_after.as_nanos() as u64,
@@ -45,7 +47,7 @@ impl RateLimitState {
     #[cfg(feature = "redis")]
     pub(crate) fn from_parts(limit: u32, remaining: u32, reset_after: Duration) -> Self {
         Self {
-            limit,
+            limit: u64::from(limit),
             room: u64::from(remaining),
             unit: 1,
             reset_after_nanos: reset_after.as_nanos() as u64,
@@ -54,12 +56,12 @@ impl RateLimitState {
 
     /// The burst: units a full bucket holds.
     pub fn limit(&self) -> u32 {
-        self.limit
+        self.limit as u32
     }
 
     /// Units that may still be taken now.
     pub fn remaining(&self) -> u32 {
-        (self.room / self.unit.max(1)).min(u64::from(self.limit)) as u32
+        (self.room / self.unit.max(1)).min(self.limit) as u32
     }
 
     /// Time until the bucket is full again (nothing consumed in between).
@@ -92,9 +94,10 @@ pub enum DenyKind {
 /// a denial allocates nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Denied {
-    kind: DenyKind,
-    retry_after: Option<Duration>,
     state: RateLimitState,
+    /// Nanoseconds; `u64::MAX` for none (whole words, as in the state).
+    retry_after_nanos: u64,
+    kind: DenyKind,
 }
 
 impl Denied {
@@ -104,9 +107,11 @@ impl Denied {
         state: RateLimitState,
     ) -> Self {
         Self {
-            kind,
-            retry_after,
             state,
+            retry_after_nanos: retry_after.map_or(u64::MAX, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
+            }),
+            kind,
         }
     }
 
@@ -118,13 +123,13 @@ impl Denied {
     /// The earliest time a retry of the same request can succeed; `None` when
     /// waiting does not help ([`DenyKind::ExceedsBurst`]) or is unknown.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        (self.retry_after_nanos != u64::MAX).then(|| Duration::from_nanos(self.retry_after_nanos))
     }
 
     /// `retry_after` rounded up to whole seconds (at least 1), for a
     /// `Retry-After` header.
     pub fn retry_after_secs(&self) -> Option<u64> {
-        self.retry_after
+        self.retry_after()
             .map(|d| (d.as_nanos().div_ceil(1_000_000_000) as u64).max(1))
     }
 
@@ -143,7 +148,7 @@ impl fmt::Display for Denied {
             DenyKind::KeysFull => write!(f, "rate limiter is tracking its maximum number of keys")?,
             DenyKind::Unavailable => write!(f, "rate limit store is unavailable")?,
         }
-        if let Some(wait) = self.retry_after {
+        if let Some(wait) = self.retry_after() {
             write!(f, "; retry after {wait:?}")?;
         }
         Ok(())
@@ -159,7 +164,7 @@ impl From<Denied> for Rejected {
             _ => RejectReason::RateLimited,
         };
         let r = Rejected::new(reason);
-        match d.retry_after {
+        match d.retry_after() {
             Some(wait) => r.retry_after(wait),
             None => r,
         }
@@ -205,15 +210,37 @@ pub(crate) fn state_at(q: &Quota, now: u64, tat: u64) -> RateLimitState {
 fn state(q: &Quota, now: u64, tat: u64) -> RateLimitState {
     let ahead = tat.saturating_sub(now);
     RateLimitState {
-        limit: q.burst(),
+        limit: u64::from(q.burst()),
         room: q.tau_nanos().saturating_sub(ahead),
         unit: q.interval_nanos(),
         reset_after_nanos: ahead,
     }
 }
 
-/// One GCRA decision: `Ok((new_tat, state))` or the denial. Pure: the limiters
-/// store `new_tat` with a compare-and-swap, the Redis script does the same sums.
+/// The GCRA step itself: the new TAT when `cost` (nanoseconds of the rate)
+/// fits under the tolerance `tau`, else `Err(base)`, the TAT the bucket has now.
+#[inline(always)]
+fn step(tat: u64, now: u64, cost: u64, tau: u64) -> Result<u64, u64> {
+    let base = tat.max(now);
+    let new_tat = base.saturating_add(cost);
+    if new_tat - now > tau {
+        Err(base)
+    } else {
+        Ok(new_tat)
+    }
+}
+
+/// The cost of `n` units in nanoseconds. Saturating: a check racing a quota
+/// change may pair the new interval with the old burst, beyond the 2^62 ns a
+/// quota keeps to.
+#[inline(always)]
+fn cost(q: &Quota, n: u32) -> u64 {
+    q.interval_nanos().saturating_mul(u64::from(n))
+}
+
+/// One GCRA decision: `Ok((new_tat, state))` or the denial. Pure: the keyed
+/// limiter stores `new_tat` with a compare-and-swap, the Redis script does the
+/// same sums.
 #[inline]
 pub(crate) fn decide(
     q: &Quota,
@@ -221,30 +248,18 @@ pub(crate) fn decide(
     now: u64,
     n: u32,
 ) -> Result<(u64, RateLimitState), Denied> {
-    let t = q.interval_nanos();
-    let tau = q.tau_nanos();
-    let base = tat.max(now);
     if n > q.burst() {
-        return Err(Denied::new(
-            DenyKind::ExceedsBurst,
-            None,
-            state(q, now, base),
-        ));
+        return Err(exceeds_burst(q, now, tat.max(now)));
     }
-    let new_tat = base.saturating_add(t.saturating_mul(u64::from(n)));
-    let ahead = new_tat - now;
-    if ahead > tau {
-        return Err(Denied::new(
-            DenyKind::RateLimited,
-            Some(Duration::from_nanos(ahead - tau)),
-            state(q, now, base),
-        ));
+    match step(tat, now, cost(q, n), q.tau_nanos()) {
+        Ok(new_tat) => Ok((new_tat, state(q, now, new_tat))),
+        Err(base) => Err(rate_limited(q, now, base, n)),
     }
-    Ok((new_tat, state(q, now, new_tat)))
 }
 
 /// Applies one decision to a GCRA cell stored in an atomic: one load, one CAS,
-/// no lock. Returns the state after.
+/// no lock. Returns the state after. The loop carries only the TAT; the state
+/// is built once the swap has succeeded.
 #[inline]
 pub(crate) fn check_cell(
     cell: &AtomicU64,
@@ -252,14 +267,61 @@ pub(crate) fn check_cell(
     now: u64,
     n: u32,
 ) -> Result<RateLimitState, Denied> {
+    match check_cell_if(cell, q, now, n, |_| true) {
+        Some(decision) => decision,
+        // The guard accepts every TAT.
+        None => Err(exceeds_burst(q, now, now)),
+    }
+}
+
+/// [`check_cell`] for a cell that may change hands: `owned(tat)` is asked
+/// before each attempt and `None` is returned once it says no (the keyed
+/// limiter checks that the slot still holds its key).
+#[inline(always)]
+pub(crate) fn check_cell_if(
+    cell: &AtomicU64,
+    q: &Quota,
+    now: u64,
+    n: u32,
+    owned: impl Fn(u64) -> bool,
+) -> Option<Result<RateLimitState, Denied>> {
     let mut tat = cell.load(Ordering::Acquire);
+    if n > q.burst() {
+        return Some(Err(exceeds_burst(q, now, tat.max(now))));
+    }
+    let (cost, tau) = (cost(q, n), q.tau_nanos());
     loop {
-        let (new_tat, st) = decide(q, tat, now, n)?;
+        if !owned(tat) {
+            return None;
+        }
+        let new_tat = match step(tat, now, cost, tau) {
+            Ok(new_tat) => new_tat,
+            Err(base) => return Some(Err(rate_limited(q, now, base, n))),
+        };
         match cell.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Ok(st),
+            Ok(_) => return Some(Ok(state(q, now, new_tat))),
             Err(current) => tat = current,
         }
     }
+}
+
+// The denials are built out of line: the admitting path stays short.
+#[cold]
+#[inline(never)]
+fn exceeds_burst(q: &Quota, now: u64, base: u64) -> Denied {
+    Denied::new(DenyKind::ExceedsBurst, None, state(q, now, base))
+}
+
+#[cold]
+#[inline(never)]
+fn rate_limited(q: &Quota, now: u64, base: u64, n: u32) -> Denied {
+    // `step` refused, so `base + cost - now > tau`.
+    let wait = base.saturating_add(cost(q, n)) - now - q.tau_nanos();
+    Denied::new(
+        DenyKind::RateLimited,
+        Some(Duration::from_nanos(wait)),
+        state(q, now, base),
+    )
 }
 
 /// A rate limiter for one stream of requests: GCRA in one atomic, no lock.

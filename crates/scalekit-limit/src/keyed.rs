@@ -12,7 +12,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use scalekit_core::{Admission, Clock, KeyedAdmission, MonotonicClock, Outcome, Rejected};
 
-use crate::gcra::{check_cell, decide, AtomicQuota, DenyKind};
+use crate::gcra::{check_cell, check_cell_if, decide, AtomicQuota, DenyKind};
 use crate::{ConfigError, Denied, Quota, RateLimitState};
 
 /// A key's slot: its 64-bit fingerprint (0: empty) and its GCRA timestamp.
@@ -271,23 +271,9 @@ impl<K: Hash + ?Sized, C: Clock> KeyedRateLimiter<K, C> {
         now: u64,
         n: u32,
     ) -> Option<Result<RateLimitState, Denied>> {
-        let mut tat = slot.tat.load(Ordering::Acquire);
-        loop {
-            if tat == HANDING_OVER || slot.fingerprint.load(Ordering::Acquire) != fp {
-                return None;
-            }
-            let (new_tat, state) = match decide(q, tat, now, n) {
-                Ok(ok) => ok,
-                Err(d) => return Some(Err(d)),
-            };
-            match slot
-                .tat
-                .compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Some(Ok(state)),
-                Err(current) => tat = current,
-            }
-        }
+        check_cell_if(&slot.tat, q, now, n, |tat| {
+            tat != HANDING_OVER && slot.fingerprint.load(Ordering::Acquire) == fp
+        })
     }
 
     /// Takes one unit from `key`'s bucket.
