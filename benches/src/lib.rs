@@ -1,1 +1,4 @@
-//! Benchmarks live in `benches/`; see `docs/benchmarks.md`.
+//! Fixtures shared by the benchmarks (`benches/`) and the measurement binaries
+//! (`src/bin/`); results and commands are in `docs/benchmarks.md`.
+
+pub mod cache_workload;

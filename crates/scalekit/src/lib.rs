@@ -24,6 +24,14 @@ pub use scalekit_limit as limit;
 #[cfg(feature = "flags")]
 pub use scalekit_flags as flags;
 
+/// Replica sets: choosing replicas, read/write splitting, read-your-writes
+/// (feature `replica`).
+#[cfg(feature = "replica")]
+pub use scalekit_replica as replica;
+/// Logical tables to physical shards, scatter-gather, resharding (feature `shard`).
+#[cfg(feature = "shard")]
+pub use scalekit_shard as shard;
+
 /// The repository README's examples, doc-tested with the workspace.
 #[cfg(all(doctest, feature = "ring"))]
 #[doc = include_str!("../../../README.md")]

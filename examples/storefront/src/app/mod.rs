@@ -1,0 +1,213 @@
+//! The HTTP face: server-rendered pages for people, the same operations as JSON
+//! under `/api`, health probes, and graceful shutdown.
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `GET /`, `?category=slug&page=N` | catalog listing |
+//! | `GET /products/{id}`, `GET /products/{id}/image.svg` | product page, placeholder image |
+//! | `GET /search?q=...&page=N` | search |
+//! | `GET/POST /signup`, `GET/POST /login`, `POST /logout` | accounts |
+//! | `GET /cart`, `POST /cart/add`, `POST /cart/update` | cart |
+//! | `POST /checkout`, `GET /orders`, `GET /orders/{id}` | checkout and order history |
+//! | `/api/...` | the same as JSON (see [`api`]) |
+//! | `GET /livez`, `GET /readyz` | liveness (the process answers), readiness (the database answers) |
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::store::Store;
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod html;
+pub mod svg;
+
+pub use auth::Passwords;
+pub use error::{ApiError, AppError, PageError};
+
+/// Settings of the HTTP face.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// Products per listing page.
+    pub page_size: u32,
+    /// How long a session lasts, in seconds.
+    pub session_ttl_secs: i64,
+    /// The running stage's number and title, shown in the footer.
+    pub stage: (u32, String),
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            page_size: 24,
+            session_ttl_secs: 7 * 24 * 3600,
+            stage: (1, "Single machine".into()),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The storage backend.
+    pub store: Arc<dyn Store>,
+    /// Password hashing cost.
+    pub passwords: Passwords,
+    /// Settings.
+    pub config: Arc<AppConfig>,
+}
+
+impl AppState {
+    /// State with the recommended password cost.
+    pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
+        Self {
+            store,
+            passwords: Passwords::recommended(),
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The current time in Unix seconds.
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The whole application: pages, API, probes and static files.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use storefront::app::{router, AppConfig, AppState};
+/// use storefront::store::SqliteStore;
+/// use tower::ServiceExt;
+///
+/// let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+/// let app = router(AppState::new(store, AppConfig::default()));
+/// let req = axum::http::Request::get("/livez").body(axum::body::Body::empty()).unwrap();
+/// assert_eq!(app.oneshot(req).await.unwrap().status(), 200);
+/// # });
+/// ```
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(html::catalog))
+        .route("/products/{id}", get(html::product))
+        .route("/products/{id}/image.svg", get(svg::product_image))
+        .route("/search", get(html::search))
+        .route("/signup", get(html::signup_form).post(html::signup))
+        .route("/login", get(html::login_form).post(html::login))
+        .route("/logout", post(html::logout))
+        .route("/cart", get(html::cart))
+        .route("/cart/add", post(html::cart_add))
+        .route("/cart/update", post(html::cart_update))
+        .route("/checkout", post(html::checkout))
+        .route("/orders", get(html::orders))
+        .route("/orders/{id}", get(html::order))
+        .route("/static/style.css", get(style))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .nest("/api", api::router())
+        .fallback(html::not_found)
+        .with_state(state)
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/style.css"),
+    )
+}
+
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM): pass it to
+/// `axum::serve(..).with_graceful_shutdown(..)` so requests in flight finish.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Money for people: `1234` cents is `$12.34`.
+pub fn money(cents: impl std::borrow::Borrow<i64>) -> String {
+    let cents = *cents.borrow();
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}${}.{:02}", c / 100, c % 100)
+}
+
+/// A Unix time for people: `2026-11-24 01:55 UTC`.
+pub fn date(unix: impl std::borrow::Borrow<i64>) -> String {
+    let unix = *unix.borrow();
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_and_dates() {
+        assert_eq!(money(0), "$0.00");
+        assert_eq!(money(123_456), "$1234.56");
+        assert_eq!(money(-5), "-$0.05");
+        assert_eq!(date(0), "1970-01-01 00:00 UTC");
+        assert_eq!(date(1_795_485_300), "2026-11-24 01:55 UTC");
+        assert_eq!(date(951_782_400), "2000-02-29 00:00 UTC");
+    }
+}

@@ -1,0 +1,456 @@
+//! Stage configurations: `stages/NN-name.toml`, one per stage of the architecture
+//! evolution. They are built into the binary (so `storefront serve --stage 2` works
+//! from any directory) and can be overridden with `--config FILE`. A bad file is
+//! rejected at load with the file, the field or line, and what to write instead.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The stage files shipped with the storefront: (file name, contents).
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "01-single-machine.toml",
+        include_str!("../stages/01-single-machine.toml"),
+    ),
+    (
+        "02-separate-database.toml",
+        include_str!("../stages/02-separate-database.toml"),
+    ),
+    ("03-caches.toml", include_str!("../stages/03-caches.toml")),
+];
+
+/// One stage's configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// What the stage is.
+    pub stage: StageInfo,
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// Where the data lives.
+    pub database: DatabaseConfig,
+    /// Caches in front of the database (stage 3 on).
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
+}
+
+/// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The environment variable that holds the Redis URL, if set.
+    #[serde(default)]
+    pub redis_url_env: Option<String>,
+    /// The Redis URL to use when `redis_url_env` is unset or not set.
+    pub redis_url: String,
+    /// Key prefix in Redis: instances with the same namespace share the caches.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Entries each L1 holds at most.
+    #[serde(default = "default_l1_capacity")]
+    pub l1_capacity: u64,
+    /// How long a product stays in L1 (it is also invalidated on change).
+    #[serde(default = "default_product_ttl")]
+    pub product_ttl_secs: u64,
+    /// How long a listing or search result stays in L1 (4 times that in Redis).
+    #[serde(default = "default_listing_ttl")]
+    pub listing_ttl_secs: u64,
+}
+
+fn default_namespace() -> String {
+    "storefront".into()
+}
+fn default_l1_capacity() -> u64 {
+    50_000
+}
+fn default_product_ttl() -> u64 {
+    60
+}
+fn default_listing_ttl() -> u64 {
+    5
+}
+
+impl CacheConfig {
+    /// The Redis URL in effect: the environment variable's value, else `redis_url`.
+    pub fn redis_url(&self) -> String {
+        self.redis_url_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| self.redis_url.clone())
+    }
+}
+
+/// What a stage is, for `storefront stages`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StageInfo {
+    /// Its number, from 1.
+    pub number: u32,
+    /// Its short name (`single-machine`), as in the file name.
+    pub name: String,
+    /// Its title.
+    pub title: String,
+    /// What it adds to the stage before.
+    pub adds: String,
+    /// What it needs to run.
+    pub needs: String,
+}
+
+/// The HTTP server's settings.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Products per listing page (1 to 100).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+}
+
+fn default_page_size() -> u32 {
+    24
+}
+
+/// Which database, and how to reach it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DatabaseConfig {
+    /// SQLite, embedded.
+    Sqlite {
+        /// The database file, relative to the data dir (or absolute); `:memory:` for
+        /// a database that lives as long as the process.
+        file: PathBuf,
+        /// Demo products to create on start when the catalog is empty.
+        #[serde(default)]
+        seed_if_empty: u32,
+    },
+    /// PostgreSQL over TCP.
+    Postgres {
+        /// The environment variable that holds the URL, if set.
+        #[serde(default)]
+        url_env: Option<String>,
+        /// The URL to use when `url_env` is unset or not set in the environment.
+        url: String,
+        /// Demo products to create on start when the catalog is empty.
+        #[serde(default)]
+        seed_if_empty: u32,
+    },
+}
+
+impl DatabaseConfig {
+    /// Demo products to create on start when the catalog is empty.
+    pub fn seed_if_empty(&self) -> u32 {
+        match self {
+            Self::Sqlite { seed_if_empty, .. } | Self::Postgres { seed_if_empty, .. } => {
+                *seed_if_empty
+            }
+        }
+    }
+
+    /// The PostgreSQL URL in effect: the environment variable's value, else `url`.
+    pub fn postgres_url(&self) -> Option<String> {
+        match self {
+            Self::Postgres { url_env, url, .. } => Some(
+                url_env
+                    .as_deref()
+                    .and_then(|v| std::env::var(v).ok())
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| url.clone()),
+            ),
+            Self::Sqlite { .. } => None,
+        }
+    }
+}
+
+/// A stage file that cannot be used: where, and what is wrong.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not have the expected fields (the
+    /// message names the line, column and field).
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A field has a value that cannot work.
+    Invalid {
+        /// The file.
+        path: String,
+        /// The field (`server.page_size`).
+        field: &'static str,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+    /// No stage has this number.
+    NoSuchStage(u32),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            Self::Parse { path, message } => write!(f, "{path}: {}", message.trim_end()),
+            Self::Invalid {
+                path,
+                field,
+                message,
+            } => write!(f, "{path}: {field}: {message}"),
+            Self::NoSuchStage(n) => {
+                write!(
+                    f,
+                    "there is no stage {n}; `storefront stages` lists the stages (1 to {})",
+                    BUILTIN.len()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl StageConfig {
+    /// Parses and checks a stage file's text; `origin` names it in errors.
+    ///
+    /// ```
+    /// use storefront::config::StageConfig;
+    /// let err = StageConfig::parse("x.toml", "[stage]\nnumber = \"one\"\n").unwrap_err();
+    /// assert!(err.to_string().contains("line 2"), "{err}");
+    /// ```
+    pub fn parse(origin: &str, text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Reads, parses and checks a stage file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// The built-in configuration of stage `number`.
+    pub fn builtin(number: u32) -> Result<Self, ConfigError> {
+        let index = usize::try_from(number).ok().and_then(|n| n.checked_sub(1));
+        let (name, text) = index
+            .and_then(|i| BUILTIN.get(i))
+            .ok_or(ConfigError::NoSuchStage(number))?;
+        Self::parse(&format!("stages/{name}"), text)
+    }
+
+    /// All built-in stages, in order.
+    pub fn all_builtin() -> Result<Vec<Self>, ConfigError> {
+        (1..=BUILTIN.len() as u32).map(Self::builtin).collect()
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |field, message: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            field,
+            message,
+        };
+        if self.stage.number == 0 {
+            return Err(invalid("stage.number", "stages are numbered from 1".into()));
+        }
+        if self.stage.name.is_empty()
+            || !self
+                .stage
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid(
+                "stage.name",
+                format!(
+                    "{:?}: use lower-case letters, digits and dashes, like \"single-machine\"",
+                    self.stage.name
+                ),
+            ));
+        }
+        if !(1..=100).contains(&self.server.page_size) {
+            return Err(invalid(
+                "server.page_size",
+                format!(
+                    "{}: use a number of products per page from 1 to 100",
+                    self.server.page_size
+                ),
+            ));
+        }
+        if let Some(cache) = &self.cache {
+            if !(cache.redis_url.starts_with("redis://")
+                || cache.redis_url.starts_with("rediss://"))
+            {
+                return Err(invalid(
+                    "cache.redis_url",
+                    format!(
+                        "{:?}: use a URL like \"redis://127.0.0.1:6379\"",
+                        cache.redis_url
+                    ),
+                ));
+            }
+            if cache.l1_capacity == 0 {
+                return Err(invalid(
+                    "cache.l1_capacity",
+                    "0: give L1 room for at least one entry".into(),
+                ));
+            }
+            if cache.product_ttl_secs == 0 || cache.listing_ttl_secs == 0 {
+                return Err(invalid(
+                    "cache.*_ttl_secs",
+                    "0: entries need at least one second to live".into(),
+                ));
+            }
+            if cache.namespace.is_empty() {
+                return Err(invalid(
+                    "cache.namespace",
+                    "give a key prefix, like \"storefront\"".into(),
+                ));
+            }
+        }
+        match &self.database {
+            DatabaseConfig::Sqlite { file, .. } if file.as_os_str().is_empty() => Err(invalid(
+                "database.file",
+                "give the database file name, like \"storefront.db\" (or \":memory:\")".into(),
+            )),
+            DatabaseConfig::Postgres { url, url_env, .. } => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(invalid(
+                        "database.url",
+                        format!("{url:?}: use a URL like \"postgres://user@127.0.0.1:5432/db\""),
+                    ));
+                }
+                if url_env.as_deref().is_some_and(str::is_empty) {
+                    return Err(invalid(
+                        "database.url_env",
+                        "name an environment variable, or leave it out".into(),
+                    ));
+                }
+                Ok(())
+            }
+            DatabaseConfig::Sqlite { .. } => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_stages_load_in_order() {
+        let stages = StageConfig::all_builtin().unwrap_or_default();
+        assert_eq!(stages.len(), BUILTIN.len());
+        for (i, (s, (file, _))) in stages.iter().zip(BUILTIN).enumerate() {
+            assert_eq!(s.stage.number as usize, i + 1);
+            assert!(
+                file.contains(&s.stage.name),
+                "{file} names stage {}",
+                s.stage.name
+            );
+        }
+        assert_eq!(stages[0].server.addr.to_string(), "127.0.0.1:8080");
+        assert!(matches!(stages[0].database, DatabaseConfig::Sqlite { .. }));
+        assert!(matches!(
+            stages[1].database,
+            DatabaseConfig::Postgres { .. }
+        ));
+        assert!(stages[0].cache.is_none() && stages[1].cache.is_none());
+        assert!(stages[2].cache.is_some());
+        assert!(matches!(
+            StageConfig::builtin(0),
+            Err(ConfigError::NoSuchStage(0))
+        ));
+        assert!(matches!(
+            StageConfig::builtin(99),
+            Err(ConfigError::NoSuchStage(99))
+        ));
+    }
+
+    const GOOD: &str = r#"
+[stage]
+number = 1
+name = "x"
+title = "X"
+adds = "a"
+needs = "n"
+[server]
+addr = "127.0.0.1:1"
+[database]
+backend = "sqlite"
+file = "a.db"
+"#;
+
+    #[test]
+    fn errors_say_where() {
+        assert!(StageConfig::parse("f.toml", GOOD).is_ok());
+        let err = |text: &str| {
+            StageConfig::parse("f.toml", text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let e = err(&GOOD.replace("127.0.0.1:1", "nowhere"));
+        assert!(e.starts_with("f.toml: ") && e.contains("line 9"), "{e}");
+        let e = err(&GOOD.replace("file = ", "fil = "));
+        assert!(e.contains("fil"), "{e}");
+        let e = err(&GOOD.replace("\"sqlite\"", "\"oracle\""));
+        assert!(e.contains("oracle"), "{e}");
+        let e = err(&format!("{GOOD}\n[server.extra]\n"));
+        assert!(!e.is_empty(), "{e}");
+        let e = err(&GOOD.replace("[server]\n", "[server]\npage_size = 0\n"));
+        assert_eq!(
+            e,
+            "f.toml: server.page_size: 0: use a number of products per page from 1 to 100"
+        );
+        let e = err(&GOOD.replace("name = \"x\"", "name = \"Bad Name\""));
+        assert!(e.starts_with("f.toml: stage.name: "), "{e}");
+        let pg = GOOD.replace(
+            "backend = \"sqlite\"\nfile = \"a.db\"",
+            "backend = \"postgres\"\nurl = \"mysql://x\"",
+        );
+        assert!(
+            err(&pg).starts_with("f.toml: database.url: "),
+            "{}",
+            err(&pg)
+        );
+        let cache = format!("{GOOD}[cache]\nredis_url = \"http://x\"\n");
+        assert!(
+            err(&cache).starts_with("f.toml: cache.redis_url: "),
+            "{}",
+            err(&cache)
+        );
+        let cache = format!("{GOOD}[cache]\nredis_url = \"redis://x\"\nl1_capacity = 0\n");
+        assert!(
+            err(&cache).starts_with("f.toml: cache.l1_capacity: "),
+            "{}",
+            err(&cache)
+        );
+        let ok = format!("{GOOD}[cache]\nredis_url = \"redis://x\"\n");
+        assert!(StageConfig::parse("f.toml", &ok).is_ok());
+    }
+}

@@ -1,0 +1,255 @@
+//! The `storefront` command: serve a stage, seed the database, list the stages.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use storefront::app::{self, AppConfig, AppState, Passwords};
+use storefront::config::{DatabaseConfig, StageConfig};
+use storefront::seed::{self, SeedOptions};
+use storefront::store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "storefront",
+    version,
+    about = "The scalekit storefront: a shop that walks the architecture evolution"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// Which stage's configuration to use (`storefront stages` lists them).
+    #[arg(long, default_value_t = 1)]
+    stage: u32,
+    /// A stage file to use instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where SQLite keeps its file.
+    #[arg(long, default_value = "storefront-data", value_name = "DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the shop (stage 1 at http://127.0.0.1:8080 unless told otherwise).
+    Serve {
+        #[command(flatten)]
+        target: Target,
+        /// Listen here instead of the stage's address.
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// Fill the stage's database with a made-up catalog and accounts.
+    Seed {
+        #[command(flatten)]
+        target: Target,
+        /// Products to add.
+        #[arg(long, default_value_t = 100_000)]
+        products: u64,
+        /// Accounts user1@example.com ... userN@example.com (password "storefront").
+        #[arg(long, default_value_t = 1_000)]
+        users: u64,
+        /// The random seed (the same seed makes the same catalog).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// List the stages: what each adds and what it needs.
+    Stages,
+}
+
+fn load(target: &Target) -> Result<StageConfig, Box<dyn std::error::Error>> {
+    Ok(match &target.config {
+        Some(path) => StageConfig::load(path)?,
+        None => StageConfig::builtin(target.stage)?,
+    })
+}
+
+fn describe(db: &DatabaseConfig, data_dir: &std::path::Path) -> String {
+    match db {
+        DatabaseConfig::Sqlite { file, .. } => {
+            format!("SQLite at {}", data_dir.join(file).display())
+        }
+        DatabaseConfig::Postgres { .. } => {
+            let url = db.postgres_url().unwrap_or_default();
+            // Do not print a password.
+            let shown = match (url.find("://"), url.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+                _ => url,
+            };
+            format!("PostgreSQL at {shown}")
+        }
+    }
+}
+
+async fn serve(target: Target, addr: Option<SocketAddr>) -> Result<(), Box<dyn std::error::Error>> {
+    let config = load(&target)?;
+    let addr = addr.unwrap_or(config.server.addr);
+    tracing::info!(
+        stage = config.stage.number,
+        "{}: opening {}",
+        config.stage.title,
+        describe(&config.database, &target.data_dir)
+    );
+    let mut store = store::open(&config.database, &target.data_dir).await?;
+    if let Some(cache) = &config.cache {
+        tracing::info!(
+            "caches: L1 in this process, L2 and invalidations in Redis under \"{}\"",
+            cache.namespace
+        );
+        let cached = storefront::cache::CachedStore::connect(store, cache)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot set up the caches (Redis at {}): {e}",
+                    cache.redis_url()
+                )
+            })?;
+        store = std::sync::Arc::new(cached);
+    }
+    let seed_if_empty = config.database.seed_if_empty();
+    if seed_if_empty > 0 && store.count_products().await? == 0 {
+        tracing::info!("the catalog is empty: adding {seed_if_empty} demo products (storefront seed adds more)");
+        let options = SeedOptions {
+            products: u64::from(seed_if_empty),
+            users: 10,
+            seed: 42,
+        };
+        seed::seed(store.as_ref(), options, &Passwords::recommended(), &|_| {}).await?;
+    }
+    let state = AppState::new(
+        store,
+        AppConfig {
+            page_size: config.server.page_size,
+            stage: (config.stage.number, config.stage.title.clone()),
+            ..AppConfig::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(
+        "stage {} ({}) serving at http://{addr}",
+        config.stage.number,
+        config.stage.title
+    );
+    axum::serve(listener, app::router(state))
+        .with_graceful_shutdown(app::shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn seed_command(
+    target: Target,
+    options: SeedOptions,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = load(&target)?;
+    println!(
+        "Seeding {} with {} products and {} accounts",
+        describe(&config.database, &target.data_dir),
+        options.products,
+        options.users
+    );
+    let store = store::open(&config.database, &target.data_dir).await?;
+    let bar = ProgressBar::new(options.products + options.users);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({per_sec}, {eta} left)")?
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let report = seed::seed(store.as_ref(), options, &Passwords::recommended(), &|n| {
+        bar.inc(n)
+    })
+    .await?;
+    bar.finish();
+    println!(
+        "Added {} products and up to {} accounts in {:.1} s; the catalog holds {} products. Log in as user1@example.com with password \"{}\".",
+        report.products,
+        report.users,
+        started.elapsed().as_secs_f64(),
+        report.catalog_size,
+        seed::DEMO_PASSWORD,
+    );
+    Ok(())
+}
+
+fn stages() -> Result<(), Box<dyn std::error::Error>> {
+    for s in StageConfig::all_builtin()? {
+        println!(
+            "{}. {} (storefront serve --stage {})",
+            s.stage.number, s.stage.title, s.stage.number
+        );
+        println!("   adds:  {}", s.stage.adds);
+        println!("   needs: {}", s.stage.needs);
+        println!();
+    }
+    println!("Later stages (load balancing, ...) arrive as the storefront grows.");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("storefront: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            None => {
+                serve(
+                    Target {
+                        stage: 1,
+                        config: None,
+                        data_dir: "storefront-data".into(),
+                    },
+                    None,
+                )
+                .await
+            }
+            Some(Command::Serve { target, addr }) => serve(target, addr).await,
+            Some(Command::Seed {
+                target,
+                products,
+                users,
+                seed,
+            }) => {
+                seed_command(
+                    target,
+                    SeedOptions {
+                        products,
+                        users,
+                        seed,
+                    },
+                )
+                .await
+            }
+            Some(Command::Stages) => stages(),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("storefront: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

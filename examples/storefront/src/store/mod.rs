@@ -1,0 +1,413 @@
+//! Storage: the [`Store`] trait and its two backends, [`SqliteStore`] (embedded, the
+//! default) and [`PgStore`] (PostgreSQL over TCP).
+//!
+//! Both run the same SQL (sqlx binds `$1`-style parameters on both; no query is ever
+//! built from input text), each with its own migrations in `migrations/<backend>/`.
+//! Checkout decrements stock with a conditional `UPDATE ... WHERE stock >= $n` inside
+//! the transaction that writes the order, so two checkouts can never sell the same
+//! unit: on PostgreSQL the row lock makes the second update re-check the condition, on
+//! SQLite the transaction takes the write lock up front (`BEGIN IMMEDIATE`).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// The most of one product a cart holds.
+pub const MAX_QUANTITY: i64 = 99;
+
+/// Which backend a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// SQLite, embedded in the process.
+    Sqlite,
+    /// PostgreSQL over TCP.
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+/// A product category.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Category {
+    /// Its id.
+    pub id: i64,
+    /// Its URL name (`books`).
+    pub slug: String,
+    /// Its display name (`Books`).
+    pub name: String,
+}
+
+/// A product of the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Product {
+    /// Its id.
+    pub id: i64,
+    /// Its category's id.
+    pub category_id: i64,
+    /// Its category's URL name.
+    pub category_slug: String,
+    /// Its category's display name.
+    pub category_name: String,
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// Its price in cents.
+    pub price_cents: i64,
+    /// Units in stock.
+    pub stock: i64,
+}
+
+/// Which page of a listing to read: 1-based page number and page size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The page number, from 1.
+    pub number: u32,
+    /// Items per page.
+    pub size: u32,
+}
+
+impl Page {
+    pub(crate) fn offset(self) -> i64 {
+        i64::from(self.number.saturating_sub(1)) * i64::from(self.size)
+    }
+}
+
+/// One page of products and how many match in all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductPage {
+    /// The products on this page.
+    pub items: Vec<Product>,
+    /// How many products match in all.
+    pub total: i64,
+    /// This page's number, from 1.
+    pub page: u32,
+    /// Items per page.
+    pub page_size: u32,
+}
+
+impl ProductPage {
+    /// The number of pages (at least 1).
+    pub fn pages(&self) -> u32 {
+        let size = i64::from(self.page_size.max(1));
+        u32::try_from(((self.total + size - 1) / size).max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// A customer account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct User {
+    /// Its id.
+    pub id: i64,
+    /// Its email address (lower case).
+    pub email: String,
+    /// Its display name.
+    pub name: String,
+}
+
+/// One line of a cart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CartLine {
+    /// The product's id.
+    pub product_id: i64,
+    /// The product's name.
+    pub name: String,
+    /// The product's current price in cents.
+    pub price_cents: i64,
+    /// How many units are in the cart.
+    pub quantity: i64,
+    /// Units in stock now.
+    pub stock: i64,
+}
+
+/// A customer's cart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cart {
+    /// Its lines, by product id.
+    pub lines: Vec<CartLine>,
+    /// The sum of price times quantity, in cents.
+    pub total_cents: i64,
+}
+
+/// One line of an order, with the price paid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct OrderLine {
+    /// The product's id.
+    pub product_id: i64,
+    /// The product's name when ordered.
+    pub name: String,
+    /// The unit price paid, in cents.
+    pub unit_price_cents: i64,
+    /// Units ordered.
+    pub quantity: i64,
+}
+
+/// An order, without its lines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct OrderSummary {
+    /// Its id.
+    pub id: i64,
+    /// What was paid, in cents.
+    pub total_cents: i64,
+    /// When it was placed (Unix seconds).
+    pub created_at: i64,
+}
+
+/// An order with its lines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Order {
+    /// Its id.
+    pub id: i64,
+    /// What was paid, in cents.
+    pub total_cents: i64,
+    /// When it was placed (Unix seconds).
+    pub created_at: i64,
+    /// What was bought.
+    pub lines: Vec<OrderLine>,
+}
+
+/// A product to insert (seeding).
+#[derive(Clone, Debug)]
+pub struct NewProduct {
+    /// Its category's id.
+    pub category_id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// Its price in cents.
+    pub price_cents: i64,
+    /// Units in stock.
+    pub stock: i64,
+}
+
+/// An account to insert (seeding).
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    /// Its email address (lower case).
+    pub email: String,
+    /// Its display name.
+    pub name: String,
+    /// Its PHC-format argon2 hash.
+    pub password_hash: String,
+}
+
+/// What a store operation can fail with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An account with this email address exists already.
+    EmailTaken,
+    /// No product has this id.
+    NoSuchProduct(i64),
+    /// Checkout of an empty cart.
+    EmptyCart,
+    /// Not enough units of a product are left for the cart.
+    OutOfStock {
+        /// The product's id.
+        product_id: i64,
+        /// The product's name.
+        name: String,
+    },
+    /// The database failed or could not be reached.
+    Database(sqlx::Error),
+    /// The schema could not be brought up to date.
+    Migrate(sqlx::migrate::MigrateError),
+    /// A cached load failed (the error is shared by every caller that waited on it).
+    Loader(std::sync::Arc<StoreError>),
+    /// A cache held a value of the wrong kind for its key.
+    Corrupt(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EmailTaken => f.write_str("an account with this email address exists already"),
+            Self::NoSuchProduct(id) => write!(f, "no product has id {id}"),
+            Self::EmptyCart => f.write_str("the cart is empty"),
+            Self::OutOfStock { name, .. } => {
+                write!(f, "not enough of \"{name}\" is left in stock for this cart")
+            }
+            Self::Database(e) => write!(f, "database error: {e}"),
+            Self::Migrate(e) => write!(f, "cannot migrate the database schema: {e}"),
+            Self::Loader(e) => e.fmt(f),
+            Self::Corrupt(what) => write!(f, "cache corrupt: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Database(e) => Some(e),
+            Self::Migrate(e) => Some(e),
+            Self::Loader(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(e)
+    }
+}
+
+/// Shorthand for results of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The shop's storage. Every method is one short transaction or less; inputs are
+/// bound as parameters, never spliced into SQL. Callers validate input first (the
+/// HTTP layer does); the store enforces integrity (unique emails, stock never below 0).
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+    /// Checks that the database answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// All categories, by name.
+    async fn categories(&self) -> StoreResult<Vec<Category>>;
+    /// A page of products by id, of one category (by slug) or all.
+    async fn list_products(&self, category: Option<&str>, page: Page) -> StoreResult<ProductPage>;
+    /// One product.
+    async fn product(&self, id: i64) -> StoreResult<Option<Product>>;
+    /// Products whose name or category contains every word of `query` (case-insensitive).
+    async fn search(&self, query: &str, page: Page) -> StoreResult<ProductPage>;
+    /// Sets a product's price and stock (shop admin; cache invalidation in later stages).
+    async fn update_product(&self, id: i64, price_cents: i64, stock: i64) -> StoreResult<()>;
+    /// How many products the catalog holds.
+    async fn count_products(&self) -> StoreResult<i64>;
+
+    /// Creates an account; [`StoreError::EmailTaken`] if the email is in use.
+    async fn create_user(&self, user: &NewUser, now: i64) -> StoreResult<User>;
+    /// An account and its password hash, by email.
+    async fn user_credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
+    /// Stores a session token for a user until `expires_at` (Unix seconds).
+    async fn create_session(&self, token: &str, user_id: i64, expires_at: i64) -> StoreResult<()>;
+    /// The user of an unexpired session.
+    async fn session_user(&self, token: &str, now: i64) -> StoreResult<Option<User>>;
+    /// Ends a session (no error if it does not exist).
+    async fn delete_session(&self, token: &str) -> StoreResult<()>;
+
+    /// A user's cart.
+    async fn cart(&self, user_id: i64) -> StoreResult<Cart>;
+    /// Adds units of a product to the cart (capped at [`MAX_QUANTITY`]).
+    async fn add_to_cart(&self, user_id: i64, product_id: i64, quantity: i64) -> StoreResult<()>;
+    /// Sets the units of a product in the cart; 0 removes the line.
+    async fn set_cart_quantity(
+        &self,
+        user_id: i64,
+        product_id: i64,
+        quantity: i64,
+    ) -> StoreResult<()>;
+    /// Turns the cart into an order: stock decremented, order written and cart
+    /// emptied in one transaction, or nothing changes.
+    async fn checkout(&self, user_id: i64, now: i64) -> StoreResult<Order>;
+    /// A user's orders, newest first.
+    async fn orders(&self, user_id: i64) -> StoreResult<Vec<OrderSummary>>;
+    /// One of a user's orders.
+    async fn order(&self, user_id: i64, order_id: i64) -> StoreResult<Option<Order>>;
+
+    /// Inserts categories (seeding), returning them with their ids.
+    async fn insert_categories(
+        &self,
+        categories: &[(String, String)],
+    ) -> StoreResult<Vec<Category>>;
+    /// Inserts products in one transaction with multi-row statements (seeding).
+    async fn insert_products(&self, products: &[NewProduct], now: i64) -> StoreResult<()>;
+    /// Inserts accounts in one transaction, skipping emails in use (seeding).
+    async fn insert_users(&self, users: &[NewUser], now: i64) -> StoreResult<()>;
+}
+
+/// Turns a search query into `LIKE` patterns: one per word, lower case, with `%`,
+/// `_` and `\` escaped (the SQL says `ESCAPE '\'`). At most 5 words are used.
+pub(crate) fn like_patterns(query: &str) -> Vec<String> {
+    query
+        .split_whitespace()
+        .take(5)
+        .map(|word| {
+            let mut p = String::with_capacity(word.len() + 2);
+            p.push('%');
+            for c in word.to_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    p.push('\\');
+                }
+                p.push(c);
+            }
+            p.push('%');
+            p
+        })
+        .collect()
+}
+
+/// Opens the store a stage's `[database]` names; a relative SQLite file is placed
+/// under `data_dir`.
+pub async fn open(
+    database: &crate::config::DatabaseConfig,
+    data_dir: &std::path::Path,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
+    use crate::config::DatabaseConfig;
+    Ok(match database {
+        DatabaseConfig::Sqlite { file, .. } if file.as_os_str() == ":memory:" => {
+            std::sync::Arc::new(SqliteStore::in_memory().await?)
+        }
+        DatabaseConfig::Sqlite { file, .. } => {
+            std::sync::Arc::new(SqliteStore::open(&data_dir.join(file)).await?)
+        }
+        DatabaseConfig::Postgres { .. } => {
+            let url = database.postgres_url().unwrap_or_default();
+            std::sync::Arc::new(PgStore::connect(&url).await?)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(
+            like_patterns("  Red  50%_off\\ "),
+            ["%red%", "%50\\%\\_off\\\\%"]
+        );
+        assert!(like_patterns("   ").is_empty());
+        assert_eq!(like_patterns("a b c d e f g").len(), 5);
+    }
+
+    #[test]
+    fn pages_round_up() {
+        let page = |total| ProductPage {
+            items: vec![],
+            total,
+            page: 1,
+            page_size: 10,
+        };
+        assert_eq!(page(0).pages(), 1);
+        assert_eq!(page(10).pages(), 1);
+        assert_eq!(page(11).pages(), 2);
+    }
+}

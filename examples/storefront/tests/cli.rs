@@ -1,0 +1,87 @@
+//! The `storefront` command: `stages`, `seed` into SQLite, and configuration errors
+//! that say where.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use storefront::store::{SqliteStore, Store};
+
+fn storefront(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run storefront");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn stages_lists_every_stage_with_what_it_adds_and_needs() {
+    let (ok, text) = storefront(&["stages"]);
+    assert!(ok, "{text}");
+    for line in [
+        "1. Single machine",
+        "2. Separate database",
+        "3. Caches",
+        "adds:",
+        "needs:",
+        "SCALEKIT_REDIS_URL",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn seed_fills_sqlite_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (ok, text) = storefront(&[
+        "seed",
+        "--products",
+        "12000",
+        "--users",
+        "3",
+        "--data-dir",
+        data,
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("the catalog holds 12000 products"), "{text}");
+    let store = SqliteStore::open(&dir.path().join("storefront.db"))
+        .await
+        .unwrap();
+    assert_eq!(store.count_products().await.unwrap(), 12_000);
+    assert_eq!(store.categories().await.unwrap().len(), 12);
+    assert!(store
+        .user_credentials("user3@example.com")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .user_credentials("user4@example.com")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn bad_stages_and_files_are_refused_with_where() {
+    let (ok, text) = storefront(&["serve", "--stage", "9"]);
+    assert!(!ok && text.contains("there is no stage 9"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[stage]\nnumber = 1\nname = \"x\"\ntitle = \"X\"\nadds = \"a\"\nneeds = \"n\"\n[server]\naddr = \"127.0.0.1:0\"\npage_size = 500\n[database]\nbackend = \"sqlite\"\nfile = \"a.db\"\n").unwrap();
+    let (ok, text) = storefront(&["serve", "--config", file.to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("bad.toml: server.page_size: 500"),
+        "{text}"
+    );
+    std::fs::write(&file, "[stage]\nnumber = \"one\"\n").unwrap();
+    let (ok, text) = storefront(&["seed", "--config", file.to_str().unwrap()]);
+    assert!(!ok && text.contains("line 2"), "{text}");
+}

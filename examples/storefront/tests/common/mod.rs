@@ -1,0 +1,134 @@
+//! Stores for tests: SQLite in a temporary directory, and PostgreSQL in a schema of
+//! its own (from `SCALEKIT_PG_URL`; skipped without it, a failure under `CI`).
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
+use storefront::store::{NewProduct, PgStore, SqliteStore, Store};
+
+/// A SQLite store in a temporary directory (kept alive by the returned guard).
+pub async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("shop.db"))
+        .await
+        .expect("open sqlite");
+    (Arc::new(store), dir)
+}
+
+/// A PostgreSQL schema that is dropped when this is dropped (best effort).
+pub struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let name = self.name.clone();
+        // A runtime of its own: Drop may run inside or outside one.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    if let Ok(mut conn) = PgConnection::connect(&url).await {
+                        let _ = conn
+                            .execute(format!("DROP SCHEMA IF EXISTS {name} CASCADE").as_str())
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// A PostgreSQL store in a fresh schema, or `None` (test skipped) without
+/// `SCALEKIT_PG_URL`. Under `CI`, a missing variable or server fails the test.
+pub async fn postgres(test: &str) -> Option<(Arc<dyn Store>, PgSchema)> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let url = match std::env::var("SCALEKIT_PG_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: SCALEKIT_PG_URL must be set under CI"
+            );
+            eprintln!("skipped {test}: SCALEKIT_PG_URL is not set (it needs a PostgreSQL server)");
+            return None;
+        }
+    };
+    let name = format!(
+        "sf_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        test.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(20)
+            .collect::<String>()
+            .to_lowercase()
+    );
+    let mut conn = PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{test}: cannot reach PostgreSQL at {url}: {e}"));
+    conn.execute(format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}").as_str())
+        .await
+        .expect("create schema");
+    conn.close().await.ok();
+    let guard = PgSchema {
+        url: url.clone(),
+        name: name.clone(),
+    };
+    let options = PgConnectOptions::from_str(&url)
+        .expect("url")
+        .options([("search_path", name.as_str())]);
+    let store = PgStore::connect_with(options, 12)
+        .await
+        .expect("connect and migrate");
+    Some((Arc::new(store), guard))
+}
+
+/// Two categories and `n` products (ids 1..=n in order), each with `stock` units and
+/// a price of 100 cents times its number.
+pub async fn catalog(store: &dyn Store, n: i64, stock: i64) -> Vec<i64> {
+    let cats = store
+        .insert_categories(&[
+            ("books".into(), "Books".into()),
+            ("toys".into(), "Toys".into()),
+        ])
+        .await
+        .expect("categories");
+    let products: Vec<NewProduct> = (1..=n)
+        .map(|i| NewProduct {
+            category_id: cats[((i + 1) % 2) as usize].id,
+            name: format!(
+                "Item {i} {}",
+                if i % 2 == 0 { "Red Kite" } else { "Blue Novel" }
+            ),
+            description: format!("Item number {i}"),
+            price_cents: 100 * i,
+            stock,
+        })
+        .collect();
+    store
+        .insert_products(&products, 1_000)
+        .await
+        .expect("products");
+    let page = store
+        .list_products(
+            None,
+            storefront::store::Page {
+                number: 1,
+                size: 100,
+            },
+        )
+        .await
+        .expect("list");
+    page.items.iter().map(|p| p.id).collect()
+}
