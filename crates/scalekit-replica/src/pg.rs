@@ -166,11 +166,10 @@ pub async fn current_wal_lsn<'e>(executor: impl PgExecutor<'e>) -> Result<Positi
 pub async fn last_replay_lsn<'e>(
     executor: impl PgExecutor<'e>,
 ) -> Result<Option<Position>, PgError> {
-    let row = sqlx::query(
-        "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END",
-    )
-        .fetch_one(executor)
-        .await?;
+    let row =
+        sqlx::query("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END")
+            .fetch_one(executor)
+            .await?;
     lsn(row.try_get(0)?)
 }
 
