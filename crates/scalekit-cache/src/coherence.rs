@@ -127,6 +127,12 @@ where
         self.seen.lock().clear();
         self.local.counters.reconnects.fetch_add(1, Relaxed);
         self.local.clear();
+        self.local.counters.set_subscribed(true);
+    }
+
+    /// The subscription is lost: invalidations are not heard until it is back.
+    pub(crate) fn on_unsubscribed(&self) {
+        self.local.counters.set_subscribed(false);
     }
 
     /// Applies one message's bytes.
@@ -498,6 +504,7 @@ async fn subscribe_loop<K, V>(
                     }
                 }
             }
+            receiver.on_unsubscribed();
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(max);

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,6 +203,19 @@ pub(crate) struct TierCounters {
     pub(crate) sequence_gaps: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) l1_clears: AtomicU64,
+    /// The invalidation subscription is up (coherence only).
+    pub(crate) subscribed: AtomicBool,
+    /// Woken whenever `subscribed` changes.
+    pub(crate) subscription_changed: tokio::sync::Notify,
+}
+
+impl TierCounters {
+    /// Records whether the invalidation subscription is up, and wakes waiters.
+    pub(crate) fn set_subscribed(&self, up: bool) {
+        self.subscribed
+            .store(up, std::sync::atomic::Ordering::Release);
+        self.subscription_changed.notify_waiters();
+    }
 }
 
 impl TierCounters {
@@ -490,6 +503,69 @@ where
             sequence_gaps: c.sequence_gaps.load(Relaxed),
             reconnects: c.reconnects.load(Relaxed),
             l1_clears: c.l1_clears.load(Relaxed),
+        }
+    }
+
+    /// Whether this cache hears the other processes' invalidations now: true
+    /// when its coherence subscription is up, and always true without
+    /// coherence (there is nothing to hear).
+    ///
+    /// A process should not report itself ready to serve before this holds:
+    /// until it does, another process's write would not reach this L1 (L1's
+    /// time-to-live still bounds how long a stale entry lives).
+    ///
+    /// ```
+    /// # tokio_test::block_on(async {
+    /// # use std::time::Duration;
+    /// # use scalekit_cache::{Cache, TieredCache, Tier, TierError};
+    /// # struct NoTier;
+    /// # #[async_trait::async_trait]
+    /// # impl Tier<u64, String> for NoTier {
+    /// #     async fn get(&self, _: &u64) -> Result<Option<String>, TierError> { Ok(None) }
+    /// #     async fn set(&self, _: &u64, _: &String, _: Duration) -> Result<(), TierError> { Ok(()) }
+    /// #     async fn delete(&self, _: &u64) -> Result<(), TierError> { Ok(()) }
+    /// # }
+    /// let cache = TieredCache::builder(Cache::new(100), NoTier).build();
+    /// assert!(cache.is_coherent()); // no coherence configured
+    /// # });
+    /// ```
+    pub fn is_coherent(&self) -> bool {
+        self.shared.bus.is_none() || self.shared.local.counters.subscribed.load(Acquire)
+    }
+
+    /// Waits until [`is_coherent`](Self::is_coherent) holds or `within` has
+    /// passed, and returns it: at start-up, so that a process reports ready
+    /// only once the invalidation subscription is up.
+    ///
+    /// ```
+    /// # tokio_test::block_on(async {
+    /// # use std::time::Duration;
+    /// # use scalekit_cache::{Cache, TieredCache, Tier, TierError};
+    /// # struct NoTier;
+    /// # #[async_trait::async_trait]
+    /// # impl Tier<u64, String> for NoTier {
+    /// #     async fn get(&self, _: &u64) -> Result<Option<String>, TierError> { Ok(None) }
+    /// #     async fn set(&self, _: &u64, _: &String, _: Duration) -> Result<(), TierError> { Ok(()) }
+    /// #     async fn delete(&self, _: &u64) -> Result<(), TierError> { Ok(()) }
+    /// # }
+    /// // With RedisCoherence this waits for the subscription (see the crate docs).
+    /// let cache = TieredCache::builder(Cache::new(100), NoTier).build();
+    /// assert!(cache.wait_coherent(Duration::from_secs(1)).await);
+    /// # });
+    /// ```
+    pub async fn wait_coherent(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let counters = &self.shared.local.counters;
+        loop {
+            let changed = counters.subscription_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.is_coherent() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.is_coherent();
+            }
         }
     }
 

@@ -99,9 +99,10 @@ async fn coherent(
         .coherence(coherence)
         .build();
     assert!(
-        eventually(|| async { cache.stats().reconnects >= 1 }).await,
+        cache.wait_coherent(Duration::from_secs(10)).await,
         "the subscription was not established"
     );
+    assert!(cache.is_coherent() && cache.stats().reconnects >= 1);
     (cache, tier)
 }
 
@@ -373,5 +374,8 @@ async fn an_unreachable_redis_fails_no_read() {
     assert!(cache.insert(1, "x".into()).await.is_err());
     assert!(started.elapsed() < WAIT);
     assert_eq!(cache.stats().reconnects, 0);
+    // No subscription: the cache says it hears no invalidations.
+    assert!(!cache.is_coherent());
+    assert!(!cache.wait_coherent(Duration::from_millis(50)).await);
     drop(cache);
 }

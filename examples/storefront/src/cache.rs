@@ -100,11 +100,16 @@ impl CachedStore {
             .l2_ttl(Duration::from_secs(config.listing_ttl_secs.max(1) * 4))
             .coherence(RedisCoherence::new(&listing_tier))
             .build();
-        Ok(Self {
+        let store = Self {
             inner,
             products,
             listings,
-        })
+        };
+        // Serve only once other instances' product changes reach this L1.
+        if !store.wait_subscribed(Duration::from_secs(5)).await {
+            tracing::warn!("the cache invalidation subscription is not up yet: this instance may serve a changed product for up to {} s", config.product_ttl_secs);
+        }
+        Ok(store)
     }
 
     /// Both caches' counters.
@@ -115,9 +120,15 @@ impl CachedStore {
         }
     }
 
-    /// Whether both caches' invalidation subscriptions are up (at least once).
+    /// Whether both caches hear the other instances' invalidations now.
     pub fn subscribed(&self) -> bool {
-        self.products.stats().reconnects >= 1 && self.listings.stats().reconnects >= 1
+        self.products.is_coherent() && self.listings.is_coherent()
+    }
+
+    /// Waits until [`subscribed`](Self::subscribed) holds or `within` has
+    /// passed, and returns it.
+    pub async fn wait_subscribed(&self, within: Duration) -> bool {
+        self.products.wait_coherent(within).await && self.listings.wait_coherent(within).await
     }
 
     async fn listing<F>(&self, key: String, load: F) -> StoreResult<Cached>

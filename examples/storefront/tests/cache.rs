@@ -78,7 +78,7 @@ async fn instances(
             .expect("instance B"),
     );
     assert!(
-        eventually(|| async { a.subscribed() && b.subscribed() }).await,
+        a.subscribed() && b.subscribed(),
         "invalidation subscriptions"
     );
     Some((a, b, db, ids, dir))
