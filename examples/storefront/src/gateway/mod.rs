@@ -578,13 +578,15 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, inner.max_body).await {
         Ok(bytes) => bytes,
-        Err(_) => return text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
+        Err(_) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
                 "The request body is larger than the gateway accepts ({} bytes) or was cut off.\n",
                 inner.max_body
             ),
-        ),
+            )
+        }
     };
     strip_hop_by_hop(&mut parts.headers);
     if let Some(ip) = client_ip {
