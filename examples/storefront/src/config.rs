@@ -670,6 +670,18 @@ mod tests {
         ));
         assert!(stages[0].cache.is_none() && stages[1].cache.is_none());
         assert!(stages[2].cache.is_some());
+        assert!(stages[..3].iter().all(|s| s.gateway.is_none()));
+        let gw = stages[3].gateway.clone().unwrap_or_default();
+        assert!(stages[3].cache.is_some() && stages[3].gateway.is_some());
+        assert_eq!(gw.instances, 3);
+        assert!(gw.spawns_instances());
+        assert_eq!(
+            gw.instance_addrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"]
+        );
         assert!(matches!(
             StageConfig::builtin(0),
             Err(ConfigError::NoSuchStage(0))
@@ -741,5 +753,47 @@ file = "a.db"
         );
         let ok = format!("{GOOD}[cache]\nredis_url = \"redis://x\"\n");
         assert!(StageConfig::parse("f.toml", &ok).is_ok());
+    }
+
+    #[test]
+    fn gateway_errors_say_where() {
+        let err = |gateway: &str| {
+            StageConfig::parse("f.toml", &format!("{GOOD}[gateway]\n{gateway}"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let parsed = StageConfig::parse("f.toml", &format!("{GOOD}[gateway]\n"));
+        let gw = parsed.ok().and_then(|c| c.gateway).unwrap_or_default();
+        assert_eq!(gw, GatewayConfig::default());
+        assert!(err("instances = 0\n").starts_with("f.toml: gateway.instances: 0: "));
+        assert!(err("base_port = 65535\n").starts_with("f.toml: gateway.base_port: 65535: "));
+        // The server listens on 127.0.0.1:1: instances from port 1 would take it.
+        let e = err("base_port = 1\n");
+        assert!(e.contains("include the gateway's own"), "{e}");
+        let e = err("addresses = [\"10.0.0.1:80\"]\n");
+        assert!(
+            e.starts_with("f.toml: gateway.addresses: 1 addresses but instances = 3"),
+            "{e}"
+        );
+        let ok = "instances = 2\naddresses = [\"10.0.0.1:80\", \"10.0.0.2:80\"]\n";
+        assert_eq!(err(ok), "");
+        assert!(err("rate_per_sec = 0\n").starts_with("f.toml: gateway.rate_per_sec"));
+        assert!(err("upstream_timeout_ms = 0\n")
+            .starts_with("f.toml: gateway.upstream_timeout_ms: 0: "));
+        let e = err("[gateway.breaker]\nwindow = 20\nminimum_calls = 10\nfailure_rate = 0\nopen_secs = 5\nhalf_open_probes = 2\n");
+        assert!(
+            e.starts_with("f.toml: gateway.breaker.failure_rate: 0: "),
+            "{e}"
+        );
+        let e = err(
+            "[gateway.ejection]\nconsecutive_failures = 5\nbase_secs = 10\nmax_percent = 101\n",
+        );
+        assert!(
+            e.starts_with("f.toml: gateway.ejection.max_percent: 101: "),
+            "{e}"
+        );
+        let e = err("instancs = 3\n");
+        assert!(e.contains("instancs") && e.contains("line 14"), "{e}");
     }
 }

@@ -485,3 +485,164 @@ async fn killing_an_instance_under_load_loses_no_order() {
     assert!(ordered >= seen.len() as i64);
     pool.close().await;
 }
+
+/// The pid in the latest log line `instance {k} started on ... (pid N)`.
+fn started_pid(log: &[String], k: u32) -> Option<i32> {
+    let marker = format!("instance {k} started on ");
+    log.iter()
+        .rev()
+        .find(|l| l.contains(&marker))
+        .and_then(|l| {
+            let rest = &l[l.find("(pid ")? + 5..];
+            rest[..rest.find(')')?].parse().ok()
+        })
+}
+
+fn alive(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+}
+
+/// `storefront serve` with a `[gateway]` stage: starts the instances, restarts one
+/// killed with -9, and stops them all on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_restarts_and_stops_the_instances() {
+    let (store, db_dir) = common::sqlite().await;
+    let ids = common::catalog(store.as_ref(), 4, 5).await;
+    drop(store);
+    // Two consecutive free ports for the instances (from port 0, checked).
+    let base = loop {
+        let a = free_addr();
+        if std::net::TcpListener::bind(("127.0.0.1", a.port() + 1)).is_ok() {
+            break a.port();
+        }
+    };
+    let gateway_addr = free_addr();
+    let stage = format!(
+        r#"
+[stage]
+number = 4
+name = "load-balancing"
+title = "Load balancing (serve test)"
+adds = "-"
+needs = "-"
+[server]
+addr = "{gateway_addr}"
+[database]
+backend = "sqlite"
+file = "{}"
+[gateway]
+instances = 2
+base_port = {base}
+health_interval_ms = 100
+"#,
+        db_dir.path().join("shop.db").display()
+    );
+    let file = db_dir.path().join("stage.toml");
+    std::fs::write(&file, stage).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(db_dir.path())
+        .env("RUST_LOG", "info,sqlx=warn")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(Option<std::process::Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Some(c) = &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = Kill(Some(child));
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    let http = Http::default();
+    let url = format!("http://{gateway_addr}/api/products/{}", ids[0]);
+    let wait_for = |what: &str, secs: u64| {
+        let what = what.to_owned();
+        let log = log.clone();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        move || {
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {secs} s; log:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        }
+    };
+    let tick = wait_for("the gateway serving", 30);
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("gateway serving at"))
+    {
+        tick();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http.get(&url).await.unwrap().status, StatusCode::OK);
+    let first = started_pid(&log.lock().unwrap(), 1).unwrap();
+    let second = started_pid(&log.lock().unwrap(), 2).unwrap();
+
+    // kill -9 instance 2: requests keep working; the supervisor starts it again.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(second).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    for _ in 0..10 {
+        assert_eq!(http.get(&url).await.unwrap().status, StatusCode::OK);
+    }
+    let tick = wait_for("instance 2 restarted", 15);
+    let restarted = loop {
+        if let Some(pid) = started_pid(&log.lock().unwrap(), 2).filter(|&p| p != second) {
+            break pid;
+        }
+        tick();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("instance 2 on") && l.contains("exited")));
+
+    // SIGTERM: the gateway drains, then stops its instances.
+    let mut child = guard.0.take().unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let tick = wait_for("the gateway stopping", 20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        tick();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        !alive(first) && !alive(restarted),
+        "instances outlived the gateway"
+    );
+}
