@@ -254,6 +254,15 @@ pub async fn run_stage(
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let mut supervisor = None;
     if gw.spawns_instances() {
+        // A taken port would only show as an instance restarting again and again.
+        for (k, a) in addrs.iter().enumerate() {
+            std::net::TcpListener::bind(a).map_err(|e| {
+                format!(
+                    "instance {} cannot listen on {a}: {e}; change gateway.base_port",
+                    k + 1
+                )
+            })?;
+        }
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find this program to start the instances: {e}"))?;
         let mut args: Vec<OsString> = vec!["instance".into()];
