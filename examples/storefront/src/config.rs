@@ -20,6 +20,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../stages/02-separate-database.toml"),
     ),
     ("03-caches.toml", include_str!("../stages/03-caches.toml")),
+    (
+        "04-load-balancing.toml",
+        include_str!("../stages/04-load-balancing.toml"),
+    ),
 ];
 
 /// One stage's configuration.
@@ -35,6 +39,9 @@ pub struct StageConfig {
     /// Caches in front of the database (stage 3 on).
     #[serde(default)]
     pub cache: Option<CacheConfig>,
+    /// A gateway in front of several app processes (stage 4 on).
+    #[serde(default)]
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).
@@ -81,6 +88,283 @@ impl CacheConfig {
             .and_then(|v| std::env::var(v).ok())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| self.redis_url.clone())
+    }
+}
+
+/// The gateway of stage 4: how many app processes, where they listen, and how the
+/// gateway limits clients and protects itself from failing instances (see
+/// [`crate::gateway`]).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// App processes the gateway starts (1 to 64).
+    #[serde(default = "default_instances")]
+    pub instances: u32,
+    /// Instance K (from 1) listens on 127.0.0.1:`base_port`+K-1.
+    #[serde(default = "default_base_port")]
+    pub base_port: u16,
+    /// Instances started elsewhere: when given, the gateway starts none and
+    /// proxies to these.
+    #[serde(default)]
+    pub addresses: Vec<SocketAddr>,
+    /// Requests a second per client IP, sustained.
+    #[serde(default = "default_rate")]
+    pub rate_per_sec: u32,
+    /// Requests a client IP may send at once after a quiet spell (at least 1).
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Time for an instance to answer with its response headers.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_ms: u64,
+    /// Time to open a connection to an instance.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// How often every instance's `/readyz` is checked.
+    #[serde(default = "default_health_interval")]
+    pub health_interval_ms: u64,
+    /// How long one health check may take (longer: down).
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout_ms: u64,
+    /// The largest request body accepted (larger: 413).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// One circuit breaker per instance.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Taking failing instances out of rotation.
+    #[serde(default)]
+    pub ejection: EjectionConfig,
+}
+
+/// The circuit breaker in front of each instance (scalekit-breaker).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Outcomes of this many last calls count (1 to 100,000).
+    pub window: u32,
+    /// The breaker opens only once this many calls are in the window (at least 1).
+    pub minimum_calls: u64,
+    /// Open at this percentage of failures in the window (1 to 100).
+    pub failure_rate: u32,
+    /// Seconds in open before probes go through (1 to 60).
+    pub open_secs: u64,
+    /// Probe calls let through in half-open (1 to 4095).
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            window: 20,
+            minimum_calls: 10,
+            failure_rate: 50,
+            open_secs: 5,
+            half_open_probes: 2,
+        }
+    }
+}
+
+/// Outlier ejection of failing instances (scalekit-replica).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EjectionConfig {
+    /// Failures in a row that eject an instance (0: never).
+    pub consecutive_failures: u32,
+    /// The n-th ejection lasts n times this (seconds, at least 1).
+    pub base_secs: u64,
+    /// At most this percentage of instances is out at once (at least one may be).
+    pub max_percent: u32,
+}
+
+impl Default for EjectionConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_secs: 10,
+            max_percent: 50,
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            instances: default_instances(),
+            base_port: default_base_port(),
+            addresses: Vec::new(),
+            rate_per_sec: default_rate(),
+            burst: default_burst(),
+            upstream_timeout_ms: default_upstream_timeout(),
+            connect_timeout_ms: default_connect_timeout(),
+            health_interval_ms: default_health_interval(),
+            health_timeout_ms: default_health_timeout(),
+            max_body_bytes: default_max_body(),
+            breaker: BreakerConfig::default(),
+            ejection: EjectionConfig::default(),
+        }
+    }
+}
+
+fn default_instances() -> u32 {
+    3
+}
+fn default_base_port() -> u16 {
+    8081
+}
+fn default_rate() -> u32 {
+    200
+}
+fn default_burst() -> u32 {
+    400
+}
+fn default_upstream_timeout() -> u64 {
+    15_000
+}
+fn default_connect_timeout() -> u64 {
+    500
+}
+fn default_health_interval() -> u64 {
+    1_000
+}
+fn default_health_timeout() -> u64 {
+    500
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+
+impl GatewayConfig {
+    /// The instances' addresses: `addresses` if given, else 127.0.0.1 from
+    /// `base_port` up.
+    pub fn instance_addrs(&self) -> Vec<SocketAddr> {
+        if !self.addresses.is_empty() {
+            return self.addresses.clone();
+        }
+        (0..self.instances)
+            .map(|k| {
+                let port = u32::from(self.base_port) + k;
+                SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap_or(u16::MAX)))
+            })
+            .collect()
+    }
+
+    /// Whether the gateway starts the instances itself (no `addresses`).
+    pub fn spawns_instances(&self) -> bool {
+        self.addresses.is_empty()
+    }
+
+    /// Checks the values; `Err((field, message))`.
+    fn check(&self, server: SocketAddr) -> Result<(), (&'static str, String)> {
+        if !(1..=64).contains(&self.instances) {
+            return Err((
+                "gateway.instances",
+                format!("{}: start from 1 to 64 app processes", self.instances),
+            ));
+        }
+        if self.spawns_instances() {
+            let last = u32::from(self.base_port) + self.instances - 1;
+            if self.base_port == 0 || last > u32::from(u16::MAX) {
+                return Err((
+                    "gateway.base_port",
+                    format!(
+                        "{}: instances need ports {}..={last}; use a port from 1 to {}",
+                        self.base_port,
+                        self.base_port,
+                        u32::from(u16::MAX) + 1 - self.instances
+                    ),
+                ));
+            }
+            if server.ip().is_loopback()
+                && (u32::from(self.base_port)..=last).contains(&u32::from(server.port()))
+            {
+                return Err((
+                    "gateway.base_port",
+                    format!(
+                        "{}: the instances' ports {}..={last} include the gateway's own ({server}); move base_port past it",
+                        self.base_port, self.base_port
+                    ),
+                ));
+            }
+        } else if self.addresses.len() != self.instances as usize {
+            return Err((
+                "gateway.addresses",
+                format!(
+                    "{} addresses but instances = {}: set instances to the number of addresses",
+                    self.addresses.len(),
+                    self.instances
+                ),
+            ));
+        }
+        if self.rate_per_sec == 0 || self.burst == 0 {
+            return Err((
+                "gateway.rate_per_sec / gateway.burst",
+                "0: give at least 1 request a second and a burst of at least 1".into(),
+            ));
+        }
+        for (field, value) in [
+            ("gateway.upstream_timeout_ms", self.upstream_timeout_ms),
+            ("gateway.connect_timeout_ms", self.connect_timeout_ms),
+            ("gateway.health_interval_ms", self.health_interval_ms),
+            ("gateway.health_timeout_ms", self.health_timeout_ms),
+        ] {
+            if !(1..=3_600_000).contains(&value) {
+                return Err((
+                    field,
+                    format!("{value}: give a time from 1 ms to one hour (3600000)"),
+                ));
+            }
+        }
+        if self.max_body_bytes == 0 {
+            return Err((
+                "gateway.max_body_bytes",
+                "0: allow at least one byte (1048576 is 1 MiB)".into(),
+            ));
+        }
+        let b = &self.breaker;
+        if !(1..=100_000).contains(&b.window) {
+            return Err((
+                "gateway.breaker.window",
+                format!("{}: count the last 1 to 100000 calls", b.window),
+            ));
+        }
+        if b.minimum_calls == 0 {
+            return Err((
+                "gateway.breaker.minimum_calls",
+                "0: give at least 1 call".into(),
+            ));
+        }
+        if !(1..=100).contains(&b.failure_rate) {
+            return Err((
+                "gateway.breaker.failure_rate",
+                format!("{}: give a percentage from 1 to 100", b.failure_rate),
+            ));
+        }
+        if !(1..=60).contains(&b.open_secs) {
+            return Err((
+                "gateway.breaker.open_secs",
+                format!("{}: stay open from 1 to 60 seconds", b.open_secs),
+            ));
+        }
+        if !(1..=4095).contains(&b.half_open_probes) {
+            return Err((
+                "gateway.breaker.half_open_probes",
+                format!("{}: let 1 to 4095 probes through", b.half_open_probes),
+            ));
+        }
+        let e = &self.ejection;
+        if !(1..=3600).contains(&e.base_secs) {
+            return Err((
+                "gateway.ejection.base_secs",
+                format!("{}: eject for 1 to 3600 seconds", e.base_secs),
+            ));
+        }
+        if e.max_percent > 100 {
+            return Err((
+                "gateway.ejection.max_percent",
+                format!("{}: give a percentage from 0 to 100", e.max_percent),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -332,6 +616,11 @@ impl StageConfig {
                 ));
             }
         }
+        if let Some(gateway) = &self.gateway {
+            gateway
+                .check(self.server.addr)
+                .map_err(|(field, message)| invalid(field, message))?;
+        }
         match &self.database {
             DatabaseConfig::Sqlite { file, .. } if file.as_os_str().is_empty() => Err(invalid(
                 "database.file",
@@ -381,6 +670,18 @@ mod tests {
         ));
         assert!(stages[0].cache.is_none() && stages[1].cache.is_none());
         assert!(stages[2].cache.is_some());
+        assert!(stages[..3].iter().all(|s| s.gateway.is_none()));
+        let gw = stages[3].gateway.clone().unwrap_or_default();
+        assert!(stages[3].cache.is_some() && stages[3].gateway.is_some());
+        assert_eq!(gw.instances, 3);
+        assert!(gw.spawns_instances());
+        assert_eq!(
+            gw.instance_addrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"]
+        );
         assert!(matches!(
             StageConfig::builtin(0),
             Err(ConfigError::NoSuchStage(0))
@@ -452,5 +753,47 @@ file = "a.db"
         );
         let ok = format!("{GOOD}[cache]\nredis_url = \"redis://x\"\n");
         assert!(StageConfig::parse("f.toml", &ok).is_ok());
+    }
+
+    #[test]
+    fn gateway_errors_say_where() {
+        let err = |gateway: &str| {
+            StageConfig::parse("f.toml", &format!("{GOOD}[gateway]\n{gateway}"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let parsed = StageConfig::parse("f.toml", &format!("{GOOD}[gateway]\n"));
+        let gw = parsed.ok().and_then(|c| c.gateway).unwrap_or_default();
+        assert_eq!(gw, GatewayConfig::default());
+        assert!(err("instances = 0\n").starts_with("f.toml: gateway.instances: 0: "));
+        assert!(err("base_port = 65535\n").starts_with("f.toml: gateway.base_port: 65535: "));
+        // The server listens on 127.0.0.1:1: instances from port 1 would take it.
+        let e = err("base_port = 1\n");
+        assert!(e.contains("include the gateway's own"), "{e}");
+        let e = err("addresses = [\"10.0.0.1:80\"]\n");
+        assert!(
+            e.starts_with("f.toml: gateway.addresses: 1 addresses but instances = 3"),
+            "{e}"
+        );
+        let ok = "instances = 2\naddresses = [\"10.0.0.1:80\", \"10.0.0.2:80\"]\n";
+        assert_eq!(err(ok), "");
+        assert!(err("rate_per_sec = 0\n").starts_with("f.toml: gateway.rate_per_sec"));
+        assert!(err("upstream_timeout_ms = 0\n")
+            .starts_with("f.toml: gateway.upstream_timeout_ms: 0: "));
+        let e = err("[gateway.breaker]\nwindow = 20\nminimum_calls = 10\nfailure_rate = 0\nopen_secs = 5\nhalf_open_probes = 2\n");
+        assert!(
+            e.starts_with("f.toml: gateway.breaker.failure_rate: 0: "),
+            "{e}"
+        );
+        let e = err(
+            "[gateway.ejection]\nconsecutive_failures = 5\nbase_secs = 10\nmax_percent = 101\n",
+        );
+        assert!(
+            e.starts_with("f.toml: gateway.ejection.max_percent: 101: "),
+            "{e}"
+        );
+        let e = err("instancs = 3\n");
+        assert!(e.contains("instancs") && e.contains("line 14"), "{e}");
     }
 }

@@ -16,6 +16,7 @@
 //! | [`config`] | stage files (`stages/NN-name.toml`) |
 //! | [`seed`] | a made-up catalog and accounts, in batches |
 //! | [`cache`] | stage 3: product pages, listings and search results in L1 + Redis |
+//! | [`gateway`] | stage 4: the reverse proxy in front of N app processes, and the processes |
 //!
 //! ## Why these crates
 //!
@@ -37,5 +38,6 @@
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod gateway;
 pub mod seed;
 pub mod store;

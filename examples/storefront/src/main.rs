@@ -62,6 +62,18 @@ enum Command {
     },
     /// List the stages: what each adds and what it needs.
     Stages,
+    /// One app process behind a stage's gateway (started by `serve`).
+    #[command(hide = true)]
+    Instance {
+        #[command(flatten)]
+        target: Target,
+        /// Where this instance listens.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Its number, from 1.
+        #[arg(long)]
+        number: u32,
+    },
 }
 
 fn load(target: &Target) -> Result<StageConfig, Box<dyn std::error::Error>> {
@@ -88,9 +100,23 @@ fn describe(db: &DatabaseConfig, data_dir: &std::path::Path) -> String {
     }
 }
 
-async fn serve(target: Target, addr: Option<SocketAddr>) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    target: Target,
+    addr: Option<SocketAddr>,
+    instance: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let config = load(&target)?;
     let addr = addr.unwrap_or(config.server.addr);
+    if config.gateway.is_some() && !instance {
+        return storefront::gateway::run_stage(
+            &config,
+            target.stage,
+            target.config.as_deref(),
+            &target.data_dir,
+            addr,
+        )
+        .await;
+    }
     tracing::info!(
         stage = config.stage.number,
         "{}: opening {}",
@@ -190,7 +216,7 @@ fn stages() -> Result<(), Box<dyn std::error::Error>> {
         println!("   needs: {}", s.stage.needs);
         println!();
     }
-    println!("Later stages (load balancing, ...) arrive as the storefront grows.");
+    println!("Later stages (read/write splitting, ...) arrive as the storefront grows.");
     Ok(())
 }
 
@@ -222,10 +248,22 @@ fn main() -> ExitCode {
                         data_dir: "storefront-data".into(),
                     },
                     None,
+                    false,
                 )
                 .await
             }
-            Some(Command::Serve { target, addr }) => serve(target, addr).await,
+            Some(Command::Serve { target, addr }) => serve(target, addr, false).await,
+            Some(Command::Instance {
+                target,
+                addr,
+                number,
+            }) => match storefront::gateway::instance_setup() {
+                Ok(()) => {
+                    tracing::info!("instance {number}");
+                    serve(target, Some(addr), true).await
+                }
+                Err(e) => Err(e.into()),
+            },
             Some(Command::Seed {
                 target,
                 products,

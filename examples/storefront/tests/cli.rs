@@ -29,6 +29,7 @@ fn stages_lists_every_stage_with_what_it_adds_and_needs() {
         "1. Single machine",
         "2. Separate database",
         "3. Caches",
+        "4. Load balancing",
         "adds:",
         "needs:",
         "SCALEKIT_REDIS_URL",

@@ -11,6 +11,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 use storefront::store::{NewProduct, PgStore, SqliteStore, Store};
 
+pub mod procs;
+
 /// A SQLite store in a temporary directory (kept alive by the returned guard).
 pub async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -24,6 +26,19 @@ pub async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
 pub struct PgSchema {
     url: String,
     name: String,
+}
+
+impl PgSchema {
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A URL whose connections use this schema (for processes started by a test).
+    pub fn url(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.url, self.name)
+    }
 }
 
 impl Drop for PgSchema {
