@@ -16,6 +16,7 @@
 //! | [`config`] | stage files (`stages/NN-name.toml`) |
 //! | [`seed`] | a made-up catalog and accounts, in batches |
 //! | [`cache`] | stage 3: product pages, listings and search results in L1 + Redis |
+//! | [`ops`] | the ops page, `/metrics`, request and database counters |
 //!
 //! ## Why these crates
 //!
@@ -37,5 +38,6 @@
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod ops;
 pub mod seed;
 pub mod store;
