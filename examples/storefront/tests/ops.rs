@@ -131,11 +131,14 @@ async fn requests_are_counted_by_route_template() {
         assert_eq!(status, StatusCode::OK);
     }
     assert_eq!(get(&app, "/livez").await.0, StatusCode::OK);
+    let api = format!("/api/products/{}", ids[0]);
+    assert_eq!(get(&app, &api).await.0, StatusCode::OK);
     let after = data(&app).await;
-    // The five product pages and /livez; the ops routes are not counted.
+    // The five product pages, /livez and the API call; the ops routes are not
+    // counted.
     assert_eq!(
         total(&after, "requests"),
-        total(&before, "requests") + ids.len() as u64 + 1
+        total(&before, "requests") + ids.len() as u64 + 2
     );
     assert_eq!(total(&after, "errors"), 0);
     assert_eq!(after["stage"]["number"], 1);
@@ -158,6 +161,15 @@ async fn requests_are_counted_by_route_template() {
             "route=\"/products/{id}\",status=\"200\""
         ),
         Some(ids.len() as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "storefront_http_requests_total",
+            "route=\"/api/products/{id}\",status=\"200\""
+        ),
+        Some(1.0),
         "{text}"
     );
     // Never the raw path.

@@ -70,17 +70,18 @@ pub struct AppState {
 impl AppState {
     /// State with the recommended password cost.
     pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
+        let ops = Arc::new(Ops::new(
+            ops::StageRef {
+                number: config.stage.0,
+                title: config.stage.1.clone(),
+            },
+            ops::Topology::for_backend(store.backend()),
+        ));
         Self {
             store,
             passwords: Passwords::recommended(),
-            ops: Arc::new(Ops::new(
-                ops::StageRef {
-                    number: config.stage.0,
-                    title: config.stage.1.clone(),
-                },
-                ops::Topology::default(),
-            )),
             config: Arc::new(config),
+            ops,
         }
     }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::svg::escape;
 use crate::config::{DatabaseConfig, StageConfig};
+use crate::store::Backend;
 
 /// What runs at a stage.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +61,20 @@ fn host_of(url: &str) -> String {
 }
 
 impl Topology {
+    /// An app alone over `backend`, where only the backend is known.
+    pub fn for_backend(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Self::default(),
+            Backend::Postgres => Self {
+                database: DatabaseNode {
+                    backend: "postgres".into(),
+                    place: "over TCP".into(),
+                },
+                ..Self::default()
+            },
+        }
+    }
+
     /// The topology a stage file describes.
     pub fn of(config: &StageConfig) -> Self {
         let database = match &config.database {
@@ -97,16 +112,16 @@ impl Topology {
         } else {
             0
         };
-        let height = (apps_h.max(BOX_H) + l2_h + 60).max(150);
+        let height = apps_h.max(BOX_H) + l2_h + 60;
         let mid = (apps_h.max(BOX_H) + 60) / 2;
         let (browser_x, gateway_x) = (12, 170);
         let app_x = if self.gateway.is_some() { 340 } else { 190 };
         let db_x = app_x + 270;
-        let width = db_x + 170;
+        let width = db_x + 200;
         let mut s = String::new();
         let _ = write!(
             s,
-            r##"<svg class="topology" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" aria-label="Topology of the running stage"><defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#667085"/></marker></defs>"##
+            r##"<svg class="topology" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="Topology of the running stage"><defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#667085"/></marker></defs>"##
         );
         let node = |s: &mut String, x: u32, y: u32, w: u32, class: &str, title: &str, sub: &str| {
             let _ = write!(
@@ -223,7 +238,7 @@ impl Topology {
         let db_y = mid - BOX_H / 2;
         if remote {
             // A cylinder.
-            let (x, w) = (db_x, 150);
+            let (x, w) = (db_x, 180);
             let _ = write!(
                 s,
                 r#"<g class="node database"><path d="M{x},{y0} v{h} a{rx},8 0 0,0 {w},0 v-{h} a{rx},8 0 0,0 -{w},0 a{rx},8 0 0,0 {w},0"/><text x="{tx}" y="{ty}" class="title">{}</text><text x="{tx}" y="{sy}" class="sub">{}</text></g>"#,
@@ -237,7 +252,7 @@ impl Topology {
                 sy = db_y + 48,
             );
         } else {
-            node(&mut s, db_x, db_y, 150, "database file", db_title, db_sub);
+            node(&mut s, db_x, db_y, 180, "database file", db_title, db_sub);
         }
         if let Some(l2) = &self.l2 {
             let y = first_y + apps_h.max(BOX_H) + 2 * GAP;
@@ -246,7 +261,7 @@ impl Topology {
                 &mut s,
                 x,
                 y,
-                150,
+                180,
                 "l2",
                 &format!("{l2} L2"),
                 "shared cache, invalidations",
@@ -254,8 +269,8 @@ impl Topology {
             for i in 0..instances {
                 edge(
                     &mut s,
-                    app_x + 120,
-                    app_y(i) + BOX_H,
+                    app_x + 170,
+                    app_y(i) + BOX_H - 10,
                     x,
                     y + BOX_H / 2,
                     "",
