@@ -17,6 +17,7 @@
 //! | [`seed`] | a made-up catalog and accounts, in batches |
 //! | [`cache`] | stage 3: product pages, listings and search results in L1 + Redis |
 //! | [`gateway`] | stage 4: the reverse proxy in front of N app processes, and the processes |
+//! | [`ops`] | the ops page, `/metrics`, request and database counters |
 //!
 //! ## Why these crates
 //!
@@ -39,5 +40,6 @@ pub mod app;
 pub mod cache;
 pub mod config;
 pub mod gateway;
+pub mod ops;
 pub mod seed;
 pub mod store;

@@ -123,7 +123,11 @@ async fn serve(
         config.stage.title,
         describe(&config.database, &target.data_dir)
     );
-    let mut store = store::open(&config.database, &target.data_dir).await?;
+    let ops = std::sync::Arc::new(storefront::ops::Ops::for_stage(&config));
+    let mut store = storefront::ops::MeteredStore::wrap(
+        store::open(&config.database, &target.data_dir).await?,
+        &ops,
+    );
     if let Some(cache) = &config.cache {
         tracing::info!(
             "caches: L1 in this process, L2 and invalidations in Redis under \"{}\"",
@@ -137,7 +141,9 @@ async fn serve(
                     cache.redis_url()
                 )
             })?;
-        store = std::sync::Arc::new(cached);
+        let cached = std::sync::Arc::new(cached);
+        ops.set_cache(cached.clone());
+        store = cached;
     }
     let seed_if_empty = config.database.seed_if_empty();
     if seed_if_empty > 0 && store.count_products().await? == 0 {
@@ -156,7 +162,9 @@ async fn serve(
             stage: (config.stage.number, config.stage.title.clone()),
             ..AppConfig::default()
         },
-    );
+    )
+    .with_ops(ops.clone());
+    ops.start();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

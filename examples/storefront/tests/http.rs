@@ -32,6 +32,7 @@ async fn shop() -> Shop {
             page_size: 12,
             ..AppConfig::default()
         }),
+        ops: Arc::default(),
     };
     Shop {
         app: router(state),

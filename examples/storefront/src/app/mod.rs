@@ -11,6 +11,7 @@
 //! | `POST /checkout`, `GET /orders`, `GET /orders/{id}` | checkout and order history |
 //! | `/api/...` | the same as JSON (see [`api`]) |
 //! | `GET /livez`, `GET /readyz` | liveness (the process answers), readiness (the database answers) |
+//! | `GET /ops`, `GET /ops/data.json`, `GET /metrics` | the ops page, its figures, Prometheus (see [`crate::ops`]) |
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +21,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::ops::{self, Ops, OpsLayer};
 use crate::store::Store;
 
 pub mod api;
@@ -61,16 +63,33 @@ pub struct AppState {
     pub passwords: Passwords,
     /// Settings.
     pub config: Arc<AppConfig>,
+    /// The ops recorder: request, database and cache figures.
+    pub ops: Arc<Ops>,
 }
 
 impl AppState {
     /// State with the recommended password cost.
     pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
+        let ops = Arc::new(Ops::new(
+            ops::StageRef {
+                number: config.stage.0,
+                title: config.stage.1.clone(),
+            },
+            ops::Topology::for_backend(store.backend()),
+        ));
         Self {
             store,
             passwords: Passwords::recommended(),
             config: Arc::new(config),
+            ops,
         }
+    }
+
+    /// The same state, recording into `ops` (shared with a
+    /// [`MeteredStore`](crate::ops::MeteredStore) below the store, for instance).
+    pub fn with_ops(mut self, ops: Arc<Ops>) -> Self {
+        self.ops = ops;
+        self
     }
 }
 
@@ -82,7 +101,8 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The whole application: pages, API, probes and static files.
+/// The whole application: pages, API, probes and static files, each request
+/// counted in `state.ops`; and the ops routes (not counted).
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -117,6 +137,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .nest("/api", api::router())
         .fallback(html::not_found)
+        .layer(OpsLayer::new(state.ops.clone()))
+        .merge(ops::router())
         .with_state(state)
 }
 

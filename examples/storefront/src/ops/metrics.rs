@@ -1,0 +1,280 @@
+//! `/metrics` in the Prometheus text format (OpenMetrics 1.0).
+//!
+//! Why prometheus-client (the Prometheus project's own Rust client) rather than the
+//! `metrics` facade with `metrics-exporter-prometheus`: its registry is a plain
+//! value, not a process-wide recorder installed once, so every [`Ops`] (one per
+//! process, and one per test in a test binary) renders its own figures. The request
+//! path never touches it: the counters are [`Ops`]'s own atomics, which a
+//! [`Collector`] reads at scrape time; prometheus-client does the exposition format
+//! (names, `_total`, label escaping, cumulative `le` buckets, `# EOF`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+
+use super::{CacheTotals, Ops, BUCKETS_US};
+
+/// The `Content-Type` of [`render`]'s output.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One route's figures, copied out of the atomics.
+#[derive(Debug)]
+struct RouteView {
+    route: String,
+    statuses: Vec<(u16, u64)>,
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+    sum_secs: f64,
+}
+
+/// Everything `/metrics` shows, read at once.
+#[derive(Debug)]
+struct View {
+    routes: Vec<RouteView>,
+    db_queries: u64,
+    cache: CacheTotals,
+    uptime_secs: f64,
+    gateway: Option<Value>,
+}
+
+const NO_EXEMPLAR: Option<&Exemplar<NoLabelSet, u64>> = None;
+const NO_EXEMPLARS: Option<&HashMap<usize, Exemplar<NoLabelSet, f64>>> = None;
+
+/// `storefront_gateway_<key>`: lower case letters, digits and `_` only.
+fn metric_name(key: &str) -> String {
+    let name: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("storefront_gateway_{}", name.trim_end_matches("_total"))
+}
+
+impl View {
+    fn encode_gateway(gateway: &Value, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        if let Some(totals) = gateway.get("totals").and_then(Value::as_object) {
+            for (key, value) in totals {
+                if let Some(n) = value.as_f64() {
+                    let name = metric_name(key);
+                    let help = format!("The gateway's {key}, since start.");
+                    encoder
+                        .encode_descriptor(&name, &help, None, MetricType::Counter)?
+                        .encode_counter(&n, NO_EXEMPLAR)?;
+                }
+            }
+        }
+        let Some(instances) = gateway.get("instances").and_then(Value::as_array) else {
+            return Ok(());
+        };
+        // key -> [(instance, state or "", value)]
+        let mut series: BTreeMap<String, Vec<(String, String, f64)>> = BTreeMap::new();
+        for (i, instance) in instances.iter().enumerate() {
+            let Some(fields) = instance.as_object() else {
+                continue;
+            };
+            let name = ["name", "addr"]
+                .iter()
+                .find_map(|k| fields.get(*k).and_then(Value::as_str))
+                .map_or_else(|| i.to_string(), str::to_owned);
+            for (key, value) in fields {
+                let point = match value {
+                    Value::Number(n) => (String::new(), n.as_f64().unwrap_or(0.0)),
+                    Value::Bool(b) => (String::new(), if *b { 1.0 } else { 0.0 }),
+                    Value::String(s) if key != "name" && key != "addr" => (s.clone(), 1.0),
+                    _ => continue,
+                };
+                series
+                    .entry(key.clone())
+                    .or_default()
+                    .push((name.clone(), point.0, point.1));
+            }
+        }
+        for (key, points) in series {
+            let name = metric_name(&format!("instance_{key}"));
+            let help = format!("Each gateway instance's {key} (a state is 1 on its label).");
+            let mut metric = encoder.encode_descriptor(&name, &help, None, MetricType::Gauge)?;
+            for (instance, state, value) in &points {
+                if state.is_empty() {
+                    metric
+                        .encode_family(&[("instance", instance.as_str())])?
+                        .encode_gauge(value)?;
+                } else {
+                    metric
+                        .encode_family(&[
+                            ("instance", instance.as_str()),
+                            ("state", state.as_str()),
+                        ])?
+                        .encode_gauge(value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Collector for View {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let mut requests = encoder.encode_descriptor(
+            "storefront_http_requests",
+            "HTTP requests answered, by route template and status.",
+            None,
+            MetricType::Counter,
+        )?;
+        for r in &self.routes {
+            for (status, n) in &r.statuses {
+                let status = status.to_string();
+                requests
+                    .encode_family(&[("route", r.route.as_str()), ("status", status.as_str())])?
+                    .encode_counter(n, NO_EXEMPLAR)?;
+            }
+        }
+        let mut latency = encoder.encode_descriptor(
+            "storefront_http_request_duration_seconds",
+            "Time from request to response headers, by route template.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for r in &self.routes {
+            latency
+                .encode_family(&[("route", r.route.as_str())])?
+                .encode_histogram(r.sum_secs, r.count, &r.buckets, NO_EXEMPLARS)?;
+        }
+        encoder
+            .encode_descriptor(
+                "storefront_db_queries",
+                "Calls that reached the database (cache hits excluded).",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter(&self.db_queries, NO_EXEMPLAR)?;
+        if self.cache.l1.is_some() || self.cache.l2.is_some() {
+            let mut cache = encoder.encode_descriptor(
+                "storefront_cache_requests",
+                "Cache lookups by tier (l1 in the process, l2 in Redis) and result.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (tier, totals) in [("l1", self.cache.l1), ("l2", self.cache.l2)] {
+                let Some(totals) = totals else { continue };
+                for (result, n) in [("hit", totals.hits), ("miss", totals.misses)] {
+                    cache
+                        .encode_family(&[("tier", tier), ("result", result)])?
+                        .encode_counter(&n, NO_EXEMPLAR)?;
+                }
+            }
+        }
+        encoder
+            .encode_descriptor(
+                "storefront_uptime_seconds",
+                "Seconds since the process started recording.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&self.uptime_secs)?;
+        if let Some(gateway) = &self.gateway {
+            Self::encode_gateway(gateway, &mut encoder)?;
+        }
+        Ok(())
+    }
+}
+
+/// The text `/metrics` serves.
+pub(crate) fn render(ops: &Ops) -> String {
+    let routes = ops
+        .routes()
+        .series
+        .iter()
+        .map(|(route, s)| {
+            let statuses: Vec<(u16, u64)> = s
+                .statuses
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i as u16 + 100, n.load(Ordering::Relaxed)))
+                .filter(|&(_, n)| n > 0)
+                .collect();
+            let counts: Vec<u64> = s
+                .buckets
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect();
+            let buckets = BUCKETS_US
+                .iter()
+                .map(|&us| us as f64 / 1e6)
+                .chain([f64::INFINITY])
+                .zip(counts.iter().copied())
+                .collect();
+            RouteView {
+                route: route.to_string(),
+                statuses,
+                buckets,
+                count: counts.iter().sum(),
+                sum_secs: s.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            }
+        })
+        .collect();
+    let view = View {
+        routes,
+        db_queries: ops.db_queries(),
+        cache: ops.cache_totals(),
+        uptime_secs: ops.started.elapsed().as_secs_f64(),
+        gateway: ops.gateway(),
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(view));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        // Writing to a String does not fail; a bad metric or label name would.
+        tracing::error!("cannot render /metrics: {e}");
+        out = "# EOF\n".into();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn gateway_figures_become_metrics() {
+        let ops = Ops::default();
+        let id = ops.route_id("/products/{id}");
+        ops.record(id, 200, Duration::from_millis(2));
+        ops.set_gateway(Arc::new(|| {
+            serde_json::json!({
+                "instances": [
+                    {"name": "app-1", "addr": "127.0.0.1:1", "healthy": true, "breaker": "closed", "in_flight": 2, "requests": 10, "failures": 1},
+                    {"name": "app-2", "addr": "127.0.0.1:2", "healthy": false, "breaker": "open", "in_flight": 0, "requests": 5, "failures": 5}
+                ],
+                "totals": {"rate_limited": 7, "retries": 3, "upstream_errors": 2}
+            })
+        }));
+        let text = render(&ops);
+        for line in [
+            "storefront_gateway_rate_limited_total 7",
+            "storefront_gateway_instance_healthy{instance=\"app-2\"} 0",
+            "storefront_gateway_instance_breaker{instance=\"app-2\",state=\"open\"} 1",
+            "storefront_gateway_instance_in_flight{instance=\"app-1\"} 2",
+            "storefront_http_requests_total{route=\"/products/{id}\",status=\"200\"} 1",
+            "storefront_http_request_duration_seconds_bucket{le=\"0.0025\",route=\"/products/{id}\"} 1",
+            "storefront_http_request_duration_seconds_bucket{le=\"0.001\",route=\"/products/{id}\"} 0",
+        ] {
+            assert!(text.contains(line), "no {line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,330 @@
+//! The ops routes: `/ops`, `/ops/data.json`, `/metrics`.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::Value;
+
+use super::{metrics, Snapshot, Window};
+use crate::app::AppState;
+use crate::store::User;
+
+/// The ops routes, to merge into the app's router after its [`super::OpsLayer`] (so
+/// they are not counted themselves).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ops", get(page))
+        .route("/ops/data.json", get(data))
+        .route("/metrics", get(prometheus))
+}
+
+async fn data(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(state.ops.snapshot()),
+    )
+        .into_response()
+}
+
+async fn prometheus(State(state): State<AppState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, metrics::CONTENT_TYPE),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        state.ops.render_metrics(),
+    )
+        .into_response()
+}
+
+/// One live figure: its value now and its last minute.
+struct Figure {
+    /// The key in `window` (and in `history`'s points).
+    key: &'static str,
+    label: &'static str,
+    value: String,
+    /// `points` of the sparkline's polyline.
+    spark: String,
+}
+
+/// One cell of the gateway's instance table.
+struct Cell {
+    text: String,
+    class: &'static str,
+}
+
+/// A gateway figure (from its `totals`).
+struct GatewayFigure {
+    label: String,
+    value: String,
+    class: &'static str,
+}
+
+struct GatewayView {
+    columns: Vec<String>,
+    rows: Vec<Vec<Cell>>,
+    figures: Vec<GatewayFigure>,
+}
+
+#[derive(Template)]
+#[template(path = "ops.html")]
+struct OpsPage {
+    title: String,
+    user: Option<User>,
+    snapshot: Snapshot,
+    uptime: String,
+    topology: String,
+    figures: Vec<Figure>,
+    cache_rows: Vec<(&'static str, u64, u64)>,
+    gateway: Option<GatewayView>,
+}
+
+/// The width and height of a sparkline, and the points it holds.
+const SPARK_W: f64 = 120.0;
+const SPARK_H: f64 = 32.0;
+const SPARK_POINTS: f64 = 60.0;
+
+/// The `points` of a sparkline of `values` (newest at the right, a minute wide,
+/// scaled to the largest value).
+fn spark(values: &[f64]) -> String {
+    let max = values.iter().copied().fold(0.0_f64, f64::max);
+    let step = SPARK_W / (SPARK_POINTS - 1.0);
+    let n = values.len();
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let x = SPARK_W - (n - 1 - i) as f64 * step;
+            let y = if max > 0.0 {
+                SPARK_H - 1.0 - v / max * (SPARK_H - 2.0)
+            } else {
+                SPARK_H - 1.0
+            };
+            format!("{x:.1},{y:.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn figure_value(key: &str, w: &Window) -> String {
+    let ratio =
+        |r: Option<f64>| r.map_or_else(|| "–".to_owned(), |r| format!("{:.1} %", r * 100.0));
+    match key {
+        "rps" => format!("{:.1}", w.rps),
+        "p50_ms" => format!("{:.2} ms", w.p50_ms),
+        "p99_ms" => format!("{:.2} ms", w.p99_ms),
+        "db_qps" => format!("{:.1}", w.db_qps),
+        "l1_hit_ratio" => ratio(w.l1_hit_ratio),
+        _ => ratio(w.l2_hit_ratio),
+    }
+}
+
+fn figure_of(w: &Window, key: &str) -> f64 {
+    match key {
+        "rps" => w.rps,
+        "p50_ms" => w.p50_ms,
+        "p99_ms" => w.p99_ms,
+        "db_qps" => w.db_qps,
+        "l1_hit_ratio" => w.l1_hit_ratio.unwrap_or(0.0),
+        _ => w.l2_hit_ratio.unwrap_or(0.0),
+    }
+}
+
+fn uptime(secs: f64) -> String {
+    let s = secs as u64;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, m, _) => format!("{h} h {m} min"),
+    }
+}
+
+/// Words for a JSON key: `rate_limited` → `Rate limited`.
+fn words(key: &str) -> String {
+    let text = key.replace(['_', '-'], " ");
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// A gateway value for people, and how to colour it.
+fn cell(key: &str, value: &Value) -> Cell {
+    let (text, class) = match value {
+        Value::Bool(b) if key == "healthy" => (
+            if *b { "healthy" } else { "down" }.to_owned(),
+            if *b { "good" } else { "bad" },
+        ),
+        Value::Bool(b) => (if *b { "yes" } else { "no" }.to_owned(), ""),
+        Value::String(s) => {
+            let class = match s.as_str() {
+                "closed" | "up" | "healthy" => "good",
+                "open" | "down" | "unhealthy" => "bad",
+                "half-open" | "half_open" | "halfopen" => "warn",
+                _ => "",
+            };
+            (s.clone(), class)
+        }
+        Value::Null => ("–".to_owned(), ""),
+        Value::Number(n) => (n.to_string(), ""),
+        other => (other.to_string(), ""),
+    };
+    Cell { text, class }
+}
+
+/// The gateway's usual instance fields, in the order the table shows them.
+const COLUMNS: [&str; 7] = [
+    "name",
+    "addr",
+    "healthy",
+    "breaker",
+    "in_flight",
+    "requests",
+    "failures",
+];
+
+fn gateway_view(gateway: &Value) -> GatewayView {
+    let instances: Vec<&serde_json::Map<String, Value>> = gateway
+        .get("instances")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
+    let mut columns: Vec<String> = Vec::new();
+    for instance in &instances {
+        for key in instance.keys() {
+            if !columns.contains(key) {
+                columns.push(key.clone());
+            }
+        }
+    }
+    // The usual columns first, in this order; others after them, by name.
+    columns.sort_by_key(|c| {
+        (
+            COLUMNS.iter().position(|k| k == c).unwrap_or(COLUMNS.len()),
+            c.clone(),
+        )
+    });
+    let rows = instances
+        .iter()
+        .map(|instance| {
+            columns
+                .iter()
+                .map(|key| cell(key, instance.get(key).unwrap_or(&Value::Null)))
+                .collect()
+        })
+        .collect();
+    let mut figures = Vec::new();
+    let totals = gateway.get("totals").and_then(Value::as_object);
+    for (key, value) in totals.into_iter().flatten() {
+        let label = if key == "rate_limited" {
+            "Rate-limit rejections".to_owned()
+        } else {
+            words(key)
+        };
+        figures.push(GatewayFigure {
+            label,
+            value: cell(key, value).text,
+            class: if key == "rate_limited" {
+                "highlight"
+            } else {
+                ""
+            },
+        });
+    }
+    GatewayView {
+        columns: columns.iter().map(|c| words(c)).collect(),
+        rows,
+        figures,
+    }
+}
+
+async fn page(State(state): State<AppState>) -> Response {
+    let snapshot = state.ops.snapshot();
+    let mut keys: Vec<(&'static str, &'static str)> = vec![
+        ("rps", "Requests per second"),
+        ("p50_ms", "Latency p50"),
+        ("p99_ms", "Latency p99"),
+        ("db_qps", "Database queries per second"),
+    ];
+    if snapshot.topology.l1 {
+        keys.push(("l1_hit_ratio", "L1 hit ratio (in process)"));
+    }
+    if snapshot.topology.l2.is_some() {
+        keys.push(("l2_hit_ratio", "L2 hit ratio (Redis)"));
+    }
+    let figures = keys
+        .into_iter()
+        .map(|(key, label)| {
+            let values: Vec<f64> = snapshot
+                .history
+                .iter()
+                .map(|p| figure_of(&p.figures, key))
+                .collect();
+            Figure {
+                key,
+                label,
+                value: figure_value(key, &snapshot.window),
+                spark: spark(&values),
+            }
+        })
+        .collect();
+    let cache = snapshot.totals.cache;
+    let cache_rows = [("L1", cache.l1), ("L2", cache.l2)]
+        .into_iter()
+        .filter_map(|(tier, t)| t.map(|t| (tier, t.hits, t.misses)))
+        .collect();
+    let view = OpsPage {
+        title: "Ops".into(),
+        user: None,
+        uptime: uptime(snapshot.uptime_secs),
+        topology: snapshot.topology.svg(),
+        figures,
+        cache_rows,
+        gateway: snapshot.gateway.as_ref().map(gateway_view),
+        snapshot,
+    };
+    match view.render() {
+        Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!("cannot render the ops page: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot render the ops page\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparklines_end_at_the_right() {
+        assert_eq!(spark(&[]), "");
+        assert_eq!(spark(&[0.0, 0.0]), "118.0,31.0 120.0,31.0");
+        let s = spark(&[1.0, 2.0]);
+        assert_eq!(s, "118.0,16.0 120.0,1.0");
+    }
+
+    #[test]
+    fn gateway_table_is_generic() {
+        let v = serde_json::json!({
+            "instances": [{"name": "a", "healthy": false, "breaker": "open", "in_flight": 3}],
+            "totals": {"rate_limited": 4}
+        });
+        let g = gateway_view(&v);
+        assert_eq!(g.columns, ["Name", "Healthy", "Breaker", "In flight"]);
+        assert_eq!(g.rows[0][1].text, "down");
+        assert_eq!(g.rows[0][2].class, "bad");
+        assert_eq!(g.figures[0].label, "Rate-limit rejections");
+        assert_eq!(g.figures[0].value, "4");
+        assert_eq!(uptime(3725.0), "1 h 2 min");
+        assert_eq!(uptime(65.0), "1 min 5 s");
+    }
+}
