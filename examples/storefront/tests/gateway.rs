@@ -646,3 +646,87 @@ health_interval_ms = 100
         "instances outlived the gateway"
     );
 }
+
+/// Two shop instances (one SQLite store, each its own ops recorder) behind a
+/// gateway with its own: the gateway's `/ops/data.json` counts the requests it
+/// proxied under `proxied`, shows its instances, and sums the instances' database
+/// queries (the gateway itself queries none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_ops_page_shows_the_instances_and_sums_their_queries() {
+    use storefront::app::{router, AppConfig, AppState};
+    use storefront::ops::{MeteredStore, Ops};
+
+    let (store, _dir) = common::sqlite().await;
+    let ids = common::catalog(store.as_ref(), 5, 10).await;
+    let mut addrs = Vec::new();
+    let mut recorders = Vec::new();
+    for _ in 0..2 {
+        let ops = Arc::new(Ops::default());
+        let state = AppState::new(
+            MeteredStore::wrap(store.clone(), &ops),
+            AppConfig::default(),
+        )
+        .with_ops(ops.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        recorders.push(ops);
+    }
+    let gw = Gateway::new(&GatewayConfig::default(), &addrs).unwrap();
+    let ops = Arc::new(Ops::default());
+    let poller = gw.attach_ops(ops.clone());
+    let (base, _stop) = serve(&gw).await;
+    let http = Http::default();
+
+    for i in 0..20 {
+        let id = ids[i % ids.len()];
+        let r = http
+            .get(&format!("{base}/api/products/{id}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let instance_queries: u64 = recorders
+        .iter()
+        .map(|o| o.snapshot().totals.db_queries)
+        .sum();
+    assert!(
+        instance_queries >= 20,
+        "each product read is a query: {instance_queries}"
+    );
+
+    // The poller reads the instances every second: wait (bounded) for the sum.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let data = loop {
+        let data = http
+            .get(&format!("{base}/ops/data.json"))
+            .await
+            .unwrap()
+            .json();
+        if data["totals"]["db_queries"].as_u64() >= Some(instance_queries) {
+            break data;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never showed the instances' {instance_queries} queries: {data}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        data["totals"]["requests"],
+        json!(20),
+        "the ops routes are not counted"
+    );
+    let instances = data["gateway"]["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2);
+    assert_eq!(data["gateway"]["totals"]["requests"], json!(20));
+    let metrics = http.get(&format!("{base}/metrics")).await.unwrap().body;
+    assert!(
+        metrics.contains("route=\"proxied\""),
+        "proxied requests are labelled so: {metrics}"
+    );
+    let page = http.get(&format!("{base}/ops")).await.unwrap();
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("app-2"), "the instance table");
+    poller.abort();
+}

@@ -67,6 +67,12 @@ pub struct AppState {
     pub ops: Arc<Ops>,
 }
 
+impl axum::extract::FromRef<AppState> for Arc<Ops> {
+    fn from_ref(state: &AppState) -> Self {
+        state.ops.clone()
+    }
+}
+
 impl AppState {
     /// State with the recommended password cost.
     pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {

@@ -59,6 +59,7 @@ use serde::Serialize;
 
 use crate::config::GatewayConfig;
 
+mod observe;
 pub mod supervisor;
 
 pub use supervisor::{instance_setup, run_stage, wait_ready, Supervisor};
@@ -100,6 +101,8 @@ struct Inner {
     health_interval: Duration,
     health_timeout: Duration,
     max_body: usize,
+    /// The ops recorder, once [`Gateway::attach_ops`] gave one.
+    ops: std::sync::OnceLock<Arc<crate::ops::Ops>>,
 }
 
 /// The stage-4 reverse proxy. Clones share everything (counters, limits, breakers).
@@ -274,19 +277,29 @@ impl Gateway {
                 health_interval: Duration::from_millis(config.health_interval_ms),
                 health_timeout: Duration::from_millis(config.health_timeout_ms),
                 max_body: config.max_body_bytes,
+                ops: std::sync::OnceLock::new(),
             }),
         })
     }
 
-    /// The gateway's HTTP face: `/livez`, `/readyz`, and everything else proxied.
+    /// The gateway's HTTP face: `/livez`, `/readyz`, and everything else proxied;
+    /// with an ops recorder attached ([`attach_ops`](Self::attach_ops)), also its
+    /// own `/ops`, `/ops/data.json` and `/metrics`, and every other request counted
+    /// (proxied ones under the route label `proxied`).
     /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the
     /// rate limit sees client addresses (without, all clients share one bucket).
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/livez", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .fallback(proxy)
-            .with_state(self.clone())
+            .with_state(self.clone());
+        match self.inner.ops.get() {
+            None => router,
+            Some(ops) => router
+                .layer(crate::ops::OpsLayer::new(Arc::clone(ops)).unmatched_as("proxied"))
+                .merge(crate::ops::router().with_state(Arc::clone(ops))),
+        }
     }
 
     /// Serves the gateway on `listener` until `shutdown` resolves, then finishes the

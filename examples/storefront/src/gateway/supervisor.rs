@@ -314,6 +314,10 @@ pub async fn run_stage(
         }
     }
     let gateway = Gateway::new(gw, &addrs)?;
+    // The ops page at the gateway: its own figures and the instances' summed.
+    let ops = Arc::new(crate::ops::Ops::for_stage(config));
+    let poller = gateway.attach_ops(Arc::clone(&ops));
+    let sampler = ops.start();
     let health = gateway.spawn_health_checks();
     tracing::info!(
         "stage {} ({}): gateway serving at http://{addr} in front of {} instances",
@@ -323,6 +327,8 @@ pub async fn run_stage(
     );
     let served = gateway.serve(listener, crate::app::shutdown_signal()).await;
     health.abort();
+    poller.abort();
+    sampler.abort();
     if let Some(sup) = supervisor {
         tracing::info!("gateway drained; stopping the instances");
         sup.stop().await;

@@ -19,12 +19,23 @@ use super::{Ops, RouteId, UNMATCHED};
 #[derive(Clone, Debug)]
 pub struct OpsLayer {
     ops: Arc<Ops>,
+    unmatched: &'static str,
 }
 
 impl OpsLayer {
     /// Records into `ops`.
     pub fn new(ops: Arc<Ops>) -> Self {
-        Self { ops }
+        Self {
+            ops,
+            unmatched: UNMATCHED,
+        }
+    }
+
+    /// Labels requests that no route matched `label` instead of
+    /// [`UNMATCHED`]: the gateway's proxied requests are `proxied`.
+    pub fn unmatched_as(mut self, label: &'static str) -> Self {
+        self.unmatched = label;
+        self
     }
 }
 
@@ -35,6 +46,7 @@ impl<S> Layer<S> for OpsLayer {
         OpsService {
             inner,
             ops: self.ops.clone(),
+            unmatched: self.unmatched,
         }
     }
 }
@@ -44,6 +56,7 @@ impl<S> Layer<S> for OpsLayer {
 pub struct OpsService<S> {
     inner: S,
     ops: Arc<Ops>,
+    unmatched: &'static str,
 }
 
 impl<S, B, ResBody> Service<Request<B>> for OpsService<S>
@@ -62,7 +75,7 @@ where
         let route = req
             .extensions()
             .get::<MatchedPath>()
-            .map_or(UNMATCHED, MatchedPath::as_str);
+            .map_or(self.unmatched, MatchedPath::as_str);
         let route = self.ops.route_id(route);
         OpsFuture {
             inner: self.inner.call(req),

@@ -75,6 +75,10 @@ pub use topology::Topology;
 /// What the gateway reports about itself, as a JSON object (see the module docs).
 pub type GatewayFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// Database queries and cache lookups counted elsewhere (the gateway's instances),
+/// cumulative: see [`Ops::set_backends`].
+pub type BackendsFn = Arc<dyn Fn() -> (u64, CacheTotals) + Send + Sync>;
+
 /// The route label of requests no route matched (the 404 fallback).
 pub const UNMATCHED: &str = "unmatched";
 
@@ -174,6 +178,7 @@ pub struct Ops {
     db_queries: AtomicU64,
     cache: OnceLock<Arc<CachedStore>>,
     gateway: RwLock<Option<GatewayFn>>,
+    backends: RwLock<Option<BackendsFn>>,
     history: Mutex<History>,
 }
 
@@ -213,6 +218,7 @@ impl Ops {
             db_queries: AtomicU64::new(0),
             cache: OnceLock::new(),
             gateway: RwLock::new(None),
+            backends: RwLock::new(None),
             history: Mutex::new(History {
                 last: Sample {
                     at: started,
@@ -256,6 +262,13 @@ impl Ops {
     /// Shows the gateway's figures (see the module docs) from now on.
     pub fn set_gateway(&self, gateway: GatewayFn) {
         *self.gateway.write() = Some(gateway);
+    }
+
+    /// Takes database and cache figures from `backends` from now on, added to this
+    /// process's own: the gateway, which queries no database itself, shows the sum
+    /// of its instances' figures this way.
+    pub fn set_backends(&self, backends: BackendsFn) {
+        *self.backends.write() = Some(backends);
     }
 
     /// Takes a point of history every second until the recorder is dropped. Needs a
@@ -334,11 +347,29 @@ impl Ops {
     }
 
     pub(crate) fn db_queries(&self) -> u64 {
-        self.db_queries.load(Ordering::Relaxed)
+        self.db_queries_and_cache().0
     }
 
-    /// The caches' counters, per tier (empty without caches).
+    /// Database queries and cache lookups: this process's, plus the backends'.
+    fn db_queries_and_cache(&self) -> (u64, CacheTotals) {
+        let own = self.db_queries.load(Ordering::Relaxed);
+        let cache = self.own_cache_totals();
+        let backends = self.backends.read().clone();
+        match backends {
+            None => (own, cache),
+            Some(f) => {
+                let (queries, theirs) = f();
+                (own.saturating_add(queries), cache.plus(&theirs))
+            }
+        }
+    }
+
+    /// The caches' counters, per tier (empty without caches), with the backends'.
     pub fn cache_totals(&self) -> CacheTotals {
+        self.db_queries_and_cache().1
+    }
+
+    fn own_cache_totals(&self) -> CacheTotals {
         match self.cache.get() {
             None => CacheTotals::default(),
             Some(cache) => {
@@ -370,12 +401,13 @@ impl Ops {
             requests += r;
             errors += e;
         }
+        let (db_queries, cache) = self.db_queries_and_cache();
         Sample {
             at: Instant::now(),
             requests,
             errors,
-            db_queries: self.db_queries(),
-            cache: self.cache_totals(),
+            db_queries,
+            cache,
             latency: self.latency.load(),
         }
     }

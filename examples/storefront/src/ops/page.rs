@@ -8,34 +8,40 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 
-use super::{metrics, Snapshot, Window};
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use super::{metrics, Ops, Snapshot, Window};
+#[cfg(doc)]
 use crate::app::AppState;
 use crate::store::User;
 
 /// The ops routes, to merge into the app's router after its [`super::OpsLayer`] (so
-/// they are not counted themselves).
-pub fn router() -> Router<AppState> {
+/// they are not counted themselves). Any state that holds the recorder will do
+/// (the app's [`AppState`], the gateway's `Arc<Ops>`).
+pub fn router<S>() -> Router<S>
+where
+    Arc<Ops>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/ops", get(page))
         .route("/ops/data.json", get(data))
         .route("/metrics", get(prometheus))
 }
 
-async fn data(State(state): State<AppState>) -> Response {
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(state.ops.snapshot()),
-    )
-        .into_response()
+async fn data(State(ops): State<Arc<Ops>>) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Json(ops.snapshot())).into_response()
 }
 
-async fn prometheus(State(state): State<AppState>) -> Response {
+async fn prometheus(State(ops): State<Arc<Ops>>) -> Response {
     (
         [
             (header::CONTENT_TYPE, metrics::CONTENT_TYPE),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        state.ops.render_metrics(),
+        ops.render_metrics(),
     )
         .into_response()
 }
@@ -242,8 +248,8 @@ fn gateway_view(gateway: &Value) -> GatewayView {
     }
 }
 
-async fn page(State(state): State<AppState>) -> Response {
-    let snapshot = state.ops.snapshot();
+async fn page(State(ops): State<Arc<Ops>>) -> Response {
+    let snapshot = ops.snapshot();
     let mut keys: Vec<(&'static str, &'static str)> = vec![
         ("rps", "Requests per second"),
         ("p50_ms", "Latency p50"),

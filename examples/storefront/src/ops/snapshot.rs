@@ -92,6 +92,16 @@ pub struct Point {
     pub figures: Window,
 }
 
+impl CacheTotals {
+    /// Both counts added, tier by tier (a tier either side has is kept).
+    pub fn plus(&self, other: &CacheTotals) -> CacheTotals {
+        CacheTotals {
+            l1: add_tier(self.l1, other.l1),
+            l2: add_tier(self.l2, other.l2),
+        }
+    }
+}
+
 fn add_tier(a: Option<TierTotals>, b: Option<TierTotals>) -> Option<TierTotals> {
     match (a, b) {
         (Some(a), Some(b)) => Some(TierTotals {
@@ -140,10 +150,7 @@ impl Snapshot {
         self.totals.requests += other.totals.requests;
         self.totals.errors += other.totals.errors;
         self.totals.db_queries += other.totals.db_queries;
-        self.totals.cache = CacheTotals {
-            l1: add_tier(self.totals.cache.l1, other.totals.cache.l1),
-            l2: add_tier(self.totals.cache.l2, other.totals.cache.l2),
-        };
+        self.totals.cache = self.totals.cache.plus(&other.totals.cache);
         self.window = self.window.merge(&other.window);
         let newest = self.history.last().map(|p| p.t);
         let shift = match (newest, other.history.last()) {

@@ -1,0 +1,176 @@
+//! The gateway on the ops page: its own figures, and its instances' database and
+//! cache figures, polled from their `/ops/data.json`.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use parking_lot::Mutex;
+use serde_json::json;
+
+use super::{Gateway, Inner};
+use crate::ops::{CacheTotals, Ops, Snapshot};
+
+/// One instance's cumulative database and cache counts, kept across its restarts
+/// (a restarted instance counts from zero again).
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    /// What the instance's earlier lives counted.
+    base: (u64, CacheTotals),
+    /// What its current life reported last.
+    last: (u64, CacheTotals),
+}
+
+fn lookups(c: &CacheTotals) -> u64 {
+    [c.l1, c.l2]
+        .iter()
+        .flatten()
+        .map(|t| t.hits.saturating_add(t.misses))
+        .sum()
+}
+
+impl Counts {
+    fn update(&mut self, queries: u64, cache: CacheTotals) {
+        let restarted = queries < self.last.0 || lookups(&cache) < lookups(&self.last.1);
+        if restarted {
+            self.base = (
+                self.base.0.saturating_add(self.last.0),
+                self.base.1.plus(&self.last.1),
+            );
+        }
+        self.last = (queries, cache);
+    }
+
+    fn total(&self) -> (u64, CacheTotals) {
+        (
+            self.base.0.saturating_add(self.last.0),
+            self.base.1.plus(&self.last.1),
+        )
+    }
+}
+
+impl Gateway {
+    /// Shows this gateway on `ops`: its requests and latency (counted by
+    /// [`router`](Self::router), so call this first), its instances, breakers and
+    /// rate-limit rejections ([`Ops::set_gateway`]), and the database queries and
+    /// cache lookups of its instances, read from their `/ops/data.json` every
+    /// second ([`Ops::set_backends`]). Returns the polling task; the first call
+    /// wins.
+    pub fn attach_ops(&self, ops: Arc<Ops>) -> tokio::task::JoinHandle<()> {
+        let _ = self.inner.ops.set(Arc::clone(&ops));
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        ops.set_gateway(Arc::new(move || match weak.upgrade() {
+            Some(inner) => {
+                let s = Gateway { inner }.snapshot();
+                json!({
+                    "instances": s.instances,
+                    "totals": {
+                        "requests": s.requests,
+                        "rate_limited": s.rate_limited,
+                        "retries": s.retries,
+                        "upstream_errors": s.upstream_errors,
+                        "unavailable": s.unavailable,
+                    },
+                })
+            }
+            None => serde_json::Value::Null,
+        }));
+        let counts = Arc::new(Mutex::new(vec![
+            Counts::default();
+            self.inner.upstreams.len()
+        ]));
+        let read = Arc::clone(&counts);
+        ops.set_backends(Arc::new(move || {
+            read.lock()
+                .iter()
+                .map(Counts::total)
+                .fold((0, CacheTotals::default()), |(q, c), (q2, c2)| {
+                    (q.saturating_add(q2), c.plus(&c2))
+                })
+        }));
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                // All instances at once, each within the health-check timeout.
+                let polls: Vec<_> = inner
+                    .upstreams
+                    .iter()
+                    .map(|up| {
+                        let poll = totals_of(inner.client.clone(), up.addr);
+                        tokio::spawn(tokio::time::timeout(inner.health_timeout, poll))
+                    })
+                    .collect();
+                drop(inner);
+                let mut results = Vec::with_capacity(polls.len());
+                for poll in polls {
+                    results.push(match poll.await {
+                        Ok(Ok(totals)) => totals,
+                        _ => None, // no answer in time: keep the last one
+                    });
+                }
+                let mut counts = counts.lock();
+                for (slot, result) in counts.iter_mut().zip(results) {
+                    if let Some((queries, cache)) = result {
+                        slot.update(queries, cache);
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// An instance's database queries and cache lookups since it started.
+async fn totals_of(
+    client: super::HttpClient,
+    addr: std::net::SocketAddr,
+) -> Option<(u64, CacheTotals)> {
+    let uri = Uri::try_from(format!("http://{addr}/ops/data.json")).ok()?;
+    let req = Request::get(uri).body(Full::new(Bytes::new())).ok()?;
+    let resp = client.request(req).await.ok()?;
+    if resp.status() != StatusCode::OK {
+        return None;
+    }
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let snapshot: Snapshot = serde_json::from_slice(&body).ok()?;
+    Some((snapshot.totals.db_queries, snapshot.totals.cache))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::TierTotals;
+
+    fn cache(hits: u64, misses: u64) -> CacheTotals {
+        CacheTotals {
+            l1: Some(TierTotals { hits, misses }),
+            l2: None,
+        }
+    }
+
+    #[test]
+    fn counts_survive_an_instance_restart() {
+        let mut c = Counts::default();
+        c.update(10, cache(5, 5));
+        c.update(25, cache(20, 5));
+        assert_eq!(c.total().0, 25);
+        // Restarted: its counters begin again.
+        c.update(3, cache(1, 1));
+        let (queries, cache_totals) = c.total();
+        assert_eq!(queries, 28);
+        assert_eq!(
+            cache_totals.l1,
+            Some(TierTotals {
+                hits: 21,
+                misses: 6
+            })
+        );
+        c.update(4, cache(2, 1));
+        assert_eq!(c.total().0, 29);
+    }
+}
