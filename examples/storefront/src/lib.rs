@@ -7,6 +7,8 @@
 //! storefront serve [--stage N] [--addr 127.0.0.1:8080]   run a stage (1 by default)
 //! storefront seed [--products 100000] [--users 1000]     fill the database
 //! storefront stages                                      what each stage adds and needs
+//! storefront loadgen [--rate R | --concurrency C]         user journeys against a shop
+//! storefront evolve [--stages 1-3]                        the stages compared: docs/evolution.md
 //! ```
 //!
 //! | module | what |
@@ -16,6 +18,7 @@
 //! | [`config`] | stage files (`stages/NN-name.toml`) |
 //! | [`seed`] | a made-up catalog and accounts, in batches |
 //! | [`cache`] | stage 3: product pages, listings and search results in L1 + Redis |
+//! | [`loadgen`] | the load generator, `evolve` and `bench-http` |
 //!
 //! ## Why these crates
 //!
@@ -37,5 +40,6 @@
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod loadgen;
 pub mod seed;
 pub mod store;
