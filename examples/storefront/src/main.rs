@@ -254,9 +254,7 @@ fn main() -> ExitCode {
             Some(Command::Stages) => stages(),
             Some(Command::Loadgen(args)) => Ok(storefront::loadgen::cli::loadgen(args).await?),
             Some(Command::Evolve(args)) => Ok(storefront::loadgen::cli::evolve(args).await?),
-            Some(Command::BenchHttp(args)) => {
-                Ok(storefront::loadgen::cli::bench_http(args).await?)
-            }
+            Some(Command::BenchHttp(args)) => Ok(storefront::loadgen::cli::bench_http(args).await?),
             Some(Command::BareHttp(args)) => Ok(storefront::loadgen::cli::bare_http(args).await?),
         }
     });

@@ -65,23 +65,52 @@ pub struct BenchOptions {
     pub product: u64,
 }
 
+/// CPU time (user + system) a process has used so far, in seconds, from
+/// `/proc/<pid>/stat` (Linux; `None` elsewhere).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after "pid (comm) ": state is field 3, utime 14 and stime 15, in
+    // USER_HZ ticks (100 per second on Linux).
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// One server's figures across the rounds.
 #[derive(Clone, Debug, Default)]
 pub struct Side {
     /// Each round's totals.
     pub rounds: Vec<Row>,
+    /// Each round's server CPU time per request, in microseconds.
+    pub server_cpu_us: Vec<f64>,
+    /// Each round's load-generator CPU time per request, in microseconds.
+    pub client_cpu_us: Vec<f64>,
 }
 
 impl Side {
+    /// The median server CPU time per request, µs (0 when unknown).
+    pub fn median_server_cpu_us(&self) -> f64 {
+        median(self.server_cpu_us.clone())
+    }
+
+    /// The median load-generator CPU time per request, µs (0 when unknown).
+    pub fn median_client_cpu_us(&self) -> f64 {
+        median(self.client_cpu_us.clone())
+    }
+
     /// The median requests per second.
     pub fn median_rps(&self) -> f64 {
-        let mut v: Vec<f64> = self.rounds.iter().map(|r| r.rps).collect();
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
+        median(self.rounds.iter().map(|r| r.rps).collect())
     }
 }
 
@@ -131,14 +160,29 @@ pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String,
     let (mut bare_side, mut shop_side) = (Side::default(), Side::default());
     for round in 0..options.rounds {
         // Alternate which goes first, so neither always runs on a warmer machine.
-        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
         for is_bare in order {
-            let (gen, side, label) = if is_bare {
-                (&bare_load, &mut bare_side, "bare")
+            let (gen, side, label, pid) = if is_bare {
+                (&bare_load, &mut bare_side, "bare", bare.0.id())
             } else {
-                (&shop_load, &mut shop_side, "page")
+                (&shop_load, &mut shop_side, "page", shop.pid())
             };
+            let me = std::process::id();
+            let (server0, client0) = (cpu_seconds(pid), cpu_seconds(me));
             let report = gen.run(options.round, Some(label)).await;
+            let (server1, client1) = (cpu_seconds(pid), cpu_seconds(me));
+            let per_request = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if report.total.count > 0 => {
+                    Some((b - a) * 1e6 / report.total.count as f64)
+                }
+                _ => None,
+            };
+            side.server_cpu_us.extend(per_request(server0, server1));
+            side.client_cpu_us.extend(per_request(client0, client1));
             side.rounds.push(report.total);
         }
     }
@@ -179,13 +223,29 @@ pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String,
             if x.rps > 0.0 { y.rps / x.rps } else { 0.0 }
         );
     }
-    let _ = writeln!(out, "| **median** | **{b:.0}** | | **{s:.0}** | | **{ratio:.2}** |\n");
+    let _ = writeln!(
+        out,
+        "| **median** | **{b:.0}** | | **{s:.0}** | | **{ratio:.2}** |\n"
+    );
     let errors: u64 = bare_side
         .rounds
         .iter()
         .chain(&shop_side.rounds)
         .map(|r| r.errors)
         .sum();
+    let (cb, cs) = (
+        bare_side.median_server_cpu_us(),
+        shop_side.median_server_cpu_us(),
+    );
+    if cb > 0.0 && cs > 0.0 {
+        let _ = writeln!(
+            out,
+            "CPU time per request (median of the rounds, from /proc): bare server {cb:.1} µs, storefront {cs:.1} µs; the load generator {:.1} µs (bare rounds) and {:.1} µs (page rounds). On cores of its own the product page would answer {:.2} of the bare handler's rate (the ratio of server CPU per request).\n",
+            bare_side.median_client_cpu_us(),
+            shop_side.median_client_cpu_us(),
+            cb / cs
+        );
+    }
     let _ = writeln!(
         out,
         "Errors: {errors}. Database queries per product request during the rounds: {}; L1 hit ratio: {}.",

@@ -13,7 +13,9 @@ use super::{LoadOptions, Loadgen, Mix, Mode, Workload};
 /// Seconds on the command line: positive, finite, at most a day.
 fn seconds(flag: &str, s: f64, zero_ok: bool) -> Result<Duration, String> {
     if !(s.is_finite() && (s > 0.0 || (zero_ok && s == 0.0)) && s <= 86_400.0) {
-        return Err(format!("{flag} {s}: give seconds, above 0 and at most 86400"));
+        return Err(format!(
+            "{flag} {s}: give seconds, above 0 and at most 86400"
+        ));
     }
     Duration::try_from_secs_f64(s).map_err(|e| format!("{flag} {s}: {e}"))
 }

@@ -39,6 +39,11 @@ impl Drop for StageServer {
 }
 
 impl StageServer {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The last lines the server logged.
     pub fn log_tail(&self) -> String {
         log_tail(&self.dir.path().join("server.log"))
@@ -121,14 +126,15 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
             .map(|d| d.as_millis() % 1_000_000)
             .unwrap_or(0)
     );
-    let mut doc: toml::Table =
-        toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    let mut doc: toml::Table = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
     let mut schema = None;
     if let (DatabaseConfig::Postgres { .. }, Some(url)) =
         (&config.database, config.database.postgres_url())
     {
         let mut conn = PgConnection::connect(&url).await.map_err(|e| {
-            format!("stage {number} needs PostgreSQL: cannot connect (SCALEKIT_PG_URL or {url}): {e}")
+            format!(
+                "stage {number} needs PostgreSQL: cannot connect (SCALEKIT_PG_URL or {url}): {e}"
+            )
         })?;
         conn.execute(format!("CREATE SCHEMA {tag}").as_str())
             .await
@@ -152,7 +158,8 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
     let text = toml::to_string(&doc).map_err(|e| format!("{origin}: {e}"))?;
     StageConfig::parse(&origin, &text).map_err(|e| e.to_string())?;
     let config_file = dir.path().join("stage.toml");
-    std::fs::write(&config_file, text).map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
+    std::fs::write(&config_file, text)
+        .map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
     let port = free_port()?;
     let log_path = dir.path().join("server.log");
     let log = std::fs::File::create(&log_path)
@@ -352,7 +359,10 @@ pub async fn measure_stage(
     .await;
     let result = match result {
         Ok(r) => Ok(r),
-        Err(e) => Err(format!("stage {number}: {e}; its log ends with:\n{}", server.log_tail())),
+        Err(e) => Err(format!(
+            "stage {number}: {e}; its log ends with:\n{}",
+            server.log_tail()
+        )),
     };
     server.stop().await;
     result
@@ -386,7 +396,13 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 }
 
 /// The page: how it was measured, the table, the chart and a paragraph per stage.
-pub fn page(info: &RunInfo, machine: &str, date: &str, results: &[StageResult], svg_name: &str) -> String {
+pub fn page(
+    info: &RunInfo,
+    machine: &str,
+    date: &str,
+    results: &[StageResult],
+    svg_name: &str,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# The evolution, measured\n");
     let _ = writeln!(
@@ -426,7 +442,10 @@ pub fn page(info: &RunInfo, machine: &str, date: &str, results: &[StageResult], 
         out,
         "\nLatency counts from when a request was meant to be sent. DB queries per request and the cache hit ratio come from the server's `/ops/data.json` counters before and after the measured window (n/a: the stage does not publish them); the hit ratio is the share of cache lookups answered by L1, or by Redis after an L1 miss. Checkouts refused because an item sold out (Zipf demand empties the popular products' stock) are answers, not errors.\n"
     );
-    let _ = writeln!(out, "![Requests per second and latency by stage]({svg_name})\n");
+    let _ = writeln!(
+        out,
+        "![Requests per second and latency by stage]({svg_name})\n"
+    );
     let _ = writeln!(out, "## Latency by route (p50 / p99 ms)\n");
     let mut names: Vec<String> = Vec::new();
     for r in results {
@@ -553,14 +572,20 @@ pub fn today() -> String {
 }
 
 /// Writes the page and its chart; the chart goes next to the page, `svg` names it.
-pub fn write_page(out: &Path, svg: Option<PathBuf>, info: &RunInfo, results: &[StageResult]) -> Result<PathBuf, String> {
+pub fn write_page(
+    out: &Path,
+    svg: Option<PathBuf>,
+    info: &RunInfo,
+    results: &[StageResult],
+) -> Result<PathBuf, String> {
     let svg = svg.unwrap_or_else(|| out.with_extension("svg"));
     let svg_name = svg
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "evolution.svg".into());
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     std::fs::write(&svg, evolution_chart(results))
         .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
@@ -582,7 +607,10 @@ mod tests {
             assert!(parse_stages(bad).is_err(), "{bad}");
         }
         let err = builtin_stage(99).err().unwrap_or_default();
-        assert!(err.contains("stage 99 is not built into this storefront"), "{err}");
+        assert!(
+            err.contains("stage 99 is not built into this storefront"),
+            "{err}"
+        );
         assert!(builtin_stage(1).is_ok());
     }
 
@@ -602,7 +630,9 @@ mod tests {
         // 800 L1 hits + 100 L2 hits of 1000 lookups.
         assert_eq!(d.hit_ratio, Some(0.9));
         // No caches: no ratio; no ops page: nothing.
-        let plain = |r, q| OpsTotals::from_json(&serde_json::json!({"totals": {"requests": r, "db_queries": q}}));
+        let plain = |r, q| {
+            OpsTotals::from_json(&serde_json::json!({"totals": {"requests": r, "db_queries": q}}))
+        };
         let d = OpsDelta::between(plain(0, 0), plain(10, 30));
         assert_eq!((d.db_per_request, d.hit_ratio), (Some(3.0), None));
         assert_eq!(OpsDelta::between(None, plain(1, 1)), OpsDelta::default());

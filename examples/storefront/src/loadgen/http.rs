@@ -37,9 +37,9 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client for `target` (`http://127.0.0.1:8080`); `timeout` bounds each request.
     pub fn new(target: &str, timeout: Duration) -> Result<Self, String> {
-        let uri: hyper::Uri = target
-            .parse()
-            .map_err(|e| format!("--target {target:?}: {e}; use a URL like http://127.0.0.1:8080"))?;
+        let uri: hyper::Uri = target.parse().map_err(|e| {
+            format!("--target {target:?}: {e}; use a URL like http://127.0.0.1:8080")
+        })?;
         match uri.scheme_str() {
             Some("http") => {}
             Some(other) => {
@@ -53,9 +53,9 @@ impl HttpClient {
                 ))
             }
         }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("--target {target:?}: give a host, like http://127.0.0.1:8080"))?;
+        let authority = uri.authority().ok_or_else(|| {
+            format!("--target {target:?}: give a host, like http://127.0.0.1:8080")
+        })?;
         if uri.path() != "/" && !uri.path().is_empty() {
             return Err(format!(
                 "--target {target:?}: give the server only (no path); use --path for one URL"

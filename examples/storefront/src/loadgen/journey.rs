@@ -248,13 +248,21 @@ impl Runner<'_> {
                 } else {
                     "/".to_owned()
                 };
-                if self.get(Step::Catalog, intended, &path, None).await.is_none() {
+                if self
+                    .get(Step::Catalog, intended, &path, None)
+                    .await
+                    .is_none()
+                {
                     return;
                 }
                 for _ in 0..rng.random_range(1..=3) {
                     let id = shop.products.sample(rng);
                     let path = format!("/products/{id}");
-                    if self.get(Step::Product, Instant::now(), &path, None).await.is_none() {
+                    if self
+                        .get(Step::Product, Instant::now(), &path, None)
+                        .await
+                        .is_none()
+                    {
                         return;
                     }
                 }
@@ -262,12 +270,21 @@ impl Runner<'_> {
             Journey::Search => {
                 let term = SEARCH_TERMS[rng.random_range(0..SEARCH_TERMS.len())];
                 let path = format!("/search?q={}", url_encode(term));
-                if self.get(Step::Search, intended, &path, None).await.is_none() {
+                if self
+                    .get(Step::Search, intended, &path, None)
+                    .await
+                    .is_none()
+                {
                     return;
                 }
                 let id = shop.products.sample(rng);
                 let _ = self
-                    .get(Step::Product, Instant::now(), &format!("/products/{id}"), None)
+                    .get(
+                        Step::Product,
+                        Instant::now(),
+                        &format!("/products/{id}"),
+                        None,
+                    )
                     .await;
             }
             Journey::Buy => self.buy(shop, intended, rng).await,
@@ -315,8 +332,13 @@ impl Runner<'_> {
         rng: &mut R,
     ) -> Option<()> {
         let id = shop.products.sample(rng);
-        self.get(Step::Product, intended, &format!("/products/{id}"), Some(session))
-            .await?;
+        self.get(
+            Step::Product,
+            intended,
+            &format!("/products/{id}"),
+            Some(session),
+        )
+        .await?;
         self.post(
             Step::CartAdd,
             "/cart/add",
@@ -337,8 +359,7 @@ impl Runner<'_> {
             (303, other) => {
                 let kind = format!("checkout redirected to {other:?}");
                 let now = Instant::now();
-                self.rec
-                    .record(Step::Order, now, now, Outcome::Error(kind));
+                self.rec.record(Step::Order, now, now, Outcome::Error(kind));
             }
             // Sold out: empty the cart so the next journey starts afresh.
             _ => {

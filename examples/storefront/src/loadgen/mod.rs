@@ -21,7 +21,7 @@
 //! storefront loadgen --path /products/1 --concurrency 64
 //! ```
 //!
-//! [`evolve`] runs the stages one after another under the same load, and [`bench`]
+//! [`evolve`] runs the stages one after another under the same load, and [`bench`](mod@bench)
 //! compares a product page from the L1 cache with a bare axum handler.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -343,9 +343,9 @@ fn progress_bar(label: &str, length: Duration) -> ProgressBar {
         Some(length.as_millis() as u64),
         ProgressDrawTarget::stderr(),
     );
-    if let Ok(style) = ProgressStyle::with_template(
-        "{prefix:>10} [{elapsed_precise}] [{bar:30}] {msg}",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix:>10} [{elapsed_precise}] [{bar:30}] {msg}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(label.to_owned());
@@ -365,8 +365,9 @@ async fn discover(http: &HttpClient, options: &LoadOptions) -> Result<Shop, Stri
             listing.status
         ));
     }
-    let listing: Listing = serde_json::from_slice(&listing.body)
-        .map_err(|e| format!("{target}/api/products: unexpected answer ({e}): is this a storefront?"))?;
+    let listing: Listing = serde_json::from_slice(&listing.body).map_err(|e| {
+        format!("{target}/api/products: unexpected answer ({e}): is this a storefront?")
+    })?;
     let products = ZipfIds::new(listing.total, options.zipf)?;
     let categories: Vec<CategoryJson> = match http.get("/api/categories", None).await {
         Ok(a) if a.status == 200 => serde_json::from_slice(&a.body).unwrap_or_default(),
@@ -400,4 +401,126 @@ async fn discover(http: &HttpClient, options: &LoadOptions) -> Result<Shop, Stri
         run_id,
         signups: AtomicU64::new(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+
+    /// A server that answers one request at a time, each after 50 ms: 20 per second.
+    async fn slow_server() -> String {
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let app = axum::Router::new().route(
+            "/slow",
+            get(move || {
+                let lock = Arc::clone(&lock);
+                async move {
+                    let _one_at_a_time = lock.lock().await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    "done"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e}"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn raw(target: String, mode: Mode) -> LoadOptions {
+        LoadOptions {
+            target,
+            mode,
+            workload: Workload::Raw {
+                path: "/slow".into(),
+            },
+            // One request in flight: a request the open loop cannot send on time
+            // waits in the generator, where only the intended time can see it.
+            max_in_flight: 1,
+            ..LoadOptions::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_loop_latency_includes_the_wait_behind_a_slow_server() {
+        let target = slow_server().await;
+        // 40 requests meant over one second, served at 20 per second: request i is
+        // meant at 25·i ms and done at about 50·(i+1) ms, so it is 50 + 25·i ms late.
+        let open = Loadgen::connect(raw(target.clone(), Mode::Open { rate: 40.0 }))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = open.run(Duration::from_secs(1), None).await;
+        assert_eq!(r.total.errors, 0, "{}", r.table());
+        assert!((39..=40).contains(&r.total.count), "{}", r.table());
+        assert!(
+            r.total.p50_ms > 350.0,
+            "p50 without the queueing delay: {}",
+            r.table()
+        );
+        assert!(
+            r.total.max_ms > 850.0,
+            "max without the queueing delay: {}",
+            r.table()
+        );
+        // The closed loop on the same server only sees the 50 ms service time.
+        let closed = Loadgen::connect(raw(target, Mode::Closed { concurrency: 1 }))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = closed.run(Duration::from_millis(500), None).await;
+        assert!(r.total.count >= 5, "{}", r.table());
+        assert!(
+            r.total.p50_ms >= 45.0 && r.total.p50_ms < 150.0,
+            "{}",
+            r.table()
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_options_are_refused_with_what_to_write() {
+        let err =
+            |o: LoadOptions| async move { Loadgen::connect(o).await.err().unwrap_or_default() };
+        let base = raw("http://127.0.0.1:9".into(), Mode::Open { rate: 1.0 });
+        let e = err(LoadOptions {
+            mode: Mode::Open { rate: 0.0 },
+            ..base.clone()
+        })
+        .await;
+        assert!(e.starts_with("--rate 0"), "{e}");
+        let e = err(LoadOptions {
+            mode: Mode::Closed { concurrency: 0 },
+            ..base.clone()
+        })
+        .await;
+        assert!(e.starts_with("--concurrency 0"), "{e}");
+        let e = err(LoadOptions {
+            target: "https://example.com".into(),
+            ..base.clone()
+        })
+        .await;
+        assert!(e.contains("https scheme is not supported"), "{e}");
+        let e = err(LoadOptions {
+            workload: Workload::Raw {
+                path: "products/1".into(),
+            },
+            ..base.clone()
+        })
+        .await;
+        assert!(e.starts_with("--path"), "{e}");
+        // Journeys need a shop to discover: nothing listens on port 9.
+        let e = err(LoadOptions {
+            workload: Workload::Journeys(Mix::default()),
+            timeout: Duration::from_secs(2),
+            ..base
+        })
+        .await;
+        assert!(
+            e.starts_with("cannot reach the shop at http://127.0.0.1:9"),
+            "{e}"
+        );
+    }
 }

@@ -167,7 +167,10 @@ impl Recorder {
         } else {
             inner.completed += 1;
         }
-        if let Some(slot) = inner.timeline.get_mut(second) {
+        // A request that ends after the window (while draining) counts in its last
+        // second, so the timeline adds up to the total.
+        let last = inner.timeline.len().saturating_sub(1);
+        if let Some(slot) = inner.timeline.get_mut(second.min(last)) {
             slot.0 += 1;
             slot.1 += u64::from(failed);
         }
@@ -272,7 +275,8 @@ pub struct Report {
     pub total: Row,
     /// The measured window, in seconds.
     pub seconds: f64,
-    /// Per second of the window: (requests finished, of which failed).
+    /// Per second of the window: (requests finished, of which failed); those that
+    /// finished after the window count in its last second.
     pub timeline: Vec<(u64, u64)>,
     /// Errors by kind (`status 500 on GET /cart`, `timeout on ...`), most common first.
     pub error_kinds: Vec<(String, u64)>,
@@ -317,7 +321,7 @@ impl Report {
         }
         if !self.error_kinds.is_empty() {
             let mut kinds = self.error_kinds.clone();
-            kinds.sort_by(|a, b| b.1.cmp(&a.1));
+            kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
             out.push_str("\nErrors: ");
             let shown: Vec<String> = kinds
                 .iter()
@@ -351,18 +355,20 @@ mod tests {
             t0 + ms(301),
             Outcome::Error("status 500".into()),
         );
-        // After the window: ignored.
+        // Meant after the window: ignored.
         rec.record(Step::Product, t0 + ms(2_000), t0 + ms(2_001), Outcome::Ok);
+        // Meant in the window, done after it: counted in the last second.
+        rec.record(Step::Product, t0 + ms(1_999), t0 + ms(2_500), Outcome::Ok);
         let r = rec.report(2.0);
-        assert_eq!(r.total.count, 4);
+        assert_eq!(r.total.count, 5);
         assert_eq!((r.total.errors, r.total.sold_out), (1, 1));
         let product = r.steps.iter().find(|s| s.name == "GET /products/{id}");
-        let product = product.map(Clone::clone).unwrap_or_else(|| panic!("{r:?}"));
-        assert_eq!(product.count, 2);
+        let product = product.cloned().unwrap_or_else(|| panic!("{r:?}"));
+        assert_eq!(product.count, 3);
         assert!((product.max_ms - 1_200.0).abs() < 2.0, "{product:?}");
-        assert!((product.rps - 1.0).abs() < 1e-9);
-        assert_eq!(r.timeline, vec![(3, 1), (1, 0)]);
+        assert!((product.rps - 1.5).abs() < 1e-9);
+        assert_eq!(r.timeline, vec![(3, 1), (2, 0)]);
         assert_eq!(r.error_kinds, vec![("status 500".to_owned(), 1)]);
-        assert_eq!(rec.progress(), (3, 1));
+        assert_eq!(rec.progress(), (4, 1));
     }
 }

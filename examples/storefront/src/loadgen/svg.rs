@@ -106,7 +106,14 @@ pub fn chart(title: &str, panels: &[Panel]) -> String {
     out
 }
 
-fn bars(out: &mut String, top: f64, title: &str, series: &[String], groups: &[(String, Vec<f64>)], unit: &str) {
+fn bars(
+    out: &mut String,
+    top: f64,
+    title: &str,
+    series: &[String],
+    groups: &[(String, Vec<f64>)],
+    unit: &str,
+) {
     let _ = writeln!(
         out,
         r#"<text x="10" y="{}" font-weight="bold">{}</text>"#,
@@ -331,7 +338,10 @@ mod tests {
         let table = report.table();
         let rows: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(rows.len(), 2 + 3 + 1, "{table}");
-        assert!(rows[0].starts_with("| route | requests | errors"), "{table}");
+        assert!(
+            rows[0].starts_with("| route | requests | errors"),
+            "{table}"
+        );
         let cells = |row: &str| row.split('|').count();
         assert!(rows.iter().all(|r| cells(r) == cells(rows[0])), "{table}");
         assert!(rows[5].starts_with("| **all** | 300 | 6 | 0 |"), "{table}");
