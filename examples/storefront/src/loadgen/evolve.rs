@@ -133,7 +133,7 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
     {
         let mut conn = PgConnection::connect(&url).await.map_err(|e| {
             format!(
-                "stage {number} needs PostgreSQL: cannot connect (SCALEKIT_PG_URL or {url}): {e}"
+                "stage {number} needs PostgreSQL: cannot connect to the server SCALEKIT_PG_URL names: {e}"
             )
         })?;
         conn.execute(format!("CREATE SCHEMA {tag}").as_str())
@@ -414,7 +414,7 @@ pub fn page(
     let _ = writeln!(out, "- Date: {date}");
     let _ = writeln!(
         out,
-        "- Load: {}; {} s warm-up, then {} s measured. Each stage starts empty (its own SQLite file, PostgreSQL schema and Redis namespace) with the 2,000 demo products and 10 accounts it seeds itself.\n",
+        "- Load: {}; {} s warm-up, then {} s measured. Each stage starts empty (its own SQLite file, PostgreSQL schema and Redis namespace) and seeds its demo catalog and accounts itself.\n",
         info.load,
         info.warmup.as_secs_f64(),
         info.duration.as_secs_f64()

@@ -108,11 +108,12 @@ impl std::fmt::Display for Mix {
 impl Mix {
     /// Draws a journey by weight.
     pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> Journey {
-        let total = self.browse + self.search + self.buy;
+        let (browse, search) = (u64::from(self.browse), u64::from(self.search));
+        let total = browse + search + u64::from(self.buy);
         let x = rng.random_range(0..total.max(1));
-        if x < self.browse {
+        if x < browse {
             Journey::Browse
-        } else if x < self.browse + self.search {
+        } else if x < browse + search {
             Journey::Search
         } else {
             Journey::Buy

@@ -209,6 +209,8 @@ impl Loadgen {
     /// Runs the load for `length` and reports on it. With `progress`, a progress
     /// bar with that label is drawn on the terminal (when stderr is one).
     pub async fn run(&self, length: Duration, progress: Option<&str>) -> Report {
+        // At most a day (the command line's bound), so time arithmetic cannot overflow.
+        let length = length.min(Duration::from_secs(86_400));
         // A short lead so the first intended send times are not already late.
         let start = Instant::now() + Duration::from_millis(20);
         let rec = Arc::new(Recorder::new(start, length));
@@ -294,7 +296,11 @@ impl Loadgen {
         }
         // Drain: wait for the journeys in flight, bounded by a few timeouts.
         let all = u32::try_from(self.options.max_in_flight).unwrap_or(u32::MAX);
-        let deadline = self.options.timeout * 4 + Duration::from_secs(1);
+        let deadline = self
+            .options
+            .timeout
+            .saturating_mul(4)
+            .saturating_add(Duration::from_secs(1));
         let _ = tokio::time::timeout(deadline, slots.acquire_many(all)).await;
     }
 
@@ -318,8 +324,12 @@ impl Loadgen {
                 }
             });
         }
-        let deadline = self.options.timeout * 4 + Duration::from_secs(1);
-        let drained = tokio::time::timeout(length + deadline, async {
+        let deadline = self
+            .options
+            .timeout
+            .saturating_mul(4)
+            .saturating_add(Duration::from_secs(1));
+        let drained = tokio::time::timeout(length.saturating_add(deadline), async {
             while workers.join_next().await.is_some() {}
         })
         .await;
