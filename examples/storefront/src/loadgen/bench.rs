@@ -119,6 +119,7 @@ pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String,
     if options.rounds == 0 {
         return Err("--rounds: give at least 1".into());
     }
+    let machine = machine();
     let port = free_port()?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let bare_url = format!("http://127.0.0.1:{port}");
@@ -195,7 +196,7 @@ pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String,
     let ratio = if b > 0.0 { s / b } else { 0.0 };
     let mut out = String::new();
     let _ = writeln!(out, "- Command: `{command}`");
-    let _ = writeln!(out, "- Machine: {}", machine());
+    let _ = writeln!(out, "- Machine: {machine}");
     let _ = writeln!(out, "- Date: {}", today());
     let _ = writeln!(
         out,

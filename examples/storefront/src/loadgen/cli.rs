@@ -163,6 +163,7 @@ pub async fn evolve(args: EvolveArgs) -> Result<(), String> {
     let duration = seconds("--duration", args.duration, false)?;
     let warmup = seconds("--warmup", args.warmup, true)?;
     let options = args.load.options(String::new(), None)?;
+    let machine = evolve::machine();
     let mut results = Vec::new();
     let mut load = String::new();
     for n in stages {
@@ -181,6 +182,7 @@ pub async fn evolve(args: EvolveArgs) -> Result<(), String> {
         load,
         warmup,
         duration,
+        machine,
     };
     let svg = evolve::write_page(&args.out, args.svg.clone(), &info, &results)?;
     println!("Wrote {} and {}", args.out.display(), svg.display());

@@ -325,6 +325,8 @@ pub struct RunInfo {
     pub warmup: Duration,
     /// Measured length.
     pub duration: Duration,
+    /// The machine, from [`machine`] at the start of the run.
+    pub machine: String,
 }
 
 /// Starts stage `number`, warms it up, measures it, stops it.
@@ -551,7 +553,7 @@ pub fn evolution_chart(results: &[StageResult]) -> String {
     )
 }
 
-/// `nproc` and the CPU model, for reports.
+/// `nproc`, the CPU model and the load average, for reports.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -563,7 +565,12 @@ pub fn machine() -> String {
                 .map(|(_, m)| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpus} CPUs (nproc), {model}")
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+        .map(|l| format!("; load average {l} at the start (other processes share it)"))
+        .unwrap_or_default();
+    format!("{cpus} CPUs (nproc), {model}{load}")
 }
 
 /// Today, for reports.
@@ -589,7 +596,7 @@ pub fn write_page(
     }
     std::fs::write(&svg, evolution_chart(results))
         .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
-    std::fs::write(out, page(info, &machine(), &today(), results, &svg_name))
+    std::fs::write(out, page(info, &info.machine, &today(), results, &svg_name))
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(svg)
 }
