@@ -7,6 +7,8 @@
 //! storefront serve [--stage N] [--addr 127.0.0.1:8080]   run a stage (1 by default)
 //! storefront seed [--products 100000] [--users 1000]     fill the database
 //! storefront stages                                      what each stage adds and needs
+//! storefront loadgen [--rate R | --concurrency C]         user journeys against a shop
+//! storefront evolve [--stages 1-3]                        the stages compared: docs/evolution.md
 //! ```
 //!
 //! | module | what |
@@ -18,6 +20,7 @@
 //! | [`cache`] | stage 3: product pages, listings and search results in L1 + Redis |
 //! | [`gateway`] | stage 4: the reverse proxy in front of N app processes, and the processes |
 //! | [`ops`] | the ops page, `/metrics`, request and database counters |
+//! | [`loadgen`] | the load generator, `evolve` and `bench-http` |
 //!
 //! ## Why these crates
 //!
@@ -40,6 +43,7 @@ pub mod app;
 pub mod cache;
 pub mod config;
 pub mod gateway;
+pub mod loadgen;
 pub mod ops;
 pub mod seed;
 pub mod store;

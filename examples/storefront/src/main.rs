@@ -74,6 +74,15 @@ enum Command {
         #[arg(long)]
         number: u32,
     },
+    /// Drive a running shop with user journeys and measure it.
+    Loadgen(storefront::loadgen::cli::LoadgenArgs),
+    /// Run stages in turn under the same load and write docs/evolution.md.
+    Evolve(storefront::loadgen::cli::EvolveArgs),
+    /// Requests per second of a product page from L1 against a bare axum handler.
+    BenchHttp(storefront::loadgen::cli::BenchArgs),
+    /// The bare axum server that bench-http compares with.
+    #[command(hide = true)]
+    BareHttp(storefront::loadgen::cli::BareArgs),
 }
 
 fn load(target: &Target) -> Result<StageConfig, Box<dyn std::error::Error>> {
@@ -289,6 +298,10 @@ fn main() -> ExitCode {
                 .await
             }
             Some(Command::Stages) => stages(),
+            Some(Command::Loadgen(args)) => Ok(storefront::loadgen::cli::loadgen(args).await?),
+            Some(Command::Evolve(args)) => Ok(storefront::loadgen::cli::evolve(args).await?),
+            Some(Command::BenchHttp(args)) => Ok(storefront::loadgen::cli::bench_http(args).await?),
+            Some(Command::BareHttp(args)) => Ok(storefront::loadgen::cli::bare_http(args).await?),
         }
     });
     match result {

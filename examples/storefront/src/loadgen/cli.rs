@@ -1,0 +1,237 @@
+//! The command-line faces of the load generator: `loadgen`, `evolve`, `bench-http`
+//! (and the hidden `bare-http` server that `bench-http` starts).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::bench::{self, BenchOptions};
+use super::evolve::{self, RunInfo};
+use super::svg::report_chart;
+use super::{LoadOptions, Loadgen, Mix, Mode, Workload};
+
+/// Seconds on the command line: positive, finite, at most a day.
+fn seconds(flag: &str, s: f64, zero_ok: bool) -> Result<Duration, String> {
+    if !(s.is_finite() && (s > 0.0 || (zero_ok && s == 0.0)) && s <= 86_400.0) {
+        return Err(format!(
+            "{flag} {s}: give seconds, above 0 and at most 86400"
+        ));
+    }
+    Duration::try_from_secs_f64(s).map_err(|e| format!("{flag} {s}: {e}"))
+}
+
+/// How to load the shop (shared by `loadgen` and `evolve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Open loop: start this many journeys per second (latency counts from the
+    /// intended start, so a server that falls behind shows it).
+    #[arg(long, conflicts_with = "concurrency")]
+    pub rate: Option<f64>,
+    /// Closed loop: this many customers at once, each starting a journey when the
+    /// last one ends (the default, with 32).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Journey weights browse,search,buy.
+    #[arg(long, default_value = "70,15,15")]
+    pub mix: Mix,
+    /// Zipf exponent of product popularity (0 = uniform).
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf: f64,
+    /// Seeded accounts to log in first (user1@example.com ...; missing ones are signed up).
+    #[arg(long, default_value_t = 10)]
+    pub users: u32,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Seconds to wait for one answer before counting it an error.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+impl LoadArgs {
+    fn options(&self, target: String, path: Option<String>) -> Result<LoadOptions, String> {
+        let mode = match (self.rate, self.concurrency) {
+            (Some(rate), _) => Mode::Open { rate },
+            (None, c) => Mode::Closed {
+                concurrency: c.unwrap_or(32),
+            },
+        };
+        Ok(LoadOptions {
+            target,
+            mode,
+            workload: match path {
+                Some(path) => Workload::Raw { path },
+                None => Workload::Journeys(self.mix),
+            },
+            users: self.users,
+            zipf: self.zipf,
+            seed: self.seed,
+            timeout: seconds("--timeout", self.timeout, false)?,
+            ..LoadOptions::default()
+        })
+    }
+}
+
+/// `storefront loadgen`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadgenArgs {
+    /// The shop.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: LoadArgs,
+    /// Ask for this one path again and again instead of journeys (like /products/1).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring (caches, connections and pools warm up).
+    #[arg(long, default_value_t = 5.0)]
+    pub warmup: f64,
+    /// Where to write the chart.
+    #[arg(long, default_value = "loadgen.svg")]
+    pub svg: PathBuf,
+}
+
+/// Runs `storefront loadgen`.
+pub async fn loadgen(args: LoadgenArgs) -> Result<(), String> {
+    let duration = seconds("--duration", args.duration, false)?;
+    let warmup = seconds("--warmup", args.warmup, true)?;
+    let options = args.load.options(args.target.clone(), args.path.clone())?;
+    eprintln!("connecting to {} ...", args.target);
+    let load = Loadgen::connect(options).await?;
+    println!("Load: {}", load.describe());
+    if !warmup.is_zero() {
+        load.run(warmup, Some("warm-up")).await;
+    }
+    let report = load.run(duration, Some("measuring")).await;
+    println!(
+        "\n{} s against {}:\n\n{}",
+        duration.as_secs_f64(),
+        args.target,
+        report.table()
+    );
+    let title = format!("storefront loadgen: {}", args.target);
+    std::fs::write(&args.svg, report_chart(&title, &report))
+        .map_err(|e| format!("cannot write {}: {e}", args.svg.display()))?;
+    println!("Chart: {}", args.svg.display());
+    Ok(())
+}
+
+/// `storefront evolve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvolveArgs {
+    /// Which stages, like 1-4 or 1,3 (default: every built-in stage).
+    #[arg(long)]
+    pub stages: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: LoadArgs,
+    /// Seconds measured per stage.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Seconds of load per stage before measuring.
+    #[arg(long, default_value_t = 5.0)]
+    pub warmup: f64,
+    /// The page to write.
+    #[arg(long, default_value = "docs/evolution.md")]
+    pub out: PathBuf,
+    /// The chart (default: the page's name with .svg).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+}
+
+/// The command line as typed, with the program called `storefront`.
+pub fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.insert(0, "storefront".into());
+    args.join(" ")
+}
+
+/// Runs `storefront evolve`.
+pub async fn evolve(args: EvolveArgs) -> Result<(), String> {
+    let stages = match &args.stages {
+        Some(s) => evolve::parse_stages(s)?,
+        None => (1..=crate::config::BUILTIN.len() as u32).collect(),
+    };
+    // Refuse an unknown stage before running any.
+    for &n in &stages {
+        evolve::builtin_stage(n)?;
+    }
+    let duration = seconds("--duration", args.duration, false)?;
+    let warmup = seconds("--warmup", args.warmup, true)?;
+    let options = args.load.options(String::new(), None)?;
+    let machine = evolve::machine();
+    let mut results = Vec::new();
+    let mut load = String::new();
+    for n in stages {
+        eprintln!("stage {n}: starting ...");
+        let (result, described) = evolve::measure_stage(n, &options, warmup, duration).await?;
+        println!(
+            "\nStage {n}. {}:\n\n{}",
+            result.title,
+            result.report.table()
+        );
+        load = described;
+        results.push(result);
+    }
+    let info = RunInfo {
+        command: command_line(),
+        load,
+        warmup,
+        duration,
+        machine,
+    };
+    let svg = evolve::write_page(&args.out, args.svg.clone(), &info, &results)?;
+    println!("Wrote {} and {}", args.out.display(), svg.display());
+    Ok(())
+}
+
+/// `storefront bench-http`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Requests in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Rounds of each server, alternating.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Seconds per round.
+    #[arg(long, default_value_t = 5.0)]
+    pub round_secs: f64,
+    /// Seconds of warm-up of each server.
+    #[arg(long, default_value_t = 3.0)]
+    pub warmup: f64,
+    /// The product whose page is asked for.
+    #[arg(long, default_value_t = 1)]
+    pub product: u64,
+}
+
+/// Runs `storefront bench-http`.
+pub async fn bench_http(args: BenchArgs) -> Result<(), String> {
+    let options = BenchOptions {
+        concurrency: args.concurrency,
+        rounds: args.rounds,
+        round: seconds("--round-secs", args.round_secs, false)?,
+        warmup: seconds("--warmup", args.warmup, true)?,
+        product: args.product,
+    };
+    let text = bench::bench_http(&options, &command_line()).await?;
+    println!("\n{text}");
+    Ok(())
+}
+
+/// `storefront bare-http` (hidden): the bare server `bench-http` compares with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BareArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub addr: SocketAddr,
+}
+
+/// Runs the bare server.
+pub async fn bare_http(args: BareArgs) -> Result<(), String> {
+    bench::serve_bare(args.addr).await
+}

@@ -1,0 +1,648 @@
+//! `storefront evolve`: each stage in turn as a child process, the same load against
+//! each, and the comparison written to `docs/evolution.md` (table, chart, and what
+//! each stage changed).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Executor, PgConnection};
+
+use super::http::HttpClient;
+use super::stats::{ms, Report};
+use super::svg::{chart, Panel};
+use super::{LoadOptions, Loadgen};
+use crate::config::{self, DatabaseConfig, StageConfig};
+
+/// How long a stage may take to answer `/readyz` (it may seed its catalog first).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A stage's server running as a child process, in a temporary data dir, with a
+/// PostgreSQL schema and Redis namespace of its own. Killed when dropped.
+#[derive(Debug)]
+pub struct StageServer {
+    child: Child,
+    /// Where it answers, like `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The stage.
+    pub config: StageConfig,
+    dir: tempfile::TempDir,
+    schema: Option<(String, String)>,
+}
+
+impl Drop for StageServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl StageServer {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines the server logged.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.dir.path().join("server.log"))
+    }
+
+    /// Stops the server and drops its PostgreSQL schema.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some((url, schema)) = self.schema.take() {
+            if let Ok(mut conn) = PgConnection::connect(&url).await {
+                let _ = conn
+                    .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+                    .await;
+            }
+        }
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// The built-in stage file of stage `number`, or an error that lists the stages.
+pub fn builtin_stage(number: u32) -> Result<(&'static str, &'static str), String> {
+    let index = usize::try_from(number).ok().and_then(|n| n.checked_sub(1));
+    index
+        .and_then(|i| config::BUILTIN.get(i))
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "stage {number} is not built into this storefront: it has stages 1 to {} (`storefront stages` lists them)",
+                config::BUILTIN.len()
+            )
+        })
+}
+
+/// Parses `1-4`, `3`, `1,3` or `1-2,4` into stage numbers, in order.
+pub fn parse_stages(text: &str) -> Result<Vec<u32>, String> {
+    let bad = || format!("--stages {text:?}: give stage numbers like 1-4, 3 or 1,3");
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let a: u32 = a.parse().map_err(|_| bad())?;
+        let b: u32 = b.parse().map_err(|_| bad())?;
+        if a == 0 || b < a || b - a > 100 {
+            return Err(bad());
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
+}
+
+/// Starts stage `number` with `current_exe() serve` on a free port, with a fresh
+/// data dir, PostgreSQL schema and Redis namespace, and waits until `/readyz`
+/// answers.
+pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
+    let (file, text) = builtin_stage(number)?;
+    let origin = format!("stages/{file}");
+    let config = StageConfig::parse(&origin, text).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary dir: {e}"))?;
+    let tag = format!(
+        "evolve_{}_{}_{number}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() % 1_000_000)
+            .unwrap_or(0)
+    );
+    let mut doc: toml::Table = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    let mut schema = None;
+    if let (DatabaseConfig::Postgres { .. }, Some(url)) =
+        (&config.database, config.database.postgres_url())
+    {
+        let mut conn = PgConnection::connect(&url).await.map_err(|e| {
+            format!(
+                "stage {number} needs PostgreSQL: cannot connect to the server SCALEKIT_PG_URL names: {e}"
+            )
+        })?;
+        conn.execute(format!("CREATE SCHEMA {tag}").as_str())
+            .await
+            .map_err(|e| format!("cannot create schema {tag}: {e}"))?;
+        let _ = conn.close().await;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let with_schema = format!("{url}{sep}options=-c%20search_path%3D{tag}");
+        if let Some(db) = doc.get_mut("database").and_then(toml::Value::as_table_mut) {
+            db.insert("url".into(), toml::Value::String(with_schema));
+            db.remove("url_env");
+        }
+        schema = Some((url, tag.clone()));
+    }
+    if let Some(cache) = &config.cache {
+        if let Some(table) = doc.get_mut("cache").and_then(toml::Value::as_table_mut) {
+            table.insert("namespace".into(), toml::Value::String(tag.clone()));
+            table.insert("redis_url".into(), toml::Value::String(cache.redis_url()));
+            table.remove("redis_url_env");
+        }
+    }
+    let text = toml::to_string(&doc).map_err(|e| format!("{origin}: {e}"))?;
+    StageConfig::parse(&origin, &text).map_err(|e| e.to_string())?;
+    let config_file = dir.path().join("stage.toml");
+    std::fs::write(&config_file, text)
+        .map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
+    let port = free_port()?;
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let child = Command::new(exe)
+        .arg("serve")
+        .args(["--stage", &number.to_string()])
+        .arg("--config")
+        .arg(&config_file)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .spawn()
+        .map_err(|e| format!("cannot start stage {number}: {e}"))?;
+    let mut server = StageServer {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        config,
+        dir,
+        schema,
+    };
+    match wait_ready(&mut server.child, &server.url, READY_TIMEOUT).await {
+        Ok(()) => Ok(server),
+        Err(e) => {
+            let tail = server.log_tail();
+            server.stop().await;
+            Err(format!("stage {number}: {e}; its log ends with:\n{tail}"))
+        }
+    }
+}
+
+/// Waits until `url/readyz` answers 200, the child exits, or `timeout` passes.
+pub async fn wait_ready(child: &mut Child, url: &str, timeout: Duration) -> Result<(), String> {
+    let http = HttpClient::new(url, Duration::from_secs(2))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("the server exited ({status}) before it was ready"));
+        }
+        if let Ok(a) = http.get("/readyz", None).await {
+            if a.status == 200 {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "not ready after {} s ({url}/readyz)",
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Counters from the target's `GET /ops/data.json` (`totals`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpsTotals {
+    /// Requests served.
+    pub requests: u64,
+    /// Database queries made.
+    pub db_queries: u64,
+    /// L1 (hits, misses), when the stage has one.
+    pub l1: Option<(u64, u64)>,
+    /// L2 (hits, misses), when the stage has one.
+    pub l2: Option<(u64, u64)>,
+}
+
+impl OpsTotals {
+    /// Reads `{"totals": {"requests", "db_queries", "cache": {"l1": {"hits",
+    /// "misses"}, "l2": {...}}}}`; `None` when the shape is not there.
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        let totals = v.get("totals")?;
+        let tier = |name: &str| {
+            let t = totals.get("cache")?.get(name)?;
+            Some((t.get("hits")?.as_u64()?, t.get("misses")?.as_u64()?))
+        };
+        Some(Self {
+            requests: totals.get("requests")?.as_u64()?,
+            db_queries: totals.get("db_queries")?.as_u64()?,
+            l1: tier("l1"),
+            l2: tier("l2"),
+        })
+    }
+
+    /// Fetches them, or `None` when the target has no ops page.
+    pub async fn fetch(http: &HttpClient) -> Option<Self> {
+        let answer = http.get("/ops/data.json", None).await.ok()?;
+        if answer.status != 200 {
+            return None;
+        }
+        Self::from_json(&serde_json::from_slice(&answer.body).ok()?)
+    }
+}
+
+/// What changed between two snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OpsDelta {
+    /// Database queries per request served.
+    pub db_per_request: Option<f64>,
+    /// Share of cache lookups answered by a tier (L1, or L2 after an L1 miss).
+    pub hit_ratio: Option<f64>,
+    /// Share of lookups answered by L1.
+    pub l1_ratio: Option<f64>,
+}
+
+impl OpsDelta {
+    /// The change from `before` to `after`.
+    pub fn between(before: Option<OpsTotals>, after: Option<OpsTotals>) -> Self {
+        let (Some(b), Some(a)) = (before, after) else {
+            return Self::default();
+        };
+        let requests = a.requests.saturating_sub(b.requests);
+        let db = a.db_queries.saturating_sub(b.db_queries);
+        let d = |x: Option<(u64, u64)>, y: Option<(u64, u64)>| match (x, y) {
+            (Some(x), Some(y)) => Some((y.0.saturating_sub(x.0), y.1.saturating_sub(x.1))),
+            _ => None,
+        };
+        let (l1, l2) = (d(b.l1, a.l1), d(b.l2, a.l2));
+        let ratio = |hits: u64, lookups: u64| (lookups > 0).then(|| hits as f64 / lookups as f64);
+        let l1_ratio = l1.and_then(|(h, m)| ratio(h, h + m));
+        let hit_ratio = match (l1, l2) {
+            (Some((h1, m1)), Some((h2, _))) => ratio(h1 + h2, h1 + m1),
+            (Some((h, m)), None) | (None, Some((h, m))) => ratio(h, h + m),
+            (None, None) => None,
+        };
+        Self {
+            db_per_request: (requests > 0).then(|| db as f64 / requests as f64),
+            hit_ratio,
+            l1_ratio,
+        }
+    }
+}
+
+/// One stage's figures.
+#[derive(Clone, Debug)]
+pub struct StageResult {
+    /// The stage number.
+    pub number: u32,
+    /// Its title.
+    pub title: String,
+    /// The load's report.
+    pub report: Report,
+    /// From the ops counters.
+    pub ops: OpsDelta,
+}
+
+/// How the run was made, for the page.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// The command line.
+    pub command: String,
+    /// The load in words.
+    pub load: String,
+    /// Warm-up and measured seconds.
+    pub warmup: Duration,
+    /// Measured length.
+    pub duration: Duration,
+    /// The machine, from [`machine`] at the start of the run.
+    pub machine: String,
+}
+
+/// Starts stage `number`, warms it up, measures it, stops it.
+pub async fn measure_stage(
+    number: u32,
+    options: &LoadOptions,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<(StageResult, String), String> {
+    let server = launch_stage(number).await?;
+    let result = async {
+        let mut opts = options.clone();
+        opts.target = server.url.clone();
+        let load = Loadgen::connect(opts).await?;
+        if !warmup.is_zero() {
+            load.run(warmup, Some(&format!("{number} warm-up"))).await;
+        }
+        let ops_http = HttpClient::new(&server.url, Duration::from_secs(5))?;
+        let before = OpsTotals::fetch(&ops_http).await;
+        let report = load.run(duration, Some(&format!("stage {number}"))).await;
+        let after = OpsTotals::fetch(&ops_http).await;
+        Ok::<_, String>((
+            StageResult {
+                number,
+                title: server.config.stage.title.clone(),
+                report,
+                ops: OpsDelta::between(before, after),
+            },
+            load.describe(),
+        ))
+    }
+    .await;
+    let result = match result {
+        Ok(r) => Ok(r),
+        Err(e) => Err(format!(
+            "stage {number}: {e}; its log ends with:\n{}",
+            server.log_tail()
+        )),
+    };
+    server.stop().await;
+    result
+}
+
+/// What each stage changes, and why it may not pay on one 2-core machine.
+fn stage_text(number: u32) -> Option<(&'static str, &'static str)> {
+    Some(match number {
+        1 => (
+            "The whole shop in one process: axum, the compiled templates and SQLite in the same address space. A query is a function call into the embedded database, with no network and no other process, so on one machine it is the cheapest way to reach the data. What it cannot do is grow: one process, one disk, one failure domain, and SQLite takes one writer at a time.",
+            "",
+        ),
+        2 => (
+            "The data moves to PostgreSQL over TCP. The database can now get its own machine, be tuned, backed up and grown on its own, and several app processes can share it (stage 4 needs that).",
+            "Here PostgreSQL runs on the same two cores as the app and the load generator, so nothing is gained in capacity, and every query now costs a round trip through the loopback socket, the wire protocol on both sides and a PostgreSQL backend process, where SQLite was a function call. Per request the shop spends more CPU, so requests per second fall and latency rises. The benefit shows when the database has a machine of its own.",
+        ),
+        3 => (
+            "scalekit-cache's L1 in the process over Redis as a shared L2, for product pages, listings and search results: a hot product page is answered from memory without a query, so database queries per request fall and the cache hit ratio shows how many lookups memory answered. Signed-in pages (cart, checkout, orders) and the session lookup still go to PostgreSQL.",
+            "What the caches save is database work; on one machine with PostgreSQL, Redis, the app and the load generator on the same two cores, the gain is limited to that saved work, and misses now cost an extra Redis round trip before the query. Listings and search results live 5 s in L1, so they still miss regularly.",
+        ),
+        4 => (
+            "A gateway (scalekit-replica, -breaker, -limit) in front of three stateless app processes: any instance can fail or be replaced while the others serve, and capacity can be added by adding machines.",
+            "On one 2-core machine the three instances and the gateway share the same two cores: there is no more CPU to spread the work over, and every request now crosses one more process (the gateway parses and forwards it, which costs about as much as serving a cached page). Throughput cannot rise and latency grows by the extra hop; what this stage buys is redundancy, and throughput once the instances get machines of their own.",
+        ),
+        _ => return None,
+    })
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "n/a".to_owned(), f)
+}
+
+/// The page: how it was measured, the table, the chart and a paragraph per stage.
+pub fn page(
+    info: &RunInfo,
+    machine: &str,
+    date: &str,
+    results: &[StageResult],
+    svg_name: &str,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# The evolution, measured\n");
+    let _ = writeln!(
+        out,
+        "Each stage of the storefront started in turn and put under the same load. This page is written by the command below; do not edit it by hand, run it again.\n"
+    );
+    let _ = writeln!(out, "- Command: `{}`", info.command);
+    let _ = writeln!(out, "- Machine: {machine}");
+    let _ = writeln!(out, "- Date: {date}");
+    let _ = writeln!(
+        out,
+        "- Load: {}; {} s warm-up, then {} s measured. Each stage starts empty (its own SQLite file, PostgreSQL schema and Redis namespace) and seeds its demo catalog and accounts itself.\n",
+        info.load,
+        info.warmup.as_secs_f64(),
+        info.duration.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "| stage | requests/s | p50 ms | p99 ms | errors | DB queries/request | cache hit ratio |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for r in results {
+        let t = &r.report.total;
+        let _ = writeln!(
+            out,
+            "| {}. {} | {:.0} | {} | {} | {} | {} | {} |",
+            r.number,
+            r.title,
+            t.rps,
+            ms(t.p50_ms),
+            ms(t.p99_ms),
+            t.errors,
+            opt(r.ops.db_per_request, |v| format!("{v:.2}")),
+            opt(r.ops.hit_ratio, |v| format!("{:.1}%", v * 100.0)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nLatency counts from when a request was meant to be sent. DB queries per request and the cache hit ratio come from the server's `/ops/data.json` counters before and after the measured window (n/a: the stage does not publish them); the hit ratio is the share of cache lookups answered by L1, or by Redis after an L1 miss. Checkouts refused because an item sold out (Zipf demand empties the popular products' stock) are answers, not errors.\n"
+    );
+    let _ = writeln!(
+        out,
+        "![Requests per second and latency by stage]({svg_name})\n"
+    );
+    let _ = writeln!(out, "## Latency by route (p50 / p99 ms)\n");
+    let mut names: Vec<String> = Vec::new();
+    for r in results {
+        for row in &r.report.steps {
+            if !names.contains(&row.name) {
+                names.push(row.name.clone());
+            }
+        }
+    }
+    let _ = write!(out, "| route |");
+    for r in results {
+        let _ = write!(out, " stage {} |", r.number);
+    }
+    let _ = write!(out, "\n| --- |");
+    for _ in results {
+        let _ = write!(out, " ---: |");
+    }
+    out.push('\n');
+    for name in &names {
+        let _ = write!(out, "| `{name}` |");
+        for r in results {
+            match r.report.steps.iter().find(|s| &s.name == name) {
+                Some(s) => {
+                    let _ = write!(out, " {} / {} |", ms(s.p50_ms), ms(s.p99_ms));
+                }
+                None => out.push_str(" |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    let mut previous: Option<&StageResult> = None;
+    for r in results {
+        let _ = writeln!(out, "## {}. {}\n", r.number, r.title);
+        let (changed, why) = stage_text(r.number).unwrap_or(("", ""));
+        let t = &r.report.total;
+        let mut para = changed.to_owned();
+        let _ = write!(
+            para,
+            "{}Measured: {:.0} requests/s, p50 {} ms, p99 {} ms, {} errors",
+            if para.is_empty() { "" } else { " " },
+            t.rps,
+            ms(t.p50_ms),
+            ms(t.p99_ms),
+            t.errors
+        );
+        if let Some(db) = r.ops.db_per_request {
+            let _ = write!(para, ", {db:.2} database queries per request");
+        }
+        if let Some(h) = r.ops.hit_ratio {
+            let _ = write!(para, ", {:.1}% of cache lookups hit", h * 100.0);
+        }
+        if let Some(p) = previous {
+            let before = p.report.total.rps.max(f64::MIN_POSITIVE);
+            let change = (t.rps / before - 1.0) * 100.0;
+            let _ = write!(
+                para,
+                " ({change:+.0}% requests/s against stage {}",
+                p.number
+            );
+            if let (Some(a), Some(b)) = (r.ops.db_per_request, p.ops.db_per_request) {
+                let _ = write!(para, "; DB queries per request {b:.2} → {a:.2}");
+            }
+            para.push(')');
+            para.push('.');
+            if t.rps < before * 1.05 && !why.is_empty() {
+                let _ = write!(para, "\n\nWhy it does not help here: {why}");
+            }
+        } else {
+            para.push('.');
+        }
+        let _ = writeln!(out, "{para}\n");
+        previous = Some(r);
+    }
+    out
+}
+
+/// The chart: requests per second, and p50 / p99, per stage.
+pub fn evolution_chart(results: &[StageResult]) -> String {
+    let label = |r: &StageResult| format!("{}. {}", r.number, r.title);
+    chart(
+        "The storefront, stage by stage",
+        &[
+            Panel::Bars {
+                title: "Requests per second".into(),
+                series: vec!["req/s".into()],
+                groups: results
+                    .iter()
+                    .map(|r| (label(r), vec![r.report.total.rps]))
+                    .collect(),
+                unit: "req/s".into(),
+            },
+            Panel::Bars {
+                title: "Latency".into(),
+                series: vec!["p50".into(), "p99".into()],
+                groups: results
+                    .iter()
+                    .map(|r| (label(r), vec![r.report.total.p50_ms, r.report.total.p99_ms]))
+                    .collect(),
+                unit: "ms".into(),
+            },
+        ],
+    )
+}
+
+/// `nproc`, the CPU model and the load average, for reports.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+        .map(|l| format!("; load average {l} at the start (other processes share it)"))
+        .unwrap_or_default();
+    format!("{cpus} CPUs (nproc), {model}{load}")
+}
+
+/// Today, for reports.
+pub fn today() -> String {
+    crate::app::date(crate::app::now())
+}
+
+/// Writes the page and its chart; the chart goes next to the page, `svg` names it.
+pub fn write_page(
+    out: &Path,
+    svg: Option<PathBuf>,
+    info: &RunInfo,
+    results: &[StageResult],
+) -> Result<PathBuf, String> {
+    let svg = svg.unwrap_or_else(|| out.with_extension("svg"));
+    let svg_name = svg
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "evolution.svg".into());
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(&svg, evolution_chart(results))
+        .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+    std::fs::write(out, page(info, &info.machine, &today(), results, &svg_name))
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_lists_parse() {
+        assert_eq!(parse_stages("1-4"), Ok(vec![1, 2, 3, 4]));
+        assert_eq!(parse_stages("3"), Ok(vec![3]));
+        assert_eq!(parse_stages("1, 3-4"), Ok(vec![1, 3, 4]));
+        for bad in ["", "0-2", "4-1", "a", "1-", "1-1000"] {
+            assert!(parse_stages(bad).is_err(), "{bad}");
+        }
+        let err = builtin_stage(99).err().unwrap_or_default();
+        assert!(
+            err.contains("stage 99 is not built into this storefront"),
+            "{err}"
+        );
+        assert!(builtin_stage(1).is_ok());
+    }
+
+    #[test]
+    fn ops_counters_give_queries_per_request_and_hit_ratio() {
+        let before = OpsTotals::from_json(&serde_json::json!({
+            "totals": {"requests": 100, "db_queries": 300, "other": 1,
+                       "cache": {"l1": {"hits": 10, "misses": 10}, "l2": {"hits": 5, "misses": 5}}}
+        }));
+        let after = OpsTotals::from_json(&serde_json::json!({
+            "totals": {"requests": 1100, "db_queries": 800,
+                       "cache": {"l1": {"hits": 810, "misses": 210}, "l2": {"hits": 105, "misses": 105}}}
+        }));
+        let d = OpsDelta::between(before, after);
+        assert_eq!(d.db_per_request, Some(0.5));
+        assert_eq!(d.l1_ratio, Some(0.8));
+        // 800 L1 hits + 100 L2 hits of 1000 lookups.
+        assert_eq!(d.hit_ratio, Some(0.9));
+        // No caches: no ratio; no ops page: nothing.
+        let plain = |r, q| {
+            OpsTotals::from_json(&serde_json::json!({"totals": {"requests": r, "db_queries": q}}))
+        };
+        let d = OpsDelta::between(plain(0, 0), plain(10, 30));
+        assert_eq!((d.db_per_request, d.hit_ratio), (Some(3.0), None));
+        assert_eq!(OpsDelta::between(None, plain(1, 1)), OpsDelta::default());
+        assert!(OpsTotals::from_json(&serde_json::json!({"requests": 1})).is_none());
+    }
+}

@@ -1,0 +1,161 @@
+//! A small HTTP/1.1 client over hyper's pooled client: keep-alive connections,
+//! a timeout per request, the answer's status, redirect target and session cookie.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::app::auth::SESSION_COOKIE;
+
+/// One answer, its body read to the end (so the connection can be reused).
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The `Location` header of a redirect.
+    pub location: Option<String>,
+    /// `sf_session=...` from `Set-Cookie`, ready to send back as a `Cookie` header.
+    pub session: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// A client bound to one target (`http://host:port`).
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// A client for `target` (`http://127.0.0.1:8080`); `timeout` bounds each request.
+    pub fn new(target: &str, timeout: Duration) -> Result<Self, String> {
+        let uri: hyper::Uri = target.parse().map_err(|e| {
+            format!("--target {target:?}: {e}; use a URL like http://127.0.0.1:8080")
+        })?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(format!(
+                    "--target {target:?}: the {other} scheme is not supported; use http://"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "--target {target:?}: give the scheme, like http://127.0.0.1:8080"
+                ))
+            }
+        }
+        let authority = uri.authority().ok_or_else(|| {
+            format!("--target {target:?}: give a host, like http://127.0.0.1:8080")
+        })?;
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!(
+                "--target {target:?}: give the server only (no path); use --path for one URL"
+            ));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Self {
+            client,
+            base: format!("http://{authority}"),
+            timeout,
+        })
+    }
+
+    /// `GET path`, with the session cookie if given.
+    pub async fn get(&self, path: &str, session: Option<&str>) -> Result<Answer, String> {
+        self.send(Method::GET, path, session, None).await
+    }
+
+    /// `POST path` with a form body (`a=1&b=2`, already encoded).
+    pub async fn post_form(
+        &self,
+        path: &str,
+        session: Option<&str>,
+        form: String,
+    ) -> Result<Answer, String> {
+        self.send(Method::POST, path, session, Some(form)).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&str>,
+        form: Option<String>,
+    ) -> Result<Answer, String> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(cookie) = session {
+            request = request.header(COOKIE, cookie);
+        }
+        let body = match form {
+            Some(form) => {
+                request = request.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Full::new(Bytes::from(form))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let request = request
+            .body(body)
+            .map_err(|e| format!("bad request {path:?}: {e}"))?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                // "client error (Connect)" and the like: short and groupable.
+                let mut text = e.to_string();
+                if let Some(source) = std::error::Error::source(&e) {
+                    text = format!("{text}: {source}");
+                }
+                text
+            })?;
+            let status = response.status().as_u16();
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let location = header(LOCATION);
+            let session = response
+                .headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| {
+                    let pair = v.split(';').next()?.trim();
+                    let (name, value) = pair.split_once('=')?;
+                    (name == SESSION_COOKIE && !value.is_empty()).then(|| pair.to_owned())
+                });
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("reading the body: {e}"))?
+                .to_bytes();
+            Ok(Answer {
+                status,
+                location,
+                session,
+                body,
+            })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("timeout ({} s)", self.timeout.as_secs_f64())),
+        }
+    }
+}

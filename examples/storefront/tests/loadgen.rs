@@ -1,0 +1,132 @@
+//! The load generator against a real shop: stage 1 in process on port 0, and
+//! `storefront evolve` starting stage 1 as a child process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use storefront::app::{self, AppConfig, AppState, Passwords};
+use storefront::loadgen::{LoadOptions, Loadgen, Mix, Mode, Workload};
+use storefront::seed::{self, SeedOptions};
+use storefront::store::SqliteStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_against_stage_one_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("shop.db"))
+            .await
+            .unwrap(),
+    );
+    let fast = Passwords::fast_insecure();
+    let options = SeedOptions {
+        products: 300,
+        users: 4,
+        seed: 42,
+    };
+    seed::seed(store.as_ref(), options, &fast, &|_| {})
+        .await
+        .unwrap();
+    let mut state = AppState::new(store, AppConfig::default());
+    state.passwords = fast;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app::router(state)).await });
+
+    let load = Loadgen::connect(LoadOptions {
+        target: format!("http://{addr}"),
+        mode: Mode::Closed { concurrency: 6 },
+        workload: Workload::Journeys(Mix::default()),
+        // Two more customers than were seeded: they are signed up.
+        users: 6,
+        ..LoadOptions::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        load.describe().contains("over 300 products"),
+        "{}",
+        load.describe()
+    );
+    let report = load.run(Duration::from_secs(2), None).await;
+    server.abort();
+
+    let table = report.table();
+    assert_eq!(report.total.errors, 0, "{table}");
+    assert!(report.total.count > 100, "{table}");
+    for route in [
+        "GET /",
+        "GET /products/{id}",
+        "GET /search",
+        "POST /cart/add",
+        "GET /cart",
+        "POST /checkout",
+    ] {
+        let row = report.steps.iter().find(|r| r.name == route);
+        assert!(row.is_some_and(|r| r.count > 0), "no {route} in\n{table}");
+    }
+    // Browsing is most of the traffic: catalog pages outnumber checkouts.
+    let count = |name: &str| {
+        report
+            .steps
+            .iter()
+            .find(|r| r.name == name)
+            .map_or(0, |r| r.count)
+    };
+    assert!(count("GET /") > 2 * count("POST /checkout"), "{table}");
+    let per_second: u64 = report.timeline.iter().map(|(n, _)| n).sum();
+    assert_eq!(per_second, report.total.count);
+}
+
+#[test]
+fn evolve_runs_stage_one_and_writes_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("evolution.md");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run storefront");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&["evolve", "--stages", "1,9"]);
+    assert!(
+        !ok && text.contains("stage 9 is not built into this storefront"),
+        "{text}"
+    );
+    let (ok, text) = run(&[
+        "evolve",
+        "--stages",
+        "1",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--concurrency",
+        "2",
+        "--users",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let page = std::fs::read_to_string(&out).unwrap();
+    let row = page
+        .lines()
+        .find(|l| l.starts_with("| 1. Single machine |"))
+        .unwrap_or_else(|| panic!("no stage 1 row in\n{page}"));
+    // requests/s, p50, p99, errors (0), DB queries/request, hit ratio.
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert!(cells[2].parse::<f64>().unwrap() > 0.0, "{row}");
+    assert_eq!(cells[5], "0", "{row}");
+    assert!(page.contains("![Requests per second and latency by stage](evolution.svg)"));
+    let svg = std::fs::read_to_string(dir.path().join("evolution.svg")).unwrap();
+    storefront::loadgen::svg::well_formed(&svg).unwrap();
+}
