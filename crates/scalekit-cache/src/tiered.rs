@@ -211,6 +211,7 @@ pub(crate) struct TierCounters {
 
 impl TierCounters {
     /// Records whether the invalidation subscription is up, and wakes waiters.
+    #[cfg(feature = "redis")]
     pub(crate) fn set_subscribed(&self, up: bool) {
         self.subscribed
             .store(up, std::sync::atomic::Ordering::Release);
