@@ -5,6 +5,8 @@
 //! and completes a call on it (so both sides update their latency estimate).
 //! * `scalekit`: `ReplicaSet::select` + `Selected::success` (lock-free; two
 //!   clock reads, one at selection and one at completion).
+//! * `scalekit_excluding_2`: the same through `select_excluding` with two
+//!   names excluded (a retry's selection).
 //! * `tower`: `Balance` (p2c) over `ServiceList` of `PeakEwma` services:
 //!   `poll_ready` (which samples two and reads their load: a mutex and a clock
 //!   read each) + `call` + polling the response to completion (which updates
@@ -57,6 +59,15 @@ fn select_16(c: &mut Criterion) {
     group.bench_function("scalekit", |b| {
         b.iter(|| {
             let s = set.select().unwrap();
+            black_box(*s);
+            s.success();
+        })
+    });
+    // A retry's selection: two endpoints already tried.
+    let tried = ["r3", "r11"];
+    group.bench_function("scalekit_excluding_2", |b| {
+        b.iter(|| {
+            let s = set.select_excluding(black_box(&tried)).unwrap();
             black_box(*s);
             s.success();
         })

@@ -128,6 +128,8 @@ pub(crate) struct Config {
     pub(crate) min_serving_replicas: usize,
     pub(crate) primary_reads: PrimaryReads,
     pub(crate) refusal_backoff: Duration,
+    pub(crate) failure_penalty: Duration,
+    pub(crate) failure_penalty_factor: f64,
 }
 
 impl Default for Config {
@@ -144,6 +146,8 @@ impl Default for Config {
             min_serving_replicas: 1,
             primary_reads: PrimaryReads::Fallback,
             refusal_backoff: Duration::from_secs(1),
+            failure_penalty: Duration::ZERO,
+            failure_penalty_factor: 5.0,
         }
     }
 }

@@ -176,6 +176,9 @@ pub(crate) struct Endpoint<T, A> {
     /// Peak-EWMA latency estimate in nanoseconds (f64 bits) and when it was set.
     ewma: AtomicU64,
     stamp: AtomicU64,
+    /// Whether the estimate has seen a call (it is `default_rtt`, or the set's
+    /// median when the endpoint joined, until then).
+    seen: AtomicBool,
     pub(crate) outstanding: AtomicU32,
     pub(crate) consecutive_failures: AtomicU32,
     /// `NOT_EJECTED`, `EJECTING`, or the clock reading at which it returns.
@@ -207,8 +210,14 @@ pub(crate) struct Endpoint<T, A> {
 }
 
 impl<T, A> Endpoint<T, A> {
-    pub(crate) fn new(member: Member<T, A>, shared: Arc<Shared>, now: u64, warm: bool) -> Self {
-        let initial = shared.config.default_rtt.as_nanos() as f64;
+    /// A new endpoint whose latency estimate starts at `initial` nanoseconds.
+    pub(crate) fn new(
+        member: Member<T, A>,
+        shared: Arc<Shared>,
+        now: u64,
+        warm: bool,
+        initial: f64,
+    ) -> Self {
         let (warm_from, warm_until) = match (warm, shared.config.slow_start) {
             (true, Some(s)) => (now, now.saturating_add(crate::set::nanos(s.window)).max(1)),
             _ => (0, 0),
@@ -224,6 +233,7 @@ impl<T, A> Endpoint<T, A> {
             weight: AtomicU32::new(member.weight.max(1)),
             ewma: AtomicU64::new(initial.to_bits()),
             stamp: AtomicU64::new(now),
+            seen: AtomicBool::new(false),
             outstanding: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(NOT_EJECTED),
@@ -284,10 +294,41 @@ impl<T, A> Endpoint<T, A> {
         } else {
             est * w + rtt * (1.0 - w)
         };
+        self.store(now, next);
+    }
+
+    /// Folds in a failed call that took `rtt`: the estimate becomes at least
+    /// `failure_penalty_factor` times what it is now (decayed), and at least
+    /// `failure_penalty`, as a peak. A refused connection fails in
+    /// microseconds; counted as it is, it would make a dead endpoint the
+    /// cheapest of all.
+    #[cold]
+    pub(crate) fn observe_failure(&self, now: u64, rtt: u64) {
+        let config = &self.shared.config;
+        let current = self.ewma_at(now);
+        let penalised = (current * config.failure_penalty_factor)
+            .max(crate::set::nanos(config.failure_penalty) as f64);
+        if penalised > rtt as f64 && penalised > current {
+            self.store(now, penalised);
+        } else {
+            self.observe(now, rtt, false);
+        }
+    }
+
+    /// Whether the estimate has seen a call, and the estimate decayed to `now`.
+    pub(crate) fn estimate_seen(&self, now: u64) -> Option<f64> {
+        self.seen.load(Ordering::Relaxed).then(|| self.ewma_at(now))
+    }
+
+    #[inline]
+    fn store(&self, now: u64, estimate: f64) {
         // Two racing observations may lose one of them: the estimate is a
         // heuristic and a lost sample changes nothing that the next one does not.
-        self.ewma.store(next.to_bits(), Ordering::Relaxed);
+        self.ewma.store(estimate.to_bits(), Ordering::Relaxed);
         self.stamp.store(now, Ordering::Relaxed);
+        if !self.seen.load(Ordering::Relaxed) {
+            self.seen.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Weight after slow start.

@@ -92,10 +92,13 @@ pub enum SelectError {
     /// write; no replica and no primary fallback for a read).
     NoEndpoint,
     /// Endpoints exist but none is available: ejected, failing health checks,
-    /// lagging, or refused by their admission policy. The refusal is kept: the
+    /// lagging, refused by their admission policy, or excluded by the caller
+    /// ([`select_excluding`](crate::ReplicaSet::select_excluding): every
+    /// endpoint left was tried already). The refusal is kept: the
     /// last one met by this selection, or, when the endpoints were skipped
     /// because of earlier refusals, the one that may be tried again first (its
-    /// retry hint is the time left).
+    /// retry hint is the time left). Excluded endpoints' refusals are not
+    /// reported: when all the endpoints left are excluded, this is `None`.
     Unavailable(Option<Rejected>),
 }
 
@@ -104,7 +107,9 @@ impl fmt::Display for SelectError {
         match self {
             SelectError::NoEndpoint => f.write_str("the replica set has no endpoint for this call"),
             SelectError::Unavailable(None) => {
-                f.write_str("no endpoint is available (all ejected, unhealthy or lagging)")
+                f.write_str(
+                "no endpoint is available (all ejected, unhealthy, lagging, or excluded by the caller as tried already)",
+            )
             }
             SelectError::Unavailable(Some(rejected)) => {
                 write!(

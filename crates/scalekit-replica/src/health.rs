@@ -94,9 +94,15 @@ pub trait HealthCheck<T: ?Sized + Sync>: Send + Sync {
 }
 
 impl<T: Send + Sync, A: Admission> ReplicaSet<T, A> {
-    /// Runs `check` on every endpoint, one after another, each bounded by
-    /// `timeout` (a check that takes longer counts as down), and applies the
-    /// results: health, lag, applied position. Call it from a timer.
+    /// Runs `check` on every endpoint at once, each bounded by `timeout` (a
+    /// check that takes longer counts as down), and applies the results:
+    /// health, lag, applied position, each as soon as its check ends. A round
+    /// takes at most `timeout` however many endpoints hang. Call it from a
+    /// timer.
+    ///
+    /// The checks are polled together on the calling task (no task is
+    /// spawned), so they need no `'static` bound; a check that blocks the
+    /// thread instead of awaiting holds up the others.
     ///
     /// ```
     /// use async_trait::async_trait;
@@ -124,18 +130,20 @@ impl<T: Send + Sync, A: Admission> ReplicaSet<T, A> {
     /// # Ok(()) }
     /// ```
     pub async fn check_health<H: HealthCheck<T> + ?Sized>(&self, check: &H, timeout: Duration) {
-        for (name, value) in self.for_each_value() {
-            let health = tokio::time::timeout(timeout, check.check(&value))
+        let endpoints = self.for_each_value();
+        futures_util::future::join_all(endpoints.iter().map(|(name, value)| async move {
+            let health = tokio::time::timeout(timeout, check.check(value))
                 .await
                 .unwrap_or_else(|_| Health::down());
             // The endpoint may have left meanwhile: nothing to record then.
-            let _ = self.set_healthy(&name, health.up);
+            let _ = self.set_healthy(name, health.up);
             if let Some(lag) = health.lag {
-                let _ = self.report_lag(&name, lag);
+                let _ = self.report_lag(name, lag);
             }
             if let Some(pos) = health.applied {
-                let _ = self.report_applied(&name, pos);
+                let _ = self.report_applied(name, pos);
             }
-        }
+        }))
+        .await;
     }
 }

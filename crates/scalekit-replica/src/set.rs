@@ -279,9 +279,77 @@ impl<T, A> ReplicaSetBuilder<T, A> {
         self
     }
 
-    /// The latency estimate of an endpoint that has not answered yet (default 30 ms).
+    /// The latency estimate of the endpoints the set is built with, before
+    /// they answer (default 30 ms, as tower's and Linkerd's). An endpoint
+    /// added later starts at the median estimate of the members that have
+    /// answered, so that it neither starves (a 30 ms start among sub-millisecond
+    /// peers loses every comparison for about 40 s) nor floods; with none, at
+    /// this.
     pub fn default_rtt(mut self, rtt: Duration) -> Self {
         self.config.default_rtt = rtt;
+        self
+    }
+
+    /// The least latency a failed call counts for in the endpoint's estimate
+    /// (default zero: only [`failure_penalty_factor`](Self::failure_penalty_factor)
+    /// applies). Set it near your call timeout when you know the scale of
+    /// your latencies: a failure then costs the endpoint as much as a timeout.
+    ///
+    /// ```
+    /// use scalekit_replica::{Member, ReplicaSet};
+    /// use std::time::Duration;
+    ///
+    /// let set = ReplicaSet::builder()
+    ///     .failure_penalty(Duration::from_secs(1))
+    ///     .member(Member::replica("a", 1))
+    ///     .build()?;
+    /// set.select()?.failure();   // counts as a call of at least 1 s
+    /// // (decaying from there as time passes)
+    /// assert!(set.stats().endpoints[0].latency_estimate > Duration::from_millis(900));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn failure_penalty(mut self, penalty: Duration) -> Self {
+        self.config.failure_penalty = penalty;
+        self
+    }
+
+    /// How many times its current estimate a failed call costs an endpoint
+    /// (default 5; at least 1, and 1 with a zero
+    /// [`failure_penalty`](Self::failure_penalty) counts failures at their
+    /// latency as before).
+    ///
+    /// A refused connection fails in microseconds; counted at that latency it
+    /// would make a dead endpoint the cheapest of all (a black hole). Counted
+    /// as five times the estimate (as a peak, whatever its own latency), one
+    /// failure makes the endpoint lose every comparison with an equal peer
+    /// until its estimate has decayed back, `decay × ln 5`, about 16 s at the
+    /// default decay; each further failure multiplies again. The rule is
+    /// relative, so it needs no knowledge of the service's latencies, and
+    /// one stray failure of a healthy endpoint costs it a quarter of a minute
+    /// of traffic, not more: persistent failures are outlier ejection's job.
+    ///
+    /// ```
+    /// use scalekit_replica::{Member, ReplicaSet};
+    /// use std::time::Duration;
+    ///
+    /// let set = ReplicaSet::builder()
+    ///     .default_rtt(Duration::from_millis(10))
+    ///     .failure_penalty_factor(10.0)
+    ///     .member(Member::replica("a", 1))
+    ///     .build()?;
+    /// set.select()?.failure();
+    /// assert!(set.stats().endpoints[0].latency_estimate >= Duration::from_millis(99));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn failure_penalty_factor(mut self, factor: f64) -> Self {
+        if !(factor.is_finite() && factor >= 1.0) {
+            self.fail(ConfigError::new(
+                "failure_penalty_factor",
+                factor,
+                "a finite number >= 1",
+            ));
+        }
+        self.config.failure_penalty_factor = factor;
         self
     }
 
@@ -463,10 +531,11 @@ impl<T, A> ReplicaSetBuilder<T, A> {
             listener: self.listener,
         });
         let now = shared.clock.now_nanos();
+        let initial = shared.config.default_rtt.as_nanos() as f64;
         let all: Vec<_> = self
             .members
             .into_iter()
-            .map(|m| Arc::new(Endpoint::new(m, Arc::clone(&shared), now, false)))
+            .map(|m| Arc::new(Endpoint::new(m, Arc::clone(&shared), now, false, initial)))
             .collect();
         let snap = build_snapshot(&shared, all);
         Ok(ReplicaSet {
@@ -477,6 +546,22 @@ impl<T, A> ReplicaSetBuilder<T, A> {
             }),
         })
     }
+}
+
+/// The median latency estimate (decayed to `now`) of the endpoints that have
+/// seen a call, if any has: where an endpoint joining at run time starts.
+fn median_estimate<T, A>(all: &[Arc<Endpoint<T, A>>], now: u64) -> Option<f64> {
+    let mut seen: Vec<f64> = all.iter().filter_map(|e| e.estimate_seen(now)).collect();
+    if seen.is_empty() {
+        return None;
+    }
+    seen.sort_by(f64::total_cmp);
+    let mid = seen.len() / 2;
+    Some(if seen.len() % 2 == 1 {
+        seen[mid]
+    } else {
+        (seen[mid - 1] + seen[mid]) / 2.0
+    })
 }
 
 fn build_snapshot<T, A>(shared: &Shared, all: Vec<Arc<Endpoint<T, A>>>) -> Snapshot<T, A> {
@@ -582,7 +667,16 @@ impl<T, A> ReplicaSet<T, A> {
             return Err(MembershipError::Duplicate(member.name.to_string()));
         }
         let role = member.role;
-        let ep = Arc::new(Endpoint::new(member, Arc::clone(shared), self.now(), true));
+        let now = self.now();
+        let initial =
+            median_estimate(&snap.all, now).unwrap_or(shared.config.default_rtt.as_nanos() as f64);
+        let ep = Arc::new(Endpoint::new(
+            member,
+            Arc::clone(shared),
+            now,
+            true,
+            initial,
+        ));
         let name = Arc::clone(&ep.name);
         let previous = if role == Role::Primary {
             snap.primary.as_ref().map(|p| {
@@ -1068,10 +1162,10 @@ impl<T, A> Endpoint<T, A> {
 
     /// Whether the endpoint may take a read now.
     #[inline]
-    fn available(&self, now: u64, min_applied: u64, exclude: *const ()) -> bool {
+    fn available(&self, now: u64, min_applied: u64, skip: impl Skip<T, A>) -> bool {
         // `try_return` before the lag test: an ejected replica left out of the
         // serving set comes back (and the set is recomputed) when its time is up.
-        !std::ptr::eq(self as *const Self as *const (), exclude)
+        !skip.skips(self)
             && self.healthy.load(Ordering::Relaxed)
             && self.try_return(now)
             && self.lag_ok.load(Ordering::Relaxed)
@@ -1123,7 +1217,7 @@ impl<T, A: Admission> ReplicaSet<T, A> {
     /// ```
     #[inline]
     pub fn select(&self) -> Result<Selected<T, A>, SelectError> {
-        self.select_read(0, std::ptr::null(), true)
+        self.select_read(0, NoSkip, true)
     }
 
     /// Chooses an endpoint for a read that must see a write at `token`: a
@@ -1144,7 +1238,7 @@ impl<T, A: Admission> ReplicaSet<T, A> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn select_at(&self, token: Position) -> Result<Selected<T, A>, SelectError> {
-        match self.select_read(token.get(), std::ptr::null(), false) {
+        match self.select_read(token.get(), NoSkip, false) {
             Ok(s) => Ok(s),
             Err(_) => self.primary_for_read(),
         }
@@ -1165,7 +1259,7 @@ impl<T, A: Admission> ReplicaSet<T, A> {
             let notified = self.inner.shared.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Ok(s) = self.select_read(token.get(), std::ptr::null(), false) {
+            if let Ok(s) = self.select_read(token.get(), NoSkip, false) {
                 return Ok(s);
             }
             match deadline {
@@ -1178,6 +1272,95 @@ impl<T, A: Admission> ReplicaSet<T, A> {
             }
         }
         self.primary_for_read()
+    }
+
+    /// Like [`select`](Self::select), but never returns an endpoint named in
+    /// `exclude`: the ones a request already tried, to retry it elsewhere.
+    /// The primary is left out too if named. When every endpoint that could
+    /// take the read is excluded, the error is
+    /// [`SelectError::Unavailable`]`(None)`; refusals of excluded endpoints
+    /// are not reported.
+    ///
+    /// `exclude` is any slice of names (`&[&str]`, `&[String]`,
+    /// `&[Arc<str>]`); it is scanned for each candidate, allocates nothing,
+    /// and suits the few endpoints one request tries.
+    ///
+    /// ```
+    /// use scalekit_replica::{Member, ReplicaSet, SelectError};
+    ///
+    /// let set = ReplicaSet::builder()
+    ///     .member(Member::replica("a", "10.0.0.1:80"))
+    ///     .member(Member::replica("b", "10.0.0.2:80"))
+    ///     .member(Member::replica("c", "10.0.0.3:80"))
+    ///     .build()?;
+    /// let mut tried: Vec<String> = Vec::new();
+    /// loop {
+    ///     let endpoint = match set.select_excluding(&tried) {
+    ///         Ok(endpoint) => endpoint,
+    ///         Err(SelectError::Unavailable(None)) => break, // all tried
+    ///         Err(e) => return Err(e.into()),
+    ///     };
+    ///     assert!(!tried.iter().any(|t| t == endpoint.name()));
+    ///     tried.push(endpoint.name().to_owned());
+    ///     endpoint.failure(); // say the call failed: try another
+    /// }
+    /// assert_eq!(tried.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn select_excluding<S: AsRef<str>>(
+        &self,
+        exclude: &[S],
+    ) -> Result<Selected<T, A>, SelectError> {
+        self.select_read(0, Names(exclude), true)
+    }
+
+    /// Like [`select_at`](Self::select_at), but never returns an endpoint
+    /// named in `exclude` (see [`select_excluding`](Self::select_excluding)):
+    /// a replica not excluded that has applied `token`, else the primary if it
+    /// is not excluded, else [`SelectError::Unavailable`].
+    ///
+    /// ```
+    /// use scalekit_replica::{Member, Position, ReplicaSet, SelectError};
+    ///
+    /// let set = ReplicaSet::builder()
+    ///     .member(Member::primary("p", 0))
+    ///     .member(Member::replica("r1", 1))
+    ///     .member(Member::replica("r2", 2))
+    ///     .build()?;
+    /// set.report_applied("r1", Position::new(10))?;
+    /// set.report_applied("r2", Position::new(10))?;
+    /// let token = Position::new(10);
+    /// assert_eq!(set.select_at_excluding(token, &["r1"])?.name(), "r2");
+    /// assert_eq!(set.select_at_excluding(token, &["r1", "r2"])?.name(), "p");
+    /// assert!(matches!(
+    ///     set.select_at_excluding(token, &["r1", "r2", "p"]),
+    ///     Err(SelectError::Unavailable(None))
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn select_at_excluding<S: AsRef<str>>(
+        &self,
+        token: Position,
+        exclude: &[S],
+    ) -> Result<Selected<T, A>, SelectError> {
+        match self.select_read(token.get(), Names(exclude), false) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let primary_excluded = self
+                    .inner
+                    .snap
+                    .load()
+                    .primary
+                    .as_ref()
+                    .is_some_and(|p| Skip::<T, A>::skips(Names(exclude), p));
+                if primary_excluded {
+                    Err(e)
+                } else {
+                    self.primary_for_read()
+                }
+            }
+        }
     }
 
     /// The primary, for a write. Its admission policy is asked; ejection,
@@ -1205,15 +1388,14 @@ impl<T, A: Admission> ReplicaSet<T, A> {
         &self,
         other: &Selected<T, A>,
     ) -> Result<Selected<T, A>, SelectError> {
-        let exclude = Arc::as_ptr(&other.ep) as *const ();
-        self.select_read(0, exclude, false)
+        self.select_read(0, Other(&other.ep), false)
     }
 
     #[inline]
     fn select_read(
         &self,
         min_applied: u64,
-        exclude: *const (),
+        skip: impl Skip<T, A>,
         fallback: bool,
     ) -> Result<Selected<T, A>, SelectError> {
         let snap = self.inner.snap.load();
@@ -1222,7 +1404,7 @@ impl<T, A: Admission> ReplicaSet<T, A> {
         self.refresh_serving(&snap, now);
         let mut refused = None;
         for _ in 0..3 {
-            let Some(ep) = pick(shared, &snap, now, min_applied, exclude) else {
+            let Some(ep) = pick(shared, &snap, now, min_applied, skip) else {
                 break;
             };
             match acquire(ep, now, true) {
@@ -1232,7 +1414,7 @@ impl<T, A: Admission> ReplicaSet<T, A> {
         }
         if fallback && shared.config.primary_reads != PrimaryReads::Never {
             if let Some(p) = &snap.primary {
-                if !std::ptr::eq(Arc::as_ptr(p) as *const (), exclude) {
+                if !skip.skips(p) {
                     if let Ok(s) = acquire(p, now, false) {
                         shared.primary_fallbacks.fetch_add(1, Ordering::Relaxed);
                         return Ok(s);
@@ -1243,9 +1425,9 @@ impl<T, A: Admission> ReplicaSet<T, A> {
         if snap.local.is_empty() && snap.remote.is_empty() && snap.primary.is_none() {
             return Err(SelectError::NoEndpoint);
         }
-        Err(SelectError::Unavailable(refused.or_else(|| {
-            skipped_refusal(&snap, now, min_applied, exclude)
-        })))
+        Err(SelectError::Unavailable(
+            refused.or_else(|| skipped_refusal(&snap, now, min_applied, skip)),
+        ))
     }
 }
 
@@ -1295,25 +1477,25 @@ fn pick<'s, T, A>(
     snap: &'s Snapshot<T, A>,
     now: u64,
     min_applied: u64,
-    exclude: *const (),
+    skip: impl Skip<T, A>,
 ) -> Option<&'s Arc<Endpoint<T, A>>> {
     let balance = shared.config.balance;
     if balance == Balance::RoundRobin {
-        return round_robin(shared, &snap.local, now, min_applied, exclude)
-            .or_else(|| round_robin(shared, &snap.remote, now, min_applied, exclude));
+        return round_robin(shared, &snap.local, now, min_applied, skip)
+            .or_else(|| round_robin(shared, &snap.remote, now, min_applied, skip));
     }
     match p2c(
         &snap.local,
         &snap.local_cum,
         now,
         min_applied,
-        exclude,
+        skip,
         balance,
     ) {
         Some((ep, cost)) => {
             if !snap.remote.is_empty() {
                 let r = &snap.remote[draw(snap.remote.len(), &snap.remote_cum, None)];
-                if r.available(now, min_applied, exclude)
+                if r.available(now, min_applied, skip)
                     && r.cost(now, balance) * shared.config.zone_spill_factor < cost
                 {
                     return Some(r);
@@ -1326,7 +1508,7 @@ fn pick<'s, T, A>(
             &snap.remote_cum,
             now,
             min_applied,
-            exclude,
+            skip,
             balance,
         )
         .map(|(ep, _)| ep),
@@ -1339,7 +1521,7 @@ fn p2c<'s, T, A>(
     cum: &[u64],
     now: u64,
     min_applied: u64,
-    exclude: *const (),
+    skip: impl Skip<T, A>,
     balance: Balance,
 ) -> Option<(&'s Arc<Endpoint<T, A>>, f64)> {
     let n = list.len();
@@ -1348,7 +1530,7 @@ fn p2c<'s, T, A>(
         1 => {
             let e = &list[0];
             return e
-                .available(now, min_applied, exclude)
+                .available(now, min_applied, skip)
                 .then(|| (e, e.cost(now, balance)));
         }
         _ => {}
@@ -1359,8 +1541,8 @@ fn p2c<'s, T, A>(
         let j = draw(n, cum, Some(i));
         let (a, b) = (&list[i], &list[j]);
         match (
-            a.available(now, min_applied, exclude),
-            b.available(now, min_applied, exclude),
+            a.available(now, min_applied, skip),
+            b.available(now, min_applied, skip),
         ) {
             (true, true) => {
                 let (ca, cb) = (a.cost(now, balance), b.cost(now, balance));
@@ -1374,7 +1556,7 @@ fn p2c<'s, T, A>(
     // Most candidates are out: look at all of them, the cheapest wins.
     let mut best: Option<(&Arc<Endpoint<T, A>>, f64)> = None;
     for e in list {
-        if e.available(now, min_applied, exclude) {
+        if e.available(now, min_applied, skip) {
             let c = e.cost(now, balance);
             if best.is_none_or(|(_, bc)| c < bc) {
                 best = Some((e, c));
@@ -1389,7 +1571,7 @@ fn round_robin<'s, T, A>(
     list: &'s [Arc<Endpoint<T, A>>],
     now: u64,
     min_applied: u64,
-    exclude: *const (),
+    skip: impl Skip<T, A>,
 ) -> Option<&'s Arc<Endpoint<T, A>>> {
     let n = list.len();
     if n == 0 {
@@ -1398,7 +1580,59 @@ fn round_robin<'s, T, A>(
     let start = shared.rr.fetch_add(1, Ordering::Relaxed);
     (0..n)
         .map(|k| &list[(start + k) % n])
-        .find(|e| e.available(now, min_applied, exclude))
+        .find(|e| e.available(now, min_applied, skip))
+}
+
+/// Endpoints a selection leaves out besides the unavailable ones. Each kind is
+/// its own type, so that `select` (which leaves out nothing) pays nothing.
+trait Skip<T, A>: Copy {
+    fn skips(self, ep: &Endpoint<T, A>) -> bool;
+}
+
+/// Leaves out nothing.
+#[derive(Clone, Copy)]
+struct NoSkip;
+
+impl<T, A> Skip<T, A> for NoSkip {
+    #[inline(always)]
+    fn skips(self, _: &Endpoint<T, A>) -> bool {
+        false
+    }
+}
+
+/// Leaves out one endpoint (a hedge's first attempt).
+struct Other<'a, T, A>(&'a Arc<Endpoint<T, A>>);
+
+impl<T, A> Clone for Other<'_, T, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T, A> Copy for Other<'_, T, A> {}
+
+impl<T, A> Skip<T, A> for Other<'_, T, A> {
+    #[inline]
+    fn skips(self, ep: &Endpoint<T, A>) -> bool {
+        std::ptr::eq(Arc::as_ptr(self.0), ep)
+    }
+}
+
+/// Leaves out the endpoints of these names (a linear scan: meant for the few
+/// a request has tried).
+struct Names<'a, S>(&'a [S]);
+
+impl<S> Clone for Names<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S> Copy for Names<'_, S> {}
+
+impl<T, A, S: AsRef<str>> Skip<T, A> for Names<'_, S> {
+    #[inline]
+    fn skips(self, ep: &Endpoint<T, A>) -> bool {
+        self.0.iter().any(|n| n.as_ref() == &*ep.name)
+    }
 }
 
 /// The endpoint chosen for one call. Dereferences to the endpoint's value.
@@ -1515,7 +1749,7 @@ impl<T, A: Admission> Selected<T, A> {
                 }
             }
             Outcome::Failure => {
-                ep.observe(now, rtt, false);
+                ep.observe_failure(now, rtt);
                 if tally {
                     ep.interval.fetch_add(1 << 32, Ordering::Relaxed);
                 }
@@ -1610,13 +1844,13 @@ fn skipped_refusal<T, A>(
     snap: &Snapshot<T, A>,
     now: u64,
     min_applied: u64,
-    exclude: *const (),
+    skip: impl Skip<T, A>,
 ) -> Option<Rejected> {
     snap.local
         .iter()
         .chain(&snap.remote)
         .filter(|e| {
-            !std::ptr::eq(Arc::as_ptr(e) as *const (), exclude)
+            !skip.skips(e)
                 && e.healthy.load(Ordering::Relaxed)
                 && e.try_return(now)
                 && e.lag_ok.load(Ordering::Relaxed)

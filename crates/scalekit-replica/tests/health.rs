@@ -287,8 +287,11 @@ fn success_rate_outliers_are_ejected_by_maintain() {
     sr.minimum_hosts = 5;
     sr.request_volume = 50;
     o.success_rate = Some(sr);
+    // Failures counted at their latency: the failure penalty would steer the
+    // calls away from r5 before it had the volume the test needs.
     let mut b = ReplicaSet::builder()
         .clock(clock.clone())
+        .failure_penalty_factor(1.0)
         .outlier_detection(o);
     for i in 0..6 {
         b = b.member(Member::replica(format!("r{i}"), "x"));
@@ -591,5 +594,43 @@ fn the_refusal_backoff_depends_on_the_reason() {
             clock.advance(Duration::from_secs(1));
             set.select().unwrap().success();
         }
+    }
+}
+
+/// Hangs on the endpoints whose value is odd.
+struct HangIfOdd;
+
+#[async_trait]
+impl HealthCheck<u32> for HangIfOdd {
+    async fn check(&self, n: &u32) -> Health {
+        if n % 2 == 1 {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Health::up()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hanging_health_checks_cost_one_timeout_not_one_each() {
+    let mut b = ReplicaSet::builder();
+    for i in 0..10u32 {
+        b = b.member(Member::replica(format!("r{i}"), i));
+    }
+    let set = b.build().unwrap();
+    let timeout = Duration::from_secs(2);
+    let start = tokio::time::Instant::now();
+    let round = set.check_health(&HangIfOdd, timeout);
+    fn is_send<F: Send>(f: F) -> F {
+        f
+    }
+    // Five checks hang: sequential, the round would take five timeouts.
+    tokio::time::timeout(Duration::from_secs(60), is_send(round))
+        .await
+        .expect("the health round finished");
+    assert_eq!(start.elapsed(), timeout);
+    for e in set.stats().endpoints {
+        let n: u32 = e.name[1..].parse().unwrap();
+        assert_eq!(e.healthy, n % 2 == 0, "{}", e.name);
     }
 }

@@ -422,3 +422,231 @@ fn an_endpoint_back_from_ejection_ramps_up_again() {
     let late = drive_concurrent(&set, &clock, 3_000, 12);
     assert!(late["c"] as f64 / 3_000.0 > 0.28, "{late:?}");
 }
+
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+#[test]
+fn select_excluding_retries_elsewhere_and_says_when_all_were_tried() {
+    let set = ReplicaSet::builder()
+        .member(Member::primary("p", "p"))
+        .member(Member::replica("a", "a"))
+        .member(Member::replica("b", "b"))
+        .member(Member::replica("c", "c"))
+        .build()
+        .unwrap();
+    for _ in 0..200 {
+        assert_eq!(set.select_excluding(&["a", "b"]).unwrap().name(), "c");
+        let s = set.select_excluding(&["b"]).unwrap();
+        assert!(s.name() == "a" || s.name() == "c", "{}", s.name());
+    }
+    // Names of any string type: the tried list a retry loop keeps.
+    let tried: Vec<std::sync::Arc<str>> = vec!["a".into(), "b".into(), "c".into()];
+    // Every replica tried: the primary takes the read, as for `select`.
+    assert_eq!(set.select_excluding(&tried).unwrap().role(), Role::Primary);
+    let err = set
+        .select_excluding(&["a", "b", "c", "p"])
+        .map(|s| s.name().to_owned())
+        .unwrap_err();
+    assert_eq!(err, SelectError::Unavailable(None));
+    assert!(err.to_string().contains("excluded"), "{err}");
+    // Unknown names exclude nothing.
+    assert!(set.select_excluding(&["nobody"]).is_ok());
+    assert!(set.select_excluding::<&str>(&[]).is_ok());
+
+    let never = ReplicaSet::builder()
+        .primary_reads(PrimaryReads::Never)
+        .member(Member::primary("p", "p"))
+        .member(Member::replica("a", "a"))
+        .build()
+        .unwrap();
+    assert_eq!(
+        never.select_excluding(&["a"]).map(|s| s.name().to_owned()),
+        Err(SelectError::Unavailable(None))
+    );
+    // Each balance honours the exclusion, in every zone.
+    for balance in [Balance::PeakEwma, Balance::LeastLoaded, Balance::RoundRobin] {
+        let zoned = ReplicaSet::builder()
+            .balance(balance)
+            .local_zone("z1")
+            .member(Member::replica("l1", "l1").zone("z1"))
+            .member(Member::replica("l2", "l2").zone("z1"))
+            .member(Member::replica("r1", "r1").zone("z2"))
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            let s = zoned.select_excluding(&["l1", "l2"]).unwrap();
+            assert_eq!(s.name(), "r1", "{balance:?}");
+            let s = zoned.select_excluding(&["l1", "r1"]).unwrap();
+            assert_eq!(s.name(), "l2", "{balance:?}");
+        }
+    }
+}
+
+#[test]
+fn select_at_excluding_keeps_read_your_writes() {
+    let set = ReplicaSet::builder()
+        .member(Member::primary("p", "p"))
+        .member(Member::replica("fresh", "fresh"))
+        .member(Member::replica("fresh2", "fresh2"))
+        .member(Member::replica("stale", "stale"))
+        .build()
+        .unwrap();
+    let token = scalekit_replica::Position::new(50);
+    set.report_applied("fresh", scalekit_replica::Position::new(60))
+        .unwrap();
+    set.report_applied("fresh2", scalekit_replica::Position::new(50))
+        .unwrap();
+    for _ in 0..100 {
+        assert_eq!(
+            set.select_at_excluding(token, &["fresh"]).unwrap().name(),
+            "fresh2"
+        );
+    }
+    // The stale replica never takes the read; the primary does.
+    assert_eq!(
+        set.select_at_excluding(token, &["fresh", "fresh2"])
+            .unwrap()
+            .name(),
+        "p"
+    );
+    assert_eq!(
+        set.select_at_excluding(token, &["fresh", "fresh2", "p"])
+            .map(|s| s.name().to_owned()),
+        Err(SelectError::Unavailable(None))
+    );
+}
+
+/// Sequential calls on a dead endpoint that refuses in 10 µs and a live one
+/// that answers in 50 ms; how many went to the dead one.
+fn dead_share(set: &ReplicaSet<&'static str>, clock: &ManualClock, calls: usize) -> usize {
+    let mut dead = 0;
+    for _ in 0..calls {
+        let s = set.select().unwrap();
+        if s.name() == "dead" {
+            dead += 1;
+            clock.advance(us(10));
+            s.failure();
+        } else {
+            clock.advance(ms(50));
+            s.success();
+        }
+    }
+    dead
+}
+
+fn dead_and_slow(clock: &ManualClock, factor: f64, floor: Duration) -> ReplicaSet<&'static str> {
+    let mut o = scalekit_replica::OutlierDetection::default();
+    // No ejection: the balancer alone is under test.
+    o.consecutive_failures = None;
+    ReplicaSet::builder()
+        .clock(clock.clone())
+        .outlier_detection(o)
+        .failure_penalty_factor(factor)
+        .failure_penalty(floor)
+        .member(Member::replica("dead", "dead"))
+        .member(Member::replica("slow", "slow"))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_fast_failing_endpoint_is_not_a_black_hole() {
+    // The default penalty: a failure costs five times the estimate.
+    let clock = ManualClock::new();
+    let set = dead_and_slow(&clock, 5.0, Duration::ZERO);
+    let dead = dead_share(&set, &clock, 2_000);
+    assert!(dead < 40, "the dead endpoint took {dead} of 2000 calls");
+    let defaults = ReplicaSet::builder()
+        .clock(clock.clone())
+        .member(Member::replica("dead", "dead"))
+        .build()
+        .unwrap();
+    defaults.select().unwrap().failure();
+    assert_eq!(
+        defaults.stats().endpoints[0].latency_estimate,
+        ms(150),
+        "the default factor is 5 (30 ms start)"
+    );
+
+    // A fixed floor alone does it as well.
+    let clock = ManualClock::new();
+    let set = dead_and_slow(&clock, 1.0, Duration::from_secs(1));
+    let dead = dead_share(&set, &clock, 2_000);
+    assert!(dead < 40, "the dead endpoint took {dead} of 2000 calls");
+
+    // Without a penalty, failures counted at 10 µs: the black hole.
+    let clock = ManualClock::new();
+    let set = dead_and_slow(&clock, 1.0, Duration::ZERO);
+    let dead = dead_share(&set, &clock, 2_000);
+    assert!(
+        dead > 1_800,
+        "the dead endpoint took only {dead} of 2000 calls"
+    );
+}
+
+#[test]
+fn a_slow_failure_counts_at_its_latency_when_above_the_penalty() {
+    let clock = ManualClock::new();
+    let set = ReplicaSet::builder()
+        .clock(clock.clone())
+        .default_rtt(ms(10))
+        .member(Member::replica("a", "a"))
+        .build()
+        .unwrap();
+    let s = set.select().unwrap();
+    clock.advance(ms(2_000));
+    s.failure();
+    assert_eq!(set.stats().endpoints[0].latency_estimate, ms(2_000));
+}
+
+#[test]
+fn an_endpoint_added_later_starts_at_the_median_estimate() {
+    let clock = ManualClock::new();
+    let set = ReplicaSet::builder()
+        .clock(clock.clone())
+        .member(Member::replica("a", "a"))
+        .member(Member::replica("b", "b"))
+        .member(Member::replica("c", "c"))
+        .build()
+        .unwrap();
+    // Nothing answered yet: a newcomer starts at default_rtt.
+    set.add(Member::replica("early", "early")).unwrap();
+    let stats = set.stats();
+    assert_eq!(stats.endpoints[3].latency_estimate, ms(30));
+    set.remove("early").unwrap();
+
+    // Sub-millisecond answers: let the 30 ms starting estimates decay, then
+    // the first answers set them (a peak) at 200 to 400 µs.
+    clock.advance(Duration::from_secs(120));
+    let latency = |name: &str| match name {
+        "a" => 200,
+        "b" => 300,
+        _ => 400,
+    };
+    for _ in 0..300 {
+        let s = set.select().unwrap();
+        clock.advance(us(latency(s.name())));
+        s.success();
+    }
+    set.add(Member::replica("new", "new")).unwrap();
+    let stats = set.stats();
+    let new = stats.endpoints.iter().find(|e| &*e.name == "new").unwrap();
+    assert!(
+        new.latency_estimate >= us(200) && new.latency_estimate <= us(400),
+        "{:?}",
+        new.latency_estimate
+    );
+    // It takes its share at once instead of starving behind a 30 ms start.
+    let mut to_new = 0;
+    for _ in 0..400 {
+        let s = set.select().unwrap();
+        if s.name() == "new" {
+            to_new += 1;
+        }
+        clock.advance(us(300));
+        s.success();
+    }
+    assert!(to_new > 50, "the new endpoint took {to_new} of 400 calls");
+}
