@@ -174,6 +174,15 @@ pub struct EjectionConfig {
     pub base_secs: u64,
     /// At most this percentage of instances is out at once (at least one may be).
     pub max_percent: u32,
+    /// A failed call counts in the instance's latency estimate as at least this
+    /// many times the estimate (1: as measured), so that an instance refusing
+    /// connections in microseconds does not look like the fastest one.
+    #[serde(default = "default_failure_penalty_factor")]
+    pub failure_penalty_factor: u32,
+}
+
+fn default_failure_penalty_factor() -> u32 {
+    5
 }
 
 impl Default for EjectionConfig {
@@ -182,6 +191,7 @@ impl Default for EjectionConfig {
             consecutive_failures: 5,
             base_secs: 10,
             max_percent: 50,
+            failure_penalty_factor: default_failure_penalty_factor(),
         }
     }
 }
@@ -362,6 +372,15 @@ impl GatewayConfig {
             return Err((
                 "gateway.ejection.max_percent",
                 format!("{}: give a percentage from 0 to 100", e.max_percent),
+            ));
+        }
+        if !(1..=100).contains(&e.failure_penalty_factor) {
+            return Err((
+                "gateway.ejection.failure_penalty_factor",
+                format!(
+                    "{}: give a factor from 1 (no penalty) to 100",
+                    e.failure_penalty_factor
+                ),
             ));
         }
         Ok(())

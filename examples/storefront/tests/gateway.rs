@@ -241,7 +241,10 @@ async fn a_breaker_opens_on_a_failing_instance_and_the_gateway_stops_sending_the
     config.breaker.minimum_calls = 4;
     config.breaker.failure_rate = 50;
     config.breaker.open_secs = 60;
-    config.ejection.consecutive_failures = 0; // the breaker alone
+    // The breaker alone: no ejection, and failures not penalised in the latency
+    // estimate (which would steer requests away after the first one).
+    config.ejection.consecutive_failures = 0;
+    config.ejection.failure_penalty_factor = 1;
     let gw = Gateway::new(&config, &addrs).unwrap();
     let (base, _stop) = serve(&gw).await;
     let http = Http::default();
@@ -268,6 +271,31 @@ async fn a_breaker_opens_on_a_failing_instance_and_the_gateway_stops_sending_the
     let snap = gw.snapshot();
     assert_eq!(instance(&snap, "app-1").requests, 4);
     assert_eq!(instance(&snap, "app-2").breaker, "closed");
+}
+
+/// With the default failure penalty, a fast-failing instance is avoided after its
+/// first failure, before any breaker or ejection acts.
+#[tokio::test]
+async fn a_fast_failing_instance_is_avoided_by_the_latency_estimate() {
+    let addrs = [
+        upstream("bad", StatusCode::INTERNAL_SERVER_ERROR, 0).await,
+        upstream("good", StatusCode::OK, 20).await,
+    ];
+    let mut config = GatewayConfig::default();
+    config.breaker.failure_rate = 100; // opens only if all of 20 calls fail
+    config.ejection.consecutive_failures = 0; // no ejection
+    let gw = Gateway::new(&config, &addrs).unwrap();
+    let (base, _stop) = serve(&gw).await;
+    let http = Http::default();
+    let mut errors = 0;
+    for _ in 0..30 {
+        if http.get(&format!("{base}/")).await.unwrap().status != StatusCode::OK {
+            errors += 1;
+        }
+    }
+    assert!(errors <= 2, "{errors} of 30 went to the failing instance");
+    let snap = gw.snapshot();
+    assert_eq!(instance(&snap, "app-1").breaker, "closed");
 }
 
 /// A stage-4 file for instances on the test's schema.

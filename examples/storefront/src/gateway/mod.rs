@@ -223,6 +223,7 @@ impl Gateway {
             // little concurrency, instances that answered once in 1 ms win every
             // comparison and a new one is hardly ever tried.
             .default_rtt(Duration::from_millis(5))
+            .failure_penalty_factor(f64::from(e.failure_penalty_factor))
             .outlier_detection(outliers)
             .clock(Arc::clone(&clock))
             .on_event(|event| match event {
@@ -474,29 +475,6 @@ fn ceil_secs(d: Duration) -> u64 {
     (d.as_nanos().div_ceil(1_000_000_000) as u64).max(1)
 }
 
-/// The latency a call that got no response counts for in the instance's estimate.
-/// A refused connection fails in microseconds; counted as such, it would make a
-/// dead instance the cheapest choice of all (a black hole). Counted as a second, it
-/// loses every comparison until its estimate has decayed (about 10 s), by which
-/// time ejection, the breaker or the health check has usually taken it out.
-const FAILURE_PENALTY: Duration = Duration::from_secs(1);
-
-/// Picks an instance not tried yet for this request. The replica set has no
-/// "select, excluding these" call, so a draw that lands on a tried instance is
-/// dropped (counted as a cancelled call) and drawn again, a bounded number of times.
-fn pick(
-    set: &Set,
-    tried: &[Arc<str>],
-) -> Result<Option<Selected<Arc<Upstream>, Breaker>>, SelectError> {
-    for _ in 0..32 {
-        let sel = set.select()?;
-        if !tried.iter().any(|n| **n == *sel.name()) {
-            return Ok(Some(sel));
-        }
-    }
-    Ok(None)
-}
-
 /// Counts a call on an instance as in flight until dropped, then reports it.
 struct CallGuard {
     selected: Option<Selected<Arc<Upstream>, Breaker>>,
@@ -630,9 +608,10 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
     let mut tried: Vec<Arc<str>> = Vec::with_capacity(inner.upstreams.len());
     let mut resent_after_send = false;
     loop {
-        let selected = match pick(&inner.set, &tried) {
-            Ok(Some(sel)) => sel,
-            Ok(None) => {
+        // Never the same instance twice for one request.
+        let selected = match inner.set.select_excluding(&tried) {
+            Ok(sel) => sel,
+            Err(SelectError::Unavailable(None)) if !tried.is_empty() => {
                 inner.totals.unavailable.fetch_add(1, Ordering::Relaxed);
                 return text(
                     StatusCode::BAD_GATEWAY,
@@ -686,7 +665,9 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
             Err(failed) => {
                 inner.totals.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 up.failures.fetch_add(1, Ordering::Relaxed);
-                guard.latency = guard.latency.max(FAILURE_PENALTY);
+                // A refused connection fails in microseconds; the replica set
+                // counts a failure as `failure_penalty_factor` times the instance's
+                // estimate at least, so a dead instance does not look the fastest.
                 drop(guard);
                 let more = tried.len() < inner.upstreams.len();
                 match failed {
