@@ -182,7 +182,7 @@ async fn serve(
         config.stage.number,
         config.stage.title
     );
-    axum::serve(listener, app::router(state))
+    axum::serve(app::no_delay(listener), app::router(state))
         .with_graceful_shutdown(app::shutdown_signal())
         .await?;
     tracing::info!("stopped");

@@ -287,8 +287,9 @@ impl Gateway {
     /// with an ops recorder attached ([`attach_ops`](Self::attach_ops)), also its
     /// own `/ops`, `/ops/data.json` and `/metrics`, and every other request counted
     /// (proxied ones under the route label `proxied`).
-    /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the
-    /// rate limit sees client addresses (without, all clients share one bucket).
+    /// [`serve`](Self::serve) serves it; to serve it yourself, use
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so the rate limit sees
+    /// client addresses (without, all clients share one bucket).
     pub fn router(&self) -> Router {
         let router = Router::new()
             .route("/livez", get(|| async { "ok\n" }))
@@ -303,15 +304,15 @@ impl Gateway {
         }
     }
 
-    /// Serves the gateway on `listener` until `shutdown` resolves, then finishes the
-    /// requests in flight.
+    /// Serves the gateway on `listener` (Nagle off on every connection) until
+    /// `shutdown` resolves, then finishes the requests in flight.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         axum::serve(
-            listener,
+            crate::app::no_delay(listener),
             self.router()
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
