@@ -305,7 +305,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn create_user(&self, user: &NewUser, now: i64) -> StoreResult<User>;
     /// An account and its password hash, by email.
     async fn user_credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
-    /// Stores a session token for a user until `expires_at` (Unix seconds).
+    /// Stores a session token for a user until `expires_at` (Unix seconds). The
+    /// backends keep only its SHA-256 ([`token_digest`]): a copy of the database
+    /// holds no token that would sign anyone in.
     async fn create_session(&self, token: &str, user_id: i64, expires_at: i64) -> StoreResult<()>;
     /// The user of an unexpired session.
     async fn session_user(&self, token: &str, now: i64) -> StoreResult<Option<User>>;
@@ -344,6 +346,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
 /// Turns a search query into `LIKE` patterns: one per word, lower case, with `%`,
 /// `_` and `\` escaped (the SQL says `ESCAPE '\'`). At most 5 words are used.
+/// What the database keeps of a session token: its SHA-256, in hex. The token is
+/// 32 random bytes, so a fast hash is enough (no salt or stretching needed, unlike
+/// a password).
+pub fn token_digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub(crate) fn like_patterns(query: &str) -> Vec<String> {
     query
         .split_whitespace()
@@ -387,6 +400,48 @@ pub async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_digests_are_sha256_in_hex() {
+        assert_eq!(
+            token_digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_database_keeps_no_session_token() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let user = store
+            .create_user(
+                &NewUser {
+                    email: "a@example.com".into(),
+                    name: "A".into(),
+                    password_hash: "x".into(),
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        let token = "ab".repeat(32);
+        store.create_session(&token, user.id, 100).await.unwrap();
+        let kept: Vec<String> = sqlx::query_scalar("SELECT token FROM sessions")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(kept, [token_digest(&token)]);
+        assert_eq!(
+            store.session_user(&token, 50).await.unwrap().map(|u| u.id),
+            Some(user.id)
+        );
+        assert_eq!(
+            store.session_user(&kept[0], 50).await.unwrap(),
+            None,
+            "the digest is no token"
+        );
+        store.delete_session(&token).await.unwrap();
+        assert_eq!(store.session_user(&token, 50).await.unwrap(), None);
+    }
 
     #[test]
     fn like_patterns_escape_wildcards() {

@@ -191,7 +191,7 @@ macro_rules! impl_store {
                 expires_at: i64,
             ) -> $crate::store::StoreResult<()> {
                 sqlx::query("INSERT INTO sessions (token, user_id, expires_at) VALUES ($1, $2, $3)")
-                    .bind(token)
+                    .bind($crate::store::token_digest(token))
                     .bind(user_id)
                     .bind(expires_at)
                     .execute(&self.pool)
@@ -208,7 +208,7 @@ macro_rules! impl_store {
                     "SELECT u.id, u.email, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
                      WHERE s.token = $1 AND s.expires_at > $2",
                 )
-                .bind(token)
+                .bind($crate::store::token_digest(token))
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await?)
@@ -216,7 +216,7 @@ macro_rules! impl_store {
 
             async fn delete_session(&self, token: &str) -> $crate::store::StoreResult<()> {
                 sqlx::query("DELETE FROM sessions WHERE token = $1")
-                    .bind(token)
+                    .bind($crate::store::token_digest(token))
                     .execute(&self.pool)
                     .await?;
                 Ok(())
