@@ -324,6 +324,18 @@ impl GatewayConfig {
                 ));
             }
         }
+        if self.connect_timeout_ms >= self.upstream_timeout_ms {
+            // The upstream timeout covers the connection too: a connect that ran
+            // into it would look like a request that was sent, and a POST would get
+            // "may have taken effect" although it never left.
+            return Err((
+                "gateway.connect_timeout_ms",
+                format!(
+                    "{}: give less than upstream_timeout_ms ({})",
+                    self.connect_timeout_ms, self.upstream_timeout_ms
+                ),
+            ));
+        }
         if self.max_body_bytes == 0 {
             return Err((
                 "gateway.max_body_bytes",
@@ -798,6 +810,10 @@ file = "a.db"
         let ok = "instances = 2\naddresses = [\"10.0.0.1:80\", \"10.0.0.2:80\"]\n";
         assert_eq!(err(ok), "");
         assert!(err("rate_per_sec = 0\n").starts_with("f.toml: gateway.rate_per_sec"));
+        assert!(
+            err("connect_timeout_ms = 5000\nupstream_timeout_ms = 5000\n")
+                .starts_with("f.toml: gateway.connect_timeout_ms: 5000: give less than")
+        );
         assert!(err("upstream_timeout_ms = 0\n")
             .starts_with("f.toml: gateway.upstream_timeout_ms: 0: "));
         let e = err("[gateway.breaker]\nwindow = 20\nminimum_calls = 10\nfailure_rate = 0\nopen_secs = 5\nhalf_open_probes = 2\n");

@@ -758,3 +758,32 @@ async fn the_gateways_ops_page_shows_the_instances_and_sums_their_queries() {
     assert!(page.body.contains("app-2"), "the instance table");
     poller.abort();
 }
+
+/// Clients that give up while an instance works cost the instance nothing: no
+/// failure in its breaker, no ejection (else one impatient client could take every
+/// instance out of rotation).
+#[tokio::test]
+async fn clients_that_go_away_do_not_count_against_the_instance() {
+    let addrs = [upstream("slow", StatusCode::OK, 300).await];
+    let mut config = GatewayConfig::default();
+    config.breaker.window = 10;
+    config.breaker.minimum_calls = 4;
+    config.ejection.consecutive_failures = 3;
+    let gw = Gateway::new(&config, &addrs).unwrap();
+    let (base, _stop) = serve(&gw).await;
+    let http = Http::default();
+    for _ in 0..8 {
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(30), http.get(&format!("{base}/"))).await;
+        assert!(gave_up.is_err(), "the instance takes 300 ms");
+    }
+    // The gateway notices each disconnect when it next polls the connection.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let snap = gw.snapshot();
+    let slow = instance(&snap, "app-1");
+    assert_eq!(slow.breaker, "closed", "{snap:?}");
+    assert!(!slow.ejected && slow.failures == 0, "{snap:?}");
+    assert_eq!(slow.in_flight, 0, "{snap:?}");
+    let r = http.get(&format!("{base}/")).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

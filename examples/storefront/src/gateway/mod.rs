@@ -335,13 +335,17 @@ impl Gateway {
     /// upkeep (returning ejected instances, forgiving old ejections) about every
     /// 10 s, until the task is aborted.
     pub fn spawn_health_checks(&self) -> tokio::task::JoinHandle<()> {
-        let gw = self.clone();
+        // A weak reference: the task ends when the last clone of the gateway is gone.
+        let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.health_interval;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(gw.inner.health_interval);
+            let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_upkeep = Instant::now();
             loop {
                 tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let gw = Gateway { inner };
                 gw.check_health().await;
                 if last_upkeep.elapsed() >= Duration::from_secs(10) {
                     gw.inner.set.maintain();
@@ -476,6 +480,34 @@ fn ceil_secs(d: Duration) -> u64 {
     (d.as_nanos().div_ceil(1_000_000_000) as u64).max(1)
 }
 
+/// Whose budget a client spends: its IPv4 address, or its IPv6 /64. One IPv6
+/// subscriber commonly holds a whole /64; keyed by full address, it could start
+/// afresh with every request and fill the limiter's key table.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
+/// Whether reading a body failed because it passed the size limit (and not because
+/// the client went away or sent broken chunking).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// Counts a call on an instance as in flight until dropped, then reports it.
 struct CallGuard {
     selected: Option<Selected<Arc<Upstream>, Breaker>>,
@@ -552,7 +584,7 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let limited = match client_ip {
-        Some(ip) => inner.limiter.check_key(&ip),
+        Some(ip) => inner.limiter.check_key(&limit_key(ip)),
         None => inner.limiter.check_unkeyed(),
     };
     if let Err(denied) = limited {
@@ -570,13 +602,19 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, inner.max_body).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(e) if is_length_limit(&e) => {
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
-                "The request body is larger than the gateway accepts ({} bytes) or was cut off.\n",
-                inner.max_body
-            ),
+                    "The request body is larger than the gateway accepts ({} bytes).\n",
+                    inner.max_body
+                ),
+            )
+        }
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("The request body could not be read: {e}.\n"),
             )
         }
     };
@@ -594,11 +632,13 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
             parts.headers.insert("x-forwarded-for", value);
         }
     }
-    if !parts.headers.contains_key("x-forwarded-proto") {
-        parts
-            .headers
-            .insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
+    // What the client says of the protocol or of other proxies is not trusted:
+    // this gateway is the edge, and it speaks plain HTTP.
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    parts.headers.remove("forwarded");
+    parts.headers.remove("x-real-ip");
     let path = parts
         .uri
         .path_and_query()
@@ -638,10 +678,13 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
         tried.push(Arc::clone(&up.name));
         up.requests.fetch_add(1, Ordering::Relaxed);
         up.in_flight.fetch_add(1, Ordering::Relaxed);
+        // Cancelled until the attempt ends: a client that goes away while the
+        // instance works must not count against the instance (its breaker, its
+        // ejection), or one impatient client could take every instance out.
         let mut guard = CallGuard {
             selected: Some(selected),
             up: Arc::clone(&up),
-            outcome: Outcome::Failure,
+            outcome: Outcome::Cancelled,
             latency: Duration::ZERO,
         };
         let started = Instant::now();
@@ -669,6 +712,7 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
                 // A refused connection fails in microseconds; the replica set
                 // counts a failure as `failure_penalty_factor` times the instance's
                 // estimate at least, so a dead instance does not look the fastest.
+                guard.outcome = Outcome::Failure;
                 drop(guard);
                 let more = tried.len() < inner.upstreams.len();
                 match failed {
@@ -738,5 +782,24 @@ async fn attempt(
             message: format!("no response within {:?}", inner.upstream_timeout),
             timed_out: true,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        let a = limit_key(ip("2001:db8:1:2:aaaa::1"));
+        assert_eq!(a, limit_key(ip("2001:db8:1:2:bbbb::9")));
+        assert_ne!(a, limit_key(ip("2001:db8:1:3::1")));
+        assert_eq!(limit_key(ip("10.1.2.3")), ip("10.1.2.3"));
+        // An IPv4 client seen through a dual-stack socket.
+        assert_eq!(limit_key(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
     }
 }

@@ -21,19 +21,24 @@ struct Counts {
     base: (u64, CacheTotals),
     /// What its current life reported last.
     last: (u64, CacheTotals),
+    /// Its uptime at that report: a smaller one means it was restarted.
+    uptime_secs: f64,
 }
 
 fn lookups(c: &CacheTotals) -> u64 {
-    [c.l1, c.l2]
-        .iter()
-        .flatten()
-        .map(|t| t.hits.saturating_add(t.misses))
-        .sum()
+    [c.l1, c.l2].iter().flatten().fold(0u64, |sum, t| {
+        sum.saturating_add(t.hits).saturating_add(t.misses)
+    })
 }
 
 impl Counts {
-    fn update(&mut self, queries: u64, cache: CacheTotals) {
-        let restarted = queries < self.last.0 || lookups(&cache) < lookups(&self.last.1);
+    fn update(&mut self, queries: u64, cache: CacheTotals, uptime_secs: f64) {
+        // A restart shows as a younger process, even when the new life has already
+        // counted past the old one between two polls; counts going down also say so.
+        let restarted = uptime_secs < self.uptime_secs
+            || queries < self.last.0
+            || lookups(&cache) < lookups(&self.last.1);
+        self.uptime_secs = uptime_secs;
         if restarted {
             self.base = (
                 self.base.0.saturating_add(self.last.0),
@@ -116,8 +121,8 @@ impl Gateway {
                 }
                 let mut counts = counts.lock();
                 for (slot, result) in counts.iter_mut().zip(results) {
-                    if let Some((queries, cache)) = result {
-                        slot.update(queries, cache);
+                    if let Some((queries, cache, uptime)) = result {
+                        slot.update(queries, cache, uptime);
                     }
                 }
             }
@@ -125,20 +130,32 @@ impl Gateway {
     }
 }
 
-/// An instance's database queries and cache lookups since it started.
+/// The most of an instance's `/ops/data.json` the gateway reads (it is a few KiB).
+const MAX_SNAPSHOT: usize = 1 << 20;
+
+/// An instance's database queries and cache lookups since it started, and its
+/// uptime.
 async fn totals_of(
     client: super::HttpClient,
     addr: std::net::SocketAddr,
-) -> Option<(u64, CacheTotals)> {
+) -> Option<(u64, CacheTotals, f64)> {
     let uri = Uri::try_from(format!("http://{addr}/ops/data.json")).ok()?;
     let req = Request::get(uri).body(Full::new(Bytes::new())).ok()?;
     let resp = client.request(req).await.ok()?;
     if resp.status() != StatusCode::OK {
         return None;
     }
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_SNAPSHOT)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
     let snapshot: Snapshot = serde_json::from_slice(&body).ok()?;
-    Some((snapshot.totals.db_queries, snapshot.totals.cache))
+    Some((
+        snapshot.totals.db_queries,
+        snapshot.totals.cache,
+        snapshot.uptime_secs,
+    ))
 }
 
 #[cfg(test)]
@@ -156,21 +173,22 @@ mod tests {
     #[test]
     fn counts_survive_an_instance_restart() {
         let mut c = Counts::default();
-        c.update(10, cache(5, 5));
-        c.update(25, cache(20, 5));
+        c.update(10, cache(5, 5), 1.0);
+        c.update(25, cache(20, 5), 2.0);
         assert_eq!(c.total().0, 25);
         // Restarted: its counters begin again.
-        c.update(3, cache(1, 1));
+        c.update(3, cache(1, 1), 0.5);
         let (queries, cache_totals) = c.total();
         assert_eq!(queries, 28);
-        assert_eq!(
-            cache_totals.l1,
-            Some(TierTotals {
-                hits: 21,
-                misses: 6
-            })
-        );
-        c.update(4, cache(2, 1));
+        let l1 = cache_totals.l1.unwrap_or_default();
+        assert_eq!((l1.hits, l1.misses), (21, 6));
+        c.update(4, cache(2, 1), 1.5);
         assert_eq!(c.total().0, 29);
+        // Restarted and already past the old count when polled: the uptime says so.
+        c.update(40, cache(30, 3), 0.8);
+        assert_eq!(c.total().0, 29 + 40);
+        // Absurd figures from an instance saturate instead of overflowing.
+        c.update(u64::MAX, cache(u64::MAX, u64::MAX), 0.1);
+        assert_eq!(c.total().0, u64::MAX);
     }
 }

@@ -49,8 +49,22 @@ impl StageServer {
         log_tail(&self.dir.path().join("server.log"))
     }
 
-    /// Stops the server and drops its PostgreSQL schema.
+    /// Stops the server (SIGTERM, so a stage-4 gateway stops its instances too;
+    /// SIGKILL after 15 s) and drops its PostgreSQL schema.
     pub async fn stop(mut self) {
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while std::time::Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some((url, schema)) = self.schema.take() {

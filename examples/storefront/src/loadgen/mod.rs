@@ -275,6 +275,7 @@ impl Loadgen {
         let slots = Arc::new(Semaphore::new(self.options.max_in_flight));
         let interval = Duration::from_secs_f64(1.0 / rate);
         let this = self.clone_handle();
+        let mut journeys = tokio::task::JoinSet::new();
         for i in 0u64.. {
             let intended = start + interval.mul_f64(i as f64);
             if intended >= start + length {
@@ -289,10 +290,11 @@ impl Loadgen {
             let rec = Arc::clone(rec);
             let this = this.clone();
             let mut rng = self.rng();
-            tokio::spawn(async move {
+            journeys.spawn(async move {
                 this.one(&rec, intended, &mut rng).await;
                 drop(permit);
             });
+            while journeys.try_join_next().is_some() {}
         }
         // Drain: wait for the journeys in flight, bounded by a few timeouts.
         let all = u32::try_from(self.options.max_in_flight).unwrap_or(u32::MAX);
@@ -302,6 +304,8 @@ impl Loadgen {
             .saturating_mul(4)
             .saturating_add(Duration::from_secs(1));
         let _ = tokio::time::timeout(deadline, slots.acquire_many(all)).await;
+        // Journeys still running now would load the server into the next phase.
+        journeys.abort_all();
     }
 
     async fn closed_loop(

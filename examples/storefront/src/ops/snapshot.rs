@@ -105,8 +105,8 @@ impl CacheTotals {
 fn add_tier(a: Option<TierTotals>, b: Option<TierTotals>) -> Option<TierTotals> {
     match (a, b) {
         (Some(a), Some(b)) => Some(TierTotals {
-            hits: a.hits + b.hits,
-            misses: a.misses + b.misses,
+            hits: a.hits.saturating_add(b.hits),
+            misses: a.misses.saturating_add(b.misses),
         }),
         (a, b) => a.or(b),
     }
@@ -147,9 +147,13 @@ impl Snapshot {
     /// gateway is taken if this one has none); uptime is the longer one.
     pub fn merge(&mut self, other: &Snapshot) {
         self.uptime_secs = self.uptime_secs.max(other.uptime_secs);
-        self.totals.requests += other.totals.requests;
-        self.totals.errors += other.totals.errors;
-        self.totals.db_queries += other.totals.db_queries;
+        // Saturating: the other's figures may come from another process's JSON.
+        self.totals.requests = self.totals.requests.saturating_add(other.totals.requests);
+        self.totals.errors = self.totals.errors.saturating_add(other.totals.errors);
+        self.totals.db_queries = self
+            .totals
+            .db_queries
+            .saturating_add(other.totals.db_queries);
         self.totals.cache = self.totals.cache.plus(&other.totals.cache);
         self.window = self.window.merge(&other.window);
         let newest = self.history.last().map(|p| p.t);

@@ -91,7 +91,9 @@ impl Topology {
             },
         };
         Self {
-            gateway: None,
+            gateway: config.gateway.as_ref().map(|g| GatewayNode {
+                instances: g.instances,
+            }),
             l1: config.cache.is_some(),
             l2: config.cache.as_ref().map(|_| "Redis".to_owned()),
             database,
@@ -303,10 +305,9 @@ mod tests {
         let three = Topology::of(&StageConfig::builtin(3).unwrap_or_else(|e| panic!("{e}")));
         let svg = three.svg();
         assert!(svg.contains("PostgreSQL") && svg.contains("Redis L2") && svg.contains(">L1<"));
-        let four = Topology {
-            gateway: Some(GatewayNode { instances: 3 }),
-            ..three
-        };
+        assert_eq!(three.gateway, None);
+        let four = Topology::of(&StageConfig::builtin(4).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(four.gateway, Some(GatewayNode { instances: 3 }));
         let svg = four.svg();
         assert!(svg.contains("Gateway") && svg.contains("App 3") && !svg.contains("App 4"));
     }
