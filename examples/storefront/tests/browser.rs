@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,31 +29,10 @@ impl Drop for Driver {
     }
 }
 
-fn find(program: &str, candidates: &[&str]) -> Option<String> {
-    candidates
-        .iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(|p| (*p).to_owned())
-        .or_else(|| {
-            let path = std::env::var_os("PATH")?;
-            std::env::split_paths(&path)
-                .map(|d| d.join(program))
-                .find(|p| p.exists())
-                .map(|p| p.display().to_string())
-        })
-}
-
-fn free_port() -> u16 {
-    StdListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Starts chromedriver and connects a headless chromium session to it.
 async fn browser() -> Option<(Client, Driver)> {
-    let driver = find("chromedriver", &["/usr/bin/chromedriver"]);
-    let chromium = find("chromium", &["/usr/bin/chromium"]);
+    let driver = common::find_program("chromedriver", &["/usr/bin"]);
+    let chromium = common::find_program("chromium", &["/usr/bin"]);
     let (Some(driver), Some(chromium)) = (driver, chromium) else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -62,7 +41,7 @@ async fn browser() -> Option<(Client, Driver)> {
         eprintln!("skipped: chromium or chromedriver not found (apt-get install chromium chromium-driver)");
         return None;
     };
-    let port = free_port();
+    let port = common::procs::free_addr().port();
     let child = Command::new(driver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -74,7 +53,7 @@ async fn browser() -> Option<(Client, Driver)> {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
-            "binary": chromium,
+            "binary": chromium.display().to_string(),
             "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--disable-gpu", "--window-size=1280,900"],
         }),

@@ -7,41 +7,16 @@
 mod common;
 
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
 use storefront::cache::CachedStore;
-use storefront::config::CacheConfig;
 use storefront::store::{NewUser, Page, Store};
 
 const P1: Page = Page {
     number: 1,
     size: 10,
 };
-
-fn config(test: &str) -> Option<CacheConfig> {
-    let url = match std::env::var("SCALEKIT_REDIS_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: SCALEKIT_REDIS_URL must be set under CI"
-            );
-            eprintln!("skipped {test}: SCALEKIT_REDIS_URL is not set (it needs a Redis server)");
-            return None;
-        }
-    };
-    let salt = std::collections::hash_map::RandomState::new().hash_one(test);
-    Some(CacheConfig {
-        redis_url_env: None,
-        redis_url: url,
-        namespace: format!("storefront-test:{test}:{salt:016x}"),
-        l1_capacity: 1_000,
-        product_ttl_secs: 600,
-        listing_ttl_secs: 600,
-    })
-}
 
 /// Polls `condition` every 10 ms for up to 5 s.
 async fn eventually<F: Future<Output = bool>>(mut condition: impl FnMut() -> F) -> bool {
@@ -64,7 +39,7 @@ async fn instances(
     Vec<i64>,
     tempfile::TempDir,
 )> {
-    let config = config(test)?;
+    let config = common::cache_config(test)?;
     let (db, dir) = common::sqlite().await;
     let ids = common::catalog(db.as_ref(), 4, 3).await;
     let a = Arc::new(

@@ -16,16 +16,6 @@ use axum::http::StatusCode;
 use common::procs::{free_addr, Http, Instances};
 use storefront::gateway::wait_ready;
 
-fn find_nginx() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join("nginx"))
-        .find(|p| p.is_file())
-}
-
 /// nginx, stopped (SIGKILL) and reaped on drop.
 struct Nginx {
     child: Child,
@@ -133,7 +123,7 @@ fn start_nginx(nginx: &Path, listen: SocketAddr, instances: &[SocketAddr]) -> Ng
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_balances_and_survives_a_killed_instance() {
-    let Some(nginx) = find_nginx() else {
+    let Some(nginx) = common::find_program("nginx", &["/usr/sbin", "/usr/local/sbin"]) else {
         assert!(
             std::env::var_os("CI").is_none(),
             "nginx is not installed (apt-get install -y nginx); under CI that is a failure"

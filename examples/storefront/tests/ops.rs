@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -17,7 +16,7 @@ use serde_json::Value;
 use sqlx::{Connection, Executor};
 use storefront::app::{router, AppConfig, AppState, Passwords};
 use storefront::cache::CachedStore;
-use storefront::config::{CacheConfig, StageConfig};
+use storefront::config::StageConfig;
 use storefront::ops::{MeteredStore, Ops, Snapshot};
 use storefront::store::{SqliteStore, Store};
 use tower::ServiceExt;
@@ -341,32 +340,9 @@ async fn snapshots_of_two_instances_add_up() {
     assert!((all.window.rps - rps).abs() < 1e-9);
 }
 
-fn cache_config(test: &str) -> Option<CacheConfig> {
-    let url = match std::env::var("SCALEKIT_REDIS_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: SCALEKIT_REDIS_URL must be set under CI"
-            );
-            eprintln!("skipped {test}: SCALEKIT_REDIS_URL is not set (it needs a Redis server)");
-            return None;
-        }
-    };
-    let salt = std::collections::hash_map::RandomState::new().hash_one(test);
-    Some(CacheConfig {
-        redis_url_env: None,
-        redis_url: url,
-        namespace: format!("storefront-test:{test}:{salt:016x}"),
-        l1_capacity: 1_000,
-        product_ttl_secs: 600,
-        listing_ttl_secs: 600,
-    })
-}
-
 #[tokio::test]
 async fn stage_three_counts_cache_hits_and_no_query_on_a_hit() {
-    let Some(cache) = cache_config("ops_stage3") else {
+    let Some(cache) = common::cache_config("ops_stage3") else {
         return;
     };
     let Some((pg, _schema)) = common::postgres("ops_stage3").await else {

@@ -224,10 +224,11 @@ pub(crate) fn render(ops: &Ops) -> String {
             }
         })
         .collect();
+    let (db_queries, cache) = ops.db_queries_and_cache();
     let view = View {
         routes,
-        db_queries: ops.db_queries(),
-        cache: ops.cache_totals(),
+        db_queries,
+        cache,
         uptime_secs: ops.started.elapsed().as_secs_f64(),
         gateway: ops.gateway(),
     };

@@ -346,12 +346,9 @@ impl Ops {
         self.routes.load()
     }
 
-    pub(crate) fn db_queries(&self) -> u64 {
-        self.db_queries_and_cache().0
-    }
-
-    /// Database queries and cache lookups: this process's, plus the backends'.
-    fn db_queries_and_cache(&self) -> (u64, CacheTotals) {
+    /// Database queries and the caches' counters per tier (empty without caches):
+    /// this process's, plus the backends' ([`Ops::set_backends`]).
+    pub fn db_queries_and_cache(&self) -> (u64, CacheTotals) {
         let own = self.db_queries.load(Ordering::Relaxed);
         let cache = self.own_cache_totals();
         let backends = self.backends.read().clone();
@@ -362,11 +359,6 @@ impl Ops {
                 (own.saturating_add(queries), cache.plus(&theirs))
             }
         }
-    }
-
-    /// The caches' counters, per tier (empty without caches), with the backends'.
-    pub fn cache_totals(&self) -> CacheTotals {
-        self.db_queries_and_cache().1
     }
 
     fn own_cache_totals(&self) -> CacheTotals {

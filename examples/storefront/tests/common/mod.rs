@@ -3,15 +3,55 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use std::hash::BuildHasher;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
+use storefront::config::CacheConfig;
 use storefront::store::{NewProduct, PgStore, SqliteStore, Store};
 
 pub mod procs;
+
+/// Cache settings on Redis from `SCALEKIT_REDIS_URL`, in a namespace of this test's
+/// own, or `None` (test skipped) without it. Under `CI`, a missing variable fails.
+pub fn cache_config(test: &str) -> Option<CacheConfig> {
+    let url = match std::env::var("SCALEKIT_REDIS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: SCALEKIT_REDIS_URL must be set under CI"
+            );
+            eprintln!("skipped {test}: SCALEKIT_REDIS_URL is not set (it needs a Redis server)");
+            return None;
+        }
+    };
+    let salt = std::collections::hash_map::RandomState::new().hash_one(test);
+    Some(CacheConfig {
+        redis_url_env: None,
+        redis_url: url,
+        namespace: format!("storefront-test:{test}:{salt:016x}"),
+        l1_capacity: 1_000,
+        product_ttl_secs: 600,
+        listing_ttl_secs: 600,
+    })
+}
+
+/// A program on `PATH` or in one of `also_in` (sbin directories are often not on
+/// `PATH`).
+pub fn find_program(name: &str, also_in: &[&str]) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(also_in.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
 
 /// A SQLite store in a temporary directory (kept alive by the returned guard).
 pub async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
