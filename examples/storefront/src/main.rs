@@ -134,7 +134,7 @@ async fn serve(
     );
     let ops = std::sync::Arc::new(storefront::ops::Ops::for_stage(&config));
     let mut store = storefront::ops::MeteredStore::wrap(
-        store::open(&config.database, &target.data_dir).await?,
+        store::open(&config, &target.data_dir).await?,
         &ops,
     );
     if let Some(cache) = &config.cache {
@@ -200,7 +200,7 @@ async fn seed_command(
         options.products,
         options.users
     );
-    let store = store::open(&config.database, &target.data_dir).await?;
+    let store = store::open(&config, &target.data_dir).await?;
     let bar = ProgressBar::new(options.products + options.users);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({per_sec}, {eta} left)")?

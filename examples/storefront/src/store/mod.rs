@@ -13,10 +13,14 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+mod db;
+mod orders;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use db::{Db, Reader};
+pub use orders::OrderRepo;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -376,13 +380,15 @@ pub(crate) fn like_patterns(query: &str) -> Vec<String> {
         .collect()
 }
 
-/// Opens the store a stage's `[database]` names; a relative SQLite file is placed
-/// under `data_dir`.
+/// Opens the store a stage's configuration names: its `[database]`, and from stage
+/// 5 on the sections that split it. A relative SQLite file is placed under
+/// `data_dir`.
 pub async fn open(
-    database: &crate::config::DatabaseConfig,
+    config: &crate::config::StageConfig,
     data_dir: &std::path::Path,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
     use crate::config::DatabaseConfig;
+    let database = &config.database;
     Ok(match database {
         DatabaseConfig::Sqlite { file, .. } if file.as_os_str() == ":memory:" => {
             std::sync::Arc::new(SqliteStore::in_memory().await?)
