@@ -7,6 +7,7 @@
 //! storefront serve [--stage N] [--addr 127.0.0.1:8080]   run a stage (1 by default)
 //! storefront seed [--products 100000] [--users 1000]     fill the database
 //! storefront stages                                      what each stage adds and needs
+//! storefront services [up | status | down]               PostgreSQL primary + replica, Redis
 //! storefront loadgen [--rate R | --concurrency C]         user journeys against a shop
 //! storefront evolve [--stages 1-3]                        the stages compared: docs/evolution.md
 //! ```

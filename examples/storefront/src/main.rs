@@ -38,6 +38,14 @@ struct Target {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start, check or stop the services the stages use (PostgreSQL primary and
+    /// streaming replica, the stages' databases, Redis), on loopback.
+    Services {
+        /// `up` creates what is missing and starts what is down; `status` says what
+        /// runs where; `down` stops what `up` started.
+        #[arg(value_enum, default_value_t = ServicesAction::Status)]
+        action: ServicesAction,
+    },
     /// Run the shop (stage 1 at http://127.0.0.1:8080 unless told otherwise).
     Serve {
         #[command(flatten)]
@@ -133,10 +141,8 @@ async fn serve(
         describe(&config.database, &target.data_dir)
     );
     let ops = std::sync::Arc::new(storefront::ops::Ops::for_stage(&config));
-    let mut store = storefront::ops::MeteredStore::wrap(
-        store::open(&config, &target.data_dir).await?,
-        &ops,
-    );
+    let mut store =
+        storefront::ops::MeteredStore::wrap(store::open(&config, &target.data_dir).await?, &ops);
     if let Some(cache) = &config.cache {
         tracing::info!(
             "caches: L1 in this process, L2 and invalidations in Redis under \"{}\"",
@@ -223,6 +229,40 @@ async fn seed_command(
     Ok(())
 }
 
+/// What `storefront services` does.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ServicesAction {
+    /// Create what is missing, start what is down.
+    Up,
+    /// What runs where.
+    Status,
+    /// Stop what `up` started.
+    Down,
+}
+
+/// `deploy/services.sh`, built in so that `storefront services` works from any
+/// directory; .ci/run runs the same file.
+const SERVICES_SCRIPT: &str = include_str!("../../../deploy/services.sh");
+
+fn services(action: ServicesAction) -> Result<(), Box<dyn std::error::Error>> {
+    let arg = match action {
+        ServicesAction::Up => "up",
+        ServicesAction::Status => "status",
+        ServicesAction::Down => "down",
+    };
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(SERVICES_SCRIPT)
+        .arg("services")
+        .arg(arg)
+        .status()
+        .map_err(|e| format!("cannot run bash: {e}"))?;
+    if !status.success() {
+        return Err(format!("services {arg} failed ({status})").into());
+    }
+    Ok(())
+}
+
 fn stages() -> Result<(), Box<dyn std::error::Error>> {
     for s in StageConfig::all_builtin()? {
         println!(
@@ -300,6 +340,7 @@ fn main() -> ExitCode {
                 .await
             }
             Some(Command::Stages) => stages(),
+            Some(Command::Services { action }) => services(action),
             Some(Command::Loadgen(args)) => Ok(storefront::loadgen::cli::loadgen(args).await?),
             Some(Command::Evolve(args)) => Ok(storefront::loadgen::cli::evolve(args).await?),
             Some(Command::BenchHttp(args)) => Ok(storefront::loadgen::cli::bench_http(args).await?),

@@ -86,3 +86,28 @@ fn bad_stages_and_files_are_refused_with_where() {
     let (ok, text) = storefront(&["seed", "--config", file.to_str().unwrap()]);
     assert!(!ok && text.contains("line 2"), "{text}");
 }
+
+/// `services status` says what runs where; CI has run `services up` (through
+/// .ci/pg-replica.sh) before the tests, so everything is up there.
+#[test]
+fn services_status_says_what_runs_where() {
+    let (ok, text) = storefront(&["services", "status"]);
+    if !ok && std::env::var_os("CI").is_none() {
+        eprintln!("skipped: services status failed here (PostgreSQL not installed?):\n{text}");
+        return;
+    }
+    assert!(ok, "{text}");
+    for line in [
+        "PostgreSQL primary   127.0.0.1:5434",
+        "PostgreSQL replica   127.0.0.1:5433",
+        "Redis                127.0.0.1:6379",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    if std::env::var_os("CI").is_some() {
+        assert!(text.contains("storefront_orders_3"), "{text}");
+        assert!(text.contains("streaming"), "{text}");
+    }
+    let (ok, text) = storefront(&["services", "sideways"]);
+    assert!(!ok && text.contains("invalid value"), "{text}");
+}

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# The services the storefront's stages 2 to 7 use, on loopback. `storefront services`
+# runs this script (it is built into the binary); .ci/run runs it too.
+#
+#   services.sh up      create what is missing and start what is down (idempotent)
+#   services.sh status  what runs where
+#   services.sh down    stop what `up` started
+#
+#   PostgreSQL main      127.0.0.1:5432  the machine's own cluster (stages 2 to 4),
+#                                        database `test`; started if down, never stopped
+#   PostgreSQL primary   127.0.0.1:5434  cluster scalekit_primary (stages 5 to 7)
+#   PostgreSQL replica   127.0.0.1:5433  cluster scalekit_replica: pg_basebackup of the
+#                                        primary, hot standby, streaming
+#   Redis                127.0.0.1:6379  stages 3 to 7
+#
+# Databases on the primary (they replicate): storefront (stage 5), storefront_users,
+# storefront_catalog, storefront_orders (stage 6), storefront_orders_0 to _3 (stage 7:
+# two in use, two for the resharding), scalekit_replica (scalekit-replica's tests).
+# Ports can be changed with SCALEKIT_PG_PRIMARY_PORT / SCALEKIT_PG_REPLICA_PORT.
+set -euo pipefail
+
+PRIMARY=scalekit_primary
+REPLICA=scalekit_replica
+PPORT="${SCALEKIT_PG_PRIMARY_PORT:-5434}"
+RPORT="${SCALEKIT_PG_REPLICA_PORT:-5433}"
+DATABASES=(scalekit_replica storefront storefront_users storefront_catalog storefront_orders
+  storefront_orders_0 storefront_orders_1 storefront_orders_2 storefront_orders_3)
+STATE_DIR="${SCALEKIT_SERVICES_STATE:-/var/lib/scalekit}"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'services: %s\n' "$*" >&2; exit 1; }
+
+pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1; }
+as_pg() { runuser -u postgres -- "$@"; }
+exists() { pg_lsclusters -h | awk -v v="$VER" -v n="$1" '$1 == v && $2 == n { found = 1 } END { exit !found }'; }
+online() { pg_lsclusters -h | awk -v v="$VER" -v n="$1" '$1 == v && $2 == n && $4 ~ /online/ { found = 1 } END { exit !found }'; }
+psql_at() { local port="$1"; shift; as_pg psql -X -q -At -h 127.0.0.1 -p "$port" -U postgres "$@"; }
+wait_ready() {
+  for _ in $(seq 1 100); do
+    as_pg "$BIN/pg_isready" -q -h 127.0.0.1 -p "$1" && return 0
+    sleep 0.1
+  done
+  die "nothing answers on 127.0.0.1:$1"
+}
+# Starts a cluster if it is down, and notes that `down` may stop it.
+start_cluster() {
+  online "$1" && return 0
+  pg_ctlcluster "$VER" "$1" start >&2 || die "cannot start cluster $1"
+  mkdir -p "$STATE_DIR" && touch "$STATE_DIR/started-$1"
+}
+# Writes a cluster's settings; a running cluster whose settings changed restarts.
+write_conf() {
+  local conf="/etc/postgresql/$VER/$1/conf.d/scalekit.conf"
+  [ -f "$conf" ] && [ "$(cat "$conf")" = "$2" ] && return 0
+  printf '%s\n' "$2" >"$conf"
+  chown postgres:postgres "$conf"
+  if online "$1"; then
+    log "restarting $1 for its new settings"
+    pg_ctlcluster "$VER" "$1" restart >&2 || die "cannot restart cluster $1"
+  fi
+}
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; }
+
+trust_loopback() {
+  local hba="/etc/postgresql/$VER/$1/pg_hba.conf"
+  cat >"$hba" <<HBA
+# scalekit: trust on loopback only (see deploy/services.sh)
+local   all          all                 trust
+host    all          all   127.0.0.1/32  trust
+local   replication  all                 trust
+host    replication  all   127.0.0.1/32  trust
+HBA
+  chown postgres:postgres "$hba"
+}
+
+up_main() {
+  local url="postgres://postgres@127.0.0.1:5432/postgres"
+  main_ok() { psql -w "$url" -Atc 'select 1' >/dev/null 2>&1; }
+  if ! main_ok; then
+    [ -d "/etc/postgresql/$VER/main" ] || { log "no main cluster: stages 2 to 4 need one on 5432"; return 0; }
+    pg_ctlcluster --skip-systemctl-redirect "$VER" main start >&2 2>/dev/null || true
+    for _ in $(seq 1 50); do main_ok && break; sleep 0.2; done
+  fi
+  if ! main_ok; then
+    # A fresh install asks for a password over TCP: trust postgres from loopback.
+    local hba="/etc/postgresql/$VER/main/pg_hba.conf"
+    sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba" || die "cannot edit $hba"
+    pg_ctlcluster --skip-systemctl-redirect "$VER" main reload >&2 || die "cannot reload the main cluster"
+    for _ in $(seq 1 50); do main_ok && break; sleep 0.2; done
+  fi
+  main_ok || die "PostgreSQL is not answering on 127.0.0.1:5432"
+  if [ "$(psql -w "$url" -Atc "select 1 from pg_database where datname = 'test'")" != 1 ]; then
+    psql -w "$url" -qc 'CREATE DATABASE test' >&2
+  fi
+}
+
+up_primary() {
+  if ! exists "$PRIMARY"; then
+    log "creating cluster $VER/$PRIMARY on port $PPORT"
+    pg_createcluster "$VER" "$PRIMARY" -p "$PPORT" >&2 -- --auth=trust --no-sync
+    trust_loopback "$PRIMARY"
+  fi
+  write_conf "$PRIMARY" "listen_addresses = '127.0.0.1'
+wal_level = replica
+max_wal_senders = 5
+max_replication_slots = 5
+wal_keep_size = '256MB'
+max_connections = 300
+fsync = off
+synchronous_commit = on
+shared_buffers = '64MB'"
+  start_cluster "$PRIMARY"
+  wait_ready "$PPORT"
+  local db
+  for db in "${DATABASES[@]}"; do
+    if [ "$(psql_at "$PPORT" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
+      psql_at "$PPORT" -d postgres -c "CREATE DATABASE $db" >&2
+    fi
+  done
+}
+
+up_replica() {
+  if ! exists "$REPLICA"; then
+    log "creating replica $VER/$REPLICA on port $RPORT from 127.0.0.1:$PPORT"
+    pg_createcluster "$VER" "$REPLICA" -p "$RPORT" >&2
+    local data
+    data="$(pg_lsclusters -h | awk -v v="$VER" -v n="$REPLICA" '$1 == v && $2 == n { print $6 }')"
+    [ -n "$data" ] || die "no data directory for $REPLICA"
+    rm -rf "${data:?}"/*
+    as_pg pg_basebackup -h 127.0.0.1 -p "$PPORT" -U postgres -D "$data" -X stream -R -c fast >&2 \
+      || die "pg_basebackup from the primary failed"
+    trust_loopback "$REPLICA"
+  fi
+  # A hot standby needs max_connections at least the primary's.
+  write_conf "$REPLICA" "listen_addresses = '127.0.0.1'
+hot_standby = on
+max_connections = 300
+fsync = off
+shared_buffers = '64MB'"
+  start_cluster "$REPLICA"
+  wait_ready "$RPORT"
+  [ "$(psql_at "$RPORT" -d postgres -c 'SELECT pg_is_in_recovery()')" = t ] \
+    || die "$REPLICA is not in recovery (not a replica)"
+  # A test that died between pause and resume leaves replay paused: resume it.
+  psql_at "$RPORT" -d postgres -c 'SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()' >/dev/null
+  local streaming=0
+  for _ in $(seq 1 100); do
+    streaming="$(psql_at "$PPORT" -d postgres -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")"
+    [ "$streaming" -ge 1 ] && break
+    sleep 0.1
+  done
+  [ "$streaming" -ge 1 ] || die "the replica is not streaming from the primary"
+  # Every database exists on the replica once replayed.
+  local last="${DATABASES[-1]}"
+  for _ in $(seq 1 100); do
+    [ "$(psql_at "$RPORT" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$last'")" = 1 ] && return 0
+    sleep 0.1
+  done
+  die "the replica has not replayed the databases' creation"
+}
+
+up_redis() {
+  redis_up && return 0
+  if ! command -v redis-server >/dev/null; then
+    (apt-get update && apt-get install -y redis-server redis-tools) >&2 || die "cannot install redis-server"
+  fi
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log >&2 || die "cannot start redis-server"
+  mkdir -p "$STATE_DIR" && touch "$STATE_DIR/started-redis"
+  for _ in $(seq 1 50); do redis_up && return 0; sleep 0.1; done
+  die "Redis is not answering on 127.0.0.1:6379"
+}
+
+status() {
+  local state lag
+  printf '%-20s %-16s %s\n' service address state
+  if psql -w "postgres://postgres@127.0.0.1:5432/postgres" -Atc 'select 1' >/dev/null 2>&1; then
+    state=up; else state=down; fi
+  printf '%-20s %-16s %s\n' "PostgreSQL main" 127.0.0.1:5432 "$state"
+  if exists "$PRIMARY" && online "$PRIMARY"; then
+    state="up, databases: $(psql_at "$PPORT" -d postgres -c "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname LIKE 'storefront%'")"
+  elif exists "$PRIMARY"; then state=down; else state="not created (services up)"; fi
+  printf '%-20s %-16s %s\n' "PostgreSQL primary" "127.0.0.1:$PPORT" "$state"
+  if exists "$REPLICA" && online "$REPLICA"; then
+    lag="$(psql_at "$PPORT" -d postgres -c "SELECT state || ', replay lag ' || pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)) FROM pg_stat_replication LIMIT 1" 2>/dev/null || true)"
+    state="up, ${lag:-not streaming}"
+    [ "$(psql_at "$RPORT" -d postgres -c 'SELECT pg_is_wal_replay_paused()' 2>/dev/null)" = t ] && state="$state, replay PAUSED"
+  elif exists "$REPLICA"; then state=down; else state="not created (services up)"; fi
+  printf '%-20s %-16s %s\n' "PostgreSQL replica" "127.0.0.1:$RPORT" "$state"
+  if redis_up; then state=up; else state=down; fi
+  printf '%-20s %-16s %s\n' Redis 127.0.0.1:6379 "$state"
+}
+
+down() {
+  local name
+  for name in "$REPLICA" "$PRIMARY"; do
+    if [ -e "$STATE_DIR/started-$name" ]; then
+      online "$name" && pg_ctlcluster "$VER" "$name" stop >&2
+      rm -f "$STATE_DIR/started-$name"
+      log "stopped $name"
+    fi
+  done
+  if [ -e "$STATE_DIR/started-redis" ]; then
+    redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true
+    rm -f "$STATE_DIR/started-redis"
+    log "stopped Redis"
+  fi
+  log "services down: what \`up\` started is stopped (the main cluster is left alone)"
+}
+
+cmd="${1:-status}"
+if ! command -v pg_createcluster >/dev/null || ! command -v pg_basebackup >/dev/null; then
+  [ "$cmd" = up ] || die "PostgreSQL is not installed (services up installs it)"
+  log "installing PostgreSQL"
+  (apt-get update && apt-get install -y postgresql postgresql-contrib) >&2 || die "cannot install postgresql"
+fi
+VER="$(pg_version)"
+[ -n "$VER" ] || die "no PostgreSQL server version under /usr/lib/postgresql"
+BIN="/usr/lib/postgresql/$VER/bin"
+
+case "$cmd" in
+  up)
+    up_main
+    up_primary
+    up_replica
+    up_redis
+    status
+    ;;
+  status) status ;;
+  down) down ;;
+  *) die "unknown command \"$cmd\": up, status or down" ;;
+esac
