@@ -13,7 +13,7 @@ use super::http::HttpClient;
 use super::stats::{ms, Report};
 use super::svg::{chart, Panel};
 use super::{LoadOptions, Loadgen};
-use crate::config::{self, DatabaseConfig, StageConfig};
+use crate::config::{self, StageConfig};
 
 /// How long a stage may take to answer `/readyz` (it may seed its catalog first).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -28,7 +28,8 @@ pub struct StageServer {
     /// The stage.
     pub config: StageConfig,
     dir: tempfile::TempDir,
-    schema: Option<(String, String)>,
+    /// The databases (URLs) holding a schema of this run's, and its name.
+    schema: Option<(Vec<String>, String)>,
 }
 
 impl Drop for StageServer {
@@ -67,11 +68,13 @@ impl StageServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some((url, schema)) = self.schema.take() {
-            if let Ok(mut conn) = PgConnection::connect(&url).await {
-                let _ = conn
-                    .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-                    .await;
+        if let Some((urls, schema)) = self.schema.take() {
+            for url in urls {
+                if let Ok(mut conn) = PgConnection::connect(&url).await {
+                    let _ = conn
+                        .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+                        .await;
+                }
             }
         }
     }
@@ -145,27 +148,31 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
             .unwrap_or(0)
     );
     let mut doc: toml::Table = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-    let mut schema = None;
-    if let (DatabaseConfig::Postgres { .. }, Some(url)) =
-        (&config.database, config.database.postgres_url())
-    {
-        let mut conn = PgConnection::connect(&url).await.map_err(|e| {
-            format!(
-                "stage {number} needs PostgreSQL: cannot connect to the server SCALEKIT_PG_URL names: {e}"
-            )
-        })?;
-        conn.execute(format!("CREATE SCHEMA {tag}").as_str())
-            .await
-            .map_err(|e| format!("cannot create schema {tag}: {e}"))?;
-        let _ = conn.close().await;
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let with_schema = format!("{url}{sep}options=-c%20search_path%3D{tag}");
+    // Every PostgreSQL database the stage names (its `[database]`, and from stage 6
+    // on its domain and shard databases) gets a fresh schema, dropped at the end.
+    // Replica servers are left as they are: the schema replicates to them.
+    if let Some(url) = config.database.postgres_url() {
         if let Some(db) = doc.get_mut("database").and_then(toml::Value::as_table_mut) {
-            db.insert("url".into(), toml::Value::String(with_schema));
+            db.insert("url".into(), toml::Value::String(url));
             db.remove("url_env");
         }
-        schema = Some((url, tag.clone()));
     }
+    let mut schemas = Vec::new();
+    for (key, value) in doc.iter_mut() {
+        if key != "replicas" {
+            isolate_postgres(value, &tag, &mut schemas);
+        }
+    }
+    for url in &schemas {
+        let mut conn = PgConnection::connect(url).await.map_err(|e| {
+            format!("stage {number} needs PostgreSQL: cannot connect to {url} (storefront services up starts it): {e}")
+        })?;
+        conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {tag}").as_str())
+            .await
+            .map_err(|e| format!("cannot create schema {tag} in {url}: {e}"))?;
+        let _ = conn.close().await;
+    }
+    let schema = (!schemas.is_empty()).then(|| (schemas, tag.clone()));
     if let Some(cache) = &config.cache {
         if let Some(table) = doc.get_mut("cache").and_then(toml::Value::as_table_mut) {
             table.insert("namespace".into(), toml::Value::String(tag.clone()));
@@ -221,6 +228,45 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
             Err(format!("stage {number}: {e}; its log ends with:\n{tail}"))
         }
     }
+}
+
+/// Points every PostgreSQL database URL in a stage file (a string starting with
+/// `postgres://` and naming a database) at schema `tag` through `search_path`,
+/// collecting the URLs (without the option) in `urls`. The caller skips the
+/// `replicas` table: replica servers are read-only and get the schema by
+/// replication.
+fn isolate_postgres(value: &mut toml::Value, tag: &str, urls: &mut Vec<String>) {
+    match value {
+        toml::Value::String(s) if is_database_url(s) => {
+            if !urls.contains(s) {
+                urls.push(s.clone());
+            }
+            let sep = if s.contains('?') { '&' } else { '?' };
+            *s = format!("{s}{sep}options=-c%20search_path%3D{tag}");
+        }
+        toml::Value::Array(items) => {
+            for item in items {
+                isolate_postgres(item, tag, urls);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (_, item) in table.iter_mut() {
+                isolate_postgres(item, tag, urls);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_database_url(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("postgres://")
+        .or_else(|| s.strip_prefix("postgresql://"))
+    else {
+        return false;
+    };
+    let path = rest.split('?').next().unwrap_or("");
+    path.split_once('/').is_some_and(|(_, db)| !db.is_empty())
 }
 
 /// Waits until `url/readyz` answers 200, the child exits, or `timeout` passes.
@@ -628,6 +674,57 @@ pub fn write_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_database_url_gets_the_run_schema_and_replicas_are_left_alone() {
+        let mut doc: toml::Table = toml::from_str(
+            r#"
+            [database]
+            url = "postgres://postgres@127.0.0.1:5434/storefront"
+            [domains]
+            users = "postgres://postgres@127.0.0.1:5434/u?sslmode=disable"
+            [sharding]
+            databases = ["postgres://p@h:1/s0", "postgres://p@h:1/s0"]
+            [replicas]
+            servers = ["postgres://postgres@127.0.0.1:5433/x"]
+            [cache]
+            redis_url = "redis://127.0.0.1:6379"
+            other = "postgres://postgres@127.0.0.1:5434"
+            "#,
+        )
+        .unwrap();
+        let mut urls = Vec::new();
+        for (key, value) in doc.iter_mut() {
+            if key != "replicas" {
+                isolate_postgres(value, "t1", &mut urls);
+            }
+        }
+        assert_eq!(
+            urls,
+            [
+                "postgres://postgres@127.0.0.1:5434/storefront",
+                "postgres://postgres@127.0.0.1:5434/u?sslmode=disable",
+                "postgres://p@h:1/s0",
+            ]
+        );
+        let text = toml::to_string(&doc).unwrap();
+        assert!(
+            text.contains("5434/storefront?options=-c%20search_path%3Dt1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/u?sslmode=disable&options=-c%20search_path%3Dt1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"postgres://postgres@127.0.0.1:5433/x\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"postgres://postgres@127.0.0.1:5434\""),
+            "server URL kept: {text}"
+        );
+    }
 
     #[test]
     fn stage_lists_parse() {
