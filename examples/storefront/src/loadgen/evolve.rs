@@ -459,6 +459,18 @@ fn stage_text(number: u32) -> Option<(&'static str, &'static str)> {
             "A gateway (scalekit-replica, -breaker, -limit) in front of three stateless app processes: any instance can fail or be replaced while the others serve, and capacity can be added by adding machines. (The gateway's limit per client address is lifted for this run: the load generator plays every customer from one address, and the stage's 200 requests a second per address would refuse nearly all of them with 429.)",
             "On one 2-core machine the three instances and the gateway share the same two cores: there is no more CPU to spread the work over, and every request now crosses one more process (the gateway parses and forwards it, which costs about as much as serving a cached page). Throughput cannot rise and latency grows by the extra hop; what this stage buys is redundancy, and throughput once the instances get machines of their own.",
         ),
+        5 => (
+            "Reads go to a streaming replica of the PostgreSQL primary, chosen by scalekit-replica (peak-EWMA, lag limit, read-your-writes): a customer's own pages (session, cart, orders) wait for a replica that has replayed their last write (the WAL position travels in a cookie) or go to the primary, and catalog reads leave a replica that lags more than the limit. The primary now does the writes and what replicas cannot answer, so its query rate falls: that is the headroom this stage buys.",
+            "The replica is a second PostgreSQL on the same two cores, replaying every write the primary makes, and every write now also reads the primary's WAL position: there is no new CPU to serve reads with, so the shop as a whole does the same work or more. What moved is where reads run, which pays once the replica has a machine of its own.",
+        ),
+        6 => (
+            "Users, catalog and orders each get a database of their own (scalekit-shard's domain split decides which table lives where). What used to be a join across them is composed in the app: the cart and the order page read their lines from one database and the product names from the catalog, still in one HTTP request. Checkout decrements stock in the catalog, then writes the order in the orders database, and gives the stock back if that fails. Each database can now get its own machine, its own tuning and its own failure domain.",
+            "The three databases live in the same PostgreSQL cluster on the same two cores, so nothing gains capacity, and the composed pages make one query per database where one join did. The split pays when a domain's load outgrows a shared server.",
+        ),
+        7 => (
+            "Orders and their lines are sharded by a hash of the user id into 16 logical shards over 2 databases (scalekit-shard): a customer's orders live together, writes spread over the databases, and admin reports gather from every shard with merges that return what one database would. Logical shards move between databases online (2 to 4) with the migration state machine.",
+            "Both shard databases run in the same cluster on the same two cores: spreading writes over them spreads no work over more hardware, and pages that read across shards (admin reports) make one query per shard. Sharding pays when one primary can no longer take the writes.",
+        ),
         _ => return None,
     })
 }
