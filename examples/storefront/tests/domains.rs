@@ -376,13 +376,14 @@ async fn a_failed_order_gives_the_stock_back() {
 
 #[tokio::test]
 async fn a_router_that_splits_a_join_is_refused() {
-    let router = scalekit_shard::RouterConfig::from_toml(
-        &storefront::store::DOMAIN_ROUTES
-            .replace("[tables.sessions]\ndatabase = \"users\"", "[tables.sessions]\ndatabase = \"catalog\""),
-    )
-    .unwrap()
-    .build(&scalekit_shard::Engines::new())
-    .unwrap();
+    let router =
+        scalekit_shard::RouterConfig::from_toml(&storefront::store::DOMAIN_ROUTES.replace(
+            "[tables.sessions]\ndatabase = \"users\"",
+            "[tables.sessions]\ndatabase = \"catalog\"",
+        ))
+        .unwrap()
+        .build(&scalekit_shard::Engines::new())
+        .unwrap();
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_lazy("postgres://postgres@127.0.0.1:1/never_connected")

@@ -43,4 +43,3 @@ both_backends!(
     checkout_refuses_what_is_not_in_stock,
     concurrent_checkouts_never_oversell,
 );
-

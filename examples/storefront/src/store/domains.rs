@@ -175,7 +175,10 @@ impl DomainStore {
             users,
             catalog,
             orders,
-            all: names.into_iter().filter_map(|n| dbs.get(n).cloned()).collect(),
+            all: names
+                .into_iter()
+                .filter_map(|n| dbs.get(n).cloned())
+                .collect(),
         })
     }
 
@@ -446,9 +449,7 @@ impl Store for DomainStore {
                 self.users.wrote().await?;
                 Ok(user)
             }
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::EmailTaken)
-            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::EmailTaken),
             Err(e) => Err(e.into()),
         }
     }
@@ -592,9 +593,9 @@ impl Store for DomainStore {
         let result = match saga.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(StoreError::Database(sqlx::Error::Io(std::io::Error::other(
-                format!("the checkout task was cancelled: {e}"),
-            )))),
+            Err(e) => Err(StoreError::Database(sqlx::Error::Io(
+                std::io::Error::other(format!("the checkout task was cancelled: {e}")),
+            ))),
         };
         // Read-your-writes for this request: the saga's writes were recorded in its
         // own task. The catalog's primary position covers the order and the cart
