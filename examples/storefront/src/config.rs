@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod domains;
+pub use domains::DomainsConfig;
+
 /// The stage files shipped with the storefront: (file name, contents).
 pub const BUILTIN: &[(&str, &str)] = &[
     (
@@ -23,6 +26,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "04-load-balancing.toml",
         include_str!("../stages/04-load-balancing.toml"),
+    ),
+    (
+        "06-business-split.toml",
+        include_str!("../stages/06-business-split.toml"),
     ),
 ];
 
@@ -42,6 +49,9 @@ pub struct StageConfig {
     /// A gateway in front of several app processes (stage 4 on).
     #[serde(default)]
     pub gateway: Option<GatewayConfig>,
+    /// Users, catalog and orders in databases of their own (stage 6 on).
+    #[serde(default)]
+    pub domains: Option<DomainsConfig>,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).
@@ -650,6 +660,11 @@ impl StageConfig {
         if let Some(gateway) = &self.gateway {
             gateway
                 .check(self.server.addr)
+                .map_err(|(field, message)| invalid(field, message))?;
+        }
+        if let Some(domains) = &self.domains {
+            domains
+                .check()
                 .map_err(|(field, message)| invalid(field, message))?;
         }
         match &self.database {

@@ -14,13 +14,17 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 mod db;
+mod domains;
 mod orders;
+mod orders_pg;
 mod postgres;
 mod sql;
 mod sqlite;
 
 pub use db::{Db, Reader};
+pub use domains::{db_of, domain_router, DomainStore, DOMAIN_ROUTES};
 pub use orders::OrderRepo;
+pub use orders_pg::PgOrders;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -388,6 +392,9 @@ pub async fn open(
     data_dir: &std::path::Path,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
     use crate::config::DatabaseConfig;
+    if let Some(domains) = &config.domains {
+        return Ok(std::sync::Arc::new(DomainStore::connect(domains).await?));
+    }
     let database = &config.database;
     Ok(match database {
         DatabaseConfig::Sqlite { file, .. } if file.as_os_str() == ":memory:" => {

@@ -1,0 +1,150 @@
+//! `[domains]`: the business split of stage 6, one PostgreSQL database per domain.
+
+use serde::Deserialize;
+
+/// The three databases of stage 6 (see [`crate::store::DomainStore`]): which
+/// tables live in which is decided by [`crate::store::DOMAIN_ROUTES`].
+///
+/// ```toml
+/// [domains]
+/// users = "postgres://postgres@127.0.0.1:5434/storefront_users"
+/// catalog = "postgres://postgres@127.0.0.1:5434/storefront_catalog"
+/// orders = "postgres://postgres@127.0.0.1:5434/storefront_orders"
+/// ```
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DomainsConfig {
+    /// Accounts, sessions and carts.
+    pub users: String,
+    /// Categories and products.
+    pub catalog: String,
+    /// Orders and their lines.
+    pub orders: String,
+    /// Connections each process opens to each database at most (1 to 100).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+impl DomainsConfig {
+    /// The databases by the names the routing uses: `users`, `catalog`, `orders`.
+    pub fn urls(&self) -> [(&'static str, &str); 3] {
+        [
+            ("users", &self.users),
+            ("catalog", &self.catalog),
+            ("orders", &self.orders),
+        ]
+    }
+
+    /// Checks the values; `Err((field, message))`.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
+        let fields = [
+            ("domains.users", &self.users),
+            ("domains.catalog", &self.catalog),
+            ("domains.orders", &self.orders),
+        ];
+        for (field, url) in fields {
+            let rest = url
+                .strip_prefix("postgres://")
+                .or_else(|| url.strip_prefix("postgresql://"));
+            let database = rest
+                .and_then(|r| r.split_once('/'))
+                .map(|(_, db)| db.split('?').next().unwrap_or_default());
+            if database.is_none_or(str::is_empty) {
+                return Err((
+                    field,
+                    format!(
+                        "{url:?}: use a URL that names its database, like \
+                         \"postgres://postgres@127.0.0.1:5434/storefront_users\""
+                    ),
+                ));
+            }
+        }
+        for (i, (field, url)) in fields.iter().enumerate() {
+            if let Some((other, _)) = fields[..i].iter().find(|(_, u)| u == url) {
+                return Err((
+                    field,
+                    format!(
+                        "{url:?} is {other} too: each domain needs a database of its own \
+                         (each has its own schema and migrations)"
+                    ),
+                ));
+            }
+        }
+        if !(1..=100).contains(&self.max_connections) {
+            return Err((
+                "domains.max_connections",
+                format!(
+                    "{}: give from 1 to 100 connections per database",
+                    self.max_connections
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> DomainsConfig {
+        DomainsConfig {
+            users: "postgres://p@h:1/u".into(),
+            catalog: "postgresql://p@h:1/c?sslmode=disable".into(),
+            orders: "postgres://p@h:1/o".into(),
+            max_connections: 8,
+        }
+    }
+
+    #[test]
+    fn checks_say_which_field() {
+        assert_eq!(config().check(), Ok(()));
+        let err = |c: DomainsConfig| c.check().err().unwrap_or(("", String::new()));
+        let (field, message) = err(DomainsConfig {
+            users: "mysql://h/u".into(),
+            ..config()
+        });
+        assert_eq!(field, "domains.users");
+        assert!(message.contains("names its database"), "{message}");
+        let (field, _) = err(DomainsConfig {
+            catalog: "postgres://h:1/".into(),
+            ..config()
+        });
+        assert_eq!(field, "domains.catalog");
+        let (field, message) = err(DomainsConfig {
+            orders: "postgres://p@h:1/u".into(),
+            ..config()
+        });
+        assert_eq!(field, "domains.orders");
+        assert!(message.contains("domains.users too"), "{message}");
+        let (field, _) = err(DomainsConfig {
+            max_connections: 0,
+            ..config()
+        });
+        assert_eq!(field, "domains.max_connections");
+    }
+
+    #[test]
+    fn stage_6_names_the_three_databases_on_the_primary() {
+        let stage = crate::config::StageConfig::parse(
+            "stages/06-business-split.toml",
+            include_str!("../../stages/06-business-split.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stage.stage.number, 6);
+        assert!(stage.cache.is_some() && stage.gateway.is_some());
+        let domains = stage.domains.unwrap_or_else(|| panic!("no [domains]"));
+        assert_eq!(
+            domains.urls().map(|(d, u)| format!("{d} {u}")),
+            [
+                "users postgres://postgres@127.0.0.1:5434/storefront_users",
+                "catalog postgres://postgres@127.0.0.1:5434/storefront_catalog",
+                "orders postgres://postgres@127.0.0.1:5434/storefront_orders",
+            ]
+        );
+    }
+}
