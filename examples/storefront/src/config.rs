@@ -42,6 +42,9 @@ pub struct StageConfig {
     /// A gateway in front of several app processes (stage 4 on).
     #[serde(default)]
     pub gateway: Option<GatewayConfig>,
+    /// Orders sharded over several databases (stage 7).
+    #[serde(default)]
+    pub sharding: Option<crate::store::sharded::ShardingConfig>,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).

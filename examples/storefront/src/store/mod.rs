@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 mod db;
 mod orders;
 mod postgres;
+pub mod sharded;
 mod sql;
 mod sqlite;
 
