@@ -74,6 +74,8 @@ enum Command {
         #[arg(long)]
         number: u32,
     },
+    /// Move the sharded orders (stage 7) to more databases, online; or roll back.
+    Reshard(storefront::store::sharded::reshard::ReshardArgs),
     /// Drive a running shop with user journeys and measure it.
     Loadgen(storefront::loadgen::cli::LoadgenArgs),
     /// Run stages in turn under the same load and write docs/evolution.md.
@@ -133,10 +135,8 @@ async fn serve(
         describe(&config.database, &target.data_dir)
     );
     let ops = std::sync::Arc::new(storefront::ops::Ops::for_stage(&config));
-    let mut store = storefront::ops::MeteredStore::wrap(
-        store::open(&config, &target.data_dir).await?,
-        &ops,
-    );
+    let mut store =
+        storefront::ops::MeteredStore::wrap(store::open(&config, &target.data_dir).await?, &ops);
     if let Some(cache) = &config.cache {
         tracing::info!(
             "caches: L1 in this process, L2 and invalidations in Redis under \"{}\"",
@@ -300,6 +300,7 @@ fn main() -> ExitCode {
                 .await
             }
             Some(Command::Stages) => stages(),
+            Some(Command::Reshard(args)) => storefront::store::sharded::reshard::run(args).await,
             Some(Command::Loadgen(args)) => Ok(storefront::loadgen::cli::loadgen(args).await?),
             Some(Command::Evolve(args)) => Ok(storefront::loadgen::cli::evolve(args).await?),
             Some(Command::BenchHttp(args)) => Ok(storefront::loadgen::cli::bench_http(args).await?),

@@ -40,10 +40,15 @@ impl Cluster {
                 std::env::var_os("CI").is_none(),
                 "{test}: SCALEKIT_PG_PRIMARY_URL or SCALEKIT_PG_URL must be set under CI"
             );
-            eprintln!("skipped {test}: no PostgreSQL URL (SCALEKIT_PG_PRIMARY_URL, SCALEKIT_PG_URL)");
+            eprintln!(
+                "skipped {test}: no PostgreSQL URL (SCALEKIT_PG_PRIMARY_URL, SCALEKIT_PG_URL)"
+            );
             return None;
         };
-        let tag: u32 = rand::random();
+        let tag = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ std::process::id())
+            .unwrap_or(0);
         let names: Vec<String> = (0..n)
             .map(|i| format!("sf_shard_{test}_{tag:08x}_{i}"))
             .collect();
@@ -110,7 +115,9 @@ impl Drop for Cluster {
                 if let Ok(mut conn) = PgConnection::connect(&url).await {
                     for name in names {
                         let _ = conn
-                            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                            .execute(
+                                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                            )
                             .await;
                     }
                 }
@@ -148,14 +155,21 @@ async fn orders_are_placed_read_and_archived() {
         // Some this month, some in each of the three months before.
         let at = NOW - (k % 4) * 31 * 86_400 - k;
         let o = orders.place(user, &lines(k, k % 3 + 1), at).await.unwrap();
-        assert_eq!(slot_of_order(o.id), slot_of_user(user), "the id carries the slot");
+        assert_eq!(
+            slot_of_order(o.id),
+            slot_of_user(user),
+            "the id carries the slot"
+        );
         sum.add_order(user, &o);
         placed.entry(user).or_default().push(o);
     }
     let ids: BTreeSet<i64> = placed.values().flatten().map(|o| o.id).collect();
     assert_eq!(ids.len(), 60, "ids are unique");
     let rows = orders.rows_per_database().await.unwrap();
-    assert!(rows.iter().all(|(_, n)| *n > 0), "both databases hold orders: {rows:?}");
+    assert!(
+        rows.iter().all(|(_, n)| *n > 0),
+        "both databases hold orders: {rows:?}"
+    );
     assert_eq!(rows.iter().map(|(_, n)| n).sum::<i64>(), 60);
 
     let check = |orders: ShardedOrders, placed: BTreeMap<i64, Vec<Order>>| async move {
@@ -198,13 +212,12 @@ async fn orders_are_placed_read_and_archived() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let old_items: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM order_items WHERE created_at < $1",
-    )
-    .bind(month_start((2026 - 1970) * 12 + 9))
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let old_items: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM order_items WHERE created_at < $1")
+            .bind(month_start((2026 - 1970) * 12 + 9))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert!(current > 0 && in_sept > 0, "{current} {in_sept}");
     assert_eq!(old_items, 0, "lines moved with their orders");
     pool.close().await;
@@ -217,14 +230,16 @@ async fn orders_are_placed_read_and_archived() {
 async fn insert_plain(pool: &sqlx::PgPool, all: &[(i64, Order)]) {
     let mut tx = pool.begin().await.unwrap();
     for (user, o) in all {
-        sqlx::query("INSERT INTO orders (id, user_id, total_cents, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(o.id)
-            .bind(user)
-            .bind(o.total_cents)
-            .bind(o.created_at)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO orders (id, user_id, total_cents, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(o.id)
+        .bind(user)
+        .bind(o.total_cents)
+        .bind(o.created_at)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
         for l in &o.lines {
             sqlx::query(
                 "INSERT INTO order_items (order_id, product_id, name, unit_price_cents, quantity, created_at) \
@@ -271,14 +286,16 @@ fn analytics_equal_a_single_database() {
         config.reshard_to = Vec::new();
         let orders = ShardedOrders::connect(&config).await.unwrap();
         let single = cluster.pool(2).await;
-        sqlx::migrate!("./migrations/shard").run(&single).await.unwrap();
+        sqlx::migrate!("./migrations/shard")
+            .run(&single)
+            .await
+            .unwrap();
         Some((cluster, orders, single))
     }) else {
         return;
     };
-    let shard_pools: Vec<sqlx::PgPool> = rt.block_on(async {
-        vec![cluster.pool(0).await, cluster.pool(1).await]
-    });
+    let shard_pools: Vec<sqlx::PgPool> =
+        rt.block_on(async { vec![cluster.pool(0).await, cluster.pool(1).await] });
     let plain = PlainAnalytics::new(Db::single(single.clone()));
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 12,
@@ -301,8 +318,18 @@ fn analytics_equal_a_single_database() {
                 // Half the months go to the archive on the shards (not on the single).
                 orders.archive(NOW).await.unwrap();
                 let total = all.len() as u64;
-                assert_eq!(orders.count_orders().await.unwrap(), plain.count_orders().await.unwrap());
-                for (offset, limit) in [(0, 10), (3, 7), (0, 1000), (total, 5), (total + 10, 5), (total.saturating_sub(2), 10)] {
+                assert_eq!(
+                    orders.count_orders().await.unwrap(),
+                    plain.count_orders().await.unwrap()
+                );
+                for (offset, limit) in [
+                    (0, 10),
+                    (3, 7),
+                    (0, 1000),
+                    (total, 5),
+                    (total + 10, 5),
+                    (total.saturating_sub(2), 10),
+                ] {
                     assert_eq!(
                         orders.latest_orders(offset, limit).await.unwrap(),
                         plain.latest_orders(offset, limit).await.unwrap(),
@@ -364,14 +391,22 @@ impl Writers {
                         .await
                         .expect("place during the resharding");
                     let back = orders.order(user, o.id).await.expect("read back");
-                    assert_eq!(back.map(|b| b.id), Some(o.id), "an order placed is readable");
+                    assert_eq!(
+                        back.map(|b| b.id),
+                        Some(o.id),
+                        "an order placed is readable"
+                    );
                     placed.lock().push((user, o));
                     k += 1;
                 }
                 k as u64
             }));
         }
-        Self { stop, placed, tasks }
+        Self {
+            stop,
+            placed,
+            tasks,
+        }
     }
 
     async fn stop(self) -> Vec<(i64, Order)> {
@@ -399,7 +434,9 @@ async fn resharding_under_load_rolls_back_at_each_step_then_completes() {
     };
     // The mover's view refreshes fast; the writers' hardly ever (they must be
     // refused to notice a move).
-    let orders = ShardedOrders::connect(&cluster.config(2, 50)).await.unwrap();
+    let orders = ShardedOrders::connect(&cluster.config(2, 50))
+        .await
+        .unwrap();
     let mut expected: Vec<(i64, Order)> = Vec::new();
     for k in 0..150i64 {
         let user = 5000 + k % 40;
@@ -432,15 +469,28 @@ async fn resharding_under_load_rolls_back_at_each_step_then_completes() {
         assert_eq!(mover.phase(), Phase::RolledBack);
         // The shop works: orders placed and read after the rollback.
         let o = orders.place(42, &lines(1, 1), NOW).await.unwrap();
-        assert_eq!(orders.order(42, o.id).await.unwrap().map(|x| x.id), Some(o.id));
+        assert_eq!(
+            orders.order(42, o.id).await.unwrap().map(|x| x.id),
+            Some(o.id)
+        );
         expected.push((42, o));
-        expected.extend(writers.stop().await);
+        let during = writers.stop().await;
+        eprintln!(
+            "rollback from {at}: {} orders placed meanwhile",
+            during.len()
+        );
+        assert!(!during.is_empty());
+        expected.extend(during);
         assert_eq!(
             orders.checksum().await.unwrap(),
             checksum_of(&expected),
             "after a rollback from {at}: none lost, none duplicated"
         );
-        assert_eq!(rows_in(orders.clone(), new_dbs.clone()).await, 0, "rolled back from {at}: the new databases hold nothing");
+        assert_eq!(
+            rows_in(orders.clone(), new_dbs.clone()).await,
+            0,
+            "rolled back from {at}: the new databases hold nothing"
+        );
         assert_eq!(orders.status().await.unwrap().phase, "rolled back");
     }
 
@@ -468,9 +518,19 @@ async fn resharding_under_load_rolls_back_at_each_step_then_completes() {
     assert_eq!(mover.mismatches(), Some(0));
     assert!(mover.rows_copied() > 0);
     let placed_during = writers.stop().await;
+    eprintln!(
+        "2 -> 4: {} orders placed meanwhile, {} copied, rows per database {:?}",
+        placed_during.len(),
+        mover.rows_copied(),
+        orders.rows_per_database().await.unwrap()
+    );
     assert!(!placed_during.is_empty());
     expected.extend(placed_during);
-    assert_eq!(orders.checksum().await.unwrap(), checksum_of(&expected), "none lost, none duplicated");
+    assert_eq!(
+        orders.checksum().await.unwrap(),
+        checksum_of(&expected),
+        "none lost, none duplicated"
+    );
     let status = orders.status().await.unwrap();
     assert_eq!((status.epoch, status.phase.as_str()), (1, "done"));
     assert_eq!(status.databases, to);
@@ -483,7 +543,10 @@ async fn resharding_under_load_rolls_back_at_each_step_then_completes() {
     // nothing of the move.
     let late = ShardedOrders::connect(&writers_config).await.unwrap();
     for (user, o) in expected.iter().step_by(7) {
-        assert_eq!(late.order(*user, o.id).await.unwrap().map(|x| x.id), Some(o.id));
+        assert_eq!(
+            late.order(*user, o.id).await.unwrap().map(|x| x.id),
+            Some(o.id)
+        );
     }
     let o = late.place(7, &lines(3, 2), NOW).await.unwrap();
     assert_eq!(late.order(7, o.id).await.unwrap().map(|x| x.id), Some(o.id));

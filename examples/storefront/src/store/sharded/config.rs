@@ -83,3 +83,19 @@ impl ShardingConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::StageConfig;
+
+    #[test]
+    fn the_stage_7_file_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/07-sharding.toml");
+        let stage = StageConfig::load(&path).unwrap();
+        assert_eq!(stage.stage.number, 7);
+        let sharding = stage.sharding.unwrap();
+        sharding.validate().unwrap();
+        assert_eq!(sharding.databases.len(), 2);
+        assert_eq!(sharding.all_databases().len(), 4);
+    }
+}

@@ -183,7 +183,9 @@ impl ShardedOrders {
             }
         }
         for db in dbs.values() {
-            sqlx::migrate!("./migrations/shard").run(db.primary()).await?;
+            sqlx::migrate!("./migrations/shard")
+                .run(db.primary())
+                .await?;
         }
         let this = Self {
             inner: Arc::new(Inner {
@@ -256,10 +258,11 @@ impl ShardedOrders {
 
     /// A database by name.
     pub(crate) fn db(&self, name: &str) -> StoreResult<&Db> {
-        self.inner
-            .dbs
-            .get(name)
-            .ok_or_else(|| config_error(format!("the routing names {name:?}, which is not configured in [sharding]")))
+        self.inner.dbs.get(name).ok_or_else(|| {
+            config_error(format!(
+                "the routing names {name:?}, which is not configured in [sharding]"
+            ))
+        })
     }
 
     /// The names of every configured database.
@@ -444,14 +447,16 @@ impl ShardedOrders {
         }
         Ok(heads
             .into_iter()
-            .map(|(id, user_id, total_cents, created_at, archived)| StoredOrder {
-                id,
-                user_id,
-                total_cents,
-                created_at,
-                archived,
-                lines: by_order.remove(&id).unwrap_or_default(),
-            })
+            .map(
+                |(id, user_id, total_cents, created_at, archived)| StoredOrder {
+                    id,
+                    user_id,
+                    total_cents,
+                    created_at,
+                    archived,
+                    lines: by_order.remove(&id).unwrap_or_default(),
+                },
+            )
             .collect())
     }
 
@@ -493,9 +498,12 @@ pub struct Checksum {
 impl Checksum {
     /// Adds one order.
     pub fn add_order(&mut self, user_id: i64, order: &Order) {
-        self.hash = self
-            .hash
-            .wrapping_add(order_digest(order.id, user_id, order.total_cents, &order.lines));
+        self.hash = self.hash.wrapping_add(order_digest(
+            order.id,
+            user_id,
+            order.total_cents,
+            &order.lines,
+        ));
         self.orders += 1;
     }
 
@@ -770,7 +778,10 @@ mod tests {
         let new = router(&["o0".into(), "o2".into(), "o1".into(), "o3".into()], 1).unwrap();
         let mut moved = 0;
         for slot in 0..SLOTS {
-            let (a, b) = (slot_owner(&old, slot).unwrap(), slot_owner(&new, slot).unwrap());
+            let (a, b) = (
+                slot_owner(&old, slot).unwrap(),
+                slot_owner(&new, slot).unwrap(),
+            );
             if a != b {
                 moved += 1;
                 assert!(b == "o2" || b == "o3", "slot {slot} moves {a} -> {b}");
