@@ -312,12 +312,15 @@ impl Resharder {
                 self.advance()?;
                 self.persist(&Phase::CleanUp.to_string()).await?;
                 for ((from, to), slots) in &self.pairs {
-                    set_mirror(&self.orders, to, slots, None).await?;
+                    // The old rows go first: from then on a read routed there
+                    // is refused and no mirror lands there, so no process reads
+                    // an old copy that stopped receiving its writes.
                     let old = self.orders.db(from)?.primary();
                     sqlx::query("DELETE FROM shard_slots WHERE slot = ANY($1)")
                         .bind(slots_i16(slots))
                         .execute(old)
                         .await?;
+                    set_mirror(&self.orders, to, slots, None).await?;
                     delete_slot_rows(old, &slots_i64(slots)).await?;
                 }
             }
@@ -355,6 +358,15 @@ impl Resharder {
             if phase == Phase::SwitchWrites {
                 self.switch_writes(to, from, slots).await?;
             }
+            // Routing back, then the new rows deleted (reads routed there are
+            // refused, mirrors skip it) before the old rows stop mirroring: no
+            // process reads a new copy that no longer receives the writes.
+            self.route(slots, Some(from), Some(from)).await?;
+            let new = self.orders.db(to)?.primary();
+            sqlx::query("DELETE FROM shard_slots WHERE slot = ANY($1)")
+                .bind(slots_i16(slots))
+                .execute(new)
+                .await?;
             let old = self.orders.db(from)?.primary();
             sqlx::query(
                 "UPDATE shard_slots SET writable = TRUE, readable = TRUE, mirror = NULL \
@@ -363,12 +375,6 @@ impl Resharder {
             .bind(slots_i16(slots))
             .execute(old)
             .await?;
-            self.route(slots, Some(from), Some(from)).await?;
-            let new = self.orders.db(to)?.primary();
-            sqlx::query("DELETE FROM shard_slots WHERE slot = ANY($1)")
-                .bind(slots_i16(slots))
-                .execute(new)
-                .await?;
             delete_slot_rows(new, &slots_i64(slots)).await?;
         }
         self.persist(&Phase::RolledBack.to_string()).await?;
