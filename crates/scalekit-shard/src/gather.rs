@@ -256,7 +256,13 @@ impl ScatterGather {
     {
         self.runs.fetch_add(1, Ordering::Relaxed);
         let timeout = self.timeout;
-        let mut calls = stream::iter(targets.iter().enumerate())
+        // The calls are collected before they become a stream: a stream mapped
+        // by a closure over borrowed targets makes this future fail the
+        // higher-ranked `Send` check (rust-lang/rust#102211), so it could not be
+        // awaited inside an `async_trait` method or `tokio::spawn`.
+        let calls: Vec<_> = targets
+            .iter()
+            .enumerate()
             .map(|(i, t)| async move {
                 let answer = match timeout {
                     Some(d) => match tokio::time::timeout(d, executor.execute(t, request)).await {
@@ -270,7 +276,8 @@ impl ScatterGather {
                 };
                 (i, answer)
             })
-            .buffer_unordered(self.concurrency.get());
+            .collect();
+        let mut calls = stream::iter(calls).buffer_unordered(self.concurrency.get());
         let mut ok: Vec<(usize, X::Response)> = Vec::with_capacity(targets.len());
         let mut missing: Vec<(usize, ShardFailure<X::Error>)> = Vec::new();
         while let Some((i, answer)) = calls.next().await {

@@ -140,3 +140,28 @@ async fn no_targets_no_calls() {
         .unwrap();
     assert!(got.responses.is_empty() && got.is_complete());
 }
+
+/// A run can be awaited where the future must be `Send` (an `async_trait` method,
+/// `tokio::spawn`) with targets borrowed from the caller.
+#[tokio::test]
+async fn a_run_is_send_inside_async_trait_methods() {
+    #[async_trait]
+    trait Query {
+        async fn ask(&self, sg: &ScatterGather) -> usize;
+    }
+    struct Q;
+    #[async_trait]
+    impl Query for Q {
+        async fn ask(&self, sg: &ScatterGather) -> usize {
+            let targets = vec![Target::new("a", "t"), Target::new("b", "t")];
+            let fake = Fake::new();
+            sg.run(&fake, &targets, &Duration::ZERO)
+                .await
+                .map(|g| g.responses.len())
+                .unwrap_or(0)
+        }
+    }
+    let sg = std::sync::Arc::new(ScatterGather::new());
+    let n = tokio::spawn(async move { Q.ask(&sg).await }).await.unwrap();
+    assert_eq!(n, 2);
+}

@@ -52,6 +52,9 @@ pub struct StageConfig {
     /// Users, catalog and orders in databases of their own (stage 6 on).
     #[serde(default)]
     pub domains: Option<DomainsConfig>,
+    /// Orders sharded over several databases (stage 7).
+    #[serde(default)]
+    pub sharding: Option<crate::store::sharded::ShardingConfig>,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).

@@ -82,6 +82,8 @@ enum Command {
         #[arg(long)]
         number: u32,
     },
+    /// Move the sharded orders (stage 7) to more databases, online; or roll back.
+    Reshard(storefront::store::sharded::reshard::ReshardArgs),
     /// Drive a running shop with user journeys and measure it.
     Loadgen(storefront::loadgen::cli::LoadgenArgs),
     /// Run stages in turn under the same load and write docs/evolution.md.
@@ -341,6 +343,7 @@ fn main() -> ExitCode {
             }
             Some(Command::Stages) => stages(),
             Some(Command::Services { action }) => services(action),
+            Some(Command::Reshard(args)) => storefront::store::sharded::reshard::run(args).await,
             Some(Command::Loadgen(args)) => Ok(storefront::loadgen::cli::loadgen(args).await?),
             Some(Command::Evolve(args)) => Ok(storefront::loadgen::cli::evolve(args).await?),
             Some(Command::BenchHttp(args)) => Ok(storefront::loadgen::cli::bench_http(args).await?),

@@ -18,6 +18,7 @@ mod domains;
 mod orders;
 mod orders_pg;
 mod postgres;
+pub mod sharded;
 mod sql;
 mod sqlite;
 
