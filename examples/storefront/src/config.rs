@@ -31,6 +31,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "06-business-split.toml",
         include_str!("../stages/06-business-split.toml"),
     ),
+    (
+        "07-sharding.toml",
+        include_str!("../stages/07-sharding.toml"),
+    ),
 ];
 
 /// One stage's configuration.
@@ -584,16 +588,20 @@ impl StageConfig {
 
     /// The built-in configuration of stage `number`.
     pub fn builtin(number: u32) -> Result<Self, ConfigError> {
-        let index = usize::try_from(number).ok().and_then(|n| n.checked_sub(1));
-        let (name, text) = index
-            .and_then(|i| BUILTIN.get(i))
+        let prefix = format!("{number:02}-");
+        let (name, text) = BUILTIN
+            .iter()
+            .find(|(name, _)| name.starts_with(&prefix))
             .ok_or(ConfigError::NoSuchStage(number))?;
         Self::parse(&format!("stages/{name}"), text)
     }
 
     /// All built-in stages, in order.
     pub fn all_builtin() -> Result<Vec<Self>, ConfigError> {
-        (1..=BUILTIN.len() as u32).map(Self::builtin).collect()
+        BUILTIN
+            .iter()
+            .map(|(name, text)| Self::parse(&format!("stages/{name}"), text))
+            .collect()
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
@@ -669,6 +677,26 @@ impl StageConfig {
             domains
                 .check()
                 .map_err(|(field, message)| invalid(field, message))?;
+            match (&domains.orders, &self.sharding) {
+                (None, None) => {
+                    return Err(invalid(
+                        "domains.orders",
+                        "name the orders database, like \"postgres://postgres@127.0.0.1:5434/storefront_orders\" (or shard orders with a [sharding] section)".into(),
+                    ))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "domains.orders",
+                        "orders live in [sharding]'s databases in this stage: remove domains.orders".into(),
+                    ))
+                }
+                _ => {}
+            }
+        } else if self.sharding.is_some() {
+            return Err(invalid(
+                "sharding",
+                "sharded orders need the users and catalog databases of a [domains] section".into(),
+            ));
         }
         match &self.database {
             DatabaseConfig::Sqlite { file, .. } if file.as_os_str().is_empty() => Err(invalid(

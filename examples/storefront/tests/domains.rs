@@ -81,7 +81,7 @@ impl Databases {
         let config = DomainsConfig {
             users: with_database(&server, &names[0]),
             catalog: with_database(&server, &names[1]),
-            orders: with_database(&server, &names[2]),
+            orders: Some(with_database(&server, &names[2])),
             max_connections: 12,
         };
         Some(Self {

@@ -18,8 +18,9 @@ pub struct DomainsConfig {
     pub users: String,
     /// Categories and products.
     pub catalog: String,
-    /// Orders and their lines.
-    pub orders: String,
+    /// Orders and their lines; left out in stage 7, whose `[sharding]` holds them.
+    #[serde(default)]
+    pub orders: Option<String>,
     /// Connections each process opens to each database at most (1 to 100).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -30,23 +31,26 @@ fn default_max_connections() -> u32 {
 }
 
 impl DomainsConfig {
-    /// The databases by the names the routing uses: `users`, `catalog`, `orders`.
-    pub fn urls(&self) -> [(&'static str, &str); 3] {
-        [
-            ("users", &self.users),
-            ("catalog", &self.catalog),
-            ("orders", &self.orders),
-        ]
+    /// The databases by the names the routing uses: `users`, `catalog` and, when
+    /// given, `orders`.
+    pub fn urls(&self) -> Vec<(&'static str, &str)> {
+        let mut urls = vec![("users", self.users.as_str()), ("catalog", &self.catalog)];
+        if let Some(orders) = &self.orders {
+            urls.push(("orders", orders));
+        }
+        urls
     }
 
     /// Checks the values; `Err((field, message))`.
     pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
-        let fields = [
+        let mut fields = vec![
             ("domains.users", &self.users),
             ("domains.catalog", &self.catalog),
-            ("domains.orders", &self.orders),
         ];
-        for (field, url) in fields {
+        if let Some(orders) = &self.orders {
+            fields.push(("domains.orders", orders));
+        }
+        for &(field, url) in &fields {
             let rest = url
                 .strip_prefix("postgres://")
                 .or_else(|| url.strip_prefix("postgresql://"));
@@ -95,7 +99,7 @@ mod tests {
         DomainsConfig {
             users: "postgres://p@h:1/u".into(),
             catalog: "postgresql://p@h:1/c?sslmode=disable".into(),
-            orders: "postgres://p@h:1/o".into(),
+            orders: Some("postgres://p@h:1/o".into()),
             max_connections: 8,
         }
     }
@@ -116,7 +120,7 @@ mod tests {
         });
         assert_eq!(field, "domains.catalog");
         let (field, message) = err(DomainsConfig {
-            orders: "postgres://p@h:1/u".into(),
+            orders: Some("postgres://p@h:1/u".into()),
             ..config()
         });
         assert_eq!(field, "domains.orders");
@@ -139,7 +143,11 @@ mod tests {
         assert!(stage.cache.is_some() && stage.gateway.is_some());
         let domains = stage.domains.unwrap_or_else(|| panic!("no [domains]"));
         assert_eq!(
-            domains.urls().map(|(d, u)| format!("{d} {u}")),
+            domains
+                .urls()
+                .into_iter()
+                .map(|(d, u)| format!("{d} {u}"))
+                .collect::<Vec<_>>(),
             [
                 "users postgres://postgres@127.0.0.1:5434/storefront_users",
                 "catalog postgres://postgres@127.0.0.1:5434/storefront_catalog",

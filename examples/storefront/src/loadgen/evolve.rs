@@ -96,9 +96,10 @@ pub fn free_port() -> Result<u16, String> {
 
 /// The built-in stage file of stage `number`, or an error that lists the stages.
 pub fn builtin_stage(number: u32) -> Result<(&'static str, &'static str), String> {
-    let index = usize::try_from(number).ok().and_then(|n| n.checked_sub(1));
-    index
-        .and_then(|i| config::BUILTIN.get(i))
+    let prefix = format!("{number:02}-");
+    config::BUILTIN
+        .iter()
+        .find(|(name, _)| name.starts_with(&prefix))
         .copied()
         .ok_or_else(|| {
             format!(

@@ -122,6 +122,15 @@ impl DomainStore {
     /// Connects to the three databases of `config`, migrates each, and routes the
     /// tables by [`DOMAIN_ROUTES`], orders in a [`PgOrders`].
     pub async fn connect(config: &DomainsConfig) -> StoreResult<Self> {
+        Self::connect_with_orders(config, None).await
+    }
+
+    /// [`connect`](Self::connect), with orders in `orders` when given (stage 7's
+    /// sharded orders) instead of `PgOrders` over `config.orders`.
+    pub async fn connect_with_orders(
+        config: &DomainsConfig,
+        orders: Option<Arc<dyn OrderRepo>>,
+    ) -> StoreResult<Self> {
         let router = domain_router()?;
         let mut dbs = HashMap::new();
         for (name, url) in config.urls() {
@@ -131,8 +140,11 @@ impl DomainStore {
                 .await?;
             dbs.insert(name.to_owned(), Db::single(pool));
         }
-        let orders = PgOrders::new(db_of(&router, &dbs, "orders")?).await?;
-        Self::new(&router, &dbs, Arc::new(orders)).await
+        let orders = match orders {
+            Some(orders) => orders,
+            None => Arc::new(PgOrders::new(db_of(&router, &dbs, "orders")?).await?),
+        };
+        Self::new(&router, &dbs, orders).await
     }
 
     /// The store over `dbs` (by the database names of `router`), with orders in

@@ -394,7 +394,15 @@ pub async fn open(
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
     use crate::config::DatabaseConfig;
     if let Some(domains) = &config.domains {
-        return Ok(std::sync::Arc::new(DomainStore::connect(domains).await?));
+        let orders: Option<std::sync::Arc<dyn OrderRepo>> = match &config.sharding {
+            Some(sharding) => Some(std::sync::Arc::new(
+                sharded::ShardedOrders::connect(sharding).await?,
+            )),
+            None => None,
+        };
+        return Ok(std::sync::Arc::new(
+            DomainStore::connect_with_orders(domains, orders).await?,
+        ));
     }
     let database = &config.database;
     Ok(match database {
