@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod replicas;
+pub use replicas::ReplicasConfig;
+
 /// The stage files shipped with the storefront: (file name, contents).
 pub const BUILTIN: &[(&str, &str)] = &[
     (
@@ -23,6 +26,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "04-load-balancing.toml",
         include_str!("../stages/04-load-balancing.toml"),
+    ),
+    (
+        "05-read-replicas.toml",
+        include_str!("../stages/05-read-replicas.toml"),
     ),
 ];
 
@@ -42,6 +49,9 @@ pub struct StageConfig {
     /// A gateway in front of several app processes (stage 4 on).
     #[serde(default)]
     pub gateway: Option<GatewayConfig>,
+    /// Streaming replicas of the PostgreSQL primary that take reads (stage 5 on).
+    #[serde(default)]
+    pub replicas: Option<ReplicasConfig>,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).
@@ -650,6 +660,17 @@ impl StageConfig {
         if let Some(gateway) = &self.gateway {
             gateway
                 .check(self.server.addr)
+                .map_err(|(field, message)| invalid(field, message))?;
+        }
+        if let Some(replicas) = &self.replicas {
+            if !matches!(self.database, DatabaseConfig::Postgres { .. }) {
+                return Err(invalid(
+                    "replicas",
+                    "replicas need backend = \"postgres\" in [database]".into(),
+                ));
+            }
+            replicas
+                .check()
                 .map_err(|(field, message)| invalid(field, message))?;
         }
         match &self.database {
