@@ -248,10 +248,7 @@ async fn reads_split_and_read_your_writes() {
         .await
         .unwrap_or_else(|e| panic!("cannot reach the replica at {replica_url}: {e}"));
     // Left paused by a crashed run? Then nothing would arrive.
-    replica
-        .execute("SELECT pg_wal_replay_resume()")
-        .await
-        .ok();
+    replica.execute("SELECT pg_wal_replay_resume()").await.ok();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
@@ -262,7 +259,10 @@ async fn reads_split_and_read_your_writes() {
         if n == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "{name} never reached the replica");
+        assert!(
+            Instant::now() < deadline,
+            "{name} never reached the replica"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -310,7 +310,10 @@ async fn reads_split_and_read_your_writes() {
     // Catalog reads go to the replica.
     let (r, split) = reads_during(b.get("/api/products")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(split.replica_reads >= 1 && split.primary_reads == 0, "{split:?}");
+    assert!(
+        split.replica_reads >= 1 && split.primary_reads == 0,
+        "{split:?}"
+    );
     let product: i64 = serde_json::from_str::<Value>(&r.body).unwrap()["items"][0]["id"]
         .as_i64()
         .expect("a product id");
@@ -333,7 +336,11 @@ async fn reads_split_and_read_your_writes() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let r = b.get("/cart").await;
-    assert!(r.body.contains("Novel"), "the cart shows its line: {}", r.body);
+    assert!(
+        r.body.contains("Novel"),
+        "the cart shows its line: {}",
+        r.body
+    );
 
     // Replay paused: the replica stops where it is.
     let paused = ReplayGuard {
@@ -371,7 +378,11 @@ async fn reads_split_and_read_your_writes() {
     assert!(r.body.contains(&format!("#{order_id}")) || r.body.contains(&order_id.to_string()));
     assert!(split.primary_reads >= 1, "{split:?}");
     let r = b.get("/orders").await;
-    assert!(r.body.contains(&format!("/orders/{order_id}")), "{}", r.body);
+    assert!(
+        r.body.contains(&format!("/orders/{order_id}")),
+        "{}",
+        r.body
+    );
 
     // Writes on the primary that the paused replica does not replay: its lag grows
     // past the limit, the ops data says so, and catalog reads leave it.
@@ -437,10 +448,16 @@ async fn reads_split_and_read_your_writes() {
     .await;
     let (r, split) = reads_during(b.get("/api/products")).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(split.replica_reads >= 1 && split.primary_reads == 0, "{split:?}");
+    assert!(
+        split.replica_reads >= 1 && split.primary_reads == 0,
+        "{split:?}"
+    );
     let (r, split) = reads_during(b.get(&order_url)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(split.replica_reads >= 1 && split.primary_reads == 0, "{split:?}");
+    assert!(
+        split.replica_reads >= 1 && split.primary_reads == 0,
+        "{split:?}"
+    );
     let there: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE id = $1")
         .bind(order_id)
         .fetch_one(&mut on_replica)
@@ -453,7 +470,10 @@ async fn reads_split_and_read_your_writes() {
     let reads = &ops["totals"]["reads"];
     assert!(reads["replica_reads"].as_u64().unwrap_or(0) >= 3, "{reads}");
     assert!(reads["primary_reads"].as_u64().unwrap_or(0) >= 2, "{reads}");
-    assert!(reads["primary_writes"].as_u64().unwrap_or(0) >= 5, "{reads}");
+    assert!(
+        reads["primary_writes"].as_u64().unwrap_or(0) >= 5,
+        "{reads}"
+    );
     assert!(ops["window"]["split"]["primary_qps"].is_number(), "{ops}");
     let page = b.get("/ops").await.body;
     assert!(page.contains("Read/write splitting") && page.contains(&name));
@@ -468,7 +488,10 @@ async fn reads_split_and_read_your_writes() {
         if split.replica_reads >= 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "a forged position kept reads on the primary");
+        assert!(
+            Instant::now() < deadline,
+            "a forged position kept reads on the primary"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(on_replica);

@@ -93,7 +93,10 @@ mod tests {
             p(&["sf_session=abc; sk_wal=16/B374D848"]),
             Some(Position::new(0x16_B374_D848))
         );
-        assert_eq!(p(&["sk_wal=0/10", "x=1; sk_wal=0/20"]), Some(Position::new(0x20)));
+        assert_eq!(
+            p(&["sk_wal=0/10", "x=1; sk_wal=0/20"]),
+            Some(Position::new(0x20))
+        );
         assert_eq!(p(&[]), None);
         assert_eq!(p(&["sk_wal="]), None);
         assert_eq!(p(&["sk_wal=16-B374D848"]), None);

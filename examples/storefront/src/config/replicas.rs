@@ -7,10 +7,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use sqlx::postgres::PgConnectOptions;
 
-/// The primary's streaming replicas. Each server holds the same databases as the
-/// primary (streaming replication copies the whole cluster), so a server is given
-/// without a database: the store reads database `d` of the primary from database
-/// `d` of each replica.
+/// The primary's streaming replicas. Each server holds the same databases and roles
+/// as the primary (streaming replication copies the whole cluster), so a server is
+/// given without a database or password: the store reads database `d` of the
+/// primary from database `d` of each replica, with the primary's connection
+/// settings (password, options such as a `search_path`) and the server's host,
+/// port and user.
 ///
 /// ```toml
 /// [replicas]
@@ -21,7 +23,8 @@ use sqlx::postgres::PgConnectOptions;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicasConfig {
-    /// The replica servers, as `postgres://user@host:port` (no database).
+    /// The replica servers, as `postgres://user@host:port` (no database, no
+    /// password).
     pub servers: Vec<String>,
     /// A replica further behind than this takes no reads (1 ms to one hour).
     #[serde(default = "default_max_lag")]
@@ -87,8 +90,18 @@ impl ReplicasConfig {
         self.server_options()?;
         for (field, value, min, max) in [
             ("replicas.max_lag_ms", self.max_lag_ms, 1, 3_600_000),
-            ("replicas.check_interval_ms", self.check_interval_ms, 10, 60_000),
-            ("replicas.check_timeout_ms", self.check_timeout_ms, 1, 60_000),
+            (
+                "replicas.check_interval_ms",
+                self.check_interval_ms,
+                10,
+                60_000,
+            ),
+            (
+                "replicas.check_timeout_ms",
+                self.check_timeout_ms,
+                1,
+                60_000,
+            ),
         ] {
             if !(min..=max).contains(&value) {
                 return Err((field, format!("{value}: give from {min} to {max} ms")));
@@ -108,6 +121,18 @@ fn server_options(index: usize, server: &str) -> Result<PgConnectOptions, (&'sta
     }
     let options = PgConnectOptions::from_str(server)
         .map_err(|e| (field, format!("[{index}] {server:?}: {e}")))?;
+    let userinfo = server
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(userinfo, _)| userinfo);
+    if userinfo.is_some_and(|u| u.contains(':')) {
+        return Err((
+            field,
+            format!(
+                "[{index}] a password in the URL: leave it out; a replica uses the primary's credentials"
+            ),
+        ));
+    }
     if options.get_database().is_some() {
         return Err((
             field,
@@ -143,6 +168,11 @@ mod tests {
         let (field, message) = err(config(&["postgres://h:5433/shop"]));
         assert_eq!(field, "replicas.servers");
         assert!(message.contains("without a database"), "{message}");
+        let (_, message) = err(config(&["postgres://u:secret@h:5433"]));
+        assert!(
+            message.contains("password") && !message.contains("secret"),
+            "{message}"
+        );
         let mut c = config(&["postgres://h:5433"]);
         c.max_lag_ms = 0;
         assert_eq!(err(c).0, "replicas.max_lag_ms");

@@ -101,9 +101,9 @@ impl Gateway {
         let read = Arc::clone(&counts);
         ops.set_backend_replicas(Arc::new(move || {
             let counts = read.lock();
-            let split = counts
-                .iter()
-                .fold(ReadSplit::default(), |sum, c| sum.plus(&c.split.0).plus(&c.split.1));
+            let split = counts.iter().fold(ReadSplit::default(), |sum, c| {
+                sum.plus(&c.split.0).plus(&c.split.1)
+            });
             // Every instance sees the same replicas: the first report shows them.
             let databases = counts
                 .iter()

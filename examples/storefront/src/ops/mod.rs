@@ -298,7 +298,11 @@ impl Ops {
             None => (own, databases),
             Some(f) => {
                 let (split, theirs) = f();
-                let databases = if databases.is_empty() { theirs } else { databases };
+                let databases = if databases.is_empty() {
+                    theirs
+                } else {
+                    databases
+                };
                 (own.plus(&split), databases)
             }
         }

@@ -122,7 +122,7 @@ impl Db {
 
     /// Connects to database `primary_url` (`postgres://user@host:port/db`) with a
     /// pool of at most `max_connections`, and, with `replicas`, to the same
-    /// database on each replica server (pools of the same size, connected lazily:
+    /// database (with the same password and options) on each replica server (pools of the same size, connected lazily:
     /// a replica that is down at start counts as down until it answers). Reads one
     /// round of health checks before returning and keeps reading them every
     /// `check_interval_ms` (needs a tokio runtime). Any stage can build its
@@ -160,9 +160,20 @@ impl Db {
                 format!("{field}: {message}").into(),
             ))
         })?;
+        // The primary's settings (database, password, options) on each server.
         let members = servers
             .into_iter()
-            .map(|o| (server_name(&o), pool(o.database(&database))))
+            .zip(&config.servers)
+            .map(|(server, url)| {
+                let mut o = options
+                    .clone()
+                    .host(server.get_host())
+                    .port(server.get_port());
+                if url.contains('@') {
+                    o = o.username(server.get_username());
+                }
+                (server_name(&o), pool(o))
+            })
             .collect();
         let db = Self::with_replicas(
             &database,
@@ -235,9 +246,8 @@ impl Db {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let maintain_every = (Duration::from_secs(10).as_millis()
-                / interval.as_millis().max(1))
-            .max(1);
+            let maintain_every =
+                (Duration::from_secs(10).as_millis() / interval.as_millis().max(1)).max(1);
             let mut rounds: u128 = 0;
             loop {
                 tick.tick().await;
@@ -328,11 +338,8 @@ impl Db {
         let Some(r) = &self.replicas else {
             return Ok(());
         };
-        let position = pg::current_wal_lsn(&self.primary)
-            .await
-            .map_err(pg_error)?;
-        r.primary_known
-            .fetch_max(position.get(), Ordering::Relaxed);
+        let position = pg::current_wal_lsn(&self.primary).await.map_err(pg_error)?;
+        r.primary_known.fetch_max(position.get(), Ordering::Relaxed);
         r.last_written.fetch_max(position.get(), Ordering::Relaxed);
         context::record_write(position);
         Ok(())
@@ -345,9 +352,7 @@ impl Db {
         let Some(r) = &self.replicas else {
             return Ok(true);
         };
-        let target = pg::current_wal_lsn(&self.primary)
-            .await
-            .map_err(pg_error)?;
+        let target = pg::current_wal_lsn(&self.primary).await.map_err(pg_error)?;
         let deadline = Instant::now() + max_wait;
         loop {
             let stats = r.set.stats();
@@ -391,9 +396,7 @@ impl Replicas {
         };
         counters::DatabaseView {
             database: self.database.clone(),
-            primary_lsn: pg::format_lsn(Position::new(
-                self.primary_known.load(Ordering::Relaxed),
-            )),
+            primary_lsn: pg::format_lsn(Position::new(self.primary_known.load(Ordering::Relaxed))),
             replicas: stats
                 .endpoints
                 .iter()
@@ -518,7 +521,10 @@ mod tests {
     #[test]
     fn forged_positions_are_bounded_by_the_primary() {
         let known = Position::new(1_000);
-        assert_eq!(bound_position(Position::new(900), known), Position::new(900));
+        assert_eq!(
+            bound_position(Position::new(900), known),
+            Position::new(900)
+        );
         assert_eq!(
             bound_position(Position::new(1_000 + FORGED_MARGIN), known),
             Position::new(1_000 + FORGED_MARGIN)
