@@ -104,12 +104,11 @@ impl Gateway {
             let split = counts.iter().fold(ReadSplit::default(), |sum, c| {
                 sum.plus(&c.split.0).plus(&c.split.1)
             });
-            // Every instance sees the same replicas: the first report shows them.
-            let databases = counts
-                .iter()
-                .find(|c| !c.databases.is_empty())
-                .map(|c| c.databases.clone())
-                .unwrap_or_default();
+            // Every instance sees the same replicas; reads per server add up.
+            let mut databases = Vec::new();
+            for c in counts.iter() {
+                crate::ops::replicas::merge_databases(&mut databases, &c.databases);
+            }
             (split, databases)
         }));
         let read = Arc::clone(&counts);

@@ -166,6 +166,26 @@ pub struct DatabaseView {
     pub replicas: Vec<ReplicaView>,
 }
 
+/// Adds `other`'s views (another process's) to `into`: reads per server are
+/// summed, a database or replica `into` lacks is added; state, lag and positions
+/// stay `into`'s (every process sees the same servers).
+pub fn merge_databases(into: &mut Vec<DatabaseView>, other: &[DatabaseView]) {
+    for d in other {
+        match into.iter_mut().find(|m| m.database == d.database) {
+            None => into.push(d.clone()),
+            Some(m) => {
+                m.primary_reads = m.primary_reads.saturating_add(d.primary_reads);
+                for r in &d.replicas {
+                    match m.replicas.iter_mut().find(|x| x.name == r.name) {
+                        None => m.replicas.push(r.clone()),
+                        Some(x) => x.reads = x.reads.saturating_add(r.reads),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Every database with replicas in this process.
 pub fn databases() -> Vec<DatabaseView> {
     crate::store::db::replica_views()
@@ -303,5 +323,30 @@ mod tests {
         assert_eq!(m, w);
         assert_eq!(SplitWindow::default().replica_read_share, None);
         assert_eq!(now.plus(&before).replica_reads, 50);
+    }
+
+    #[test]
+    fn views_of_instances_add_up() {
+        let view = |reads| DatabaseView {
+            database: "shop".into(),
+            primary_lsn: "0/10".into(),
+            primary_reads: reads,
+            replicas: vec![ReplicaView {
+                name: "r:5433".into(),
+                state: ReplicaState::Serving,
+                lag_ms: 0,
+                replayed_lsn: "0/10".into(),
+                reads: reads * 10,
+            }],
+        };
+        let mut all = Vec::new();
+        merge_databases(&mut all, &[view(1)]);
+        merge_databases(&mut all, &[view(2)]);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].primary_reads, 3);
+        assert_eq!(all[0].replicas[0].reads, 30);
+        let rows = rows(&all);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].state, rows[1].class), ("serving", "good"));
     }
 }
