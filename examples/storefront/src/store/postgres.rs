@@ -2,6 +2,7 @@
 //! replicas it has (stage 5), writes to the primary.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -32,11 +33,17 @@ impl PgStore {
     }
 
     /// The store of database `db` (with its replicas, if it has any), its schema
-    /// migrated on the primary.
+    /// migrated on the primary. With replicas, waits (at most 10 s) until they
+    /// have replayed the migration, so that the first reads find the tables.
     pub async fn open(db: Db) -> StoreResult<Self> {
         sqlx::migrate!("./migrations/postgres")
             .run(db.primary())
             .await?;
+        if db.has_replicas() && !db.wait_for_replicas(Duration::from_secs(10)).await? {
+            tracing::warn!(
+                "the replicas have not replayed the schema after 10 s: reads go to the primary until they catch up"
+            );
+        }
         Ok(Self { db })
     }
 
