@@ -4,7 +4,8 @@
 //! through the `sk_wal` cookie while replay is paused; catalog reads leaving the
 //! lagging replica and coming back when it catches up; the ops figures.
 //!
-//! One test: it pauses replay on the shared replica, which no other test may see.
+//! The tests take turns (`SERIAL`): one pauses replay on the shared replica, and
+//! both count the reads of this process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,6 +24,9 @@ use storefront::config::ReplicasConfig;
 use storefront::ops::replicas::ReadSplit;
 use storefront::store::{Db, NewProduct, PgStore, Store};
 use tower::ServiceExt;
+
+/// Held by each test for its whole run.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The primary's and the replica's URLs, or `None` (skipped) without them.
 fn urls() -> Option<(String, String)> {
@@ -221,18 +225,12 @@ async fn reads_split_and_read_your_writes() {
     let Some((primary_url, replica_url)) = urls() else {
         return;
     };
+    let _serial = SERIAL.lock().await;
     let (primary_server, _) = split_url(&primary_url);
     let (replica_server, _) = split_url(&replica_url);
 
     // A database of this run's own, on the primary; it replicates.
-    let name = format!(
-        "sf_replicas_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
+    let name = unique("sf_replicas");
     let mut admin = PgConnection::connect(&primary_url)
         .await
         .unwrap_or_else(|e| panic!("cannot reach the primary at {primary_url}: {e}"));
@@ -497,6 +495,68 @@ async fn reads_split_and_read_your_writes() {
     drop(on_replica);
     drop(writer);
     drop(b);
+    drop(store);
+    drop(db);
+}
+
+/// A database name of this run's own.
+fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_is_down_takes_no_reads() {
+    let Some((primary_url, _)) = urls() else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let (primary_server, _) = split_url(&primary_url);
+    let name = unique("sf_replica_down");
+    let mut admin = PgConnection::connect(&primary_url).await.expect("primary");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create database");
+    let _database = DatabaseGuard {
+        primary_url: primary_url.clone(),
+        name: name.clone(),
+    };
+    // Nothing listens on port 1: the replica never answers its checks.
+    let config = ReplicasConfig {
+        servers: vec!["postgres://postgres@127.0.0.1:1".into()],
+        max_lag_ms: 1_000,
+        check_interval_ms: 50,
+        check_timeout_ms: 500,
+    };
+    let db = Db::connect(&format!("{primary_server}/{name}"), Some(&config), 4)
+        .await
+        .expect("a replica that is down does not stop the start");
+    let store = PgStore::open(db.clone()).await.expect("migrate");
+    store
+        .insert_categories(&[("books".into(), "Books".into())])
+        .await
+        .expect("categories");
+    let (categories, split) = reads_during(store.categories()).await;
+    assert_eq!(categories.expect("read on the primary").len(), 1);
+    assert_eq!(
+        (split.replica_reads, split.primary_reads),
+        (0, 1),
+        "{split:?}"
+    );
+    let view = db.replica_view().expect("replicas");
+    assert_eq!(view.database, name);
+    let replica = &view.replicas[0];
+    assert_eq!(replica.name, "127.0.0.1:1");
+    assert_eq!(replica.state, storefront::ops::replicas::ReplicaState::Down);
     drop(store);
     drop(db);
 }

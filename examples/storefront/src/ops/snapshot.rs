@@ -156,7 +156,8 @@ impl Snapshot {
     /// are summed (cache tiers too), windows merged by [`Window::merge`], and
     /// histories aligned on their newest point (the points of one second) and merged
     /// the same way. Stage, topology and gateway stay this snapshot's (the other's
-    /// gateway is taken if this one has none); uptime is the longer one.
+    /// gateway is taken if this one has none); uptime is the longer one; reads per
+    /// database server add up ([`merge_databases`](super::replicas::merge_databases)).
     pub fn merge(&mut self, other: &Snapshot) {
         self.uptime_secs = self.uptime_secs.max(other.uptime_secs);
         // Saturating: the other's figures may come from another process's JSON.
@@ -204,9 +205,7 @@ impl Snapshot {
         if self.gateway.is_none() {
             self.gateway = other.gateway.clone();
         }
-        if self.replicas.is_empty() {
-            self.replicas = other.replicas.clone();
-        }
+        super::replicas::merge_databases(&mut self.replicas, &other.replicas);
     }
 }
 
