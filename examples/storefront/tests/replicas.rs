@@ -463,6 +463,25 @@ async fn reads_split_and_read_your_writes() {
         .expect("count on the replica");
     assert_eq!(there, 1);
 
+    // Right after a write, the user's read goes to the replica once it has
+    // replayed the write: the store asks it instead of waiting for the next check.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let r = b
+            .form("/cart/add", &format!("product_id={product}&quantity=1"))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        // Give the replica a moment to replay (its replay is asynchronous).
+        tokio::time::sleep(Duration::from_millis(5 * attempts)).await;
+        let (r, split) = reads_during(b.get("/cart")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        if split.replica_reads >= 1 && split.primary_reads == 0 {
+            break;
+        }
+        assert!(attempts < 20, "reads after a write never reached the replica: {split:?}");
+    }
+
     // The ops data: reads on both, writes on the primary, rates and share.
     let ops = b.ops().await;
     let reads = &ops["totals"]["reads"];

@@ -35,6 +35,10 @@ use crate::ops::replicas as counters;
 /// than a primary writes between two health checks.
 pub const FORGED_MARGIN: u64 = 1 << 30;
 
+/// How long a session read waits for a replica to say how far it has replayed
+/// (see [`Db::reader`]).
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
+
 /// One PostgreSQL database: its primary, and (stage 5 on) the replicas reads may
 /// use. Stores of stages 5 to 7 send every statement through a `Db`, so that read
 /// splitting applies to each of their databases alike.
@@ -51,6 +55,12 @@ pub(crate) struct Replicas {
     set: ReplicaSet<PgPool>,
     /// Reads sent to each endpoint, by name (membership is fixed).
     reads: Vec<(Arc<str>, AtomicU64)>,
+    /// The replicas' pools, and whether each took reads at the last check (only
+    /// those are asked for their position).
+    replica_pools: Vec<(Arc<str>, PgPool, AtomicBool)>,
+    /// The highest position a replica that takes reads has replayed, as far as
+    /// this process knows.
+    replayed: AtomicU64,
     /// The highest WAL position of the primary this process has seen (health
     /// checks and its own writes); 0 before the first.
     primary_known: AtomicU64,
@@ -204,8 +214,14 @@ impl Db {
             .min_serving_replicas(0)
             .member(Member::primary(primary.0.as_str(), primary.1.clone()));
         let mut reads = vec![(Arc::<str>::from(primary.0.as_str()), AtomicU64::new(0))];
+        let mut replica_pools = Vec::new();
         for (name, pool) in replicas {
             reads.push((Arc::from(name.as_str()), AtomicU64::new(0)));
+            replica_pools.push((
+                Arc::from(name.as_str()),
+                pool.clone(),
+                AtomicBool::new(true),
+            ));
             builder = builder.member(Member::replica(name, pool));
         }
         let set = builder.build().map_err(|e| {
@@ -217,6 +233,8 @@ impl Db {
             database: database.to_owned(),
             set,
             reads,
+            replica_pools,
+            replayed: AtomicU64::new(0),
             primary_known: AtomicU64::new(0),
             last_written: AtomicU64::new(0),
             checker: Mutex::new(None),
@@ -279,8 +297,34 @@ impl Db {
     /// (in a request: the position its cookie or its own writes gave; outside any
     /// request: this process's last write) and is within the lag limit, or the
     /// primary when none has (or there are none).
+    ///
+    /// Health checks learn replay positions every `check_interval_ms`, while a
+    /// replica usually replays a write within a millisecond: so when no replica
+    /// is known to have the session's position yet, the replicas that take reads
+    /// are asked (`pg_last_wal_replay_lsn()`, at most [`PROBE_TIMEOUT`] each)
+    /// before the read falls back to the primary. That costs the read a small
+    /// query on a replica and spares the primary the read that follows a write.
     pub async fn reader(&self) -> StoreResult<Reader> {
+        if let (Some(r), Some(token)) = (&self.replicas, self.session_token()) {
+            if r.replayed.load(Ordering::Relaxed) < token.get() {
+                r.probe(token).await;
+            }
+        }
         Ok(self.read(Freshness::Session))
+    }
+
+    /// The position a session read must see, bounded (see [`bound_position`]).
+    fn session_token(&self) -> Option<Position> {
+        let r = self.replicas.as_ref()?;
+        let token = match context::current() {
+            Some(in_request) => in_request,
+            None => {
+                let p = r.last_written.load(Ordering::Relaxed);
+                (p != 0).then(|| Position::new(p))
+            }
+        }?;
+        let known = Position::new(r.primary_known.load(Ordering::Relaxed));
+        Some(bound_position(token, known))
     }
 
     /// Where a read that need not see this session's writes may go (the catalog):
@@ -296,17 +340,10 @@ impl Db {
         };
         let token = match freshness {
             Freshness::Any => None,
-            Freshness::Session => match context::current() {
-                Some(in_request) => in_request,
-                None => {
-                    let p = r.last_written.load(Ordering::Relaxed);
-                    (p != 0).then(|| Position::new(p))
-                }
-            },
+            Freshness::Session => self.session_token(),
         };
-        let known = Position::new(r.primary_known.load(Ordering::Relaxed));
         let chosen = match token {
-            Some(t) => r.set.select_at(bound_position(t, known)),
+            Some(t) => r.set.select_at(t),
             None => r.set.select(),
         };
         match chosen {
@@ -381,9 +418,42 @@ impl Replicas {
     async fn check(&self, timeout: Duration) {
         self.set.check_health(&pg::PgCheck, timeout).await;
         let stats = self.set.stats();
-        for e in stats.endpoints.iter().filter(|e| e.role == Role::Primary) {
-            self.primary_known
-                .fetch_max(e.applied.get(), Ordering::Relaxed);
+        for e in &stats.endpoints {
+            match e.role {
+                Role::Primary => {
+                    self.primary_known
+                        .fetch_max(e.applied.get(), Ordering::Relaxed);
+                }
+                _ => {
+                    let serving = e.healthy && !e.ejected && e.serving_reads;
+                    if let Some((_, _, ok)) =
+                        self.replica_pools.iter().find(|(n, _, _)| **n == *e.name)
+                    {
+                        ok.store(serving, Ordering::Relaxed);
+                    }
+                    if serving {
+                        self.replayed.fetch_max(e.applied.get(), Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the replicas that took reads at the last check how far they have
+    /// replayed, until one has reached `token`; records what they say.
+    async fn probe(&self, token: Position) {
+        for (name, pool, serving) in &self.replica_pools {
+            if !serving.load(Ordering::Relaxed) {
+                continue;
+            }
+            let asked = tokio::time::timeout(PROBE_TIMEOUT, pg::last_replay_lsn(pool)).await;
+            if let Ok(Ok(Some(position))) = asked {
+                let _ = self.set.report_applied(name, position);
+                self.replayed.fetch_max(position.get(), Ordering::Relaxed);
+                if position >= token {
+                    return;
+                }
+            }
         }
     }
 
