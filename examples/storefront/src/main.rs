@@ -133,8 +133,10 @@ async fn serve(
         describe(&config.database, &target.data_dir)
     );
     let ops = std::sync::Arc::new(storefront::ops::Ops::for_stage(&config));
-    let mut store =
-        storefront::ops::MeteredStore::wrap(store::open(&config, &target.data_dir).await?, &ops);
+    let mut store = storefront::ops::MeteredStore::wrap(
+        store::open(&config, &target.data_dir).await?,
+        &ops,
+    );
     if let Some(cache) = &config.cache {
         tracing::info!(
             "caches: L1 in this process, L2 and invalidations in Redis under \"{}\"",
