@@ -479,7 +479,10 @@ async fn reads_split_and_read_your_writes() {
         if split.replica_reads >= 1 && split.primary_reads == 0 {
             break;
         }
-        assert!(attempts < 20, "reads after a write never reached the replica: {split:?}");
+        assert!(
+            attempts < 20,
+            "reads after a write never reached the replica: {split:?}"
+        );
     }
 
     // The ops data: reads on both, writes on the primary, rates and share.

@@ -132,11 +132,30 @@ impl Db {
 
     /// Connects to database `primary_url` (`postgres://user@host:port/db`) with a
     /// pool of at most `max_connections`, and, with `replicas`, to the same
-    /// database (with the same password and options) on each replica server (pools of the same size, connected lazily:
-    /// a replica that is down at start counts as down until it answers). Reads one
-    /// round of health checks before returning and keeps reading them every
-    /// `check_interval_ms` (needs a tokio runtime). Any stage can build its
-    /// databases this way.
+    /// database (same password and options) on each replica server: pools of the
+    /// same size, connected lazily, so that a replica that is down at start counts
+    /// as down until it answers. Reads one round of health checks before
+    /// returning and keeps reading them every `check_interval_ms` (needs a tokio
+    /// runtime). Any stage can build its databases this way.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), storefront::store::StoreError> {
+    /// use storefront::config::StageConfig;
+    /// use storefront::store::Db;
+    ///
+    /// let stage = StageConfig::builtin(5).expect("stage 5");
+    /// let orders = Db::connect(
+    ///     "postgres://postgres@127.0.0.1:5434/orders",
+    ///     stage.replicas.as_ref(),
+    ///     16,
+    /// )
+    /// .await?;
+    /// let reader = orders.reader().await?; // a replica, or the primary
+    /// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+    ///     .fetch_one(&*reader)
+    ///     .await?;
+    /// # let _ = n; Ok(()) }
+    /// ```
     pub async fn connect(
         primary_url: &str,
         replicas: Option<&ReplicasConfig>,
