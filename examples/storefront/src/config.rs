@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 mod domains;
 pub use domains::DomainsConfig;
+mod replicas;
+pub use replicas::ReplicasConfig;
 
 /// The stage files shipped with the storefront: (file name, contents).
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -26,6 +28,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "04-load-balancing.toml",
         include_str!("../stages/04-load-balancing.toml"),
+    ),
+    (
+        "05-read-replicas.toml",
+        include_str!("../stages/05-read-replicas.toml"),
     ),
     (
         "06-business-split.toml",
@@ -59,6 +65,9 @@ pub struct StageConfig {
     /// Orders sharded over several databases (stage 7).
     #[serde(default)]
     pub sharding: Option<crate::store::sharded::ShardingConfig>,
+    /// Streaming replicas of the PostgreSQL primary that take reads (stage 5 on).
+    #[serde(default)]
+    pub replicas: Option<ReplicasConfig>,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).
@@ -697,6 +706,17 @@ impl StageConfig {
                 "sharding",
                 "sharded orders need the users and catalog databases of a [domains] section".into(),
             ));
+        }
+        if let Some(replicas) = &self.replicas {
+            if !matches!(self.database, DatabaseConfig::Postgres { .. }) {
+                return Err(invalid(
+                    "replicas",
+                    "replicas need backend = \"postgres\" in [database]".into(),
+                ));
+            }
+            replicas
+                .check()
+                .map_err(|(field, message)| invalid(field, message))?;
         }
         match &self.database {
             DatabaseConfig::Sqlite { file, .. } if file.as_os_str().is_empty() => Err(invalid(

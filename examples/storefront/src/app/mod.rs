@@ -29,6 +29,7 @@ pub mod auth;
 pub mod error;
 pub mod html;
 pub mod svg;
+pub mod wal;
 
 pub use auth::Passwords;
 pub use error::{ApiError, AppError, PageError};
@@ -143,6 +144,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .nest("/api", api::router())
         .fallback(html::not_found)
+        // Stage 5: the session's WAL position, in and out (see `wal`).
+        .layer(axum::middleware::from_fn(wal::middleware))
         .layer(OpsLayer::new(state.ops.clone()))
         .merge(ops::router())
         .with_state(state)

@@ -11,11 +11,12 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use super::{Gateway, Inner};
+use crate::ops::replicas::{DatabaseView, ReadSplit};
 use crate::ops::{CacheTotals, Ops, Snapshot};
 
 /// One instance's cumulative database and cache counts, kept across its restarts
 /// (a restarted instance counts from zero again).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Counts {
     /// What the instance's earlier lives counted.
     base: (u64, CacheTotals),
@@ -23,6 +24,10 @@ struct Counts {
     last: (u64, CacheTotals),
     /// Its uptime at that report: a smaller one means it was restarted.
     uptime_secs: f64,
+    /// Its reads and writes (stage 5): earlier lives', and the last report.
+    split: (ReadSplit, ReadSplit),
+    /// Its databases with replicas, as last reported.
+    databases: Vec<DatabaseView>,
 }
 
 fn lookups(c: &CacheTotals) -> u64 {
@@ -44,8 +49,15 @@ impl Counts {
                 self.base.0.saturating_add(self.last.0),
                 self.base.1.plus(&self.last.1),
             );
+            self.split.0 = self.split.0.plus(&self.split.1);
+            self.split.1 = ReadSplit::default();
         }
         self.last = (queries, cache);
+    }
+
+    fn update_split(&mut self, split: ReadSplit, databases: Vec<DatabaseView>) {
+        self.split.1 = split;
+        self.databases = databases;
     }
 
     fn total(&self) -> (u64, CacheTotals) {
@@ -87,6 +99,19 @@ impl Gateway {
             self.inner.upstreams.len()
         ]));
         let read = Arc::clone(&counts);
+        ops.set_backend_replicas(Arc::new(move || {
+            let counts = read.lock();
+            let split = counts.iter().fold(ReadSplit::default(), |sum, c| {
+                sum.plus(&c.split.0).plus(&c.split.1)
+            });
+            // Every instance sees the same replicas; reads per server add up.
+            let mut databases = Vec::new();
+            for c in counts.iter() {
+                crate::ops::replicas::merge_databases(&mut databases, &c.databases);
+            }
+            (split, databases)
+        }));
+        let read = Arc::clone(&counts);
         ops.set_backends(Arc::new(move || {
             read.lock()
                 .iter()
@@ -121,8 +146,9 @@ impl Gateway {
                 }
                 let mut counts = counts.lock();
                 for (slot, result) in counts.iter_mut().zip(results) {
-                    if let Some((queries, cache, uptime)) = result {
+                    if let Some((queries, cache, uptime, split, databases)) = result {
                         slot.update(queries, cache, uptime);
+                        slot.update_split(split, databases);
                     }
                 }
             }
@@ -133,12 +159,12 @@ impl Gateway {
 /// The most of an instance's `/ops/data.json` the gateway reads (it is a few KiB).
 const MAX_SNAPSHOT: usize = 1 << 20;
 
-/// An instance's database queries and cache lookups since it started, and its
-/// uptime.
+/// An instance's database queries and cache lookups since it started, its
+/// uptime, its reads and writes and its databases' replicas.
 async fn totals_of(
     client: super::HttpClient,
     addr: std::net::SocketAddr,
-) -> Option<(u64, CacheTotals, f64)> {
+) -> Option<(u64, CacheTotals, f64, ReadSplit, Vec<DatabaseView>)> {
     let uri = Uri::try_from(format!("http://{addr}/ops/data.json")).ok()?;
     let req = Request::get(uri).body(Full::new(Bytes::new())).ok()?;
     let resp = client.request(req).await.ok()?;
@@ -155,6 +181,8 @@ async fn totals_of(
         snapshot.totals.db_queries,
         snapshot.totals.cache,
         snapshot.uptime_secs,
+        snapshot.totals.reads,
+        snapshot.replicas,
     ))
 }
 

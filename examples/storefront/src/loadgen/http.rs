@@ -22,6 +22,9 @@ pub struct Answer {
     pub location: Option<String>,
     /// `sf_session=...` from `Set-Cookie`, ready to send back as a `Cookie` header.
     pub session: Option<String>,
+    /// `sk_wal=...` from `Set-Cookie` (stage 5: the WAL position of a write), to
+    /// send back with the session so that the next read sees the write.
+    pub wal: Option<String>,
     /// The body.
     pub body: Bytes,
 }
@@ -140,6 +143,16 @@ impl HttpClient {
                     let (name, value) = pair.split_once('=')?;
                     (name == SESSION_COOKIE && !value.is_empty()).then(|| pair.to_owned())
                 });
+            let wal = response
+                .headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| {
+                    let pair = v.split(';').next()?.trim();
+                    let (name, _) = pair.split_once('=')?;
+                    (name == crate::app::wal::WAL_COOKIE).then(|| pair.to_owned())
+                });
             let body = response
                 .into_body()
                 .collect()
@@ -150,6 +163,7 @@ impl HttpClient {
                 status,
                 location,
                 session,
+                wal,
                 body,
             })
         };

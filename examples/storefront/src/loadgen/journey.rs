@@ -354,7 +354,12 @@ impl Runner<'_> {
             .await?;
         match (placed.status, placed.location) {
             (303, Some(order)) if order.starts_with('/') => {
-                self.get(Step::Order, Instant::now(), &order, Some(session))
+                // Stage 5: with the checkout's WAL position, as a browser sends it.
+                let cookie = match &placed.wal {
+                    Some(wal) => format!("{session}; {wal}"),
+                    None => session.to_owned(),
+                };
+                self.get(Step::Order, Instant::now(), &order, Some(&cookie))
                     .await?;
             }
             (303, other) => {

@@ -240,6 +240,13 @@ pub(crate) fn render(ops: &Ops) -> String {
         tracing::error!("cannot render /metrics: {e}");
         out = "# EOF\n".into();
     }
+    if let Some(body) = out.strip_suffix("# EOF\n") {
+        let mut text = body.to_owned();
+        let (split, databases) = ops.read_split_and_replicas();
+        super::replicas::render_metrics(&mut text, &split, &databases);
+        text.push_str("# EOF\n");
+        out = text;
+    }
     out
 }
 

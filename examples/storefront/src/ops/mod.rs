@@ -63,6 +63,7 @@ mod layer;
 mod metered;
 mod metrics;
 mod page;
+pub mod replicas;
 mod snapshot;
 pub mod topology;
 
@@ -78,6 +79,11 @@ pub type GatewayFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 /// Database queries and cache lookups counted elsewhere (the gateway's instances),
 /// cumulative: see [`Ops::set_backends`].
 pub type BackendsFn = Arc<dyn Fn() -> (u64, CacheTotals) + Send + Sync>;
+
+/// Reads and writes counted elsewhere (the gateway's instances), cumulative, and
+/// their databases' replicas: see [`Ops::set_backend_replicas`].
+pub type BackendReplicasFn =
+    Arc<dyn Fn() -> (replicas::ReadSplit, Vec<replicas::DatabaseView>) + Send + Sync>;
 
 /// The route label of requests no route matched (the 404 fallback).
 pub const UNMATCHED: &str = "unmatched";
@@ -158,6 +164,7 @@ struct Sample {
     errors: u64,
     db_queries: u64,
     cache: CacheTotals,
+    split: replicas::ReadSplit,
     latency: Histogram,
 }
 
@@ -179,6 +186,7 @@ pub struct Ops {
     cache: OnceLock<Arc<CachedStore>>,
     gateway: RwLock<Option<GatewayFn>>,
     backends: RwLock<Option<BackendsFn>>,
+    backend_replicas: RwLock<Option<BackendReplicasFn>>,
     history: Mutex<History>,
 }
 
@@ -219,6 +227,7 @@ impl Ops {
             cache: OnceLock::new(),
             gateway: RwLock::new(None),
             backends: RwLock::new(None),
+            backend_replicas: RwLock::new(None),
             history: Mutex::new(History {
                 last: Sample {
                     at: started,
@@ -226,6 +235,7 @@ impl Ops {
                     errors: 0,
                     db_queries: 0,
                     cache: CacheTotals::default(),
+                    split: replicas::ReadSplit::default(),
                     latency: Histogram::with_config(&LATENCY),
                 },
                 points: VecDeque::with_capacity(HISTORY),
@@ -269,6 +279,33 @@ impl Ops {
     /// of its instances' figures this way.
     pub fn set_backends(&self, backends: BackendsFn) {
         *self.backends.write() = Some(backends);
+    }
+
+    /// Takes read/write counts and replica views from `backend` from now on: the
+    /// gateway's instances', added to this process's own.
+    pub fn set_backend_replicas(&self, backend: BackendReplicasFn) {
+        *self.backend_replicas.write() = Some(backend);
+    }
+
+    /// PostgreSQL reads by where they went, and writes, since start: this
+    /// process's plus the backends' ([`Ops::set_backend_replicas`]); and the
+    /// databases with replicas (this process's, else the backends').
+    pub fn read_split_and_replicas(&self) -> (replicas::ReadSplit, Vec<replicas::DatabaseView>) {
+        let own = replicas::ReadSplit::now();
+        let databases = replicas::databases();
+        let backend = self.backend_replicas.read().clone();
+        match backend {
+            None => (own, databases),
+            Some(f) => {
+                let (split, theirs) = f();
+                let databases = if databases.is_empty() {
+                    theirs
+                } else {
+                    databases
+                };
+                (own.plus(&split), databases)
+            }
+        }
     }
 
     /// Takes a point of history every second until the recorder is dropped. Needs a
@@ -394,12 +431,14 @@ impl Ops {
             errors += e;
         }
         let (db_queries, cache) = self.db_queries_and_cache();
+        let (split, _) = self.read_split_and_replicas();
         Sample {
             at: Instant::now(),
             requests,
             errors,
             db_queries,
             cache,
+            split,
             latency: self.latency.load(),
         }
     }
@@ -440,11 +479,13 @@ impl Ops {
                 errors: now.errors,
                 db_queries: now.db_queries,
                 cache: now.cache,
+                reads: now.split,
             },
             window,
             history,
             topology: self.topology.clone(),
             gateway: self.gateway(),
+            replicas: self.read_split_and_replicas().1,
         }
     }
 
@@ -481,6 +522,7 @@ fn window_between(before: &Sample, now: &Sample) -> Window {
         db_qps: per_sec(now.db_queries, before.db_queries),
         l1_hit_ratio: ratio(now.cache.l1, before.cache.l1),
         l2_hit_ratio: ratio(now.cache.l2, before.cache.l2),
+        split: replicas::SplitWindow::of(&now.split.since(&before.split), secs),
     }
 }
 

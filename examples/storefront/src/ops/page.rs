@@ -86,6 +86,8 @@ struct OpsPage {
     figures: Vec<Figure>,
     cache_rows: Vec<(&'static str, u64, u64)>,
     gateway: Option<GatewayView>,
+    /// Stage 5: the primary and replicas of each database, and the read split.
+    replicas: Vec<super::replicas::Row>,
 }
 
 /// The width and height of a sparkline, and the points it holds.
@@ -124,6 +126,8 @@ fn figure_value(key: &str, w: &Window) -> String {
         "p99_ms" => format!("{:.2} ms", w.p99_ms),
         "db_qps" => format!("{:.1}", w.db_qps),
         "l1_hit_ratio" => ratio(w.l1_hit_ratio),
+        "primary_qps" => format!("{:.1}", w.split.primary_qps),
+        "replica_read_share" => ratio(w.split.replica_read_share),
         _ => ratio(w.l2_hit_ratio),
     }
 }
@@ -135,6 +139,8 @@ fn figure_of(w: &Window, key: &str) -> f64 {
         "p99_ms" => w.p99_ms,
         "db_qps" => w.db_qps,
         "l1_hit_ratio" => w.l1_hit_ratio.unwrap_or(0.0),
+        "primary_qps" => w.split.primary_qps,
+        "replica_read_share" => w.split.replica_read_share.unwrap_or(0.0),
         _ => w.l2_hit_ratio.unwrap_or(0.0),
     }
 }
@@ -262,6 +268,10 @@ async fn page(State(ops): State<Arc<Ops>>) -> Response {
     if snapshot.topology.l2.is_some() {
         keys.push(("l2_hit_ratio", "L2 hit ratio (Redis)"));
     }
+    if !snapshot.replicas.is_empty() {
+        keys.push(("primary_qps", "Primary queries per second"));
+        keys.push(("replica_read_share", "Reads on replicas"));
+    }
     let figures = keys
         .into_iter()
         .map(|(key, label)| {
@@ -291,6 +301,7 @@ async fn page(State(ops): State<Arc<Ops>>) -> Response {
         figures,
         cache_rows,
         gateway: snapshot.gateway.as_ref().map(gateway_view),
+        replicas: super::replicas::rows(&snapshot.replicas),
         snapshot,
     };
     match view.render() {

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::replicas::{DatabaseView, ReadSplit, SplitWindow};
 use super::topology::Topology;
 
 /// Everything the ops page shows, as served at `/ops/data.json`.
@@ -21,6 +22,9 @@ pub struct Snapshot {
     pub topology: Topology,
     /// The gateway's own figures (stage 4 on), as it reports them.
     pub gateway: Option<serde_json::Value>,
+    /// Databases with replicas (stage 5 on): each replica's lag and state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<DatabaseView>,
 }
 
 /// A stage's number and title.
@@ -43,6 +47,9 @@ pub struct Totals {
     pub db_queries: u64,
     /// Cache lookups per tier; a tier the stage does not have is left out.
     pub cache: CacheTotals,
+    /// PostgreSQL reads by where they went, and writes.
+    #[serde(default)]
+    pub reads: ReadSplit,
 }
 
 /// Cache lookups per tier.
@@ -80,6 +87,10 @@ pub struct Window {
     pub l1_hit_ratio: Option<f64>,
     /// L2 hits over L2 lookups; `null` without an L2 or without lookups.
     pub l2_hit_ratio: Option<f64>,
+    /// Where PostgreSQL reads and writes went: the primary's queries a second and
+    /// the share of reads on replicas.
+    #[serde(default)]
+    pub split: SplitWindow,
 }
 
 /// One second of history.
@@ -135,6 +146,7 @@ impl Window {
             db_qps: self.db_qps + other.db_qps,
             l1_hit_ratio: weighted(self.l1_hit_ratio, self.rps, other.l1_hit_ratio, other.rps),
             l2_hit_ratio: weighted(self.l2_hit_ratio, self.rps, other.l2_hit_ratio, other.rps),
+            split: self.split.merge(&other.split),
         }
     }
 }
@@ -144,7 +156,8 @@ impl Snapshot {
     /// are summed (cache tiers too), windows merged by [`Window::merge`], and
     /// histories aligned on their newest point (the points of one second) and merged
     /// the same way. Stage, topology and gateway stay this snapshot's (the other's
-    /// gateway is taken if this one has none); uptime is the longer one.
+    /// gateway is taken if this one has none); uptime is the longer one; reads per
+    /// database server add up ([`merge_databases`](super::replicas::merge_databases)).
     pub fn merge(&mut self, other: &Snapshot) {
         self.uptime_secs = self.uptime_secs.max(other.uptime_secs);
         // Saturating: the other's figures may come from another process's JSON.
@@ -155,6 +168,7 @@ impl Snapshot {
             .db_queries
             .saturating_add(other.totals.db_queries);
         self.totals.cache = self.totals.cache.plus(&other.totals.cache);
+        self.totals.reads = self.totals.reads.plus(&other.totals.reads);
         self.window = self.window.merge(&other.window);
         let newest = self.history.last().map(|p| p.t);
         let shift = match (newest, other.history.last()) {
@@ -191,6 +205,7 @@ impl Snapshot {
         if self.gateway.is_none() {
             self.gateway = other.gateway.clone();
         }
+        super::replicas::merge_databases(&mut self.replicas, &other.replicas);
     }
 }
 
@@ -206,6 +221,7 @@ mod tests {
             db_qps: rps / 2.0,
             l1_hit_ratio: l1.then_some(0.5),
             l2_hit_ratio: None,
+            split: SplitWindow::default(),
         };
         Snapshot {
             stage: StageRef {
@@ -221,6 +237,7 @@ mod tests {
                     l1: l1.then_some(TierTotals { hits: 3, misses: 1 }),
                     l2: None,
                 },
+                reads: ReadSplit::default(),
             },
             window: window.clone(),
             history: (0..points)
@@ -231,6 +248,7 @@ mod tests {
                 .collect(),
             topology: Topology::default(),
             gateway: None,
+            replicas: Vec::new(),
         }
     }
 

@@ -85,10 +85,18 @@ impl Topology {
                     |f| f.to_string_lossy().into(),
                 ),
             },
-            DatabaseConfig::Postgres { .. } => DatabaseNode {
-                backend: "postgres".into(),
-                place: host_of(&config.database.postgres_url().unwrap_or_default()),
-            },
+            DatabaseConfig::Postgres { .. } => {
+                let mut place = host_of(&config.database.postgres_url().unwrap_or_default());
+                // Stage 5: the primary's streaming replicas.
+                if let Some(r) = &config.replicas {
+                    let n = r.servers.len();
+                    let _ = write!(place, " + {n} replica{}", if n == 1 { "" } else { "s" });
+                }
+                DatabaseNode {
+                    backend: "postgres".into(),
+                    place,
+                }
+            }
         };
         Self {
             gateway: config.gateway.as_ref().map(|g| GatewayNode {

@@ -13,7 +13,8 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-mod db;
+pub mod context;
+pub mod db;
 mod domains;
 mod orders;
 mod orders_pg;
@@ -414,7 +415,13 @@ pub async fn open(
         }
         DatabaseConfig::Postgres { .. } => {
             let url = database.postgres_url().unwrap_or_default();
-            std::sync::Arc::new(PgStore::connect(&url).await?)
+            match &config.replicas {
+                // Stage 5: reads on the replicas.
+                Some(replicas) => std::sync::Arc::new(
+                    PgStore::open(Db::connect(&url, Some(replicas), 16).await?).await?,
+                ),
+                None => std::sync::Arc::new(PgStore::connect(&url).await?),
+            }
         }
     })
 }

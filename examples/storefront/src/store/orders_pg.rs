@@ -58,7 +58,7 @@ impl OrderRepo for PgOrders {
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        self.db.wrote().await?;
+        self.db.wrote().await;
         Ok(Order {
             id,
             total_cents,

@@ -1,7 +1,12 @@
 //! The SQL both backends share. sqlx's generic `Database` bounds make one generic
 //! implementation unreadable, so a macro writes the same `impl Store` for each
 //! backend's concrete types: one text of every query, checked against both databases
-//! by the same tests. A backend provides `pool`, `begin_write()` and `BACKEND`.
+//! by the same tests. A backend provides `BACKEND`, `begin_write()`, `write_pool()`
+//! (the primary), `catalog_reader()` (reads that need not see the session's own
+//! writes), `session_reader()` (reads that must: session, cart, orders) and
+//! `wrote()` (called after each committed write). SQLite reads and writes its one
+//! pool; PostgreSQL sends reads through its [`Db`](super::Db) (stage 5: to
+//! replicas) and writes to the primary.
 
 /// The columns of a [`Product`](super::Product), from `products p JOIN categories c`.
 macro_rules! product_select {
@@ -22,14 +27,17 @@ macro_rules! impl_store {
             }
 
             async fn ping(&self) -> $crate::store::StoreResult<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1").execute(self.write_pool()).await?;
                 Ok(())
             }
 
             async fn categories(&self) -> $crate::store::StoreResult<Vec<$crate::store::Category>> {
-                Ok(sqlx::query_as("SELECT id, slug, name FROM categories ORDER BY name")
-                    .fetch_all(&self.pool)
-                    .await?)
+                let r = self.catalog_reader();
+                Ok(r.check(
+                    sqlx::query_as("SELECT id, slug, name FROM categories ORDER BY name")
+                        .fetch_all(&*r)
+                        .await,
+                )?)
             }
 
             async fn list_products(
@@ -37,6 +45,7 @@ macro_rules! impl_store {
                 category: Option<&str>,
                 page: $crate::store::Page,
             ) -> $crate::store::StoreResult<$crate::store::ProductPage> {
+                let r = self.catalog_reader();
                 let (items, total) = match category {
                     Some(slug) => {
                         let items = sqlx::query_as(concat!(
@@ -46,15 +55,17 @@ macro_rules! impl_store {
                         .bind(slug)
                         .bind(i64::from(page.size))
                         .bind(page.offset())
-                        .fetch_all(&self.pool)
-                        .await?;
-                        let total: i64 = sqlx::query_scalar(
+                        .fetch_all(&*r)
+                        .await;
+                        let items = r.check(items)?;
+                        let total = sqlx::query_scalar(
                             "SELECT COUNT(*) FROM products p JOIN categories c \
                              ON c.id = p.category_id WHERE c.slug = $1",
                         )
                         .bind(slug)
-                        .fetch_one(&self.pool)
-                        .await?;
+                        .fetch_one(&*r)
+                        .await;
+                        let total: i64 = r.check(total)?;
                         (items, total)
                     }
                     None => {
@@ -64,11 +75,13 @@ macro_rules! impl_store {
                         ))
                         .bind(i64::from(page.size))
                         .bind(page.offset())
-                        .fetch_all(&self.pool)
-                        .await?;
-                        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
-                            .fetch_one(&self.pool)
-                            .await?;
+                        .fetch_all(&*r)
+                        .await;
+                        let items = r.check(items)?;
+                        let total = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+                            .fetch_one(&*r)
+                            .await;
+                        let total: i64 = r.check(total)?;
                         (items, total)
                     }
                 };
@@ -76,10 +89,13 @@ macro_rules! impl_store {
             }
 
             async fn product(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::Product>> {
-                Ok(sqlx::query_as(concat!($crate::store::sql::product_select!(), " WHERE p.id = $1"))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                let r = self.catalog_reader();
+                Ok(r.check(
+                    sqlx::query_as(concat!($crate::store::sql::product_select!(), " WHERE p.id = $1"))
+                        .bind(id)
+                        .fetch_optional(&*r)
+                        .await,
+                )?)
             }
 
             async fn search(
@@ -116,12 +132,13 @@ macro_rules! impl_store {
                 qb.push_bind(i64::from(page.size));
                 qb.push(" OFFSET ");
                 qb.push_bind(page.offset());
-                let items = qb.build_query_as().fetch_all(&self.pool).await?;
+                let r = self.catalog_reader();
+                let items = r.check(qb.build_query_as().fetch_all(&*r).await)?;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT COUNT(*) FROM products p JOIN categories c ON c.id = p.category_id",
                 );
                 filter(&mut qb);
-                let total: i64 = qb.build_query_scalar().fetch_one(&self.pool).await?;
+                let total: i64 = r.check(qb.build_query_scalar().fetch_one(&*r).await)?;
                 Ok($crate::store::ProductPage { items, total, page: page.number, page_size: page.size })
             }
 
@@ -135,8 +152,9 @@ macro_rules! impl_store {
                     .bind(price_cents)
                     .bind(stock)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
+                self.wrote().await;
                 if done.rows_affected() == 0 {
                     return Err($crate::store::StoreError::NoSuchProduct(id));
                 }
@@ -144,7 +162,8 @@ macro_rules! impl_store {
             }
 
             async fn count_products(&self) -> $crate::store::StoreResult<i64> {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&self.pool).await?)
+                let r = self.catalog_reader();
+                Ok(r.check(sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&*r).await)?)
             }
 
             async fn create_user(
@@ -160,10 +179,13 @@ macro_rules! impl_store {
                 .bind(&user.name)
                 .bind(&user.password_hash)
                 .bind(now)
-                .fetch_one(&self.pool)
+                .fetch_one(self.write_pool())
                 .await;
                 match row {
-                    Ok(user) => Ok(user),
+                    Ok(user) => {
+                        self.wrote().await;
+                        Ok(user)
+                    }
                     Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                         Err($crate::store::StoreError::EmailTaken)
                     }
@@ -179,7 +201,9 @@ macro_rules! impl_store {
                     "SELECT id, email, name, password_hash FROM users WHERE email = $1",
                 )
                 .bind(email)
-                .fetch_optional(&self.pool)
+                // The primary: signing in must find an account made a moment ago
+                // elsewhere (no session position ties the two).
+                .fetch_optional(self.write_pool())
                 .await?;
                 Ok(row.map(|(id, email, name, hash)| ($crate::store::User { id, email, name }, hash)))
             }
@@ -194,8 +218,9 @@ macro_rules! impl_store {
                     .bind($crate::store::token_digest(token))
                     .bind(user_id)
                     .bind(expires_at)
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
+                self.wrote().await;
                 Ok(())
             }
 
@@ -204,33 +229,40 @@ macro_rules! impl_store {
                 token: &str,
                 now: i64,
             ) -> $crate::store::StoreResult<Option<$crate::store::User>> {
-                Ok(sqlx::query_as(
-                    "SELECT u.id, u.email, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
-                     WHERE s.token = $1 AND s.expires_at > $2",
-                )
-                .bind($crate::store::token_digest(token))
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?)
+                let r = self.session_reader().await?;
+                Ok(r.check(
+                    sqlx::query_as(
+                        "SELECT u.id, u.email, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
+                         WHERE s.token = $1 AND s.expires_at > $2",
+                    )
+                    .bind($crate::store::token_digest(token))
+                    .bind(now)
+                    .fetch_optional(&*r)
+                    .await,
+                )?)
             }
 
             async fn delete_session(&self, token: &str) -> $crate::store::StoreResult<()> {
                 sqlx::query("DELETE FROM sessions WHERE token = $1")
                     .bind($crate::store::token_digest(token))
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
+                self.wrote().await;
                 Ok(())
             }
 
             async fn cart(&self, user_id: i64) -> $crate::store::StoreResult<$crate::store::Cart> {
-                let lines: Vec<$crate::store::CartLine> = sqlx::query_as(
-                    "SELECT ci.product_id, p.name, p.price_cents, ci.quantity, p.stock \
-                     FROM cart_items ci JOIN products p ON p.id = ci.product_id \
-                     WHERE ci.user_id = $1 ORDER BY ci.product_id",
-                )
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
+                let r = self.session_reader().await?;
+                let lines: Vec<$crate::store::CartLine> = r.check(
+                    sqlx::query_as(
+                        "SELECT ci.product_id, p.name, p.price_cents, ci.quantity, p.stock \
+                         FROM cart_items ci JOIN products p ON p.id = ci.product_id \
+                         WHERE ci.user_id = $1 ORDER BY ci.product_id",
+                    )
+                    .bind(user_id)
+                    .fetch_all(&*r)
+                    .await,
+                )?;
                 let total_cents = lines.iter().map(|l| l.price_cents.saturating_mul(l.quantity)).sum();
                 Ok($crate::store::Cart { lines, total_cents })
             }
@@ -253,8 +285,9 @@ macro_rules! impl_store {
                 .bind(product_id)
                 .bind(quantity)
                 .bind($crate::store::MAX_QUANTITY)
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await?;
+                self.wrote().await;
                 Ok(())
             }
 
@@ -268,8 +301,9 @@ macro_rules! impl_store {
                     sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2")
                         .bind(user_id)
                         .bind(product_id)
-                        .execute(&self.pool)
+                        .execute(self.write_pool())
                         .await?;
+                    self.wrote().await;
                     return Ok(());
                 }
                 self.require_product(product_id).await?;
@@ -280,8 +314,9 @@ macro_rules! impl_store {
                 .bind(user_id)
                 .bind(product_id)
                 .bind(quantity.min($crate::store::MAX_QUANTITY))
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await?;
+                self.wrote().await;
                 Ok(())
             }
 
@@ -350,6 +385,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                self.wrote().await;
                 Ok($crate::store::Order { id, total_cents, created_at: now, lines })
             }
 
@@ -357,12 +393,15 @@ macro_rules! impl_store {
                 &self,
                 user_id: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::OrderSummary>> {
-                Ok(sqlx::query_as(
-                    "SELECT id, total_cents, created_at FROM orders WHERE user_id = $1 ORDER BY id DESC",
-                )
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?)
+                let r = self.session_reader().await?;
+                Ok(r.check(
+                    sqlx::query_as(
+                        "SELECT id, total_cents, created_at FROM orders WHERE user_id = $1 ORDER BY id DESC",
+                    )
+                    .bind(user_id)
+                    .fetch_all(&*r)
+                    .await,
+                )?)
             }
 
             async fn order(
@@ -370,21 +409,26 @@ macro_rules! impl_store {
                 user_id: i64,
                 order_id: i64,
             ) -> $crate::store::StoreResult<Option<$crate::store::Order>> {
-                let head: Option<$crate::store::OrderSummary> = sqlx::query_as(
-                    "SELECT id, total_cents, created_at FROM orders WHERE id = $1 AND user_id = $2",
-                )
-                .bind(order_id)
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
+                let r = self.session_reader().await?;
+                let head: Option<$crate::store::OrderSummary> = r.check(
+                    sqlx::query_as(
+                        "SELECT id, total_cents, created_at FROM orders WHERE id = $1 AND user_id = $2",
+                    )
+                    .bind(order_id)
+                    .bind(user_id)
+                    .fetch_optional(&*r)
+                    .await,
+                )?;
                 let Some(head) = head else { return Ok(None) };
-                let lines = sqlx::query_as(
-                    "SELECT product_id, name, unit_price_cents, quantity FROM order_items \
-                     WHERE order_id = $1 ORDER BY product_id",
-                )
-                .bind(order_id)
-                .fetch_all(&self.pool)
-                .await?;
+                let lines = r.check(
+                    sqlx::query_as(
+                        "SELECT product_id, name, unit_price_cents, quantity FROM order_items \
+                         WHERE order_id = $1 ORDER BY product_id",
+                    )
+                    .bind(order_id)
+                    .fetch_all(&*r)
+                    .await,
+                )?;
                 Ok(Some($crate::store::Order {
                     id: head.id,
                     total_cents: head.total_cents,
@@ -406,7 +450,11 @@ macro_rules! impl_store {
                         .await?;
                 }
                 tx.commit().await?;
-                self.categories().await
+                self.wrote().await;
+                // From the primary: a replica may not have the new rows yet.
+                Ok(sqlx::query_as("SELECT id, slug, name FROM categories ORDER BY name")
+                    .fetch_all(self.write_pool())
+                    .await?)
             }
 
             async fn insert_products(
@@ -431,6 +479,7 @@ macro_rules! impl_store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                self.wrote().await;
                 Ok(())
             }
 
@@ -454,16 +503,20 @@ macro_rules! impl_store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                self.wrote().await;
                 Ok(())
             }
         }
 
         impl $store {
             async fn require_product(&self, id: i64) -> $crate::store::StoreResult<()> {
-                let found: Option<i64> = sqlx::query_scalar("SELECT id FROM products WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let r = self.session_reader().await?;
+                let found: Option<i64> = r.check(
+                    sqlx::query_scalar("SELECT id FROM products WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&*r)
+                        .await,
+                )?;
                 found.map(|_| ()).ok_or($crate::store::StoreError::NoSuchProduct(id))
             }
         }

@@ -72,6 +72,36 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
+
+    fn write_pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn catalog_reader(&self) -> LocalReader<'_> {
+        LocalReader(&self.pool)
+    }
+
+    async fn session_reader(&self) -> StoreResult<LocalReader<'_>> {
+        Ok(LocalReader(&self.pool))
+    }
+
+    async fn wrote(&self) {}
+}
+
+/// SQLite reads its one pool: the same shape as PostgreSQL's [`Reader`](super::Reader).
+struct LocalReader<'a>(&'a SqlitePool);
+
+impl LocalReader<'_> {
+    fn check<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        result
+    }
+}
+
+impl std::ops::Deref for LocalReader<'_> {
+    type Target = SqlitePool;
+    fn deref(&self) -> &SqlitePool {
+        self.0
+    }
 }
 
 super::sql::impl_store!(SqliteStore, Sqlite);

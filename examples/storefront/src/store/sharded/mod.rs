@@ -361,7 +361,7 @@ impl ShardedOrders {
         };
         insert_orders(&mut tx, std::slice::from_ref(order)).await?;
         tx.commit().await?;
-        db.wrote().await?;
+        db.wrote().await;
         Ok(Placed::Done(mirror))
     }
 
