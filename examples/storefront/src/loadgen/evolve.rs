@@ -158,6 +158,12 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
             db.remove("url_env");
         }
     }
+    if let Some(sharding) = &config.sharding {
+        if let Some(table) = doc.get_mut("sharding").and_then(toml::Value::as_table_mut) {
+            table.insert("url".into(), toml::Value::String(sharding.server_url()));
+            table.remove("url_env");
+        }
+    }
     let mut schemas = Vec::new();
     for (key, value) in doc.iter_mut() {
         if key != "replicas" {
@@ -165,13 +171,19 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
         }
     }
     for url in &schemas {
-        let mut conn = PgConnection::connect(url).await.map_err(|e| {
-            format!("stage {number} needs PostgreSQL: cannot connect to {url} (storefront services up starts it): {e}")
-        })?;
-        conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {tag}").as_str())
-            .await
-            .map_err(|e| format!("cannot create schema {tag} in {url}: {e}"))?;
-        let _ = conn.close().await;
+        conn_create_schema(url, &tag, number).await?;
+    }
+    // The shard databases are named, not given as URLs: each gets the schema too
+    // (the server URL above carries the search_path to all of them).
+    if let Some(sharding) = &config.sharding {
+        let server = sharding.server_url();
+        for name in sharding.all_databases() {
+            let url = with_database(&server, &name);
+            if !schemas.contains(&url) {
+                conn_create_schema(&url, &tag, number).await?;
+                schemas.push(url);
+            }
+        }
     }
     let schema = (!schemas.is_empty()).then(|| (schemas, tag.clone()));
     if let Some(cache) = &config.cache {
@@ -228,6 +240,33 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
             server.stop().await;
             Err(format!("stage {number}: {e}; its log ends with:\n{tail}"))
         }
+    }
+}
+
+async fn conn_create_schema(url: &str, tag: &str, number: u32) -> Result<(), String> {
+    let mut conn = PgConnection::connect(url).await.map_err(|e| {
+        format!("stage {number} needs PostgreSQL: cannot connect to {url} (storefront services up starts it): {e}")
+    })?;
+    conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {tag}").as_str())
+        .await
+        .map_err(|e| format!("cannot create schema {tag} in {url}: {e}"))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// `url` with its database replaced by `database` (the query string is kept).
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{server}/{database}?{q}"),
+        None => format!("{server}/{database}"),
     }
 }
 
@@ -304,6 +343,9 @@ pub struct OpsTotals {
     pub l1: Option<(u64, u64)>,
     /// L2 (hits, misses), when the stage has one.
     pub l2: Option<(u64, u64)>,
+    /// PostgreSQL (reads on replicas, reads on the primary, writes on the
+    /// primary), when the stage counts them (stage 2 on).
+    pub reads: Option<(u64, u64, u64)>,
 }
 
 impl OpsTotals {
@@ -315,11 +357,19 @@ impl OpsTotals {
             let t = totals.get("cache")?.get(name)?;
             Some((t.get("hits")?.as_u64()?, t.get("misses")?.as_u64()?))
         };
+        let reads = totals.get("reads").and_then(|r| {
+            Some((
+                r.get("replica_reads")?.as_u64()?,
+                r.get("primary_reads")?.as_u64()?,
+                r.get("primary_writes")?.as_u64()?,
+            ))
+        });
         Some(Self {
             requests: totals.get("requests")?.as_u64()?,
             db_queries: totals.get("db_queries")?.as_u64()?,
             l1: tier("l1"),
             l2: tier("l2"),
+            reads: reads.filter(|&(r, p, w)| r + p + w > 0),
         })
     }
 
@@ -342,6 +392,10 @@ pub struct OpsDelta {
     pub hit_ratio: Option<f64>,
     /// Share of lookups answered by L1.
     pub l1_ratio: Option<f64>,
+    /// Statements on the PostgreSQL primary (reads and writes) in the window.
+    pub primary_ops: Option<u64>,
+    /// Share of PostgreSQL reads answered by replicas.
+    pub replica_share: Option<f64>,
 }
 
 impl OpsDelta {
@@ -364,10 +418,21 @@ impl OpsDelta {
             (Some((h, m)), None) | (None, Some((h, m))) => ratio(h, h + m),
             (None, None) => None,
         };
+        let split = match (b.reads, a.reads) {
+            (Some(x), Some(y)) => Some((
+                y.0.saturating_sub(x.0),
+                y.1.saturating_sub(x.1),
+                y.2.saturating_sub(x.2),
+            )),
+            (None, Some(y)) => Some(y),
+            _ => None,
+        };
         Self {
             db_per_request: (requests > 0).then(|| db as f64 / requests as f64),
             hit_ratio,
             l1_ratio,
+            primary_ops: split.map(|(_, p, w)| p + w),
+            replica_share: split.and_then(|(r, p, _)| ratio(r, r + p)),
         }
     }
 }
@@ -383,6 +448,29 @@ pub struct StageResult {
     pub report: Report,
     /// From the ops counters.
     pub ops: OpsDelta,
+    /// Statements a second on the PostgreSQL primary over the measured window.
+    pub primary_qps: Option<f64>,
+    /// Orders per shard database at the end (stage 7).
+    pub shard_rows: Vec<(String, u64)>,
+}
+
+/// Orders per shard database from `GET /ops/data.json` (`shards.rows`: a list of
+/// `{"database", "orders"}`), empty when the stage is not sharded.
+pub fn shard_rows(v: &serde_json::Value) -> Vec<(String, u64)> {
+    v.get("shards")
+        .and_then(|s| s.get("rows"))
+        .and_then(serde_json::Value::as_array)
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| {
+                    Some((
+                        r.get("database")?.as_str()?.to_owned(),
+                        r.get("orders")?.as_u64()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// How the run was made, for the page.
@@ -417,14 +505,28 @@ pub async fn measure_stage(
         }
         let ops_http = HttpClient::new(&server.url, Duration::from_secs(5))?;
         let before = OpsTotals::fetch(&ops_http).await;
+        let started = Instant::now();
         let report = load.run(duration, Some(&format!("stage {number}"))).await;
+        let seconds = started.elapsed().as_secs_f64();
         let after = OpsTotals::fetch(&ops_http).await;
+        let ops = OpsDelta::between(before, after);
+        let shard_rows = match ops_http.get("/ops/data.json", None).await {
+            Ok(a) if a.status == 200 => serde_json::from_slice(&a.body)
+                .map(|v| shard_rows(&v))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         Ok::<_, String>((
             StageResult {
                 number,
                 title: server.config.stage.title.clone(),
                 report,
-                ops: OpsDelta::between(before, after),
+                ops,
+                primary_qps: ops
+                    .primary_ops
+                    .filter(|_| seconds > 0.0)
+                    .map(|n| n as f64 / seconds),
+                shard_rows,
             },
             load.describe(),
         ))
@@ -506,13 +608,13 @@ pub fn page(
     );
     let _ = writeln!(
         out,
-        "| stage | requests/s | p50 ms | p99 ms | errors | DB queries/request | cache hit ratio |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| stage | requests/s | p50 ms | p99 ms | errors | DB queries/request | cache hit ratio | primary statements/s | reads on replicas |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in results {
         let t = &r.report.total;
         let _ = writeln!(
             out,
-            "| {}. {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {}. {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             r.number,
             r.title,
             t.rps,
@@ -521,11 +623,13 @@ pub fn page(
             t.errors,
             opt(r.ops.db_per_request, |v| format!("{v:.2}")),
             opt(r.ops.hit_ratio, |v| format!("{:.1}%", v * 100.0)),
+            opt(r.primary_qps, |v| format!("{v:.0}")),
+            opt(r.ops.replica_share, |v| format!("{:.1}%", v * 100.0)),
         );
     }
     let _ = writeln!(
         out,
-        "\nLatency counts from when a request was meant to be sent. DB queries per request and the cache hit ratio come from the server's `/ops/data.json` counters before and after the measured window (n/a: the stage does not publish them); the hit ratio is the share of cache lookups answered by L1, or by Redis after an L1 miss. Checkouts refused because an item sold out (Zipf demand empties the popular products' stock) are answers, not errors.\n"
+        "\nLatency counts from when a request was meant to be sent. DB queries per request and the cache hit ratio come from the server's `/ops/data.json` counters before and after the measured window (n/a: the stage does not publish them); the hit ratio is the share of cache lookups answered by L1, or by Redis after an L1 miss. Primary statements a second count every read and write the PostgreSQL primary ran for the shop over the measured window (stage 1's SQLite is not counted); reads on replicas is the share of PostgreSQL reads that streaming replicas answered (stage 5 on). Checkouts refused because an item sold out (Zipf demand empties the popular products' stock) are answers, not errors.\n"
     );
     let _ = writeln!(
         out,
@@ -583,6 +687,27 @@ pub fn page(
         if let Some(h) = r.ops.hit_ratio {
             let _ = write!(para, ", {:.1}% of cache lookups hit", h * 100.0);
         }
+        if let Some(q) = r.primary_qps {
+            let _ = write!(
+                para,
+                ", {q:.0} statements a second on the PostgreSQL primary"
+            );
+        }
+        if let Some(share) = r.ops.replica_share.filter(|&s| s > 0.0) {
+            let _ = write!(para, ", {:.1}% of reads on replicas", share * 100.0);
+        }
+        if !r.shard_rows.is_empty() {
+            let rows: Vec<String> = r
+                .shard_rows
+                .iter()
+                .map(|(db, n)| format!("{db} {n}"))
+                .collect();
+            let _ = write!(
+                para,
+                ", orders per shard database at the end: {}",
+                rows.join(", ")
+            );
+        }
         if let Some(p) = previous {
             let before = p.report.total.rps.max(f64::MIN_POSITIVE);
             let change = (t.rps / before - 1.0) * 100.0;
@@ -593,6 +718,9 @@ pub fn page(
             );
             if let (Some(a), Some(b)) = (r.ops.db_per_request, p.ops.db_per_request) {
                 let _ = write!(para, "; DB queries per request {b:.2} → {a:.2}");
+            }
+            if let (Some(a), Some(b)) = (r.primary_qps, p.primary_qps) {
+                let _ = write!(para, "; primary statements a second {b:.0} → {a:.0}");
             }
             para.push(')');
             para.push('.');
