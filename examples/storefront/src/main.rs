@@ -275,7 +275,7 @@ fn stages() -> Result<(), Box<dyn std::error::Error>> {
         println!("   needs: {}", s.stage.needs);
         println!();
     }
-    println!("Later stages (read/write splitting, ...) arrive as the storefront grows.");
+    println!("Stages 5 to 7 need `storefront services up` first (PostgreSQL primary and replica, Redis).");
     Ok(())
 }
 

@@ -28,12 +28,10 @@
 //!   customer sees the order and the cart, and could order twice).
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use scalekit_shard::{Engines, Query, Router, RouterConfig};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
     Backend, Cart, CartLine, Category, Db, NewProduct, NewUser, Order, OrderLine, OrderRepo,
@@ -122,23 +120,23 @@ impl DomainStore {
     /// Connects to the three databases of `config`, migrates each, and routes the
     /// tables by [`DOMAIN_ROUTES`], orders in a [`PgOrders`].
     pub async fn connect(config: &DomainsConfig) -> StoreResult<Self> {
-        Self::connect_with_orders(config, None).await
+        Self::connect_with_orders(config, None, None).await
     }
 
-    /// [`connect`](Self::connect), with orders in `orders` when given (stage 7's
-    /// sharded orders) instead of `PgOrders` over `config.orders`.
+    /// [`connect`](Self::connect), each database read through `replicas` when
+    /// given (stage 5's streaming replicas, which hold every database of the
+    /// primary), and with orders in `orders` when given (stage 7's sharded orders)
+    /// instead of `PgOrders` over `config.orders`.
     pub async fn connect_with_orders(
         config: &DomainsConfig,
+        replicas: Option<&crate::config::ReplicasConfig>,
         orders: Option<Arc<dyn OrderRepo>>,
     ) -> StoreResult<Self> {
         let router = domain_router()?;
         let mut dbs = HashMap::new();
         for (name, url) in config.urls() {
-            let pool = PgPoolOptions::new()
-                .max_connections(config.max_connections)
-                .connect_with(PgConnectOptions::from_str(url)?)
-                .await?;
-            dbs.insert(name.to_owned(), Db::single(pool));
+            let db = Db::connect(url, replicas, config.max_connections).await?;
+            dbs.insert(name.to_owned(), db);
         }
         let orders = match orders {
             Some(orders) => orders,

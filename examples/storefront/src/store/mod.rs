@@ -397,12 +397,13 @@ pub async fn open(
     if let Some(domains) = &config.domains {
         let orders: Option<std::sync::Arc<dyn OrderRepo>> = match &config.sharding {
             Some(sharding) => Some(std::sync::Arc::new(
-                sharded::ShardedOrders::connect(sharding).await?,
+                sharded::ShardedOrders::connect_with_replicas(sharding, config.replicas.as_ref())
+                    .await?,
             )),
             None => None,
         };
         return Ok(std::sync::Arc::new(
-            DomainStore::connect_with_orders(domains, orders).await?,
+            DomainStore::connect_with_orders(domains, config.replicas.as_ref(), orders).await?,
         ));
     }
     let database = &config.database;

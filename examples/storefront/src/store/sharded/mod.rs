@@ -151,16 +151,37 @@ impl ShardedOrders {
     /// migrates their schema, and on the very first start writes the routing
     /// table the router gives `config.databases`.
     pub async fn connect(config: &ShardingConfig) -> StoreResult<Self> {
+        Self::connect_with_replicas(config, None).await
+    }
+
+    /// [`connect`](Self::connect), each shard database read through `replicas`
+    /// when given (stage 5's streaming replicas hold every database).
+    pub async fn connect_with_replicas(
+        config: &ShardingConfig,
+        replicas: Option<&crate::config::ReplicasConfig>,
+    ) -> StoreResult<Self> {
         config.validate().map_err(config_error)?;
         let base = PgConnectOptions::from_str(&config.server_url())?;
         let mut dbs = BTreeMap::new();
         for name in config.all_databases() {
-            let pool = PgPoolOptions::new()
-                .max_connections(config.max_connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(base.clone().database(&name))
-                .await?;
-            dbs.insert(name, Db::single(pool));
+            let db = match replicas {
+                None => Db::single(
+                    PgPoolOptions::new()
+                        .max_connections(config.max_connections)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect_with(base.clone().database(&name))
+                        .await?,
+                ),
+                Some(_) => {
+                    Db::connect_with(
+                        base.clone().database(&name),
+                        replicas,
+                        config.max_connections,
+                    )
+                    .await?
+                }
+            };
+            dbs.insert(name, db);
         }
         Self::with_databases(dbs, &config.databases, config.routing_ttl_ms).await
     }
