@@ -92,6 +92,18 @@ impl Topology {
                     let n = r.servers.len();
                     let _ = write!(place, " + {n} replica{}", if n == 1 { "" } else { "s" });
                 }
+                // Stages 6 and 7: a database per domain, orders sharded.
+                match (&config.domains, &config.sharding) {
+                    (Some(_), Some(s)) => {
+                        let _ = write!(
+                            place,
+                            "; users, catalog, orders in {} shards",
+                            s.databases.len()
+                        );
+                    }
+                    (Some(_), None) => place.push_str("; users, catalog, orders"),
+                    _ => {}
+                }
                 DatabaseNode {
                     backend: "postgres".into(),
                     place,
@@ -318,5 +330,19 @@ mod tests {
         assert_eq!(four.gateway, Some(GatewayNode { instances: 3 }));
         let svg = four.svg();
         assert!(svg.contains("Gateway") && svg.contains("App 3") && !svg.contains("App 4"));
+        let place = |n| {
+            Topology::of(&StageConfig::builtin(n).unwrap_or_else(|e| panic!("{e}")))
+                .database
+                .place
+        };
+        assert_eq!(place(5), "127.0.0.1:5434 + 1 replica");
+        assert_eq!(
+            place(6),
+            "127.0.0.1:5434 + 1 replica; users, catalog, orders"
+        );
+        assert_eq!(
+            place(7),
+            "127.0.0.1:5434 + 1 replica; users, catalog, orders in 2 shards"
+        );
     }
 }
