@@ -60,10 +60,13 @@ pub fn wal_cookie(position: Position) -> HeaderValue {
 /// in a context with its cookie's position; a response to a request that wrote
 /// gets the new position.
 pub async fn middleware(request: Request, next: Next) -> Response {
-    let ctx = RequestContext::new(position_from_cookies(request.headers()));
+    let came_with = position_from_cookies(request.headers());
+    let ctx = RequestContext::new(came_with);
     let mut response = context::scope(ctx.clone(), next.run(request)).await;
     if let Some(written) = ctx.written() {
-        let cookie = wal_cookie(written);
+        // Never backwards: a write whose position could not be read records an
+        // older one, and the session must still see its earlier writes.
+        let cookie = wal_cookie(came_with.map_or(written, |c| c.max(written)));
         if !cookie.is_empty() {
             response.headers_mut().append(SET_COOKIE, cookie);
         }
@@ -84,6 +87,47 @@ mod tests {
             }
         }
         h
+    }
+
+    #[tokio::test]
+    async fn the_cookie_never_goes_backwards() {
+        use tower::ServiceExt;
+        // A write whose position could not be read records an older one.
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::post(|| async {
+                    context::record_write(Position::new(0x50));
+                    "ok"
+                }),
+            )
+            .layer(axum::middleware::from_fn(middleware));
+        let set_cookie = |cookie: Option<&str>| {
+            let app = app.clone();
+            let cookie = cookie.map(str::to_owned);
+            async move {
+                let mut req = axum::http::Request::post("/");
+                if let Some(c) = cookie {
+                    req = req.header(COOKIE, c);
+                }
+                let res = app
+                    .oneshot(req.body(axum::body::Body::empty()).unwrap_or_default())
+                    .await
+                    .unwrap_or_else(|e| match e {});
+                res.headers()
+                    .get(SET_COOKIE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+        };
+        assert!(set_cookie(None).await.starts_with("sk_wal=0/50;"));
+        assert!(set_cookie(Some("sk_wal=0/100"))
+            .await
+            .starts_with("sk_wal=0/100;"));
+        assert!(set_cookie(Some("sk_wal=0/20"))
+            .await
+            .starts_with("sk_wal=0/50;"));
     }
 
     #[test]

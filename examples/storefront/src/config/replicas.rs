@@ -89,7 +89,9 @@ impl ReplicasConfig {
         }
         self.server_options()?;
         for (field, value, min, max) in [
-            ("replicas.max_lag_ms", self.max_lag_ms, 1, 3_600_000),
+            // At most the session cookie's life (600 s): a session whose cookie
+            // has gone must not meet a replica older than its writes.
+            ("replicas.max_lag_ms", self.max_lag_ms, 1, 600_000),
             (
                 "replicas.check_interval_ms",
                 self.check_interval_ms,

@@ -35,6 +35,10 @@ use crate::ops::replicas as counters;
 /// than a primary writes between two health checks.
 pub const FORGED_MARGIN: u64 = 1 << 30;
 
+/// How long a session read waits for the primary to say where its WAL is, when
+/// the session's position is beyond what this process knows (see [`Db::reader`]).
+pub const PRIMARY_ASK_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// How long a session read waits for a replica to say how far it has replayed
 /// (see [`Db::reader`]).
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
@@ -323,13 +327,31 @@ impl Db {
     /// are asked (`pg_last_wal_replay_lsn()`, at most [`PROBE_TIMEOUT`] each)
     /// before the read falls back to the primary. That costs the read a small
     /// query on a replica and spares the primary the read that follows a write.
+    ///
+    /// A position beyond what this process knows of the primary was written a
+    /// moment ago through another instance, or the cookie is forged: the primary
+    /// is asked for its current position (one small query), and a position beyond
+    /// that is taken as that, so a forged cookie cannot keep a client's reads on
+    /// the primary.
     pub async fn reader(&self) -> StoreResult<Reader> {
-        if let (Some(r), Some(token)) = (&self.replicas, self.session_token()) {
-            if r.replayed.load(Ordering::Relaxed) < token.get() {
-                r.probe(token).await;
+        let Some(r) = &self.replicas else {
+            return Ok(self.read(Freshness::Session));
+        };
+        let Some(mut token) = self.session_token() else {
+            return Ok(self.read(Freshness::Session));
+        };
+        if token.get() > r.primary_known.load(Ordering::Relaxed) {
+            if let Ok(Ok(now)) =
+                tokio::time::timeout(PRIMARY_ASK_TIMEOUT, pg::current_wal_lsn(&self.primary)).await
+            {
+                r.primary_known.fetch_max(now.get(), Ordering::Relaxed);
+                token = token.min(now);
             }
         }
-        Ok(self.read(Freshness::Session))
+        if r.replayed.load(Ordering::Relaxed) < token.get() {
+            r.probe(token).await;
+        }
+        Ok(self.read_at(Some(token)))
     }
 
     /// The position a session read must see, bounded (see [`bound_position`]).
@@ -353,13 +375,18 @@ impl Db {
     }
 
     fn read(&self, freshness: Freshness) -> Reader {
-        let Some(r) = &self.replicas else {
-            counters::count_read(Role::Primary);
-            return Reader::primary(self.primary.clone());
-        };
         let token = match freshness {
             Freshness::Any => None,
             Freshness::Session => self.session_token(),
+        };
+        self.read_at(token)
+    }
+
+    /// A read that must see `token` (`None`: any replica within the lag limit).
+    fn read_at(&self, token: Option<Position>) -> Reader {
+        let Some(r) = &self.replicas else {
+            counters::count_read(Role::Primary);
+            return Reader::primary(self.primary.clone());
         };
         let chosen = match token {
             Some(t) => r.set.select_at(t),
