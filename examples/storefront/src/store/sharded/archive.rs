@@ -136,6 +136,11 @@ impl ShardedOrders {
                 report.tables.push(format!("{name}.{t}"));
             }
             let mut tx = db.primary().begin().await?;
+            // One snapshot for both statements: an order committed between them
+            // would otherwise be moved without its lines (deleting it cascades).
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "WITH moved AS (DELETE FROM order_items WHERE created_at < $1 \
                    RETURNING order_id, product_id, name, unit_price_cents, quantity, created_at) \

@@ -44,6 +44,9 @@ pub const SLOT_BITS: u32 = 4;
 const ID_BLOCK: i64 = 1024;
 /// How often a refused statement is tried again (re-reading the routing each
 /// time), and the pause between tries: about 2 s in all, enough for a slot move.
+/// Attempts at mirroring a placed order to a migration's other database.
+const MIRROR_TRIES: u32 = 3;
+
 const RETRIES: u32 = 100;
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
@@ -380,7 +383,14 @@ impl ShardedOrders {
                 return Ok(Placed::Refused);
             }
         };
-        insert_orders(&mut tx, std::slice::from_ref(order)).await?;
+        // A fresh id is never in use: a conflict means the id sequence went back
+        // (a control database replaced), and the order would vanish silently.
+        if insert_orders(&mut tx, std::slice::from_ref(order)).await? != 1 {
+            return Err(config_error(format!(
+                "order id {} is in use already: the order id sequence in the control database went back",
+                order.id
+            )));
+        }
         tx.commit().await?;
         db.wrote().await;
         Ok(Placed::Done(mirror))
@@ -400,6 +410,8 @@ impl ShardedOrders {
             insert_orders(&mut tx, std::slice::from_ref(order)).await?;
         }
         tx.commit().await?;
+        // Once reads have moved, the session's next read goes to this copy.
+        db.wrote().await;
         Ok(())
     }
 
@@ -559,7 +571,8 @@ pub(crate) fn order_digest(id: i64, user_id: i64, total: i64, lines: &[OrderLine
 pub(crate) async fn insert_orders(
     tx: &mut Transaction<'static, Postgres>,
     orders: &[StoredOrder],
-) -> StoreResult<()> {
+) -> StoreResult<u64> {
+    let mut inserted = 0;
     for archived in [false, true] {
         let part: Vec<&StoredOrder> = orders.iter().filter(|o| o.archived == archived).collect();
         if part.is_empty() {
@@ -585,6 +598,7 @@ pub(crate) async fn insert_orders(
         .bind(&times)
         .execute(&mut **tx)
         .await?;
+        inserted += done.rows_affected();
         if done.rows_affected() == 0 {
             continue;
         }
@@ -620,7 +634,7 @@ pub(crate) async fn insert_orders(
         .execute(&mut **tx)
         .await?;
     }
-    Ok(())
+    Ok(inserted)
 }
 
 #[async_trait]
@@ -649,11 +663,19 @@ impl OrderRepo for ShardedOrders {
             match self.try_place(db, slot, &order).await? {
                 Placed::Done(mirror) => {
                     if let Some(to) = mirror {
-                        if let Err(e) = self.mirror(&to, slot, &order).await {
-                            self.inner
-                                .mirror_failures
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tracing::warn!(order = id, to, error = %e, "mirror write failed; the migration's catch-up copies it");
+                        // The order is committed: a mirror that keeps failing is
+                        // logged, not returned (a retry would place it twice);
+                        // switching writes copies what mirrors missed.
+                        let mut tries = 0;
+                        while let Err(e) = self.mirror(&to, slot, &order).await {
+                            tries += 1;
+                            if tries == MIRROR_TRIES {
+                                self.inner
+                                    .mirror_failures
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                tracing::warn!(order = id, to, error = %e, "mirror write failed; switching writes copies it");
+                                break;
+                            }
                         }
                     }
                     return Ok(Order {
