@@ -624,7 +624,18 @@ pub async fn run(args: ReshardArgs) -> Result<(), Box<dyn std::error::Error>> {
         if phase == Phase::Done {
             break;
         }
-        mover.step().await?;
+        if let Err(e) = mover.step().await {
+            // A step that failed halfway must not leave slots without a writable
+            // database: roll back while the old place still has every write.
+            if mover.phase().can_roll_back() {
+                eprintln!("step from {phase} failed ({e}): rolling back");
+                mover.rollback().await.map_err(|r| {
+                    format!("step from {phase} failed ({e}), and so did the rollback ({r}): rerun `storefront reshard --status` and finish by hand")
+                })?;
+                show(&orders.status().await?);
+            }
+            return Err(e.into());
+        }
     }
     show(&orders.status().await?);
     Ok(())
