@@ -36,9 +36,9 @@ use scalekit_shard::{Engines, Query, Router, RouterConfig};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
-    context, Backend, Cart, CartLine, Category, Db, NewProduct, NewUser, Order, OrderLine, OrderRepo,
-    OrderSummary, Page, PgOrders, Product, ProductPage, Store, StoreError, StoreResult, User,
-    MAX_QUANTITY,
+    context, Backend, Cart, CartLine, Category, Db, NewProduct, NewUser, Order, OrderLine,
+    OrderRepo, OrderSummary, Page, PgOrders, Product, ProductPage, Store, StoreError, StoreResult,
+    User, MAX_QUANTITY,
 };
 use crate::config::DomainsConfig;
 
