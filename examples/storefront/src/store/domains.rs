@@ -10,22 +10,28 @@
 //! - **Foreign keys across databases** are gone: a product is looked up in the
 //!   catalog before it goes into a cart.
 //! - **Checkout** spans the catalog (stock) and the orders database, without a
-//!   distributed transaction: a saga of local transactions.
+//!   distributed transaction: a saga of local transactions, inside one users
+//!   transaction that locks the user's row and cart lines for its length (a
+//!   second checkout of the same cart, a double click, waits and finds it empty).
 //!   1. Stock is taken for every line in one catalog transaction (a conditional
-//!      `UPDATE`, in product order as before: no oversell, no deadlock).
-//!   2. The order is written by the [`OrderRepo`]. If that fails, the stock is
-//!      given back (a compensating transaction) and the error returned.
-//!   3. The checked-out lines leave the cart (a line changed meanwhile stays).
+//!      `UPDATE`, in product order as before: no oversell, no deadlock). Lines
+//!      whose product left the catalog are skipped.
+//!   2. The order is written by the [`OrderRepo`]. If that fails or panics, the
+//!      stock is given back (a compensating transaction) and an error returned.
+//!   3. The ordered quantities (and the lines of products gone) leave the cart,
+//!      in the users transaction, which then commits.
 //!
-//!   The saga runs in a task of its own, so a client that goes away mid-checkout
-//!   does not stop it between steps. What it cannot cover: a crash (or a lost
-//!   catalog connection) between steps 1 and 2, or during a failed step 2's
-//!   compensation, leaves stock taken for no order (undersold, never oversold; a
-//!   failed compensation is logged with the units to add back); an order whose
-//!   commit succeeded but whose reply was lost is reported failed and its stock
-//!   given back although it was written (rare; those units could be sold twice);
-//!   a crash between 2 and 3 leaves the cart full after the order is placed (the
-//!   customer sees the order and the cart, and could order twice).
+//!   The saga runs in a task of its own, in the request's context (so its writes
+//!   count for the session's reads), so a client that goes away mid-checkout
+//!   does not stop it between steps. If the task is dropped between steps 1 and 2
+//!   (a runtime shutdown, a panic), a guard gives the stock back from a thread
+//!   of its own and logs it. What it cannot cover: a crash of the process (or a
+//!   lost catalog connection) between steps 1 and 2, or during a compensation,
+//!   leaves stock taken for no order (undersold, never oversold; logged with the
+//!   units to add back); an order whose commit succeeded but whose reply was lost
+//!   is reported failed and its stock given back although it was written (rare;
+//!   those units could be sold twice); a crash between 2 and 3 leaves the cart
+//!   full after the order is placed (the customer sees the order and the cart).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -264,7 +270,7 @@ impl DomainStore {
     /// in one transaction, in product order, and disarms the guard once committed.
     async fn give_back(&self, guard: &mut StockGuard) -> StoreResult<()> {
         let mut tx = self.catalog.primary().begin().await?;
-        give_back_in(&mut *tx, &guard.taken).await?;
+        give_back_in(&mut tx, &guard.taken).await?;
         tx.commit().await?;
         guard.disarm();
         self.catalog.wrote().await;
@@ -319,7 +325,7 @@ impl DomainStore {
             .collect();
         if lines.is_empty() {
             // Every product is gone: the cart is empty for good.
-            remove_from_cart(&mut *cart, user_id, &leaving).await?;
+            remove_from_cart(&mut cart, user_id, &leaving).await?;
             cart.commit().await?;
             self.carts.wrote().await;
             return Err(StoreError::EmptyCart);
@@ -344,7 +350,7 @@ impl DomainStore {
         };
         guard.disarm();
         let emptied = async {
-            remove_from_cart(&mut *cart, user_id, &leaving).await?;
+            remove_from_cart(&mut cart, user_id, &leaving).await?;
             cart.commit().await
         }
         .await;
@@ -413,7 +419,7 @@ impl Drop for StockGuard {
                             use sqlx::Connection;
                             let mut conn = sqlx::PgConnection::connect_with(&options).await?;
                             let mut tx = conn.begin().await?;
-                            give_back_in(&mut *tx, &taken).await?;
+                            give_back_in(&mut tx, &taken).await?;
                             tx.commit().await?;
                             Ok::<_, StoreError>(())
                         })
