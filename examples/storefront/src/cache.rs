@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::CacheConfig;
 use crate::store::{
-    Backend, Cart, Category, NewProduct, NewUser, Order, OrderSummary, Page, Product, ProductPage,
-    Store, StoreError, StoreResult, User,
+    context, Backend, Cart, Category, NewProduct, NewUser, Order, OrderSummary, Page, Product,
+    ProductPage, Store, StoreError, StoreResult, User,
 };
 
 /// What the caches hold.
@@ -48,7 +48,8 @@ pub struct CacheStats {
 /// A [`Store`] with product pages, listings and search results cached in L1 + Redis.
 pub struct CachedStore {
     inner: Arc<dyn Store>,
-    products: TieredCache<String, Cached>,
+    /// Shared with the tasks that invalidate after a checkout.
+    products: Arc<TieredCache<String, Cached>>,
     listings: TieredCache<String, Cached>,
 }
 
@@ -92,10 +93,12 @@ impl CachedStore {
                 .time_to_live(Duration::from_secs(ttl.max(1)))
                 .build()
         };
-        let products = TieredCache::builder(l1(config.product_ttl_secs), product_tier.clone())
-            .l2_ttl(Duration::from_secs(config.product_ttl_secs.max(1) * 10))
-            .coherence(RedisCoherence::new(&product_tier))
-            .build();
+        let products = Arc::new(
+            TieredCache::builder(l1(config.product_ttl_secs), product_tier.clone())
+                .l2_ttl(Duration::from_secs(config.product_ttl_secs.max(1) * 10))
+                .coherence(RedisCoherence::new(&product_tier))
+                .build(),
+        );
         let listings = TieredCache::builder(l1(config.listing_ttl_secs), listing_tier.clone())
             .l2_ttl(Duration::from_secs(config.listing_ttl_secs.max(1) * 4))
             .coherence(RedisCoherence::new(&listing_tier))
@@ -142,11 +145,15 @@ impl CachedStore {
     }
 
     async fn forget_product(&self, id: i64) {
-        if let Err(e) = self.products.invalidate(&product_key(id)).await {
-            // L1 here and elsewhere is cleared anyway; Redis keeps the old value
-            // until its TTL.
-            tracing::warn!(product = id, error = %e, "cannot invalidate the product in Redis");
-        }
+        forget_product(&self.products, id).await;
+    }
+}
+
+async fn forget_product(products: &TieredCache<String, Cached>, id: i64) {
+    if let Err(e) = products.invalidate(&product_key(id)).await {
+        // L1 here and elsewhere is cleared anyway; Redis keeps the old value
+        // until its TTL.
+        tracing::warn!(product = id, error = %e, "cannot invalidate the product in Redis");
     }
 }
 
@@ -276,21 +283,34 @@ impl Store for CachedStore {
     }
 
     async fn checkout(&self, user_id: i64, now: i64) -> StoreResult<Order> {
-        let result = self.inner.checkout(user_id, now).await;
-        match &result {
-            // Stock changed: product pages must show it.
-            Ok(order) => {
-                for line in &order.lines {
-                    self.forget_product(line.product_id).await;
+        // A task of its own (in the request's context): a client that hangs up
+        // mid-checkout drops this future, and the invalidation must still follow
+        // the checkout, or product pages show the old stock until their TTL.
+        let inner = self.inner.clone();
+        let products = self.products.clone();
+        let task = context::spawn(async move {
+            let result = inner.checkout(user_id, now).await;
+            match &result {
+                // Stock changed: product pages must show it.
+                Ok(order) => {
+                    for line in &order.lines {
+                        forget_product(&products, line.product_id).await;
+                    }
                 }
+                // The page that let the customer order it showed stale stock.
+                Err(StoreError::OutOfStock { product_id, .. }) => {
+                    forget_product(&products, *product_id).await
+                }
+                Err(_) => {}
             }
-            // The page that let the customer order it showed stale stock.
-            Err(StoreError::OutOfStock { product_id, .. }) => {
-                self.forget_product(*product_id).await
-            }
-            Err(_) => {}
+            result
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Database(sqlx::Error::Io(
+                std::io::Error::other(format!("the checkout task failed: {e}")),
+            ))),
         }
-        result
     }
 
     async fn orders(&self, user_id: i64) -> StoreResult<Vec<OrderSummary>> {

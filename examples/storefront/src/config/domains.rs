@@ -1,5 +1,7 @@
 //! `[domains]`: the business split of stage 6, one PostgreSQL database per domain.
 
+use std::str::FromStr;
+
 use serde::Deserialize;
 
 /// The three databases of stage 6 (see [`crate::store::DomainStore`]): which
@@ -67,8 +69,24 @@ impl DomainsConfig {
                 ));
             }
         }
+        // The same database however the URLs spell it (options, user, scheme).
+        let mut places = Vec::with_capacity(fields.len());
+        for &(field, url) in &fields {
+            let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(|e| (field, format!("{url:?}: {e}")))?;
+            places.push((
+                options.get_host().to_ascii_lowercase(),
+                options.get_port(),
+                options.get_database().unwrap_or_default().to_owned(),
+            ));
+        }
         for (i, (field, url)) in fields.iter().enumerate() {
-            if let Some((other, _)) = fields[..i].iter().find(|(_, u)| u == url) {
+            if let Some((other, _)) = fields[..i]
+                .iter()
+                .zip(&places)
+                .find(|(_, place)| **place == places[i])
+                .map(|(f, _)| f)
+            {
                 return Err((
                     field,
                     format!(
@@ -125,6 +143,27 @@ mod tests {
         });
         assert_eq!(field, "domains.orders");
         assert!(message.contains("domains.users too"), "{message}");
+        // The same host, port and database, spelt otherwise.
+        for same in [
+            "postgres://p@h:1/u?sslmode=disable",
+            "postgresql://other@H:1/u",
+            "postgres://p:secret@h:1/u?application_name=x",
+        ] {
+            let (field, message) = err(DomainsConfig {
+                orders: Some(same.into()),
+                ..config()
+            });
+            assert_eq!(field, "domains.orders", "{same}");
+            assert!(message.contains("domains.users too"), "{same}: {message}");
+        }
+        // Another port or database is another database.
+        for other in ["postgres://p@h:2/u", "postgres://p@h:1/u2"] {
+            let ok = DomainsConfig {
+                orders: Some(other.into()),
+                ..config()
+            };
+            assert_eq!(ok.check(), Ok(()), "{other}");
+        }
         let (field, _) = err(DomainsConfig {
             max_connections: 0,
             ..config()

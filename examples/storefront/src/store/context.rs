@@ -68,6 +68,26 @@ pub fn current() -> Option<Option<Position>> {
     CONTEXT.try_with(|c| c.position()).ok()
 }
 
+/// The current request's context, if code runs inside one: to carry it into a
+/// task spawned for the request (see [`spawn`]).
+pub fn handle() -> Option<Arc<RequestContext>> {
+    CONTEXT.try_with(Arc::clone).ok()
+}
+
+/// Spawns `f` as a task of its own that runs in the current request's context (if
+/// any), so that its reads see the request's writes and its writes are recorded
+/// for the request (the context is shared, not copied).
+pub fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match handle() {
+        Some(context) => tokio::spawn(CONTEXT.scope(context, f)),
+        None => tokio::spawn(f),
+    }
+}
+
 /// Records a write in the current request's context (nothing outside a request).
 pub(crate) fn record_write(position: Position) {
     let _ = CONTEXT.try_with(|c| c.record_write(position));
@@ -103,5 +123,23 @@ mod tests {
         assert_eq!(none.written(), None);
         // Outside a scope, a write is recorded nowhere.
         record_write(Position::new(5));
+    }
+
+    #[tokio::test]
+    async fn a_spawned_task_records_its_writes_for_the_request() {
+        let ctx = RequestContext::new(None);
+        let seen = scope(ctx.clone(), async {
+            spawn(async {
+                record_write(Position::new(30));
+                current()
+            })
+            .await
+            .ok()
+        })
+        .await;
+        assert_eq!(seen, Some(Some(Some(Position::new(30)))));
+        assert_eq!(ctx.written(), Some(Position::new(30)));
+        // Outside a request, a spawned task has no context.
+        assert_eq!(spawn(async { current() }).await.ok(), Some(None));
     }
 }
