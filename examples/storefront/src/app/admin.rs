@@ -107,14 +107,19 @@ impl Admin {
             return false;
         };
         let got = digest(given);
-        want.iter().zip(got.iter()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+        want.iter()
+            .zip(got.iter())
+            .fold(0u8, |d, (a, b)| d | (a ^ b))
+            == 0
     }
 
     /// The analytics if the request may see them: 404 when off, 401 without the
     /// right token.
     fn check(&self, headers: &HeaderMap) -> Result<&Arc<dyn OrderAnalytics>, Response> {
         let (Some(analytics), true) = (&self.analytics, self.enabled()) else {
-            return Err(PageError(AppError::NotFound("there is no admin here".into())).into_response());
+            return Err(
+                PageError(AppError::NotFound("there is no admin here".into())).into_response(),
+            );
         };
         let bearer = headers
             .get_all(header::AUTHORIZATION)
@@ -170,12 +175,7 @@ struct LoginPage {
 
 fn render(page: impl Template, status: StatusCode) -> Response {
     match page.render() {
-        Ok(html) => (
-            status,
-            [(header::CACHE_CONTROL, "no-store")],
-            Html(html),
-        )
-            .into_response(),
+        Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
         Err(e) => PageError(AppError::Internal(format!("admin page: {e}"))).into_response(),
     }
 }
@@ -351,8 +351,7 @@ async fn top_products(
             None | Some("units") => TopBy::Units,
             Some("revenue") => TopBy::Revenue,
             Some(_) => {
-                return PageError(AppError::invalid("by", "give units or revenue"))
-                    .into_response()
+                return PageError(AppError::invalid("by", "give units or revenue")).into_response()
             }
         },
         Err(e) => return PageError(AppError::from(e)).into_response(),
