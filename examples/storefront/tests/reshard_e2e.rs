@@ -361,6 +361,20 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
         orders_grow(&http, before, Duration::from_secs(30)).await,
         "orders are placed after the move"
     );
+    // The page and /metrics show the shards too.
+    let page = http.get("/ops", None).await.unwrap();
+    let page = String::from_utf8_lossy(&page.body).into_owned();
+    assert!(page.contains("<h2>Shards</h2>") && page.contains(&dbs.name("o3")));
+    let metrics = http.get("/metrics", None).await.unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        metrics.contains("storefront_reshard_phase{phase=\"done\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "storefront_shard_orders{{database=\"{}\"}}",
+        dbs.name("o3")
+    )));
     moving_done.store(true, Ordering::Relaxed);
     let reports = tokio::time::timeout(Duration::from_secs(90), load)
         .await

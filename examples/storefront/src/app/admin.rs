@@ -115,11 +115,11 @@ impl Admin {
 
     /// The analytics if the request may see them: 404 when off, 401 without the
     /// right token.
-    fn check(&self, headers: &HeaderMap) -> Result<&Arc<dyn OrderAnalytics>, Response> {
+    fn check(&self, headers: &HeaderMap) -> Result<&Arc<dyn OrderAnalytics>, Box<Response>> {
         let (Some(analytics), true) = (&self.analytics, self.enabled()) else {
-            return Err(
+            return Err(Box::new(
                 PageError(AppError::NotFound("there is no admin here".into())).into_response(),
-            );
+            ));
         };
         let bearer = headers
             .get_all(header::AUTHORIZATION)
@@ -137,7 +137,7 @@ impl Admin {
         if bearer || cookie {
             Ok(analytics)
         } else {
-            Err(unauthorized("This page needs the admin token."))
+            Err(Box::new(unauthorized("This page needs the admin token.")))
         }
     }
 }
@@ -214,7 +214,7 @@ async fn orders(
 ) -> Response {
     let analytics = match admin.check(&headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let page = match query {
         Ok(Query(q)) => q.page.unwrap_or(1),
@@ -284,7 +284,7 @@ async fn revenue(
 ) -> Response {
     let analytics = match admin.check(&headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let days = match query {
         Ok(Query(q)) => q.days.unwrap_or(30),
@@ -344,7 +344,7 @@ async fn top_products(
 ) -> Response {
     let analytics = match admin.check(&headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let by = match query {
         Ok(Query(q)) => match q.by.as_deref() {
