@@ -68,6 +68,9 @@ pub struct StageConfig {
     /// Streaming replicas of the PostgreSQL primary that take reads (stage 5 on).
     #[serde(default)]
     pub replicas: Option<ReplicasConfig>,
+    /// The admin pages' token (stage 7): see [`crate::app::admin`].
+    #[serde(default)]
+    pub admin: Option<crate::app::admin::AdminConfig>,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).

@@ -143,8 +143,18 @@ async fn serve(
         describe(&config.database, &target.data_dir)
     );
     let ops = std::sync::Arc::new(storefront::ops::Ops::for_stage(&config));
-    let mut store =
-        storefront::ops::MeteredStore::wrap(store::open(&config, &target.data_dir).await?, &ops);
+    let opened = store::open_parts(&config, &target.data_dir).await?;
+    // Stage 7: the shard figures on the ops page, the admin pages over every shard.
+    let admin = app::admin::Admin::from_config(
+        config.admin.as_ref(),
+        opened.sharding.clone().map(|s| {
+            std::sync::Arc::new(s) as std::sync::Arc<dyn store::sharded::analytics::OrderAnalytics>
+        }),
+    );
+    if let Some(sharding) = opened.sharding {
+        storefront::ops::shards::watch(&ops, sharding);
+    }
+    let mut store = storefront::ops::MeteredStore::wrap(opened.store, &ops);
     if let Some(cache) = &config.cache {
         tracing::info!(
             "caches: L1 in this process, L2 and invalidations in Redis under \"{}\"",
@@ -190,7 +200,8 @@ async fn serve(
         config.stage.number,
         config.stage.title
     );
-    axum::serve(app::no_delay(listener), app::router(state))
+    let app = app::router(state).merge(app::admin::router(admin));
+    axum::serve(app::no_delay(listener), app)
         .with_graceful_shutdown(app::shutdown_signal())
         .await?;
     tracing::info!("stopped");

@@ -12,6 +12,7 @@
 //! | `/api/...` | the same as JSON (see [`api`]) |
 //! | `GET /livez`, `GET /readyz` | liveness (the process answers), readiness (the database answers) |
 //! | `GET /ops`, `GET /ops/data.json`, `GET /metrics` | the ops page, its figures, Prometheus (see [`crate::ops`]) |
+//! | `/admin/...` | stage 7's admin pages, merged in by the server (see [`admin`]) |
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,6 +25,7 @@ use axum::Router;
 use crate::ops::{self, Ops, OpsLayer};
 use crate::store::Store;
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod error;

@@ -111,6 +111,11 @@ impl Gateway {
             }
             (split, databases)
         }));
+        // Stage 7: every instance reads the same shard databases; show the
+        // latest reading any instance gave.
+        let shards: Arc<Mutex<Option<crate::ops::shards::ShardsView>>> = Arc::default();
+        let shown = Arc::clone(&shards);
+        ops.set_shards(Arc::new(move || shown.lock().clone()));
         let read = Arc::clone(&counts);
         ops.set_backends(Arc::new(move || {
             read.lock()
@@ -146,9 +151,12 @@ impl Gateway {
                 }
                 let mut counts = counts.lock();
                 for (slot, result) in counts.iter_mut().zip(results) {
-                    if let Some((queries, cache, uptime, split, databases)) = result {
+                    if let Some((queries, cache, uptime, split, databases, view)) = result {
                         slot.update(queries, cache, uptime);
                         slot.update_split(split, databases);
+                        if view.is_some() {
+                            *shards.lock() = view;
+                        }
                     }
                 }
             }
@@ -160,11 +168,11 @@ impl Gateway {
 const MAX_SNAPSHOT: usize = 1 << 20;
 
 /// An instance's database queries and cache lookups since it started, its
-/// uptime, its reads and writes and its databases' replicas.
+/// uptime, its reads and writes, its databases' replicas and its shard figures.
 async fn totals_of(
     client: super::HttpClient,
     addr: std::net::SocketAddr,
-) -> Option<(u64, CacheTotals, f64, ReadSplit, Vec<DatabaseView>)> {
+) -> Option<InstanceTotals> {
     let uri = Uri::try_from(format!("http://{addr}/ops/data.json")).ok()?;
     let req = Request::get(uri).body(Full::new(Bytes::new())).ok()?;
     let resp = client.request(req).await.ok()?;
@@ -183,8 +191,19 @@ async fn totals_of(
         snapshot.uptime_secs,
         snapshot.totals.reads,
         snapshot.replicas,
+        snapshot.shards,
     ))
 }
+
+/// What [`totals_of`] reads from an instance.
+type InstanceTotals = (
+    u64,
+    CacheTotals,
+    f64,
+    ReadSplit,
+    Vec<DatabaseView>,
+    Option<crate::ops::shards::ShardsView>,
+);
 
 #[cfg(test)]
 mod tests {

@@ -244,6 +244,9 @@ pub(crate) fn render(ops: &Ops) -> String {
         let mut text = body.to_owned();
         let (split, databases) = ops.read_split_and_replicas();
         super::replicas::render_metrics(&mut text, &split, &databases);
+        if let Some(shards) = ops.shards() {
+            super::shards::render_metrics(&mut text, &shards);
+        }
         text.push_str("# EOF\n");
         out = text;
     }

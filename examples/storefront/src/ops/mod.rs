@@ -64,6 +64,7 @@ mod metered;
 mod metrics;
 mod page;
 pub mod replicas;
+pub mod shards;
 mod snapshot;
 pub mod topology;
 
@@ -84,6 +85,10 @@ pub type BackendsFn = Arc<dyn Fn() -> (u64, CacheTotals) + Send + Sync>;
 /// their databases' replicas: see [`Ops::set_backend_replicas`].
 pub type BackendReplicasFn =
     Arc<dyn Fn() -> (replicas::ReadSplit, Vec<replicas::DatabaseView>) + Send + Sync>;
+
+/// The shard layout and resharding state to show (stage 7): see
+/// [`Ops::set_shards`].
+pub type ShardsFn = Arc<dyn Fn() -> Option<shards::ShardsView> + Send + Sync>;
 
 /// The route label of requests no route matched (the 404 fallback).
 pub const UNMATCHED: &str = "unmatched";
@@ -187,6 +192,7 @@ pub struct Ops {
     gateway: RwLock<Option<GatewayFn>>,
     backends: RwLock<Option<BackendsFn>>,
     backend_replicas: RwLock<Option<BackendReplicasFn>>,
+    shards: RwLock<Option<ShardsFn>>,
     history: Mutex<History>,
 }
 
@@ -228,6 +234,7 @@ impl Ops {
             gateway: RwLock::new(None),
             backends: RwLock::new(None),
             backend_replicas: RwLock::new(None),
+            shards: RwLock::new(None),
             history: Mutex::new(History {
                 last: Sample {
                     at: started,
@@ -285,6 +292,18 @@ impl Ops {
     /// gateway's instances', added to this process's own.
     pub fn set_backend_replicas(&self, backend: BackendReplicasFn) {
         *self.backend_replicas.write() = Some(backend);
+    }
+
+    /// Shows the shard figures `shards` returns from now on (stage 7: the
+    /// process's own reading, [`shards::watch`], or one instance's at the gateway).
+    pub fn set_shards(&self, shards: ShardsFn) {
+        *self.shards.write() = Some(shards);
+    }
+
+    /// The shard figures, if this stage has shards and they were read.
+    pub fn shards(&self) -> Option<shards::ShardsView> {
+        let f = self.shards.read().clone();
+        f.and_then(|f| f())
     }
 
     /// PostgreSQL reads by where they went, and writes, since start: this
@@ -486,6 +505,7 @@ impl Ops {
             topology: self.topology.clone(),
             gateway: self.gateway(),
             replicas: self.read_split_and_replicas().1,
+            shards: self.shards(),
         }
     }
 

@@ -88,6 +88,8 @@ struct OpsPage {
     gateway: Option<GatewayView>,
     /// Stage 5: the primary and replicas of each database, and the read split.
     replicas: Vec<super::replicas::Row>,
+    /// Stage 7: rows per shard database.
+    shard_rows: Vec<super::shards::Row>,
 }
 
 /// The width and height of a sparkline, and the points it holds.
@@ -302,6 +304,11 @@ async fn page(State(ops): State<Arc<Ops>>) -> Response {
         cache_rows,
         gateway: snapshot.gateway.as_ref().map(gateway_view),
         replicas: super::replicas::rows(&snapshot.replicas),
+        shard_rows: snapshot
+            .shards
+            .as_ref()
+            .map(super::shards::rows)
+            .unwrap_or_default(),
         snapshot,
     };
     match view.render() {

@@ -25,6 +25,9 @@ pub struct Snapshot {
     /// Databases with replicas (stage 5 on): each replica's lag and state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<DatabaseView>,
+    /// Stage 7: rows per shard database (`shards.rows`) and the resharding state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<super::shards::ShardsView>,
 }
 
 /// A stage's number and title.
@@ -206,6 +209,10 @@ impl Snapshot {
             self.gateway = other.gateway.clone();
         }
         super::replicas::merge_databases(&mut self.replicas, &other.replicas);
+        // Every process reads the same shard databases: one reading, not a sum.
+        if self.shards.is_none() {
+            self.shards = other.shards.clone();
+        }
     }
 }
 
@@ -249,6 +256,7 @@ mod tests {
             topology: Topology::default(),
             gateway: None,
             replicas: Vec::new(),
+            shards: None,
         }
     }
 

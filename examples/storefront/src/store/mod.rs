@@ -393,21 +393,45 @@ pub async fn open(
     config: &crate::config::StageConfig,
     data_dir: &std::path::Path,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
+    Ok(open_parts(config, data_dir).await?.store)
+}
+
+/// What [`open_parts`] opened: the store, and in stage 7 the sharded orders it
+/// holds (for the ops page and the admin pages).
+#[derive(Debug)]
+pub struct Opened {
+    /// The store.
+    pub store: std::sync::Arc<dyn Store>,
+    /// Stage 7: the orders' shards, also reachable through `store`.
+    pub sharding: Option<sharded::ShardedOrders>,
+}
+
+/// [`open`], also handing back the sharded orders of a stage with `[sharding]`.
+pub async fn open_parts(
+    config: &crate::config::StageConfig,
+    data_dir: &std::path::Path,
+) -> StoreResult<Opened> {
     use crate::config::DatabaseConfig;
     if let Some(domains) = &config.domains {
-        let orders: Option<std::sync::Arc<dyn OrderRepo>> = match &config.sharding {
-            Some(sharding) => Some(std::sync::Arc::new(
+        let sharding = match &config.sharding {
+            Some(sharding) => Some(
                 sharded::ShardedOrders::connect_with_replicas(sharding, config.replicas.as_ref())
                     .await?,
-            )),
+            ),
             None => None,
         };
-        return Ok(std::sync::Arc::new(
-            DomainStore::connect_with_orders(domains, config.replicas.as_ref(), orders).await?,
-        ));
+        let orders = sharding
+            .clone()
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn OrderRepo>);
+        return Ok(Opened {
+            store: std::sync::Arc::new(
+                DomainStore::connect_with_orders(domains, config.replicas.as_ref(), orders).await?,
+            ),
+            sharding,
+        });
     }
     let database = &config.database;
-    Ok(match database {
+    let store: std::sync::Arc<dyn Store> = match database {
         DatabaseConfig::Sqlite { file, .. } if file.as_os_str() == ":memory:" => {
             std::sync::Arc::new(SqliteStore::in_memory().await?)
         }
@@ -424,6 +448,10 @@ pub async fn open(
                 None => std::sync::Arc::new(PgStore::connect(&url).await?),
             }
         }
+    };
+    Ok(Opened {
+        store,
+        sharding: None,
     })
 }
 
