@@ -82,25 +82,8 @@ fn unix_ms() -> u64 {
 /// Reads the layout, the resharding state and the rows of every database (one
 /// query per database: two `count(*)`s).
 pub async fn read(orders: &ShardedOrders) -> StoreResult<ShardsView> {
-    let (epoch, databases, phase, target, copied, moving): (
-        i64,
-        String,
-        String,
-        String,
-        i64,
-        String,
-    ) = sqlx::query_as(
-        "SELECT epoch, databases, phase, target_databases, rows_copied, moving_slots FROM shard_state",
-    )
-    .fetch_one(orders.control().primary())
-    .await?;
-    let split = |s: &str| -> Vec<String> {
-        s.split(',')
-            .filter(|x| !x.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    let databases = split(&databases);
+    let state = orders.state().await?;
+    let databases = state.databases;
     let mut rows = Vec::new();
     for name in orders.database_names() {
         let db = orders.db(&name)?;
@@ -117,12 +100,12 @@ pub async fn read(orders: &ShardedOrders) -> StoreResult<ShardsView> {
         });
     }
     Ok(ShardsView {
-        epoch,
-        phase,
+        epoch: state.epoch,
+        phase: state.phase,
         databases,
-        target_databases: split(&target),
-        moving_slots: moving.split(',').filter_map(|s| s.parse().ok()).collect(),
-        rows_copied: copied,
+        target_databases: state.target_databases,
+        moving_slots: state.moving_slots,
+        rows_copied: state.rows_copied,
         rows,
         read_at_ms: unix_ms(),
         error: None,

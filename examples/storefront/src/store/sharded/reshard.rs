@@ -89,8 +89,18 @@ fn split(s: &str) -> Vec<String> {
 }
 
 impl ShardedOrders {
-    /// The layout and resharding progress, from the control database.
+    /// The layout and resharding progress, from the control database, with the
+    /// orders in each database.
     pub async fn status(&self) -> StoreResult<ShardStatus> {
+        Ok(ShardStatus {
+            rows_per_database: self.rows_per_database().await?,
+            ..self.state().await?
+        })
+    }
+
+    /// The layout and resharding progress alone (one query on the control
+    /// database; `rows_per_database` left empty).
+    pub async fn state(&self) -> StoreResult<ShardStatus> {
         let (epoch, databases, phase, target, copied, moving): (
             i64,
             String,
@@ -110,7 +120,7 @@ impl ShardedOrders {
             target_databases: split(&target),
             moving_slots: moving.split(',').filter_map(|s| s.parse().ok()).collect(),
             rows_copied: copied,
-            rows_per_database: self.rows_per_database().await?,
+            rows_per_database: Vec::new(),
         })
     }
 }
