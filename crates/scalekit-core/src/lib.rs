@@ -3,6 +3,7 @@
 //! # Modules
 //!
 //! * [`clock`]: [`Clock`], [`MonotonicClock`], [`ManualClock`].
+//! * [`config`]: [`ConfigError`], the one shape of a refused setting.
 //! * [`hash`]: the pinned stable hash and what it promises.
 //! * [`placement`]: the [`Placement`] trait.
 //! * [`admission`]: the [`Admission`] and [`KeyedAdmission`] traits and their values.
@@ -11,6 +12,7 @@
 
 pub mod admission;
 pub mod clock;
+pub mod config;
 pub mod hash;
 pub mod placement;
 #[cfg(feature = "tower")]
@@ -18,6 +20,7 @@ pub mod tower;
 
 pub use admission::{Admission, KeyedAdmission, Outcome, RejectReason, Rejected};
 pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use config::ConfigError;
 pub use hash::{
     hash_pair, mix64, stable_hash, stable_hash_u64, StableHash, StableHasher, STABLE_HASH_K0,
     STABLE_HASH_K1,
