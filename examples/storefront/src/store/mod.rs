@@ -297,6 +297,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn backend(&self) -> Backend;
     /// Checks that the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Why the store serves in a degraded way, if it does (a cache tier it skips
+    /// while down): `/readyz` answers `degraded: <cause>`. `None` by default; a
+    /// store that wraps another passes the inner one's on.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
 
     /// All categories, by name.
     async fn categories(&self) -> StoreResult<Vec<Category>>;
