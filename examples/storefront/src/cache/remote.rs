@@ -304,8 +304,40 @@ mod tests {
         assert_eq!(redacted("no scheme"), "no scheme");
     }
 
+    /// Log output, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Log {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8_lossy(&self.0.lock())
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
     #[tokio::test]
     async fn the_breaker_opens_on_failures_and_closes_on_answers() {
+        let log = Log::default();
+        let writer = log.clone();
+        let _logging = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish(),
+        );
         let clock = ManualClock::new();
         let options = TierOptions {
             clock: Arc::new(clock.clone()),
@@ -325,6 +357,14 @@ mod tests {
         assert!(matches!(tier.get(&1).await, Err(TierError::Rejected(_))));
         let s = remote.stats();
         assert_eq!((s.errors, s.skipped, s.misses, s.up), (10, 1, 0, false));
+        // One line when it goes down, naming the cause; none per rejected call.
+        let lines = log.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("WARN")
+                && lines[0].contains("cache tier redis://127.0.0.1:1 unreachable (circuit open): cache tier unavailable: connection refused"),
+            "{lines:?}"
+        );
 
         tier.tier().tier.0.store(true, Relaxed);
         clock.advance(options.open_for);
@@ -334,5 +374,11 @@ mod tests {
         assert_eq!(remote.degraded(), None);
         let s = remote.stats();
         assert_eq!((s.errors, s.skipped, s.misses, s.up), (10, 1, 3, true));
+        let lines = log.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1].contains("INFO") && lines[1].contains("answers again (circuit closed)"),
+            "{lines:?}"
+        );
     }
 }
