@@ -122,18 +122,21 @@ impl CachedStore {
                 .build()
         };
         let products = Arc::new(
-            TieredCache::builder(l1(config.product_ttl_secs), remote.guard(product_tier.clone()))
-                .l2_ttl(Duration::from_secs(config.product_ttl_secs.max(1) * 10))
-                .coherence(RedisCoherence::new(&product_tier))
-                .build(),
+            TieredCache::builder(
+                l1(config.product_ttl_secs),
+                remote.guard(product_tier.clone()),
+            )
+            .l2_ttl(Duration::from_secs(config.product_ttl_secs.max(1) * 10))
+            .coherence(RedisCoherence::new(&product_tier))
+            .build(),
         );
         let listings = TieredCache::builder(
             l1(config.listing_ttl_secs),
             remote.guard(listing_tier.clone()),
         )
-            .l2_ttl(Duration::from_secs(config.listing_ttl_secs.max(1) * 4))
-            .coherence(RedisCoherence::new(&listing_tier))
-            .build();
+        .l2_ttl(Duration::from_secs(config.listing_ttl_secs.max(1) * 4))
+        .coherence(RedisCoherence::new(&listing_tier))
+        .build();
         let store = Self {
             inner,
             products,

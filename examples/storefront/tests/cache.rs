@@ -288,18 +288,34 @@ async fn a_dead_redis_is_skipped_reported_and_taken_back() {
         assert_eq!(status, 200, "{body}");
     }
     let skipped = cached.stats().remote;
-    assert_eq!(skipped.errors, open.errors, "no call reached Redis: {skipped:?}");
-    assert_eq!(skipped.misses, misses, "failures are not misses: {skipped:?}");
+    assert_eq!(
+        skipped.errors, open.errors,
+        "no call reached Redis: {skipped:?}"
+    );
+    assert_eq!(
+        skipped.misses, misses,
+        "failures are not misses: {skipped:?}"
+    );
     assert!(skipped.skipped >= open.skipped + 5, "{skipped:?}");
 
     let (status, ready) = get(&app, "/readyz").await;
     assert_eq!(status, 200, "{ready}");
-    let cause = format!("degraded: cache tier redis://127.0.0.1:{port} unreachable (circuit open): ");
-    assert!(ready.starts_with(&cause) && ready.len() > cause.len() + 5, "{ready}");
+    let cause =
+        format!("degraded: cache tier redis://127.0.0.1:{port} unreachable (circuit open): ");
+    assert!(
+        ready.starts_with(&cause) && ready.len() > cause.len() + 5,
+        "{ready}"
+    );
     let (_, metrics) = get(&app, "/metrics").await;
     for line in [
-        format!("storefront_cache_tier_errors_total{{tier=\"l2\"}} {}", skipped.errors),
-        format!("storefront_cache_tier_skipped_total{{tier=\"l2\"}} {}", skipped.skipped),
+        format!(
+            "storefront_cache_tier_errors_total{{tier=\"l2\"}} {}",
+            skipped.errors
+        ),
+        format!(
+            "storefront_cache_tier_skipped_total{{tier=\"l2\"}} {}",
+            skipped.skipped
+        ),
         format!("storefront_cache_requests_total{{tier=\"l2\",result=\"miss\"}} {misses}"),
     ] {
         assert!(metrics.contains(&line), "no {line} in\n{metrics}");
@@ -324,5 +340,8 @@ async fn a_dead_redis_is_skipped_reported_and_taken_back() {
     }
     assert_eq!(ready, "ready\n");
     let back = cached.stats().remote;
-    assert!(back.up && back.misses > misses, "Redis answers again: {back:?}");
+    assert!(
+        back.up && back.misses > misses,
+        "Redis answers again: {back:?}"
+    );
 }

@@ -163,5 +163,8 @@ fn serve_stops_at_once_when_its_database_cannot_be_reached() {
         text.contains(&format!("127.0.0.1:{dead}/shop")) && text.contains("refused"),
         "{text}"
     );
-    assert!(!text.contains("secret"), "the password is not shown: {text}");
+    assert!(
+        !text.contains("secret"),
+        "the password is not shown: {text}"
+    );
 }

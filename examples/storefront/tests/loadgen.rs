@@ -171,7 +171,11 @@ async fn loadgen_writes_a_chart_only_when_asked() {
     };
     let out = run(&[]).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!text.contains("Chart:"), "{text}");
     let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
     assert!(left.is_empty(), "files written without --svg: {left:?}");
@@ -181,7 +185,11 @@ async fn loadgen_writes_a_chart_only_when_asked() {
     let out = run(&["--svg", chart.to_str().unwrap()]).await.unwrap();
     server.abort();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("Chart: "), "{text}");
     let svg = std::fs::read_to_string(&chart).unwrap();
     storefront::loadgen::svg::well_formed(&svg).unwrap();

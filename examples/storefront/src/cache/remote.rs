@@ -9,7 +9,7 @@
 //! through; when they succeed the breaker closes and Redis is used again.
 //!
 //! What is reported:
-//! - [`Remote::degraded`]: the cause, for `/readyz` (which answers 200 with
+//! - [`CachedStore::degraded`](super::CachedStore::degraded): the cause, for `/readyz` (which answers 200 with
 //!   `degraded: <cause>`: the shop still serves);
 //! - [`RemoteStats`]: hits and misses Redis answered, calls that failed (errors and
 //!   timeouts) and calls the open breaker skipped, apart from each other, for the ops
