@@ -11,6 +11,11 @@
 //!   product pages at once and on listings within that time.
 //!
 //! Everything else (accounts, sessions, carts, orders) goes straight to the store.
+//!
+//! Redis sits behind a circuit breaker ([`remote`]): when it is down, an L1 miss
+//! goes to the database at once instead of waiting on it, `/readyz` says
+//! `degraded: <cause>` ([`Store::degraded`]), and the ops page and `/metrics` count
+//! its failures apart from its misses.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +25,10 @@ use scalekit_cache::{Cache, RedisCoherence, RedisTier, TierError, TieredCache, T
 use serde::{Deserialize, Serialize};
 
 use crate::config::CacheConfig;
+pub mod remote;
+
+pub use remote::{RemoteStats, TierOptions};
+
 use crate::store::{
     context, Backend, Cart, Category, NewProduct, NewUser, Order, OrderSummary, Page, Product,
     ProductPage, Store, StoreError, StoreResult, User,
@@ -43,6 +52,9 @@ pub struct CacheStats {
     pub products: TieredStats,
     /// The listings cache.
     pub listings: TieredStats,
+    /// Redis, both caches together: its answers, failures and skipped calls
+    /// apart (the tiered caches' own `l2_misses` count a failed read as a miss).
+    pub remote: RemoteStats,
 }
 
 /// A [`Store`] with product pages, listings and search results cached in L1 + Redis.
@@ -51,6 +63,10 @@ pub struct CachedStore {
     /// Shared with the tasks that invalidate after a checkout.
     products: Arc<TieredCache<String, Cached>>,
     listings: TieredCache<String, Cached>,
+    /// Redis's breaker and counters.
+    remote: remote::Remote,
+    /// How long a product may stay in L1 (for the degraded message).
+    product_ttl_secs: u64,
 }
 
 impl std::fmt::Debug for CachedStore {
@@ -78,11 +94,23 @@ impl CachedStore {
     /// Wraps `inner`, with L2 and invalidations in the Redis at `config`'s URL, under
     /// `config.namespace` (instances that share a namespace share the caches).
     pub async fn connect(inner: Arc<dyn Store>, config: &CacheConfig) -> Result<Self, TierError> {
-        let client = redis::Client::open(config.redis_url().as_str())
-            .map_err(|e| TierError::Unavailable(Box::new(e)))?;
+        Self::connect_with(inner, config, TierOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with Redis's time limit, breaker and clock from
+    /// `options`.
+    pub async fn connect_with(
+        inner: Arc<dyn Store>,
+        config: &CacheConfig,
+        options: TierOptions,
+    ) -> Result<Self, TierError> {
+        let url = config.redis_url();
+        let client =
+            redis::Client::open(url.as_str()).map_err(|e| TierError::Unavailable(Box::new(e)))?;
+        let remote = remote::Remote::new(&url, &options)?;
         let tier = |name: &str| {
             RedisTier::builder(client.clone(), format!("{}:{name}", config.namespace))
-                .timeout(Duration::from_millis(250))
+                .timeout(options.timeout)
                 .build()
         };
         let product_tier = tier("products").await?;
@@ -94,22 +122,30 @@ impl CachedStore {
                 .build()
         };
         let products = Arc::new(
-            TieredCache::builder(l1(config.product_ttl_secs), product_tier.clone())
-                .l2_ttl(Duration::from_secs(config.product_ttl_secs.max(1) * 10))
-                .coherence(RedisCoherence::new(&product_tier))
-                .build(),
+            TieredCache::builder(
+                l1(config.product_ttl_secs),
+                remote.guard(product_tier.clone()),
+            )
+            .l2_ttl(Duration::from_secs(config.product_ttl_secs.max(1) * 10))
+            .coherence(RedisCoherence::new(&product_tier))
+            .build(),
         );
-        let listings = TieredCache::builder(l1(config.listing_ttl_secs), listing_tier.clone())
-            .l2_ttl(Duration::from_secs(config.listing_ttl_secs.max(1) * 4))
-            .coherence(RedisCoherence::new(&listing_tier))
-            .build();
+        let listings = TieredCache::builder(
+            l1(config.listing_ttl_secs),
+            remote.guard(listing_tier.clone()),
+        )
+        .l2_ttl(Duration::from_secs(config.listing_ttl_secs.max(1) * 4))
+        .coherence(RedisCoherence::new(&listing_tier))
+        .build();
         let store = Self {
             inner,
             products,
             listings,
+            remote,
+            product_ttl_secs: config.product_ttl_secs,
         };
         // Serve only once other instances' product changes reach this L1.
-        if !store.wait_subscribed(Duration::from_secs(5)).await {
+        if !store.wait_subscribed(options.subscribe_wait).await {
             tracing::warn!("the cache invalidation subscription is not up yet: this instance may serve a changed product for up to {} s", config.product_ttl_secs);
         }
         Ok(store)
@@ -120,7 +156,23 @@ impl CachedStore {
         CacheStats {
             products: self.products.stats(),
             listings: self.listings.stats(),
+            remote: self.remote.stats(),
         }
+    }
+
+    /// Why the caches serve in a degraded way, if they do: Redis skipped behind
+    /// its open breaker, or other instances' invalidations not arriving. `None`
+    /// when all is well.
+    pub fn degraded(&self) -> Option<String> {
+        let mut causes: Vec<String> = self.remote.degraded().into_iter().collect();
+        if !self.subscribed() {
+            causes.push(format!(
+                "cache invalidations from other instances are not arriving (no subscription at {}): a product page may be up to {} s old",
+                self.remote.address(),
+                self.product_ttl_secs.max(1)
+            ));
+        }
+        (!causes.is_empty()).then(|| causes.join("; "))
     }
 
     /// Whether both caches hear the other instances' invalidations now.
@@ -174,6 +226,14 @@ impl Store for CachedStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
+    }
+
+    fn degraded(&self) -> Option<String> {
+        let mine = CachedStore::degraded(self);
+        match (mine, self.inner.degraded()) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        }
     }
 
     async fn categories(&self) -> StoreResult<Vec<Category>> {

@@ -158,3 +158,190 @@ async fn checkout_in_one_instance_refreshes_stock_in_the_other() {
         "A's cached stock was invalidated"
     );
 }
+
+/// A `redis-server` of the test's own on `port` (no persistence), killed and
+/// reaped on drop.
+struct RedisServer(std::process::Child);
+
+impl RedisServer {
+    /// Starts it and waits (at most 5 s) until it answers `PING`.
+    fn start(program: &std::path::Path, port: u16) -> Self {
+        let child = std::process::Command::new(program)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let server = Self(child);
+        let answers = || -> std::io::Result<bool> {
+            use std::io::{Read, Write};
+            let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            tcp.set_read_timeout(Some(Duration::from_secs(1)))?;
+            tcp.write_all(b"PING\r\n")?;
+            let mut reply = [0u8; 7];
+            tcp.read_exact(&mut reply)?;
+            Ok(&reply == b"+PONG\r\n")
+        };
+        for _ in 0..500 {
+            if answers().unwrap_or(false) {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server on port {port} did not answer PING within 5 s");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `redis-server`, or `None` (test skipped) when it is not installed. Under `CI`,
+/// a missing program fails.
+fn redis_server(test: &str) -> Option<std::path::PathBuf> {
+    let found = common::find_program("redis-server", &["/usr/sbin", "/usr/local/bin"]);
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: redis-server must be installed under CI"
+        );
+        eprintln!("skipped {test}: redis-server is not installed");
+    }
+    found
+}
+
+async fn get(app: &axum::Router, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::get(path)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Stage 3 over a Redis that dies and comes back: the shop keeps serving, stops
+/// asking Redis once its breaker opens, says why on `/readyz`, `/metrics` and
+/// `/ops`, and takes Redis back when it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redis_is_skipped_reported_and_taken_back() {
+    use scalekit_core::ManualClock;
+    use storefront::app::{router, AppConfig, AppState};
+    use storefront::cache::TierOptions;
+    use storefront::config::CacheConfig;
+    use storefront::ops::{MeteredStore, Ops};
+
+    let Some(program) = redis_server("degraded") else {
+        return;
+    };
+    let port = common::procs::free_addr().port();
+    let redis = RedisServer::start(&program, port);
+    let (db, _dir) = common::sqlite().await;
+    let ids = common::catalog(db.as_ref(), 40, 3).await;
+    let config = CacheConfig {
+        redis_url_env: None,
+        redis_url: format!("redis://127.0.0.1:{port}"),
+        namespace: "storefront-test:degraded".into(),
+        l1_capacity: 1_000,
+        product_ttl_secs: 600,
+        listing_ttl_secs: 600,
+    };
+    let clock = ManualClock::new();
+    let options = TierOptions {
+        clock: Arc::new(clock.clone()),
+        ..TierOptions::default()
+    };
+    let open_for = options.open_for;
+    let ops = Arc::new(Ops::default());
+    let cached = Arc::new(
+        CachedStore::connect_with(MeteredStore::wrap(db, &ops), &config, options)
+            .await
+            .unwrap(),
+    );
+    ops.set_cache(cached.clone());
+    let app = router(AppState::new(cached.clone(), AppConfig::default()).with_ops(ops.clone()));
+
+    assert_eq!(get(&app, "/readyz").await, (200, "ready\n".into()));
+    assert_eq!(get(&app, &format!("/products/{}", ids[0])).await.0, 200);
+    let misses = cached.stats().remote.misses;
+    assert!(misses >= 1, "{:?}", cached.stats().remote);
+
+    drop(redis);
+    // Every page is still served; the breaker opens after a few failed calls.
+    let mut next = ids[1..].iter();
+    for id in next.by_ref() {
+        assert_eq!(get(&app, &format!("/products/{id}")).await.0, 200);
+        if !cached.stats().remote.up {
+            break;
+        }
+    }
+    let open = cached.stats().remote;
+    assert!(!open.up && open.errors > 0, "{open:?}");
+    // Open: misses go to the database without asking Redis.
+    for id in next.by_ref().take(5) {
+        let (status, body) = get(&app, &format!("/products/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let skipped = cached.stats().remote;
+    assert_eq!(
+        skipped.errors, open.errors,
+        "no call reached Redis: {skipped:?}"
+    );
+    assert_eq!(
+        skipped.misses, misses,
+        "failures are not misses: {skipped:?}"
+    );
+    assert!(skipped.skipped >= open.skipped + 5, "{skipped:?}");
+
+    let (status, ready) = get(&app, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    let cause =
+        format!("degraded: cache tier redis://127.0.0.1:{port} unreachable (circuit open): ");
+    assert!(
+        ready.starts_with(&cause) && ready.len() > cause.len() + 5,
+        "{ready}"
+    );
+    let (_, metrics) = get(&app, "/metrics").await;
+    for line in [
+        format!(
+            "storefront_cache_tier_errors_total{{tier=\"l2\"}} {}",
+            skipped.errors
+        ),
+        format!(
+            "storefront_cache_tier_skipped_total{{tier=\"l2\"}} {}",
+            skipped.skipped
+        ),
+        format!("storefront_cache_requests_total{{tier=\"l2\",result=\"miss\"}} {misses}"),
+    ] {
+        assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    }
+    let (_, page) = get(&app, "/ops").await;
+    assert!(page.contains("L2 tier errors / calls skipped"), "{page}");
+    assert!(page.contains("unreachable (circuit open)"), "{page}");
+
+    // Back on the same port: the breaker's probes find it (time moves by hand;
+    // the polling waits on the real server and the subscription's reconnection).
+    let _redis = RedisServer::start(&program, port);
+    let mut ready = String::new();
+    for round in 0..300 {
+        clock.advance(open_for);
+        let (status, _) = get(&app, &format!("/search?q=probe{round}")).await;
+        assert_eq!(status, 200);
+        ready = get(&app, "/readyz").await.1;
+        if ready == "ready\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, "ready\n");
+    let back = cached.stats().remote;
+    assert!(
+        back.up && back.misses > misses,
+        "Redis answers again: {back:?}"
+    );
+}

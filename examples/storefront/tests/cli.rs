@@ -115,3 +115,56 @@ fn services_status_says_what_runs_where() {
     let (ok, text) = storefront(&["services", "sideways"]);
     assert!(!ok && text.contains("invalid value"), "{text}");
 }
+
+/// `serve` with its PostgreSQL on a port where nothing listens stops within 6 s
+/// (sqlx's pool alone waits 30 s), saying which database and why.
+#[test]
+fn serve_stops_at_once_when_its_database_cannot_be_reached() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dead.toml");
+    std::fs::write(&file, format!("[stage]\nnumber = 2\nname = \"x\"\ntitle = \"X\"\nadds = \"a\"\nneeds = \"n\"\n[server]\naddr = \"127.0.0.1:0\"\npage_size = 24\n[database]\nbackend = \"postgres\"\nurl = \"postgres://shop:secret@127.0.0.1:{dead}/shop\"\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run storefront");
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve still starting after 6 s");
+    };
+    let mut text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        stderr.read_to_string(&mut text).unwrap();
+    }
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{dead}/shop")) && text.contains("refused"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret"),
+        "the password is not shown: {text}"
+    );
+}

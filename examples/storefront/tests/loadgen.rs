@@ -1,5 +1,6 @@
 //! The load generator against a real shop: stage 1 in process on port 0, and
 //! `storefront evolve` starting stage 1 as a child process.
+//! `storefront loadgen` writes a chart only when `--svg` says where.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -128,5 +129,68 @@ fn evolve_runs_stage_one_and_writes_the_page() {
     assert_eq!(cells[5], "0", "{row}");
     assert!(page.contains("![Requests per second and latency by stage](evolution.svg)"));
     let svg = std::fs::read_to_string(dir.path().join("evolution.svg")).unwrap();
+    storefront::loadgen::svg::well_formed(&svg).unwrap();
+}
+
+/// `storefront loadgen` leaves no file behind without `--svg`, and writes the chart
+/// where `--svg` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_writes_a_chart_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("shop.db"))
+            .await
+            .unwrap(),
+    );
+    let fast = Passwords::fast_insecure();
+    let options = SeedOptions {
+        products: 50,
+        users: 2,
+        seed: 42,
+    };
+    seed::seed(store.as_ref(), options, &fast, &|_| {})
+        .await
+        .unwrap();
+    let mut state = AppState::new(store, AppConfig::default());
+    state.passwords = fast;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app::router(state)).await });
+
+    let work = tempfile::tempdir().unwrap();
+    let target = format!("http://{addr}");
+    let run = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_storefront"));
+        command
+            .current_dir(work.path())
+            .args(["loadgen", "--target", &target, "--duration", "1"])
+            .args(["--warmup", "0", "--concurrency", "2", "--users", "2"])
+            .args(extra)
+            .env("RUST_LOG", "warn");
+        command.output()
+    };
+    let out = run(&[]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("Chart:"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
+    assert!(left.is_empty(), "files written without --svg: {left:?}");
+
+    let chart = work.path().join("charts").join("run.svg");
+    std::fs::create_dir(work.path().join("charts")).unwrap();
+    let out = run(&["--svg", chart.to_str().unwrap()]).await.unwrap();
+    server.abort();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Chart: "), "{text}");
+    let svg = std::fs::read_to_string(&chart).unwrap();
     storefront::loadgen::svg::well_formed(&svg).unwrap();
 }

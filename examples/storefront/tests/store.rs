@@ -43,3 +43,85 @@ both_backends!(
     checkout_refuses_what_is_not_in_stock,
     concurrent_checkouts_never_oversell,
 );
+
+/// Every PostgreSQL stage (2, 5, 6, 7) with its servers moved to a port where
+/// nothing listens: opening fails at once (well within a 6 s deadline, where
+/// sqlx's pool alone waits 30 s) and names the database and the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
+    use std::time::Duration;
+    use storefront::config::{StageConfig, BUILTIN};
+
+    let dead = common::procs::free_addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    for number in [2, 5, 6, 7] {
+        let (name, text) = BUILTIN
+            .iter()
+            .find(|(name, _)| name.starts_with(&format!("{number:02}-")))
+            .unwrap();
+        // No environment override, every server on the dead port.
+        let text: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("url_env"))
+            .map(|line| {
+                line.replace("127.0.0.1:5432", &format!("127.0.0.1:{dead}"))
+                    .replace("127.0.0.1:5433", &format!("127.0.0.1:{dead}"))
+                    .replace("127.0.0.1:5434", &format!("127.0.0.1:{dead}"))
+                    + "\n"
+            })
+            .collect();
+        let config = StageConfig::parse(name, &text).unwrap();
+        let opened = tokio::time::timeout(
+            Duration::from_secs(6),
+            storefront::store::open(&config, dir.path()),
+        )
+        .await;
+        let err = match opened {
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(store)) => panic!("stage {number}: opened {store:?} on a dead port"),
+            Err(_) => panic!("stage {number}: still opening after 6 s"),
+        };
+        let address = format!("127.0.0.1:{dead}/");
+        assert!(
+            err.contains(&address) && err.contains("refused"),
+            "stage {number}: {err}"
+        );
+        assert!(!err.contains("postgres@"), "no user in the message: {err}");
+    }
+}
+
+/// A fresh SQLite store is readable by its owner only: the folders it makes 0700,
+/// the database file and its `-wal` and `-shm` files 0600.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_and_folders_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    use storefront::store::{SqliteStore, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("storefront-data");
+    let file = data.join("nested").join("storefront.db");
+    let store = SqliteStore::open(&file).await.unwrap();
+    store
+        .insert_categories(&[("books".into(), "Books".into())])
+        .await
+        .unwrap();
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&data), 0o700, "{}", data.display());
+    assert_eq!(mode(&data.join("nested")), 0o700);
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    // Opening it again keeps it as it is.
+    drop(store);
+    let again = SqliteStore::open(&file).await.unwrap();
+    assert_eq!(again.categories().await.unwrap().len(), 1);
+    assert_eq!(mode(&file), 0o600);
+}

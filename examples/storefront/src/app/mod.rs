@@ -167,9 +167,15 @@ async fn livez() -> &'static str {
     "ok\n"
 }
 
+/// `ready`, or `degraded: <cause>` (still 200: the shop serves, without a part
+/// such as its Redis cache tier), or 503 `not ready: <error>` when the database
+/// does not answer.
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(()) => match state.store.degraded() {
+            None => (StatusCode::OK, "ready\n".to_owned()),
+            Some(cause) => (StatusCode::OK, format!("degraded: {cause}\n")),
+        },
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
     }
 }

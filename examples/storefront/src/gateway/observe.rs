@@ -213,7 +213,7 @@ mod tests {
     fn cache(hits: u64, misses: u64) -> CacheTotals {
         CacheTotals {
             l1: Some(TierTotals { hits, misses }),
-            l2: None,
+            ..CacheTotals::default()
         }
     }
 

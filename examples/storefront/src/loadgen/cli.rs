@@ -90,9 +90,10 @@ pub struct LoadgenArgs {
     /// Seconds of load before measuring (caches, connections and pools warm up).
     #[arg(long, default_value_t = 5.0)]
     pub warmup: f64,
-    /// Where to write the chart.
-    #[arg(long, default_value = "loadgen.svg")]
-    pub svg: PathBuf,
+    /// Also write a chart (latency by route, requests per second over time) to
+    /// this file; without it, nothing is written.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 /// Runs `storefront loadgen`.
@@ -113,10 +114,12 @@ pub async fn loadgen(args: LoadgenArgs) -> Result<(), String> {
         args.target,
         report.table()
     );
-    let title = format!("storefront loadgen: {}", args.target);
-    std::fs::write(&args.svg, report_chart(&title, &report))
-        .map_err(|e| format!("cannot write {}: {e}", args.svg.display()))?;
-    println!("Chart: {}", args.svg.display());
+    if let Some(svg) = &args.svg {
+        let title = format!("storefront loadgen: {}", args.target);
+        std::fs::write(svg, report_chart(&title, &report))
+            .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+        println!("Chart: {}", svg.display());
+    }
     Ok(())
 }
 

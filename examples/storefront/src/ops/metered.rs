@@ -54,6 +54,10 @@ impl Store for MeteredStore {
         self.count().ping().await
     }
 
+    fn degraded(&self) -> Option<String> {
+        self.inner.degraded()
+    }
+
     async fn categories(&self) -> StoreResult<Vec<Category>> {
         self.count().categories().await
     }

@@ -175,6 +175,25 @@ impl Collector for View {
                 }
             }
         }
+        if let Some(faults) = self.cache.l2_faults {
+            for (name, help, n) in [
+                (
+                    "storefront_cache_tier_errors",
+                    "Calls to a remote cache tier that failed (refused, dropped, timed out, or an error from it): not counted as misses.",
+                    faults.errors,
+                ),
+                (
+                    "storefront_cache_tier_skipped",
+                    "Calls to a remote cache tier that its open circuit breaker skipped (the tier was not asked).",
+                    faults.skipped,
+                ),
+            ] {
+                encoder
+                    .encode_descriptor(name, help, None, MetricType::Counter)?
+                    .encode_family(&[("tier", "l2")])?
+                    .encode_counter(&n, NO_EXEMPLAR)?;
+            }
+        }
         encoder
             .encode_descriptor(
                 "storefront_uptime_seconds",

@@ -71,7 +71,9 @@ pub mod topology;
 pub use layer::{OpsFuture, OpsLayer, OpsService};
 pub use metered::MeteredStore;
 pub use page::router;
-pub use snapshot::{CacheTotals, Point, Snapshot, StageRef, TierTotals, Totals, Window};
+pub use snapshot::{
+    CacheTotals, Point, Snapshot, StageRef, TierFaults, TierTotals, Totals, Window,
+};
 pub use topology::Topology;
 
 /// What the gateway reports about itself, as a JSON object (see the module docs).
@@ -427,9 +429,15 @@ impl Ops {
                         hits: s.products.l1.hits + s.listings.l1.hits,
                         misses: s.products.l1.misses + s.listings.l1.misses,
                     }),
+                    // What Redis answered; its failures and the calls its
+                    // breaker skipped are counted apart, not as misses.
                     l2: Some(TierTotals {
-                        hits: s.products.l2_hits + s.listings.l2_hits,
-                        misses: s.products.l2_misses + s.listings.l2_misses,
+                        hits: s.remote.hits,
+                        misses: s.remote.misses,
+                    }),
+                    l2_faults: Some(TierFaults {
+                        errors: s.remote.errors,
+                        skipped: s.remote.skipped,
                     }),
                 }
             }
@@ -506,7 +514,14 @@ impl Ops {
             gateway: self.gateway(),
             replicas: self.read_split_and_replicas().1,
             shards: self.shards(),
+            degraded: self.degraded(),
         }
+    }
+
+    /// Why this process serves in a degraded way, if it does: its caches' Redis
+    /// tier down ([`CachedStore::degraded`]).
+    pub fn degraded(&self) -> Option<String> {
+        self.cache.get().and_then(|cache| cache.degraded())
     }
 
     /// `/metrics`: Prometheus text format (OpenMetrics 1.0).

@@ -85,6 +85,8 @@ struct OpsPage {
     topology: String,
     figures: Vec<Figure>,
     cache_rows: Vec<(&'static str, u64, u64)>,
+    /// The Redis tier's failed calls and calls skipped, apart from misses.
+    faults: Option<super::TierFaults>,
     gateway: Option<GatewayView>,
     /// Stage 5: the primary and replicas of each database, and the read split.
     replicas: Vec<super::replicas::Row>,
@@ -302,6 +304,7 @@ async fn page(State(ops): State<Arc<Ops>>) -> Response {
         topology: snapshot.topology.svg(),
         figures,
         cache_rows,
+        faults: cache.l2_faults,
         gateway: snapshot.gateway.as_ref().map(gateway_view),
         replicas: super::replicas::rows(&snapshot.replicas),
         shard_rows: snapshot

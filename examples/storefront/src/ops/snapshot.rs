@@ -28,6 +28,10 @@ pub struct Snapshot {
     /// Stage 7: rows per shard database (`shards.rows`) and the resharding state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<super::shards::ShardsView>,
+    /// Why this process serves in a degraded way, if it does (what `/readyz` says
+    /// after `degraded: `): its Redis cache tier down, for instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// A stage's number and title.
@@ -64,6 +68,19 @@ pub struct CacheTotals {
     /// The shared Redis cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l2: Option<TierTotals>,
+    /// The Redis tier's failed and skipped calls, apart from its misses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2_faults: Option<TierFaults>,
+}
+
+/// Calls to a remote cache tier that did not get an answer: not misses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierFaults {
+    /// Calls (reads and writes) that failed: refused, dropped, timed out, or an
+    /// error from the tier.
+    pub errors: u64,
+    /// Calls its open circuit breaker skipped: the tier was not asked.
+    pub skipped: u64,
 }
 
 /// One cache tier's lookups.
@@ -112,6 +129,13 @@ impl CacheTotals {
         CacheTotals {
             l1: add_tier(self.l1, other.l1),
             l2: add_tier(self.l2, other.l2),
+            l2_faults: match (self.l2_faults, other.l2_faults) {
+                (Some(a), Some(b)) => Some(TierFaults {
+                    errors: a.errors.saturating_add(b.errors),
+                    skipped: a.skipped.saturating_add(b.skipped),
+                }),
+                (a, b) => a.or(b),
+            },
         }
     }
 }
@@ -213,6 +237,10 @@ impl Snapshot {
         if self.shards.is_none() {
             self.shards = other.shards.clone();
         }
+        self.degraded = match (self.degraded.take(), &other.degraded) {
+            (Some(a), Some(b)) if a != *b => Some(format!("{a}; {b}")),
+            (a, b) => a.or_else(|| b.clone()),
+        };
     }
 }
 
@@ -243,6 +271,10 @@ mod tests {
                 cache: CacheTotals {
                     l1: l1.then_some(TierTotals { hits: 3, misses: 1 }),
                     l2: None,
+                    l2_faults: l1.then_some(TierFaults {
+                        errors: 2,
+                        skipped: 5,
+                    }),
                 },
                 reads: ReadSplit::default(),
             },
@@ -257,6 +289,7 @@ mod tests {
             gateway: None,
             replicas: Vec::new(),
             shards: None,
+            degraded: None,
         }
     }
 
@@ -272,6 +305,13 @@ mod tests {
         assert_eq!(a.totals.db_queries, 50 + 150 + 3);
         assert_eq!(a.totals.cache.l1, Some(TierTotals { hits: 6, misses: 2 }));
         assert_eq!(a.totals.cache.l2, None);
+        assert_eq!(
+            a.totals.cache.l2_faults,
+            Some(TierFaults {
+                errors: 4,
+                skipped: 10
+            })
+        );
         assert_eq!(a.window.rps, 40.0);
         assert_eq!(a.window.db_qps, 20.0);
         assert_eq!(a.window.p99_ms, 9.0);

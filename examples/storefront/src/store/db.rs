@@ -180,10 +180,11 @@ impl Db {
                 .max_connections(max_connections)
                 .connect_lazy_with(o)
         };
-        let primary = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .connect_with(options.clone())
-            .await?;
+        let primary = super::connect_pool(
+            &options,
+            PgPoolOptions::new().max_connections(max_connections),
+        )
+        .await?;
         let Some(config) = replicas else {
             return Ok(Self::single(primary));
         };

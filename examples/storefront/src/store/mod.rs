@@ -13,6 +13,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+mod connect;
 pub mod context;
 pub mod db;
 mod domains;
@@ -23,12 +24,13 @@ pub mod sharded;
 mod sql;
 mod sqlite;
 
+pub use connect::{connect_pool, db_address, CONNECT_TIMEOUT};
 pub use db::{Db, Reader};
 pub use domains::{db_of, domain_router, DomainStore, DOMAIN_ROUTES};
 pub use orders::OrderRepo;
 pub use orders_pg::PgOrders;
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{private_dir, private_file, SqliteStore};
 
 /// The most of one product a cart holds.
 pub const MAX_QUANTITY: i64 = 99;
@@ -237,6 +239,13 @@ pub enum StoreError {
     },
     /// The database failed or could not be reached.
     Database(sqlx::Error),
+    /// A database could not be reached at start (see [`connect_pool`]).
+    Unreachable {
+        /// Where: `host:port/database`, without user or password.
+        address: String,
+        /// Why: refused, no answer, unknown host, no such database, bad password...
+        source: sqlx::Error,
+    },
     /// The schema could not be brought up to date.
     Migrate(sqlx::migrate::MigrateError),
     /// A cached load failed (the error is shared by every caller that waited on it).
@@ -255,6 +264,10 @@ impl fmt::Display for StoreError {
                 write!(f, "not enough of \"{name}\" is left in stock for this cart")
             }
             Self::Database(e) => write!(f, "database error: {e}"),
+            Self::Unreachable { address, source } => write!(
+                f,
+                "cannot reach the PostgreSQL database {address}: {source} (is the server up, and are the stage file's database URLs right?)"
+            ),
             Self::Migrate(e) => write!(f, "cannot migrate the database schema: {e}"),
             Self::Loader(e) => e.fmt(f),
             Self::Corrupt(what) => write!(f, "cache corrupt: {what}"),
@@ -265,7 +278,7 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Database(e) => Some(e),
+            Self::Database(e) | Self::Unreachable { source: e, .. } => Some(e),
             Self::Migrate(e) => Some(e),
             Self::Loader(e) => Some(&**e),
             _ => None,
@@ -297,6 +310,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn backend(&self) -> Backend;
     /// Checks that the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Why the store serves in a degraded way, if it does (a cache tier it skips
+    /// while down): `/readyz` answers `degraded: <cause>`. `None` by default; a
+    /// store that wraps another passes the inner one's on.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
 
     /// All categories, by name.
     async fn categories(&self) -> StoreResult<Vec<Category>>;

@@ -169,11 +169,13 @@ impl ShardedOrders {
         for name in config.all_databases() {
             let db = match replicas {
                 None => Db::single(
-                    PgPoolOptions::new()
-                        .max_connections(config.max_connections)
-                        .acquire_timeout(Duration::from_secs(10))
-                        .connect_with(base.clone().database(&name))
-                        .await?,
+                    crate::store::connect_pool(
+                        &base.clone().database(&name),
+                        PgPoolOptions::new()
+                            .max_connections(config.max_connections)
+                            .acquire_timeout(Duration::from_secs(10)),
+                    )
+                    .await?,
                 ),
                 Some(_) => {
                     Db::connect_with(
