@@ -71,6 +71,10 @@ pub struct StageConfig {
     /// The admin pages' token (stage 7): see [`crate::app::admin`].
     #[serde(default)]
     pub admin: Option<crate::app::admin::AdminConfig>,
+    /// Who may read `/ops` and `/metrics`: see [`crate::ops::access`] (open
+    /// without the section).
+    #[serde(default)]
+    pub ops: Option<crate::ops::OpsConfig>,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).
@@ -683,6 +687,10 @@ impl StageConfig {
         if let Some(gateway) = &self.gateway {
             gateway
                 .check(self.server.addr)
+                .map_err(|(field, message)| invalid(field, message))?;
+        }
+        if let Some(ops) = &self.ops {
+            ops.check()
                 .map_err(|(field, message)| invalid(field, message))?;
         }
         if let Some(domains) = &self.domains {

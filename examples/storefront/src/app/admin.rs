@@ -149,6 +149,7 @@ pub fn router(admin: Admin) -> Router {
         .route("/admin/revenue", get(revenue))
         .route("/admin/top-products", get(top_products))
         .route("/admin/login", get(login_form).post(login))
+        .layer(axum::middleware::map_response(super::headers::secure))
         .with_state(admin)
 }
 

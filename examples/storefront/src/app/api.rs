@@ -22,7 +22,7 @@
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -60,7 +60,18 @@ pub fn router() -> Router<AppState> {
         .route("/checkout", post(checkout))
         .route("/orders", get(orders))
         .route("/orders/{id}", get(order))
-        .fallback(|| async { ApiError(AppError::NotFound("no such API route".into())) })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            ApiError(AppError::MethodNotAllowed(format!(
+                "/api{} does not take {method} requests (the Allow header lists the methods it takes)",
+                uri.path()
+            )))
+        })
+        .fallback(not_found)
+}
+
+/// Any other address under `/api`: a JSON 404.
+pub async fn not_found() -> ApiError {
+    ApiError(AppError::NotFound("no such API route".into()))
 }
 
 fn signed_in(user: Option<User>) -> Result<User, AppError> {

@@ -73,10 +73,11 @@ fn plausible_token(token: &str) -> bool {
     token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Normalises and checks an email address: trimmed, lower case, one `@` with text on
+/// Normalises and checks an email address: spaces trimmed, lower case, one `@` with text on
 /// both sides and a dot in the domain, at most 254 bytes.
 pub fn valid_email(email: &str) -> Result<String, AppError> {
-    let email = email.trim().to_lowercase();
+    // Spaces only: a tab or line break at either end is refused, not trimmed away.
+    let email = email.trim_matches(' ').to_lowercase();
     let ok = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && match email.split_once('@') {
@@ -99,9 +100,10 @@ pub fn valid_email(email: &str) -> Result<String, AppError> {
     }
 }
 
-/// Checks a display name: 1 to 80 characters after trimming, no control characters.
+/// Checks a display name: 1 to 80 characters after trimming spaces, no control
+/// characters (not even at the ends).
 pub fn valid_name(name: &str) -> Result<String, AppError> {
-    let name = name.trim();
+    let name = name.trim_matches(' ');
     let count = name.chars().count();
     if count == 0 || count > 80 || name.chars().any(char::is_control) {
         return Err(AppError::invalid(

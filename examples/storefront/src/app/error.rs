@@ -25,6 +25,8 @@ pub enum AppError {
     },
     /// The request body or query could not be read (wrong type, bad JSON...).
     Malformed(StatusCode, String),
+    /// The address does not take this method: 405.
+    MethodNotAllowed(String),
     /// The request needs a signed-in user.
     Unauthorized,
     /// Wrong email or password.
@@ -53,6 +55,7 @@ impl AppError {
         match self {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Malformed(status, _) => *status,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized | Self::BadCredentials => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(..) => StatusCode::CONFLICT,
@@ -66,6 +69,7 @@ impl AppError {
         match self {
             Self::Invalid { .. } => "invalid_input",
             Self::Malformed(..) => "malformed_request",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unauthorized => "unauthorized",
             Self::BadCredentials => "bad_credentials",
             Self::NotFound(_) => "not_found",
@@ -95,9 +99,10 @@ impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Invalid { field, message } => write!(f, "{field}: {message}"),
-            Self::Malformed(_, message) | Self::NotFound(message) | Self::Conflict(_, message) => {
-                f.write_str(message)
-            }
+            Self::Malformed(_, message)
+            | Self::MethodNotAllowed(message)
+            | Self::NotFound(message)
+            | Self::Conflict(_, message) => f.write_str(message),
             Self::Unauthorized => f.write_str("sign in first"),
             Self::BadCredentials => f.write_str("wrong email or password"),
             Self::Internal(_) => f.write_str("something went wrong on our side; please try again"),
@@ -120,8 +125,10 @@ impl From<StoreError> for AppError {
             StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
             ) => Self::Unavailable(e.to_string()),
+            StoreError::Database(ref db) if refused_data(db) => Self::refused_data(&e),
             StoreError::Loader(inner) => match &*inner {
                 StoreError::NoSuchProduct(_) => Self::NotFound(inner.to_string()),
+                StoreError::Database(db) if refused_data(db) => Self::refused_data(&inner),
                 StoreError::Database(
                     sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
                 ) => Self::Unavailable(inner.to_string()),
@@ -130,6 +137,42 @@ impl From<StoreError> for AppError {
             other => Self::Internal(other.to_string()),
         }
     }
+}
+
+impl AppError {
+    /// A statement the database refused for its data: the client's input, since
+    /// everything else the shop binds is its own. Logged, since the checks at the
+    /// edge should have caught it first.
+    fn refused_data(e: &StoreError) -> Self {
+        tracing::warn!(detail = %e, "the database refused a request's data; check the input validation");
+        Self::invalid(
+            "input",
+            "the shop cannot store or search for this text or number; remove unusual characters or shorten it",
+        )
+    }
+}
+
+/// Whether the database refused the data of a statement rather than failed:
+/// PostgreSQL's SQLSTATE class 22 (data exception: a NUL in text, a number out of
+/// range, an invalid byte sequence), SQLite's `SQLITE_TOOBIG` and
+/// `SQLITE_MISMATCH`. Such an error says nothing about the server's health, so it
+/// must not become a 500 that a gateway's breaker counts as the instance failing.
+fn refused_data(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return pg.code().starts_with("22");
+    }
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // The primary result code (the low byte of an extended one).
+        let primary = db
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .map(|c| c & 0xff);
+        return matches!(primary, Some(18 | 20));
+    }
+    false
 }
 
 macro_rules! from_rejection {

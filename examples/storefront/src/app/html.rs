@@ -82,8 +82,8 @@ pub(crate) fn valid_category(slug: &str) -> Result<&str, AppError> {
 }
 
 pub(crate) fn valid_query(q: &str) -> Result<&str, AppError> {
-    let q = q.trim();
-    if q.chars().count() > 100 {
+    let q = super::input::no_controls("q", q)?.trim();
+    if q.chars().nth(100).is_some() {
         return Err(AppError::invalid("q", "search with at most 100 characters"));
     }
     Ok(q)
@@ -367,17 +367,7 @@ struct LoginPage {
 
 /// Where to go after logging in: a local path only (no open redirects).
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && n.len() <= 200 =>
-        {
-            n.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
+    super::redirect::same_origin_or_root(next)
 }
 
 /// Query of the login page.
@@ -623,6 +613,15 @@ pub async fn order(
             placed: query.placed == Some(1),
         },
     )
+}
+
+/// A method this address does not take: a 405 page (the `Allow` header, which
+/// axum adds, lists the ones it does).
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> PageError {
+    PageError(AppError::MethodNotAllowed(format!(
+        "{} does not take {method} requests",
+        uri.path()
+    )))
 }
 
 /// Any other address: a friendly 404 page.

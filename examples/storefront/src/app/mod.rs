@@ -11,7 +11,7 @@
 //! | `POST /checkout`, `GET /orders`, `GET /orders/{id}` | checkout and order history |
 //! | `/api/...` | the same as JSON (see [`api`]) |
 //! | `GET /livez`, `GET /readyz` | liveness (the process answers), readiness (the database answers) |
-//! | `GET /ops`, `GET /ops/data.json`, `GET /metrics` | the ops page, its figures, Prometheus (see [`crate::ops`]) |
+//! | `GET /ops`, `GET /ops/data.json`, `GET /metrics` | the ops page, its figures, Prometheus (see [`crate::ops`]); open or behind the admin token, as the stage file says ([`crate::ops::access`]) |
 //! | `/admin/...` | stage 7's admin pages, merged in by the server (see [`admin`]) |
 
 use std::sync::Arc;
@@ -29,7 +29,10 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod headers;
 pub mod html;
+pub mod input;
+pub mod redirect;
 pub mod svg;
 pub mod wal;
 
@@ -144,11 +147,18 @@ pub fn router(state: AppState) -> Router {
         .route("/static/style.css", get(style))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        // A method a page does not take: a page that says so (the API answers in JSON).
+        .method_not_allowed_fallback(html::method_not_allowed)
         .nest("/api", api::router())
+        // The nested router's fallback takes `/api/x`, not `/api` or `/api/`.
+        .route("/api", axum::routing::any(api::not_found))
+        .route("/api/", axum::routing::any(api::not_found))
         .fallback(html::not_found)
         // Stage 5: the session's WAL position, in and out (see `wal`).
         .layer(axum::middleware::from_fn(wal::middleware))
         .layer(OpsLayer::new(state.ops.clone()))
+        // CSP, frame and sniffing rules (the ops routes add their own).
+        .layer(axum::middleware::map_response(headers::secure))
         .merge(ops::router())
         .with_state(state)
 }

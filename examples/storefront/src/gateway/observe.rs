@@ -126,6 +126,8 @@ impl Gateway {
                 })
         }));
         let weak = Arc::downgrade(&self.inner);
+        // The instances run the same stage: their ops routes take the same token.
+        let authorization = ops.access().authorization();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,7 +139,7 @@ impl Gateway {
                     .upstreams
                     .iter()
                     .map(|up| {
-                        let poll = totals_of(inner.client.clone(), up.addr);
+                        let poll = totals_of(inner.client.clone(), up.addr, authorization.clone());
                         tokio::spawn(tokio::time::timeout(inner.health_timeout, poll))
                     })
                     .collect();
@@ -172,9 +174,14 @@ const MAX_SNAPSHOT: usize = 1 << 20;
 async fn totals_of(
     client: super::HttpClient,
     addr: std::net::SocketAddr,
+    authorization: Option<axum::http::HeaderValue>,
 ) -> Option<InstanceTotals> {
     let uri = Uri::try_from(format!("http://{addr}/ops/data.json")).ok()?;
-    let req = Request::get(uri).body(Full::new(Bytes::new())).ok()?;
+    let mut req = Request::get(uri);
+    if let Some(value) = authorization {
+        req = req.header(axum::http::header::AUTHORIZATION, value);
+    }
+    let req = req.body(Full::new(Bytes::new())).ok()?;
     let resp = client.request(req).await.ok()?;
     if resp.status() != StatusCode::OK {
         return None;

@@ -157,7 +157,8 @@ pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String,
     let shop_load = load(&shop.url).await?;
     bare_load.run(options.warmup, Some("bare warm")).await;
     shop_load.run(options.warmup, Some("page warm")).await;
-    let before = OpsTotals::fetch(&warm).await;
+    let ops_http = shop.ops_client(Duration::from_secs(10))?;
+    let before = OpsTotals::fetch(&ops_http).await;
     let (mut bare_side, mut shop_side) = (Side::default(), Side::default());
     for round in 0..options.rounds {
         // Alternate which goes first, so neither always runs on a warmer machine.
@@ -187,7 +188,7 @@ pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String,
             side.rounds.push(report.total);
         }
     }
-    let after = OpsTotals::fetch(&warm).await;
+    let after = OpsTotals::fetch(&ops_http).await;
     let ops = OpsDelta::between(before, after);
     shop.stop().await;
     drop(bare);

@@ -30,6 +30,8 @@ pub struct StageServer {
     dir: tempfile::TempDir,
     /// The databases (URLs) holding a schema of this run's, and its name.
     schema: Option<(Vec<String>, String)>,
+    /// The token of its ops routes, when the stage protects them.
+    ops_token: Option<String>,
 }
 
 impl Drop for StageServer {
@@ -43,6 +45,16 @@ impl StageServer {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A client for the server's ops routes (`/ops/data.json`), with this run's
+    /// token when the stage protects them; `timeout` bounds each request.
+    pub fn ops_client(&self, timeout: Duration) -> Result<HttpClient, String> {
+        let http = HttpClient::new(&self.url, timeout)?;
+        Ok(match &self.ops_token {
+            Some(token) => http.with_authorization(format!("Bearer {token}")),
+            None => http,
+        })
     }
 
     /// The last lines the server logged.
@@ -212,7 +224,18 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
         .try_clone()
         .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let child = Command::new(exe)
+    // A stage that protects its ops routes gets a token of this run's (a gateway
+    // passes it on to its instances).
+    let ops_token = config
+        .ops
+        .as_ref()
+        .and_then(|o| o.token_env.clone())
+        .map(|env| (env, crate::app::auth::new_token()));
+    let mut command = Command::new(exe);
+    if let Some((env, token)) = &ops_token {
+        command.env(env, token);
+    }
+    let child = command
         .arg("serve")
         .args(["--stage", &number.to_string()])
         .arg("--config")
@@ -232,6 +255,7 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
         config,
         dir,
         schema,
+        ops_token: ops_token.map(|(_, token)| token),
     };
     match wait_ready(&mut server.child, &server.url, READY_TIMEOUT).await {
         Ok(()) => Ok(server),
@@ -503,7 +527,7 @@ pub async fn measure_stage(
         if !warmup.is_zero() {
             load.run(warmup, Some(&format!("{number} warm-up"))).await;
         }
-        let ops_http = HttpClient::new(&server.url, Duration::from_secs(5))?;
+        let ops_http = server.ops_client(Duration::from_secs(5))?;
         let before = OpsTotals::fetch(&ops_http).await;
         let started = Instant::now();
         let report = load.run(duration, Some(&format!("stage {number}"))).await;

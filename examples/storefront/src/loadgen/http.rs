@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -35,6 +35,9 @@ pub struct HttpClient {
     client: Client<HttpConnector, Full<Bytes>>,
     base: String,
     timeout: Duration,
+    /// An `Authorization` value sent with every request (see
+    /// [`with_authorization`](Self::with_authorization)).
+    authorization: Option<String>,
 }
 
 impl HttpClient {
@@ -74,7 +77,15 @@ impl HttpClient {
             client,
             base: format!("http://{authority}"),
             timeout,
+            authorization: None,
         })
+    }
+
+    /// The same client, sending `Authorization: value` with every request (the
+    /// ops routes' token: `Bearer <token>`).
+    pub fn with_authorization(mut self, value: String) -> Self {
+        self.authorization = Some(value);
+        self
     }
 
     /// `GET path`, with the session cookie if given.
@@ -104,6 +115,9 @@ impl HttpClient {
             .uri(format!("{}{path}", self.base));
         if let Some(cookie) = session {
             request = request.header(COOKIE, cookie);
+        }
+        if let Some(value) = &self.authorization {
+            request = request.header(AUTHORIZATION, value.as_str());
         }
         let body = match form {
             Some(form) => {

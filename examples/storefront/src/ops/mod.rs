@@ -20,7 +20,8 @@
 //! | `GET /metrics` | Prometheus text format (OpenMetrics) |
 //!
 //! The ops routes themselves are not counted: a page left open, or Prometheus
-//! scraping, does not show up as load on the shop.
+//! scraping, does not show up as load on the shop. Who may read them, the stage
+//! file's `[ops]` section says ([`access`]: open, or the admin token).
 //!
 //! ## Cost on the request path
 //!
@@ -59,6 +60,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::cache::CachedStore;
 use crate::config::StageConfig;
 
+pub mod access;
 mod layer;
 mod metered;
 mod metrics;
@@ -68,6 +70,7 @@ pub mod shards;
 mod snapshot;
 pub mod topology;
 
+pub use access::{OpsAccess, OpsConfig};
 pub use layer::{OpsFuture, OpsLayer, OpsService};
 pub use metered::MeteredStore;
 pub use page::router;
@@ -196,6 +199,7 @@ pub struct Ops {
     backend_replicas: RwLock<Option<BackendReplicasFn>>,
     shards: RwLock<Option<ShardsFn>>,
     history: Mutex<History>,
+    access: RwLock<OpsAccess>,
 }
 
 impl std::fmt::Debug for Ops {
@@ -237,6 +241,7 @@ impl Ops {
             backends: RwLock::new(None),
             backend_replicas: RwLock::new(None),
             shards: RwLock::new(None),
+            access: RwLock::new(OpsAccess::Open),
             history: Mutex::new(History {
                 last: Sample {
                     at: started,
@@ -252,15 +257,29 @@ impl Ops {
         }
     }
 
-    /// The recorder of a stage file: its number, title and topology.
+    /// The recorder of a stage file: its number, title and topology, and who
+    /// may read its routes (`[ops]`, with the token from the environment: see
+    /// [`access`]).
     pub fn for_stage(config: &StageConfig) -> Self {
-        Self::new(
+        let ops = Self::new(
             StageRef {
                 number: config.stage.number,
                 title: config.stage.title.clone(),
             },
             Topology::of(config),
-        )
+        );
+        ops.set_access(OpsAccess::from_config(config.ops.as_ref()));
+        ops
+    }
+
+    /// Who may read the ops routes from now on (open until set).
+    pub fn set_access(&self, access: OpsAccess) {
+        *self.access.write() = access;
+    }
+
+    /// Who may read the ops routes.
+    pub fn access(&self) -> OpsAccess {
+        self.access.read().clone()
     }
 
     /// The stage this process runs.

@@ -1,4 +1,5 @@
-//! The ops routes: `/ops`, `/ops/data.json`, `/metrics`.
+//! The ops routes: `/ops`, `/ops/ops.js` (its script), `/ops/data.json`,
+//! `/metrics`; each behind the recorder's [`OpsAccess`](super::OpsAccess).
 
 use askama::Template;
 use axum::extract::State;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use super::access::Authorized;
 use super::{metrics, Ops, Snapshot, Window};
 #[cfg(doc)]
 use crate::app::AppState;
@@ -27,15 +29,29 @@ where
 {
     Router::new()
         .route("/ops", get(page))
+        .route("/ops/ops.js", get(script))
         .route("/ops/data.json", get(data))
         .route("/metrics", get(prometheus))
+        .layer(axum::middleware::map_response(crate::app::headers::secure))
 }
 
-async fn data(State(ops): State<Arc<Ops>>) -> Response {
+/// The ops page's script (a file of its own: the pages' CSP runs no inline script).
+async fn script(_: Authorized) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../static/ops.js"),
+    )
+        .into_response()
+}
+
+async fn data(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(ops.snapshot())).into_response()
 }
 
-async fn prometheus(State(ops): State<Arc<Ops>>) -> Response {
+async fn prometheus(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
     (
         [
             (header::CONTENT_TYPE, metrics::CONTENT_TYPE),
@@ -258,7 +274,7 @@ fn gateway_view(gateway: &Value) -> GatewayView {
     }
 }
 
-async fn page(State(ops): State<Arc<Ops>>) -> Response {
+async fn page(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
     let snapshot = ops.snapshot();
     let mut keys: Vec<(&'static str, &'static str)> = vec![
         ("rps", "Requests per second"),
