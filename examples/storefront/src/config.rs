@@ -71,6 +71,9 @@ pub struct StageConfig {
     /// The admin pages' token (stage 7): see [`crate::app::admin`].
     #[serde(default)]
     pub admin: Option<crate::app::admin::AdminConfig>,
+    /// `Secure` cookies and the sign-in limits: see [`crate::app::signin`].
+    #[serde(default)]
+    pub auth: crate::app::signin::AuthConfig,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).

@@ -6,13 +6,17 @@
 //! | `GET /`, `?category=slug&page=N` | catalog listing |
 //! | `GET /products/{id}`, `GET /products/{id}/image.svg` | product page, placeholder image |
 //! | `GET /search?q=...&page=N` | search |
-//! | `GET/POST /signup`, `GET/POST /login`, `POST /logout` | accounts |
+//! | `GET/POST /signup`, `GET/POST /login`, `POST /logout` | accounts (limits: [`signin`]) |
 //! | `GET /cart`, `POST /cart/add`, `POST /cart/update` | cart |
 //! | `POST /checkout`, `GET /orders`, `GET /orders/{id}` | checkout and order history |
 //! | `/api/...` | the same as JSON (see [`api`]) |
 //! | `GET /livez`, `GET /readyz` | liveness (the process answers), readiness (the database answers) |
 //! | `GET /ops`, `GET /ops/data.json`, `GET /metrics` | the ops page, its figures, Prometheus (see [`crate::ops`]) |
 //! | `/admin/...` | stage 7's admin pages, merged in by the server (see [`admin`]) |
+//!
+//! Every form that changes something carries an anti-forgery token, and the API
+//! takes the session cookie only on requests another site cannot send: see
+//! [`csrf`].
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,8 +32,10 @@ use crate::store::Store;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod csrf;
 pub mod error;
 pub mod html;
+pub mod signin;
 pub mod svg;
 pub mod wal;
 
@@ -45,6 +51,12 @@ pub struct AppConfig {
     pub session_ttl_secs: i64,
     /// The running stage's number and title, shown in the footer.
     pub stage: (u32, String),
+    /// Cookies and sign-in limits: the stage file's `[auth]` section.
+    pub auth: signin::AuthConfig,
+    /// A proxy the shop trusts is in front (the app processes behind a stage's
+    /// gateway): take the client's address from `X-Forwarded-For` and HTTPS from
+    /// `X-Forwarded-Proto` (see [`signin`]).
+    pub trust_forwarded: bool,
 }
 
 impl Default for AppConfig {
@@ -53,6 +65,8 @@ impl Default for AppConfig {
             page_size: 24,
             session_ttl_secs: 7 * 24 * 3600,
             stage: (1, "Single machine".into()),
+            auth: signin::AuthConfig::default(),
+            trust_forwarded: false,
         }
     }
 }
@@ -68,6 +82,8 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     /// The ops recorder: request, database and cache figures.
     pub ops: Arc<Ops>,
+    /// Sign-in limits and the password hashing pool.
+    pub signin: Arc<signin::SignIn>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Ops> {
@@ -89,6 +105,7 @@ impl AppState {
         Self {
             store,
             passwords: Passwords::recommended(),
+            signin: Arc::new(signin::SignIn::new(&config.auth)),
             config: Arc::new(config),
             ops,
         }
@@ -148,6 +165,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(html::not_found)
         // Stage 5: the session's WAL position, in and out (see `wal`).
         .layer(axum::middleware::from_fn(wal::middleware))
+        // Forged requests refused, tokens for the forms, cookie policy (see `csrf`).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::middleware,
+        ))
         .layer(OpsLayer::new(state.ops.clone()))
         .merge(ops::router())
         .with_state(state)
