@@ -210,8 +210,8 @@ async fn serve(
         app::no_delay(listener),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(app::shutdown_signal())
-        .await?;
+    .with_graceful_shutdown(app::shutdown_signal())
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -130,9 +130,15 @@ impl Shop {
         self.send(from, req.body(Body::empty()).unwrap()).await
     }
 
-    async fn post_form(&self, from: IpAddr, uri: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut req = Request::post(uri)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    async fn post_form(
+        &self,
+        from: IpAddr,
+        uri: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req =
+            Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
@@ -150,7 +156,8 @@ impl Shop {
             .collect::<Vec<_>>()
             .join("; ");
         let body = format!("{body}&csrf={}", page.token());
-        self.post_form(from, uri, &body, &[("cookie", &cookie)]).await
+        self.post_form(from, uri, &body, &[("cookie", &cookie)])
+            .await
     }
 
     async fn api(&self, from: IpAddr, uri: &str, body: Value) -> Reply {
@@ -176,7 +183,11 @@ impl Shop {
         self.form(
             from,
             "/login",
-            &format!("email={}&password={}", email.replace('@', "%40"), password.replace(' ', "+")),
+            &format!(
+                "email={}&password={}",
+                email.replace('@', "%40"),
+                password.replace(' ', "+")
+            ),
             "",
         )
         .await
@@ -189,32 +200,52 @@ async fn wrong_logins_are_limited_per_account_and_address_with_retry_after() {
     s.sign_up("ann@example.com").await;
     let (guesser, owner) = (ip(1), ip(2));
     for i in 0..5 {
-        let r = s.log_in(guesser, "ann@example.com", &format!("guess number {i}")).await;
+        let r = s
+            .log_in(guesser, "ann@example.com", &format!("guess number {i}"))
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "guess {i}: {}", r.body);
     }
     // The sixth: refused before the password is looked at, page and API alike.
     let r = s.log_in(guesser, "ann@example.com", "guess number 6").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
     assert_eq!(r.retry_after(), Some(60));
-    assert!(r.body.contains("too many failed sign-ins for this account"), "{}", r.body);
-    assert!(r.body.contains("name=\"email\""), "the form again: {}", r.body);
+    assert!(
+        r.body.contains("too many failed sign-ins for this account"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("name=\"email\""),
+        "the form again: {}",
+        r.body
+    );
     let r = s
-        .api(guesser, "/api/login", json!({"email": "ann@example.com", "password": "x"}))
+        .api(
+            guesser,
+            "/api/login",
+            json!({"email": "ann@example.com", "password": "x"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
     assert_eq!(r.retry_after(), Some(60));
     assert_eq!(r.json()["error"]["code"], "too_many_attempts");
     // Even the right password, from the guesser's address.
-    let r = s.log_in(guesser, "ann@example.com", "correct horse battery").await;
+    let r = s
+        .log_in(guesser, "ann@example.com", "correct horse battery")
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 
     // The owner, from an address of their own, signs in; the guesser can still
     // sign in to another account.
-    let r = s.log_in(owner, "ann@example.com", "correct horse battery").await;
+    let r = s
+        .log_in(owner, "ann@example.com", "correct horse battery")
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(!r.set_cookie("sf_session").is_empty());
     s.sign_up("bob@example.com").await;
-    let r = s.log_in(guesser, "bob@example.com", "correct horse battery").await;
+    let r = s
+        .log_in(guesser, "bob@example.com", "correct horse battery")
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 }
 
@@ -225,16 +256,38 @@ async fn many_addresses_guessing_one_account_lock_it_and_unknown_emails_alike() 
     for email in ["ann@example.com", "nobody@example.com"] {
         for i in 0..20 {
             let r = s
-                .api(ip(10 + i), "/api/login", json!({"email": email, "password": "a wrong guess"}))
+                .api(
+                    ip(10 + i),
+                    "/api/login",
+                    json!({"email": email, "password": "a wrong guess"}),
+                )
                 .await;
-            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{email} from .{}: {}", 10 + i, r.body);
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "{email} from .{}: {}",
+                10 + i,
+                r.body
+            );
         }
         let r = s
-            .api(ip(99), "/api/login", json!({"email": email, "password": "a wrong guess"}))
+            .api(
+                ip(99),
+                "/api/login",
+                json!({"email": email, "password": "a wrong guess"}),
+            )
             .await;
-        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{email}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{email}: {}",
+            r.body
+        );
         assert_eq!(r.retry_after(), Some(60));
-        assert!(r.json()["error"]["message"].as_str().unwrap().contains("this account"));
+        assert!(r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this account"));
     }
 }
 
@@ -251,24 +304,46 @@ async fn one_address_is_limited_over_all_accounts_and_other_addresses_are_not() 
                 json!({"email": format!("user{i}@example.com"), "password": "spring2024!"}),
             )
             .await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {i}: {}",
+            r.body
+        );
     }
     let r = s
-        .api(sprayer, "/api/login", json!({"email": "ann@example.com", "password": "correct horse battery"}))
+        .api(
+            sprayer,
+            "/api/login",
+            json!({"email": "ann@example.com", "password": "correct horse battery"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
     assert_eq!(r.retry_after(), Some(4));
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("from your address"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("from your address"));
     // Signing up counts too.
     let r = s
-        .api(sprayer, "/api/signup", json!({"name": "Eve", "email": "eve@example.com", "password": "correct horse battery"}))
+        .api(
+            sprayer,
+            "/api/signup",
+            json!({"name": "Eve", "email": "eve@example.com", "password": "correct horse battery"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    let r = s.log_in(sprayer, "ann@example.com", "correct horse battery").await;
+    let r = s
+        .log_in(sprayer, "ann@example.com", "correct horse battery")
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "the page too");
     assert_eq!(r.retry_after(), Some(4));
     let r = s
-        .api(ip(8), "/api/login", json!({"email": "ann@example.com", "password": "correct horse battery"}))
+        .api(
+            ip(8),
+            "/api/login",
+            json!({"email": "ann@example.com", "password": "correct horse battery"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
@@ -290,13 +365,19 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_counted() {
             .header(header::CONTENT_TYPE, "application/json")
             .header("x-forwarded-for", format!("203.0.113.77, 198.51.100.{i}"))
             .body(Body::from(
-                json!({"email": format!("u{i}@example.com"), "password": "wrong guess"}).to_string(),
+                json!({"email": format!("u{i}@example.com"), "password": "wrong guess"})
+                    .to_string(),
             ))
             .unwrap()
     };
     for i in 0..31u8 {
         let r = trusted.send(proxy, login(i)).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "trusted, client {i}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "trusted, client {i}: {}",
+            r.body
+        );
     }
     // Without a trusted proxy the header is ignored: one peer, 30 attempts.
     for i in 0..31u8 {
@@ -330,14 +411,24 @@ async fn hashes_run_in_the_pool_never_more_at_once_than_its_size() {
     for i in 0..40u8 {
         let s = s.clone();
         logins.push(tokio::spawn(async move {
-            let email = if i % 2 == 0 { "ann@example.com".to_owned() } else { format!("ghost{i}@example.com") };
-            s.api(IpAddr::from([10, 0, 0, i]), "/api/login", json!({"email": email, "password": format!("wrong guess {i}")}))
-                .await
-                .status
+            let email = if i % 2 == 0 {
+                "ann@example.com".to_owned()
+            } else {
+                format!("ghost{i}@example.com")
+            };
+            s.api(
+                IpAddr::from([10, 0, 0, i]),
+                "/api/login",
+                json!({"email": email, "password": format!("wrong guess {i}")}),
+            )
+            .await
+            .status
         }));
     }
     for _ in 0..20 {
-        let r = s.get(ip(100), &format!("/products/{}", s.product), "").await;
+        let r = s
+            .get(ip(100), &format!("/products/{}", s.product), "")
+            .await;
         assert_eq!(r.status, StatusCode::OK);
     }
     let mut statuses = Vec::new();
@@ -345,12 +436,27 @@ async fn hashes_run_in_the_pool_never_more_at_once_than_its_size() {
         statuses.push(l.await.unwrap());
     }
     // The account locks after 20 failures; every login is answered, none by a 5xx.
-    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
     let after = s.state.signin.pool.stats();
-    assert!(after.peak <= 2, "at most the pool's size at once: {after:?}");
+    assert!(
+        after.peak <= 2,
+        "at most the pool's size at once: {after:?}"
+    );
     assert!(after.peak >= 1 && after.running == 0, "{after:?}");
-    let unauthorized = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count() as u64;
-    assert_eq!(after.completed - before.completed, unauthorized, "one hash per checked login: {after:?}");
+    let unauthorized = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count() as u64;
+    assert_eq!(
+        after.completed - before.completed,
+        unauthorized,
+        "one hash per checked login: {after:?}"
+    );
     assert_eq!(after.rejected, 0);
 }
 
@@ -363,9 +469,15 @@ async fn an_unknown_email_costs_one_hash_like_a_known_one() {
     let known = s.log_in(ip(1), "ann@example.com", "not her password").await;
     assert_eq!(known.status, StatusCode::UNAUTHORIZED);
     assert_eq!(hashes(), start + 1);
-    let unknown = s.log_in(ip(1), "nobody@example.com", "not her password").await;
+    let unknown = s
+        .log_in(ip(1), "nobody@example.com", "not her password")
+        .await;
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(hashes(), start + 2, "the unknown email was checked against the dummy hash");
+    assert_eq!(
+        hashes(),
+        start + 2,
+        "the unknown email was checked against the dummy hash"
+    );
     for r in [&known, &unknown] {
         assert!(r.body.contains("wrong email or password"), "{}", r.body);
     }
@@ -377,19 +489,31 @@ async fn nfc_and_nfd_spellings_of_an_email_are_one_account() {
     let nfc = "Ren\u{e9}@example.com";
     let nfd = "rene\u{301}@EXAMPLE.com";
     let r = s
-        .api(ip(1), "/api/signup", json!({"name": "René", "email": nfc, "password": "correct horse battery"}))
+        .api(
+            ip(1),
+            "/api/signup",
+            json!({"name": "René", "email": nfc, "password": "correct horse battery"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let id = r.json()["user"]["id"].as_i64();
     let r = s
-        .api(ip(1), "/api/login", json!({"email": nfd, "password": "correct horse battery"}))
+        .api(
+            ip(1),
+            "/api/login",
+            json!({"email": nfd, "password": "correct horse battery"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["user"]["id"].as_i64(), id);
     let r = s.log_in(ip(1), nfd, "correct horse battery").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "the page too: {}", r.body);
     let r = s
-        .api(ip(1), "/api/signup", json!({"name": "Other", "email": nfd, "password": "correct horse battery"}))
+        .api(
+            ip(1),
+            "/api/signup",
+            json!({"name": "Other", "email": nfd, "password": "correct horse battery"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "one account: {}", r.body);
 }
@@ -399,38 +523,78 @@ async fn common_and_personal_passwords_are_refused() {
     let s = shop().await;
     for password in ["password1", "Iloveyou", "12345678", "qwertyuiop"] {
         let r = s
-            .api(ip(1), "/api/signup", json!({"name": "Ann", "email": "ann@example.com", "password": password}))
+            .api(
+                ip(1),
+                "/api/signup",
+                json!({"name": "Ann", "email": "ann@example.com", "password": password}),
+            )
             .await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{password}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{password}: {}",
+            r.body
+        );
         assert_eq!(r.json()["error"]["field"], "password");
-        assert!(r.json()["error"]["message"].as_str().unwrap().contains("most common"));
+        assert!(r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("most common"));
     }
     for password in ["Annabelle@Example.com", "annabelle", "Annabelle Lee"] {
         let r = s
             .api(ip(1), "/api/signup", json!({"name": "Annabelle Lee", "email": "annabelle@example.com", "password": password}))
             .await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{password}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{password}: {}",
+            r.body
+        );
     }
     let r = s
-        .form(ip(1), "/signup", "name=Ann&email=ann%40example.com&password=Sunshine", "")
+        .form(
+            ip(1),
+            "/signup",
+            "name=Ann&email=ann%40example.com&password=Sunshine",
+            "",
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(r.body.contains("most common"), "{}", r.body);
-    assert!(r.body.contains("value=\"ann@example.com\""), "the form again: {}", r.body);
+    assert!(
+        r.body.contains("value=\"ann@example.com\""),
+        "the form again: {}",
+        r.body
+    );
 }
 
 #[tokio::test]
 async fn forms_need_the_sessions_token_and_the_shops_origin() {
     let s = shop().await;
     s.sign_up("ann@example.com").await;
-    let r = s.log_in(ip(1), "ann@example.com", "correct horse battery").await;
+    let r = s
+        .log_in(ip(1), "ann@example.com", "correct horse battery")
+        .await;
     let session = r.set_cookie("sf_session");
-    let page = s.get(ip(1), &format!("/products/{}", s.product), &session).await;
+    let page = s
+        .get(ip(1), &format!("/products/{}", s.product), &session)
+        .await;
     let token = page.token();
-    assert_eq!(token, storefront::app::csrf::token_for(session.split_once('=').unwrap().1));
-    assert!(page.set_cookie("sf_csrf").is_empty(), "signed in: no pre-session cookie");
+    assert_eq!(
+        token,
+        storefront::app::csrf::token_for(session.split_once('=').unwrap().1)
+    );
+    assert!(
+        page.set_cookie("sf_csrf").is_empty(),
+        "signed in: no pre-session cookie"
+    );
     let add = format!("product_id={}&quantity=1", s.product);
-    let other = format!("{}{}", if token.starts_with('0') { '1' } else { '0' }, &token[1..]);
+    let other = format!(
+        "{}{}",
+        if token.starts_with('0') { '1' } else { '0' },
+        &token[1..]
+    );
     let cart_lines = || async {
         let cart = s.get(ip(1), "/cart", &session).await;
         cart.body.matches("name=\"product_id\"").count() / 2
@@ -438,21 +602,37 @@ async fn forms_need_the_sessions_token_and_the_shops_origin() {
 
     for (body, headers, why) in [
         (add.clone(), vec![("cookie", session.as_str())], "no token"),
-        (format!("{add}&csrf={other}"), vec![("cookie", session.as_str())], "another token"),
+        (
+            format!("{add}&csrf={other}"),
+            vec![("cookie", session.as_str())],
+            "another token",
+        ),
         (
             format!("{add}&csrf={token}"),
-            vec![("cookie", session.as_str()), ("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:9999")],
+            vec![
+                ("cookie", session.as_str()),
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:9999"),
+            ],
             "another port",
         ),
         (
             format!("{add}&csrf={token}"),
-            vec![("cookie", session.as_str()), ("host", "127.0.0.1:8080"), ("referer", "http://localhost:8080/x")],
+            vec![
+                ("cookie", session.as_str()),
+                ("host", "127.0.0.1:8080"),
+                ("referer", "http://localhost:8080/x"),
+            ],
             "another site",
         ),
     ] {
         let r = s.post_form(ip(1), "/cart/add", &body, &headers).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{why}: {}", r.body);
-        assert!(r.body.contains("This form was refused") && r.body.contains("reload the page"), "{why}: {}", r.body);
+        assert!(
+            r.body.contains("This form was refused") && r.body.contains("reload the page"),
+            "{why}: {}",
+            r.body
+        );
     }
     assert_eq!(cart_lines().await, 0);
     let r = s
@@ -460,17 +640,37 @@ async fn forms_need_the_sessions_token_and_the_shops_origin() {
             ip(1),
             "/cart/add",
             &format!("{add}&csrf={token}"),
-            &[("cookie", &session), ("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")],
+            &[
+                ("cookie", &session),
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8080"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(cart_lines().await, 1);
     // The old session's token dies with it at logout.
-    let r = s.post_form(ip(1), "/logout", &format!("csrf={token}"), &[("cookie", &session)]).await;
+    let r = s
+        .post_form(
+            ip(1),
+            "/logout",
+            &format!("csrf={token}"),
+            &[("cookie", &session)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    let again = s.log_in(ip(1), "ann@example.com", "correct horse battery").await;
+    let again = s
+        .log_in(ip(1), "ann@example.com", "correct horse battery")
+        .await;
     let new_session = again.set_cookie("sf_session");
-    let r = s.post_form(ip(1), "/checkout", &format!("csrf={token}"), &[("cookie", &new_session)]).await;
+    let r = s
+        .post_form(
+            ip(1),
+            "/checkout",
+            &format!("csrf={token}"),
+            &[("cookie", &new_session)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 }
 
@@ -480,34 +680,74 @@ async fn login_forms_use_a_pre_session_cookie_and_the_origin_stops_a_tossed_one(
     s.sign_up("ann@example.com").await;
     let page = s.get(ip(1), "/login", "").await;
     let pre = page.set_cookie_line("sf_csrf");
-    assert!(pre.contains("HttpOnly") && pre.contains("SameSite=Lax") && !pre.contains("Secure"), "{pre}");
-    assert!(s.get(ip(1), "/", "").await.set_cookie("sf_csrf").is_empty(), "no form, no cookie");
+    assert!(
+        pre.contains("HttpOnly") && pre.contains("SameSite=Lax") && !pre.contains("Secure"),
+        "{pre}"
+    );
+    assert!(
+        s.get(ip(1), "/", "").await.set_cookie("sf_csrf").is_empty(),
+        "no form, no cookie"
+    );
     let body = "email=ann%40example.com&password=correct+horse+battery";
     let r = s.post_form(ip(1), "/login", body, &[]).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "login CSRF needs the pre-session cookie: {}", r.body);
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "login CSRF needs the pre-session cookie: {}",
+        r.body
+    );
     assert!(r.set_cookie("sf_session").is_empty());
 
     // A page on the same host sets the cookie to a value it knows and sends the
     // matching token: its Origin gives it away.
     let tossed = "sf_csrf=0123456789abcdef";
-    let forged = format!("{body}&csrf={}", storefront::app::csrf::token_for("0123456789abcdef"));
+    let forged = format!(
+        "{body}&csrf={}",
+        storefront::app::csrf::token_for("0123456789abcdef")
+    );
     let r = s
-        .post_form(ip(1), "/login", &forged, &[("cookie", tossed), ("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8081")])
+        .post_form(
+            ip(1),
+            "/login",
+            &forged,
+            &[
+                ("cookie", tossed),
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8081"),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-    assert!(r.body.contains("sent from another site") && r.body.contains("127.0.0.1:8081"), "{}", r.body);
-    let r = s.post_form(ip(1), "/login", &forged, &[("cookie", tossed)]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "the token is the cookie's: {}", r.body);
+    assert!(
+        r.body.contains("sent from another site") && r.body.contains("127.0.0.1:8081"),
+        "{}",
+        r.body
+    );
+    let r = s
+        .post_form(ip(1), "/login", &forged, &[("cookie", tossed)])
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "the token is the cookie's: {}",
+        r.body
+    );
 }
 
 #[tokio::test]
 async fn the_api_takes_the_cookie_only_on_requests_other_sites_cannot_send() {
     let s = shop().await;
     s.sign_up("ann@example.com").await;
-    let r = s.log_in(ip(1), "ann@example.com", "correct horse battery").await;
+    let r = s
+        .log_in(ip(1), "ann@example.com", "correct horse battery")
+        .await;
     let session = r.set_cookie("sf_session");
     let bearer = s
-        .api(ip(1), "/api/login", json!({"email": "ann@example.com", "password": "correct horse battery"}))
+        .api(
+            ip(1),
+            "/api/login",
+            json!({"email": "ann@example.com", "password": "correct horse battery"}),
+        )
         .await
         .json()["token"]
         .as_str()
@@ -522,7 +762,13 @@ async fn the_api_takes_the_cookie_only_on_requests_other_sites_cannot_send() {
     };
     for (headers, why) in [
         (vec![("cookie", session.clone())], "a simple request"),
-        (vec![("cookie", session.clone()), ("content-type", "text/plain".into())], "text/plain"),
+        (
+            vec![
+                ("cookie", session.clone()),
+                ("content-type", "text/plain".into()),
+            ],
+            "text/plain",
+        ),
         (
             vec![
                 ("cookie", session.clone()),
@@ -539,9 +785,18 @@ async fn the_api_takes_the_cookie_only_on_requests_other_sites_cannot_send() {
     }
     // Allowed: the empty cart answers 409.
     for headers in [
-        vec![("cookie", session.clone()), ("x-requested-with", "fetch".into())],
-        vec![("cookie", session.clone()), ("content-type", "application/json".into())],
-        vec![("authorization", format!("Bearer {bearer}")), ("content-type", "text/plain".into())],
+        vec![
+            ("cookie", session.clone()),
+            ("x-requested-with", "fetch".into()),
+        ],
+        vec![
+            ("cookie", session.clone()),
+            ("content-type", "application/json".into()),
+        ],
+        vec![
+            ("authorization", format!("Bearer {bearer}")),
+            ("content-type", "text/plain".into()),
+        ],
     ] {
         let r = checkout(headers.clone()).await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{headers:?}: {}", r.body);
@@ -573,7 +828,10 @@ async fn cookies_are_secure_when_the_stage_or_a_trusted_proxy_says_so() {
         }
         let page = s.send(ip(1), req.body(Body::empty()).unwrap()).await;
         let pre = page.set_cookie_line("sf_csrf");
-        let body = format!("email=ann%40example.com&password=correct+horse+battery&csrf={}", page.token());
+        let body = format!(
+            "email=ann%40example.com&password=correct+horse+battery&csrf={}",
+            page.token()
+        );
         let mut headers = vec![("cookie", page.set_cookie("sf_csrf"))];
         if let Some(p) = proto {
             headers.push(("x-forwarded-proto", p.to_owned()));
@@ -581,7 +839,10 @@ async fn cookies_are_secure_when_the_stage_or_a_trusted_proxy_says_so() {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let login = s.post_form(ip(1), "/login", &body, &headers).await;
         let session = login.set_cookie_line("sf_session");
-        assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
+        assert!(
+            session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+            "{session}"
+        );
         for line in [&pre, &session] {
             assert_eq!(line.ends_with("; Secure"), secure, "{proto:?}: {line}");
         }
@@ -598,9 +859,17 @@ fn the_auth_section_of_a_stage_file() {
     let config = StageConfig::parse("stage.toml", &text).unwrap();
     assert!(config.auth.secure_cookies);
     assert_eq!(config.auth.failures_per_account.get(), 50);
-    assert_eq!(config.auth.attempts_per_address.get(), 30, "the rest keep their defaults");
-    for (bad, says) in [("attempts_per_address = 0", "nonzero"), ("secure_cookie = true", "secure_cookie")] {
-        let err = StageConfig::parse("stage.toml", &format!("{base}\n[auth]\n{bad}\n")).unwrap_err();
+    assert_eq!(
+        config.auth.attempts_per_address.get(),
+        30,
+        "the rest keep their defaults"
+    );
+    for (bad, says) in [
+        ("attempts_per_address = 0", "nonzero"),
+        ("secure_cookie = true", "secure_cookie"),
+    ] {
+        let err =
+            StageConfig::parse("stage.toml", &format!("{base}\n[auth]\n{bad}\n")).unwrap_err();
         assert!(err.to_string().contains(says), "{bad}: {err}");
     }
 }

@@ -308,10 +308,8 @@ async fn shop_with_victim(c: &Client) -> Result<Shop, fantoccini::error::CmdErro
 /// `POST url` with a JSON body; the status.
 async fn hyper_json_post(url: &str, body: &serde_json::Value) -> u16 {
     use http_body_util::Full;
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
     let req = axum::http::Request::post(url)
         .header("content-type", "application/json")
         .body(Full::new(axum::body::Bytes::from(body.to_string())))
@@ -337,7 +335,10 @@ async fn hostile_server(
         .await
         .unwrap();
     let port = listener.local_addr().unwrap().port();
-    (port, tokio::spawn(async move { axum::serve(listener, app).await }))
+    (
+        port,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    )
 }
 
 use axum::response::IntoResponse as _;
@@ -458,14 +459,25 @@ async fn forgeries_fail(
 
     // Add to the cart: a form, then fetch() to the page and to the API.
     attack(c, &format!("{hostile}/form/cart-add"), s).await?;
-    assert_eq!(cart_lines().await, 0, "a form from {hostile} added to the cart");
+    assert_eq!(
+        cart_lines().await,
+        0,
+        "a form from {hostile} added to the cart"
+    );
     attack(c, &format!("{hostile}/fetch/cart-add"), s).await?;
-    assert_eq!(cart_lines().await, 0, "fetch() from {hostile} added to the cart");
+    assert_eq!(
+        cart_lines().await,
+        0,
+        "fetch() from {hostile} added to the cart"
+    );
 
     // The victim puts one in the cart; the attacker tries to check it out.
     c.goto(&format!("{s}/products/{product}")).await?;
     appears(c, "form.buy button").await?;
-    c.find(Locator::Css("form.buy button")).await?.click().await?;
+    c.find(Locator::Css("form.buy button"))
+        .await?
+        .click()
+        .await?;
     arrive(c, "/cart").await?;
     appears(c, "table.lines").await?;
     assert_eq!(cart_lines().await, 1, "the victim's own add");
@@ -533,7 +545,10 @@ fn hostile_pages(s: &str, product: &str) -> std::collections::HashMap<String, St
                 ),
             ]),
         ),
-        ("/form/checkout", auto_form(&format!("{s}/checkout"), &[], None)),
+        (
+            "/form/checkout",
+            auto_form(&format!("{s}/checkout"), &[], None),
+        ),
         (
             "/fetch/checkout",
             fetches(&[
@@ -541,7 +556,10 @@ fn hostile_pages(s: &str, product: &str) -> std::collections::HashMap<String, St
                 (format!("{s}/api/checkout"), "", ""),
             ]),
         ),
-        ("/form/login", auto_form(&format!("{s}/login"), &login, None)),
+        (
+            "/form/login",
+            auto_form(&format!("{s}/login"), &login, None),
+        ),
         (
             "/fetch/login",
             fetches(&[(format!("{s}/login"), &login_body, form_type)]),
@@ -576,7 +594,8 @@ async fn forgeries_from(host: &str) {
     };
     let outcome = tokio::time::timeout(Duration::from_secs(180), async {
         let shop = shop_with_victim(&c).await?;
-        let (port, hostile_task) = hostile_server(hostile_pages(&shop.base, &shop.product.to_string())).await;
+        let (port, hostile_task) =
+            hostile_server(hostile_pages(&shop.base, &shop.product.to_string())).await;
         let hostile = format!("http://{host}:{port}");
         let result = forgeries_fail(&c, &shop, &hostile, host == "127.0.0.1").await;
         hostile_task.abort();

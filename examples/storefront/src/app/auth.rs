@@ -325,10 +325,18 @@ mod tests {
     #[test]
     fn the_password_policy_refuses_common_and_personal_passwords() {
         assert_eq!(COMMON_PASSWORDS.len(), 10_000);
-        for common in ["password", "PASSWORD1", "12345678", "iloveyou", "Sunshine", "qwertyuiop"] {
+        for common in [
+            "password",
+            "PASSWORD1",
+            "12345678",
+            "iloveyou",
+            "Sunshine",
+            "qwertyuiop",
+        ] {
             let err = valid_password(common, "ann@example.com", "Ann").err();
             assert!(
-                err.as_ref().is_some_and(|e| e.to_string().contains("most common")),
+                err.as_ref()
+                    .is_some_and(|e| e.to_string().contains("most common")),
                 "{common}: {err:?}"
             );
         }

@@ -112,11 +112,7 @@ fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Ite
 /// Whether `a` and `b` are equal, in time that does not depend on where they
 /// differ.
 fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |d, (x, y)| d | (x ^ y))
-            == 0
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// `scheme://host[:port]` of a URL (an `Origin` or a `Referer`), lower case,
@@ -175,7 +171,9 @@ fn forbidden_form(detail: &str) -> AppError {
 /// gives the request back whole.
 async fn check_form(req: Request) -> Result<Request, AppError> {
     if let Err(origin) = check_origin(req.headers()) {
-        return Err(forbidden_form(&format!("it was sent from another site ({origin})")));
+        return Err(forbidden_form(&format!(
+            "it was sent from another site ({origin})"
+        )));
     }
     let expected: Vec<String> = cookie_values(req.headers(), SESSION_COOKIE)
         .chain(cookie_values(req.headers(), CSRF_COOKIE))
@@ -340,22 +338,46 @@ mod tests {
     #[test]
     fn origins_must_be_the_shops_own() {
         let ok = [
-            vec![("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")],
+            vec![
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8080"),
+            ],
             vec![("host", "Shop.example"), ("origin", "https://shop.example")],
-            vec![("host", "shop.example:443"), ("origin", "https://shop.example")],
-            vec![("host", "shop.example"), ("referer", "http://shop.example/cart?x=1")],
+            vec![
+                ("host", "shop.example:443"),
+                ("origin", "https://shop.example"),
+            ],
+            vec![
+                ("host", "shop.example"),
+                ("referer", "http://shop.example/cart?x=1"),
+            ],
             vec![("host", "shop.example")],
         ];
         for h in ok {
             assert!(check_origin(&headers(&h)).is_ok(), "{h:?}");
         }
         let bad = [
-            vec![("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8081")],
-            vec![("host", "127.0.0.1:8080"), ("origin", "http://localhost:8080")],
+            vec![
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8081"),
+            ],
+            vec![
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://localhost:8080"),
+            ],
             vec![("host", "shop.example"), ("origin", "null")],
-            vec![("host", "shop.example"), ("origin", "http://shop.example.evil.test")],
-            vec![("host", "shop.example"), ("referer", "http://evil.test/?shop.example")],
-            vec![("host", "shop.example"), ("referer", "http://shop.example@evil.test/")],
+            vec![
+                ("host", "shop.example"),
+                ("origin", "http://shop.example.evil.test"),
+            ],
+            vec![
+                ("host", "shop.example"),
+                ("referer", "http://evil.test/?shop.example"),
+            ],
+            vec![
+                ("host", "shop.example"),
+                ("referer", "http://shop.example@evil.test/"),
+            ],
             vec![("origin", "http://shop.example")],
         ];
         for h in bad {
@@ -366,11 +388,18 @@ mod tests {
     #[test]
     fn the_api_wants_json_or_a_custom_header_with_the_cookie() {
         let cookie = ("cookie", "sf_session=abc");
-        assert!(check_api(&headers(&[])).is_ok(), "no cookie: nothing to forge");
+        assert!(
+            check_api(&headers(&[])).is_ok(),
+            "no cookie: nothing to forge"
+        );
         assert!(check_api(&headers(&[cookie, ("authorization", "Bearer x")])).is_ok());
         assert!(check_api(&headers(&[cookie])).is_err());
         assert!(check_api(&headers(&[cookie, ("content-type", "text/plain")])).is_err());
-        assert!(check_api(&headers(&[cookie, ("content-type", "application/json; charset=utf-8")])).is_ok());
+        assert!(check_api(&headers(&[
+            cookie,
+            ("content-type", "application/json; charset=utf-8")
+        ]))
+        .is_ok());
         assert!(check_api(&headers(&[cookie, ("x-requested-with", "fetch")])).is_ok());
         let foreign = [
             cookie,
@@ -385,7 +414,10 @@ mod tests {
     fn secure_is_added_once() {
         let mut response = Response::new(Body::empty());
         let h = response.headers_mut();
-        h.append(SET_COOKIE, HeaderValue::from_static("a=1; Path=/; HttpOnly"));
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static("a=1; Path=/; HttpOnly"),
+        );
         h.append(SET_COOKIE, HeaderValue::from_static("b=2; Path=/; secure"));
         mark_secure(&mut response);
         let set: Vec<&str> = response
@@ -394,7 +426,10 @@ mod tests {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        assert_eq!(set, ["a=1; Path=/; HttpOnly; Secure", "b=2; Path=/; secure"]);
+        assert_eq!(
+            set,
+            ["a=1; Path=/; HttpOnly; Secure", "b=2; Path=/; secure"]
+        );
     }
 
     #[test]

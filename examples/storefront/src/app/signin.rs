@@ -178,10 +178,7 @@ impl<C: Clock + Clone> Limits<C> {
         let failures = Duration::from_secs(u64::from(config.failure_refill_secs.get()));
         let attempts = Duration::from_millis(u64::from(config.attempt_refill_ms.get()));
         Self {
-            per_address: keyed(
-                quota(config.attempts_per_address, attempts),
-                clock.clone(),
-            ),
+            per_address: keyed(quota(config.attempts_per_address, attempts), clock.clone()),
             per_account: keyed(quota(config.failures_per_account, failures), clock.clone()),
             per_account_address: keyed(
                 quota(config.failures_per_account_and_address, failures),
@@ -228,10 +225,7 @@ impl<C: Clock + Clone> Limits<C> {
                 self.per_account_address.state_of(&pair),
                 self.per_account_address.quota(),
             ),
-            (
-                self.per_account.state_of(email),
-                self.per_account.quota(),
-            ),
+            (self.per_account.state_of(email), self.per_account.quota()),
         ];
         let wait = waits
             .into_iter()
@@ -357,7 +351,9 @@ impl HashPool {
         });
         Self::new(
             threads,
-            threads.get().saturating_mul(config.hashing_queue_per_thread),
+            threads
+                .get()
+                .saturating_mul(config.hashing_queue_per_thread),
         )
     }
 
@@ -591,7 +587,10 @@ mod tests {
             limits.failed("ann@example.com", a);
         }
         let locked = limits.account_open("ann@example.com", a).err();
-        assert_eq!(locked.as_ref().and_then(AppError::retry_after_secs), Some(60));
+        assert_eq!(
+            locked.as_ref().and_then(AppError::retry_after_secs),
+            Some(60)
+        );
         assert!(locked.is_some_and(|e| e.to_string().contains("this account")));
         // Another address, another account: open.
         assert!(limits.account_open("ann@example.com", b).is_ok());
@@ -629,7 +628,10 @@ mod tests {
             assert!(limits.attempt(a).is_ok());
         }
         let refused = limits.attempt(a).err();
-        assert_eq!(refused.as_ref().and_then(AppError::retry_after_secs), Some(4));
+        assert_eq!(
+            refused.as_ref().and_then(AppError::retry_after_secs),
+            Some(4)
+        );
         assert!(refused.is_some_and(|e| e.to_string().contains("from your address")));
         assert!(limits.attempt(Some(IpAddr::from([192, 0, 2, 2]))).is_ok());
         clock.advance(Duration::from_secs(4));
@@ -640,8 +642,16 @@ mod tests {
     #[test]
     fn forwarded_for_is_trusted_only_behind_a_proxy() {
         let mut headers = HeaderMap::new();
-        headers.append("x-forwarded-for", "203.0.113.5, 10.0.0.1".parse().unwrap_or_else(|_| unreachable!()));
-        headers.append("x-forwarded-for", "198.51.100.7".parse().unwrap_or_else(|_| unreachable!()));
+        headers.append(
+            "x-forwarded-for",
+            "203.0.113.5, 10.0.0.1"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
+        headers.append(
+            "x-forwarded-for",
+            "198.51.100.7".parse().unwrap_or_else(|_| unreachable!()),
+        );
         let peer = Some(SocketAddr::from(([127, 0, 0, 1], 5000)));
         assert_eq!(
             ClientAddr::from_request(&headers, peer, true).0,
@@ -652,12 +662,20 @@ mod tests {
             ClientAddr::from_request(&headers, peer, false).0,
             Some(IpAddr::from([127, 0, 0, 1]))
         );
-        let v6 = SocketAddr::new("2001:db8:1:2:3:4:5:6".parse().unwrap_or_else(|_| unreachable!()), 1);
+        let v6 = SocketAddr::new(
+            "2001:db8:1:2:3:4:5:6"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+            1,
+        );
         assert_eq!(
             ClientAddr::from_request(&HeaderMap::new(), Some(v6), true).0,
             Some("2001:db8:1:2::".parse().unwrap_or_else(|_| unreachable!()))
         );
-        assert_eq!(ClientAddr::from_request(&HeaderMap::new(), None, true).0, None);
+        assert_eq!(
+            ClientAddr::from_request(&HeaderMap::new(), None, true).0,
+            None
+        );
     }
 
     /// Work in the pool runs off the runtime's own thread: on a single-threaded
@@ -720,7 +738,10 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let busy = pool.run(|| ()).await.err();
-        assert_eq!(busy.as_ref().map(AppError::status).map(|s| s.as_u16()), Some(503));
+        assert_eq!(
+            busy.as_ref().map(AppError::status).map(|s| s.as_u16()),
+            Some(503)
+        );
         assert_eq!(busy.and_then(|e| e.retry_after_secs()), Some(1));
         {
             let (open, cv) = &*gate;
@@ -731,7 +752,11 @@ mod tests {
             assert!(t.await.is_ok_and(|r| r.is_ok()));
         }
         let stats = pool.stats();
-        assert_eq!((stats.size, stats.queue, stats.peak), (2, 3, 2), "{stats:?}");
+        assert_eq!(
+            (stats.size, stats.queue, stats.peak),
+            (2, 3, 2),
+            "{stats:?}"
+        );
         assert_eq!((stats.completed, stats.rejected, stats.running), (5, 1, 0));
         assert_eq!(pool.admitted.in_flight(), 0);
     }

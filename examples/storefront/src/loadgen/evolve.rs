@@ -206,7 +206,10 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
         .or_insert_with(|| toml::Value::Table(toml::Table::new()))
         .as_table_mut()
     {
-        table.insert("attempts_per_address".into(), toml::Value::Integer(UNLIMITED));
+        table.insert(
+            "attempts_per_address".into(),
+            toml::Value::Integer(UNLIMITED),
+        );
         table.insert("attempt_refill_ms".into(), toml::Value::Integer(1));
     }
     let text = toml::to_string(&doc).map_err(|e| format!("{origin}: {e}"))?;
