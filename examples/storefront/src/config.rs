@@ -75,6 +75,9 @@ pub struct StageConfig {
     /// without the section).
     #[serde(default)]
     pub ops: Option<crate::ops::OpsConfig>,
+    /// `Secure` cookies and the sign-in limits: see [`crate::app::signin`].
+    #[serde(default)]
+    pub auth: crate::app::signin::AuthConfig,
 }
 
 /// The caches: an L1 in each process over a shared Redis L2 (see [`crate::cache`]).

@@ -187,6 +187,10 @@ async fn serve(
         AppConfig {
             page_size: config.server.page_size,
             stage: (config.stage.number, config.stage.title.clone()),
+            auth: config.auth.clone(),
+            // An instance behind the stage's gateway (or deploy/nginx.conf) takes
+            // the client's address from the proxy's X-Forwarded-For.
+            trust_forwarded: instance && config.gateway.is_some(),
             ..AppConfig::default()
         },
     )
@@ -201,9 +205,13 @@ async fn serve(
         config.stage.title
     );
     let app = app::router(state).merge(app::admin::router(admin));
-    axum::serve(app::no_delay(listener), app)
-        .with_graceful_shutdown(app::shutdown_signal())
-        .await?;
+    // The peer's address reaches the handlers (the sign-in limits count per client).
+    axum::serve(
+        app::no_delay(listener),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(app::shutdown_signal())
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

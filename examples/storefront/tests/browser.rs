@@ -3,9 +3,15 @@
 //! browse a category, search, open a product, add it to the cart, check out, and
 //! find the order in the order history.
 //!
+//! Then forgery: a signed-in victim opens hostile pages served from another port
+//! of the shop's host (the same site) and from another site (`localhost` against
+//! the shop's `127.0.0.1`); they submit forms and send `fetch()` requests to add
+//! to the cart, check out, sign the victim in as the attacker, and log out. None
+//! of it may take effect.
+//!
 //! Needs `chromedriver` and `chromium` (Debian's `chromium-driver` and `chromium`;
-//! `.ci/run` installs them). Without them the test is skipped with a message, and
-//! under `CI` it fails.
+//! `.ci/run` installs them). Without them the tests are skipped with a message, and
+//! under `CI` they fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -228,4 +234,387 @@ async fn a_visitor_signs_up_searches_buys_and_finds_the_order() {
     // What the browser did is in the database.
     let product = store.product(ids[2]).await.unwrap().unwrap();
     assert_eq!(product.stock, 3, "two of five sold");
+}
+
+/// The shop in this process on `127.0.0.1`, with a victim signed up through the
+/// browser and an attacker's account made through the API.
+struct Shop {
+    base: String,
+    store: std::sync::Arc<dyn storefront::store::Store>,
+    product: i64,
+    victim: i64,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+const ATTACKER_EMAIL: &str = "mallory@example.com";
+const ATTACKER_PASSWORD: &str = "mallory's own secret";
+
+async fn shop_with_victim(c: &Client) -> Result<Shop, fantoccini::error::CmdError> {
+    let (store, dir) = common::sqlite().await;
+    let ids = common::catalog(store.as_ref(), 4, 5).await;
+    let mut state = AppState::new(store.clone(), AppConfig::default());
+    state.passwords = Passwords::fast_insecure();
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+
+    // The attacker's own account, through the API.
+    let attacker = hyper_json_post(
+        &format!("{base}/api/signup"),
+        &json!({"name": "Mallory", "email": ATTACKER_EMAIL, "password": ATTACKER_PASSWORD}),
+    )
+    .await;
+    assert_eq!(attacker, 201, "the attacker signs up");
+
+    // The victim, through the browser.
+    c.goto(&format!("{base}/signup")).await?;
+    c.form(Locator::Css("form[action='/signup']"))
+        .await?
+        .set_by_name("name", "Victoria")
+        .await?
+        .set_by_name("email", "victoria@example.com")
+        .await?
+        .set_by_name("password", "victoria's long secret")
+        .await?
+        .submit()
+        .await?;
+    appears(c, "span.hello").await?;
+    let victim = store
+        .user_credentials("victoria@example.com")
+        .await
+        .unwrap()
+        .expect("the victim's account")
+        .0
+        .id;
+    Ok(Shop {
+        base,
+        store,
+        product: ids[0],
+        victim,
+        server,
+        _dir: dir,
+    })
+}
+
+/// `POST url` with a JSON body; the status.
+async fn hyper_json_post(url: &str, body: &serde_json::Value) -> u16 {
+    use http_body_util::Full;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = axum::http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(axum::body::Bytes::from(body.to_string())))
+        .unwrap();
+    client.request(req).await.unwrap().status().as_u16()
+}
+
+/// A server of hostile pages on a port of its own: `path -> HTML`.
+async fn hostile_server(
+    pages: std::collections::HashMap<String, String>,
+) -> (u16, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let pages = std::sync::Arc::new(pages);
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let pages = pages.clone();
+        async move {
+            match pages.get(uri.path()) {
+                Some(html) => axum::response::Html(html.clone()).into_response(),
+                None => axum::http::StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (
+        port,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    )
+}
+
+use axum::response::IntoResponse as _;
+
+/// A page that submits a form to `action` as soon as it loads; `cookie`, if
+/// given, is set on the page's host first (cookies do not keep ports apart).
+fn auto_form(action: &str, fields: &[(&str, &str)], cookie: Option<&str>) -> String {
+    let inputs: String = fields
+        .iter()
+        .map(|(n, v)| format!("<input type=\"hidden\" name=\"{n}\" value=\"{v}\">"))
+        .collect();
+    let toss = cookie
+        .map(|c| format!("document.cookie = {};", json!(c)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><title>You won!</title><form method=\"post\" action=\"{action}\">{inputs}</form>\
+         <script>{toss} document.forms[0].submit();</script>"
+    )
+}
+
+/// A page that sends each request with `fetch()` (no-cors, with the browser's
+/// cookies), one after another, then sets its title to `done`.
+fn fetches(requests: &[(String, &str, &str)]) -> String {
+    let list: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|(url, body, content_type)| json!([url, body, content_type]))
+        .collect();
+    format!(
+        "<!doctype html><title>loading</title><script>
+(async () => {{
+  for (const [url, body, type] of {list}) {{
+    const init = {{ method: 'POST', mode: 'no-cors', credentials: 'include' }};
+    if (type) init.headers = {{ 'Content-Type': type }};
+    if (body) init.body = body;
+    try {{ await fetch(url, init); }} catch (e) {{}}
+  }}
+  document.title = 'done';
+}})();
+</script>",
+        list = serde_json::Value::Array(list)
+    )
+}
+
+/// The token the shop expects with a form for the browser whose `sf_csrf`
+/// cookie is `value`: the hex SHA-256 of a fixed prefix and the value (the
+/// derivation is public; knowing it is what a cookie-tossing attacker needs).
+fn token_for(value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"storefront csrf v1\0")
+        .chain_update(value.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Opens a hostile page and waits until what it started is over: the browser is
+/// on the shop (a form was submitted) or the page's title says `done`.
+async fn attack(c: &Client, page: &str, shop: &str) -> Result<(), fantoccini::error::CmdError> {
+    c.goto(page).await?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = c.current_url().await?;
+        let ready = c
+            .execute("return document.readyState", vec![])
+            .await?
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_default();
+        if url.as_str().starts_with(shop) && ready == "complete" {
+            return Ok(());
+        }
+        if !url.as_str().starts_with(shop) && c.title().await? == "done" {
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hostile page {page} did not finish (at {url})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Who the shop's header greets, in the browser.
+async fn greeting(c: &Client, shop: &str) -> Result<String, fantoccini::error::CmdError> {
+    c.goto(&format!("{shop}/")).await?;
+    appears(c, "header nav").await?;
+    Ok(text(c, "header nav").await)
+}
+
+/// Every forgery against `shop` from pages at `hostile` (`http://host:port`).
+async fn forgeries_fail(
+    c: &Client,
+    shop: &Shop,
+    hostile: &str,
+    same_site: bool,
+) -> Result<(), fantoccini::error::CmdError> {
+    let s = &shop.base;
+    let product = shop.product.to_string();
+    let cart_lines = || async {
+        shop.store
+            .cart(shop.victim)
+            .await
+            .unwrap()
+            .lines
+            .iter()
+            .map(|l| l.quantity)
+            .sum::<i64>()
+    };
+    let orders = || async { shop.store.orders(shop.victim).await.unwrap().len() };
+    let victim_signed_in = || async {
+        let nav = greeting(c, s).await?;
+        assert!(
+            nav.contains("Hi, Victoria"),
+            "the victim is still signed in as themselves (from {hostile}): {nav}"
+        );
+        Ok::<_, fantoccini::error::CmdError>(())
+    };
+
+    // Add to the cart: a form, then fetch() to the page and to the API.
+    attack(c, &format!("{hostile}/form/cart-add"), s).await?;
+    assert_eq!(
+        cart_lines().await,
+        0,
+        "a form from {hostile} added to the cart"
+    );
+    attack(c, &format!("{hostile}/fetch/cart-add"), s).await?;
+    assert_eq!(
+        cart_lines().await,
+        0,
+        "fetch() from {hostile} added to the cart"
+    );
+
+    // The victim puts one in the cart; the attacker tries to check it out.
+    c.goto(&format!("{s}/products/{product}")).await?;
+    appears(c, "form.buy button").await?;
+    c.find(Locator::Css("form.buy button"))
+        .await?
+        .click()
+        .await?;
+    arrive(c, "/cart").await?;
+    appears(c, "table.lines").await?;
+    assert_eq!(cart_lines().await, 1, "the victim's own add");
+    attack(c, &format!("{hostile}/form/checkout"), s).await?;
+    assert_eq!(orders().await, 0, "a form from {hostile} placed an order");
+    attack(c, &format!("{hostile}/fetch/checkout"), s).await?;
+    assert_eq!(orders().await, 0, "fetch() from {hostile} placed an order");
+    assert_eq!(cart_lines().await, 1, "the cart is as the victim left it");
+
+    // Sign the victim in as the attacker.
+    attack(c, &format!("{hostile}/form/login"), s).await?;
+    victim_signed_in().await?;
+    attack(c, &format!("{hostile}/fetch/login"), s).await?;
+    victim_signed_in().await?;
+    if same_site {
+        // A page on the same host can set the shop's cookies (ports do not
+        // separate them): it picks the pre-session cookie and sends its token.
+        attack(c, &format!("{hostile}/toss/login"), s).await?;
+        victim_signed_in().await?;
+    }
+
+    // Log the victim out.
+    attack(c, &format!("{hostile}/form/logout"), s).await?;
+    victim_signed_in().await?;
+    attack(c, &format!("{hostile}/fetch/logout"), s).await?;
+    victim_signed_in().await?;
+    assert_eq!((cart_lines().await, orders().await), (1, 0));
+    Ok(())
+}
+
+/// The hostile pages against the shop at `s`.
+fn hostile_pages(s: &str, product: &str) -> std::collections::HashMap<String, String> {
+    let login = [("email", ATTACKER_EMAIL), ("password", ATTACKER_PASSWORD)];
+    let login_body = format!(
+        "email={}&password={}",
+        ATTACKER_EMAIL.replace('@', "%40"),
+        ATTACKER_PASSWORD.replace(' ', "+").replace('\'', "%27")
+    );
+    let form_type = "application/x-www-form-urlencoded";
+    let tossed = "0123456789abcdef0123456789abcdef";
+    let tossed_token = token_for(tossed);
+    let mut toss_fields = login.to_vec();
+    toss_fields.push(("csrf", &tossed_token));
+    [
+        (
+            "/form/cart-add",
+            auto_form(
+                &format!("{s}/cart/add"),
+                &[("product_id", product), ("quantity", "2")],
+                None,
+            ),
+        ),
+        (
+            "/fetch/cart-add",
+            fetches(&[
+                (
+                    format!("{s}/cart/add"),
+                    &format!("product_id={product}&quantity=2"),
+                    form_type,
+                ),
+                (
+                    format!("{s}/api/cart/items"),
+                    &format!("{{\"product_id\": {product}, \"quantity\": 2}}"),
+                    "text/plain",
+                ),
+            ]),
+        ),
+        (
+            "/form/checkout",
+            auto_form(&format!("{s}/checkout"), &[], None),
+        ),
+        (
+            "/fetch/checkout",
+            fetches(&[
+                (format!("{s}/checkout"), "", form_type),
+                (format!("{s}/api/checkout"), "", ""),
+            ]),
+        ),
+        (
+            "/form/login",
+            auto_form(&format!("{s}/login"), &login, None),
+        ),
+        (
+            "/fetch/login",
+            fetches(&[(format!("{s}/login"), &login_body, form_type)]),
+        ),
+        (
+            "/toss/login",
+            auto_form(
+                &format!("{s}/login"),
+                &toss_fields,
+                Some(&format!("sf_csrf={tossed}; path=/")),
+            ),
+        ),
+        ("/form/logout", auto_form(&format!("{s}/logout"), &[], None)),
+        (
+            "/fetch/logout",
+            fetches(&[
+                (format!("{s}/logout"), "", form_type),
+                (format!("{s}/api/logout"), "", ""),
+            ]),
+        ),
+    ]
+    .into_iter()
+    .map(|(path, html)| (path.to_owned(), html))
+    .collect()
+}
+
+/// Runs the forgeries from `host` (`127.0.0.1` for the same site, `localhost`
+/// for another) in a browser of its own.
+async fn forgeries_from(host: &str) {
+    let Some((c, _driver)) = browser().await else {
+        return;
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(180), async {
+        let shop = shop_with_victim(&c).await?;
+        let (port, hostile_task) =
+            hostile_server(hostile_pages(&shop.base, &shop.product.to_string())).await;
+        let hostile = format!("http://{host}:{port}");
+        let result = forgeries_fail(&c, &shop, &hostile, host == "127.0.0.1").await;
+        hostile_task.abort();
+        result
+    })
+    .await;
+    let _ = c.close().await;
+    match outcome {
+        Ok(result) => result.expect("the forgeries"),
+        Err(_) => panic!("the forgeries did not finish within 180 s"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_requests_from_another_port_change_nothing() {
+    forgeries_from("127.0.0.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_requests_from_another_site_change_nothing() {
+    forgeries_from("localhost").await;
 }

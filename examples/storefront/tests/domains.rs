@@ -318,10 +318,9 @@ async fn the_order_page_shows_product_names_in_one_request() {
     store.add_to_cart(u, ids[1], 2).await.unwrap();
     let order = store.checkout(u, 10).await.unwrap();
     let app = router(AppState {
-        store: store.clone(),
         passwords: Passwords::fast_insecure(),
-        config: Arc::new(AppConfig::default()),
         ops: Arc::default(),
+        ..AppState::new(store.clone(), AppConfig::default())
     });
     let page = |app: axum::Router| {
         let token = token.clone();

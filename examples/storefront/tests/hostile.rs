@@ -90,13 +90,15 @@ impl Shop {
             .create_session(&session, user.id, i64::MAX / 2)
             .await
             .unwrap();
+        let config = AppConfig {
+            page_size: 12,
+            ..AppConfig::default()
+        };
         let state = AppState {
             store: store.clone(),
             passwords,
-            config: Arc::new(AppConfig {
-                page_size: 12,
-                ..AppConfig::default()
-            }),
+            signin: Arc::new(storefront::app::signin::SignIn::new(&config.auth)),
+            config: Arc::new(config),
             ops: Arc::default(),
         };
         let admin = Admin::new(Some(ADMIN_TOKEN), Some(Arc::new(NoOrders)));

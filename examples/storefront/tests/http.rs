@@ -1,5 +1,7 @@
 //! The HTTP face, driven without a socket (`tower::ServiceExt::oneshot`): every page
-//! and API route, validation errors, auth, cart and checkout.
+//! and API route, validation errors, auth, cart and checkout. Forms are sent as a
+//! browser sends them: with the anti-forgery token of a page loaded with the same
+//! cookies (sign-in limits and forgery have their own tests in `auth.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,15 +27,14 @@ struct Shop {
 async fn shop() -> Shop {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
     let ids = common::catalog(store.as_ref(), 30, 3).await;
-    let state = AppState {
-        store: store.clone(),
-        passwords: Passwords::fast_insecure(),
-        config: Arc::new(AppConfig {
+    let mut state = AppState::new(
+        store.clone(),
+        AppConfig {
             page_size: 12,
             ..AppConfig::default()
-        }),
-        ops: Arc::default(),
-    };
+        },
+    );
+    state.passwords = Passwords::fast_insecure();
     Shop {
         app: router(state),
         store,
@@ -68,12 +69,19 @@ impl Reply {
 
     /// The session cookie this reply sets, as a `Cookie` header value.
     fn cookie(&self) -> String {
-        let set = self
-            .headers
-            .get(header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        set.split(';').next().unwrap_or("").to_owned()
+        self.set_cookie("sf_session")
+    }
+
+    /// Cookie `name` as this reply sets it (`name=value`), or "".
+    fn set_cookie(&self, name: &str) -> String {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|pair| pair.split_once('=').is_some_and(|(n, _)| n == name))
+            .unwrap_or("")
+            .to_owned()
     }
 
     /// The API error code.
@@ -106,7 +114,26 @@ impl Shop {
         self.send(req.body(Body::empty()).unwrap()).await
     }
 
+    /// `POST uri` with a form, as a browser sends it: with the token of a page
+    /// (the login page) loaded with `cookie`, and any pre-session cookie it set.
     async fn form(&self, uri: &str, body: &str, cookie: &str) -> Reply {
+        let page = self.get("/login", cookie).await;
+        let token = form_token(&page.body);
+        let pre = page.set_cookie("sf_csrf");
+        let cookie = [cookie, pre.as_str()]
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let body = match body {
+            "" => format!("csrf={token}"),
+            body => format!("{body}&csrf={token}"),
+        };
+        self.raw_form(uri, &body, &cookie).await
+    }
+
+    /// `POST uri` with the form `body` as given.
+    async fn raw_form(&self, uri: &str, body: &str, cookie: &str) -> Reply {
         let mut req =
             Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if !cookie.is_empty() {
@@ -144,6 +171,15 @@ impl Shop {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.json()["token"].as_str().unwrap().to_owned()
     }
+}
+
+/// The value of a page's first `csrf` form field.
+fn form_token(page: &str) -> String {
+    let start = page
+        .find("name=\"csrf\" value=\"")
+        .map(|i| i + "name=\"csrf\" value=\"".len())
+        .unwrap_or_else(|| panic!("no csrf field in {page}"));
+    page[start..].split('"').next().unwrap_or("").to_owned()
 }
 
 fn assert_page(r: &Reply, status: StatusCode, contains: &str) {

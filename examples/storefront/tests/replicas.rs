@@ -114,10 +114,12 @@ struct Reply {
     body: String,
 }
 
-/// The shop, and the cookies a browser would keep.
+/// The shop, and the cookies a browser would keep, and the anti-forgery token of
+/// the last page with a form.
 struct Browser {
     app: Router,
     jar: BTreeMap<String, String>,
+    token: Option<String>,
 }
 
 impl Browser {
@@ -152,11 +154,17 @@ impl Browser {
             }
         }
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        let field = "name=\"csrf\" value=\"";
+        if let Some(at) = body.find(field) {
+            let token = body[at + field.len()..].split('"').next().unwrap_or("");
+            self.token = Some(token.to_owned());
+        }
         Reply {
             status,
             location,
             set_cookies,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
+            body,
         }
     }
 
@@ -173,7 +181,17 @@ impl Browser {
         self.get_with(uri, true).await
     }
 
+    /// A form sent from the last page with one (the login page if none yet).
     async fn form(&mut self, uri: &str, body: &str) -> Reply {
+        if self.token.is_none() {
+            self.get("/login").await;
+        }
+        let token = self.token.clone().unwrap_or_default();
+        let body = match body {
+            "" => format!("csrf={token}"),
+            body => format!("{body}&csrf={token}"),
+        };
+        let body = body.as_str();
         let cookie = self.cookie_header(true);
         let mut req =
             Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
@@ -303,6 +321,7 @@ async fn reads_split_and_read_your_writes() {
     let mut b = Browser {
         app: router(state),
         jar: BTreeMap::new(),
+        token: None,
     };
 
     // Catalog reads go to the replica.

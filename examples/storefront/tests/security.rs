@@ -82,10 +82,12 @@ async fn shop(ops: Arc<Ops>) -> Router {
         )
         .await
         .unwrap();
+    let config = AppConfig::default();
     let state = AppState {
         store,
         passwords,
-        config: Arc::new(AppConfig::default()),
+        signin: Arc::new(storefront::app::signin::SignIn::new(&config.auth)),
+        config: Arc::new(config),
         ops,
     };
     router(state).merge(admin::router(Admin::new(None, None)))

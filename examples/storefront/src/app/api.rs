@@ -1,7 +1,10 @@
 //! The JSON API: the same operations as the pages. Authenticate with the token that
 //! `POST /api/signup` or `POST /api/login` returns: `Authorization: Bearer <token>`.
 //! Errors are `{"error": {"code": "...", "message": "...", "field": "..."}}` with a
-//! 4xx status for anything the client can fix.
+//! 4xx status for anything the client can fix; 429 and 503 carry `Retry-After`.
+//! Sign-up and login are limited per client address and per account
+//! ([`super::signin`]). A request signed in with the session cookie instead of a
+//! bearer token must send JSON or an `X-Requested-With` header ([`super::csrf`]).
 //!
 //! | route | body | answer |
 //! | --- | --- | --- |
@@ -30,13 +33,10 @@ use serde_json::{json, Value};
 
 use super::auth::{self, MaybeUser};
 use super::error::{ApiError, AppError};
-use super::html::{
-    check_credentials, valid_category, valid_id, valid_page, valid_quantity, valid_query,
-};
+use super::html::{valid_category, valid_id, valid_page, valid_quantity, valid_query};
+use super::signin::{self, ClientAddr};
 use super::{now, AppState};
-use crate::store::{
-    Cart, Category, NewUser, Order, OrderSummary, Page, Product, ProductPage, User,
-};
+use crate::store::{Cart, Category, Order, OrderSummary, Page, Product, ProductPage, User};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -179,24 +179,13 @@ async fn new_session(state: &AppState, user: User) -> Result<SessionBody, AppErr
 
 async fn signup(
     State(state): State<AppState>,
+    addr: ClientAddr,
     body: Result<Json<SignupBody>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<SessionBody>)> {
     let Json(body) = body?;
-    let name = auth::valid_name(&body.name)?;
-    let email = auth::valid_email(&body.email)?;
-    auth::valid_password(&body.password)?;
-    let password_hash = state.passwords.hash(&body.password)?;
-    let user = state
-        .store
-        .create_user(
-            &NewUser {
-                email,
-                name,
-                password_hash,
-            },
-            now(),
-        )
-        .await?;
+    let new_user =
+        signin::new_account(&state, addr, &body.name, &body.email, &body.password).await?;
+    let user = state.store.create_user(&new_user, now()).await?;
     Ok((StatusCode::CREATED, Json(new_session(&state, user).await?)))
 }
 
@@ -209,10 +198,11 @@ pub struct LoginBody {
 
 async fn login(
     State(state): State<AppState>,
+    addr: ClientAddr,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> ApiResult<Json<SessionBody>> {
     let Json(body) = body?;
-    let user = check_credentials(&state, &body.email, &body.password).await?;
+    let user = signin::log_in(&state, addr, &body.email, &body.password).await?;
     Ok(Json(new_session(&state, user).await?))
 }
 

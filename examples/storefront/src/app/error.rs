@@ -39,6 +39,23 @@ pub enum AppError {
     Internal(String),
     /// The database is unavailable: 503.
     Unavailable(String),
+    /// The request may not be made this way (a form without its anti-forgery
+    /// token, a request from another site): 403, with what to do.
+    Forbidden(String),
+    /// Too many sign-in attempts (per account or per client address): 429 with
+    /// `Retry-After`.
+    TooManyAttempts {
+        /// Whose attempts, and when to try again.
+        message: String,
+        /// Seconds until an attempt can succeed.
+        retry_after_secs: u64,
+    },
+    /// Every password-hashing slot is taken and the queue is full: 503 with
+    /// `Retry-After`.
+    Busy {
+        /// Seconds to wait before trying again.
+        retry_after_secs: u64,
+    },
 }
 
 impl AppError {
@@ -60,7 +77,20 @@ impl AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(..) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// The `Retry-After` seconds this answer carries, if any.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::TooManyAttempts {
+                retry_after_secs, ..
+            }
+            | Self::Busy { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -76,6 +106,9 @@ impl AppError {
             Self::Conflict(code, _) => code,
             Self::Internal(_) => "internal",
             Self::Unavailable(_) => "unavailable",
+            Self::Forbidden(_) => "forbidden",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
+            Self::Busy { .. } => "busy",
         }
     }
 
@@ -102,7 +135,13 @@ impl fmt::Display for AppError {
             Self::Malformed(_, message)
             | Self::MethodNotAllowed(message)
             | Self::NotFound(message)
-            | Self::Conflict(_, message) => f.write_str(message),
+            | Self::Conflict(_, message)
+            | Self::Forbidden(message)
+            | Self::TooManyAttempts { message, .. } => f.write_str(message),
+            Self::Busy { retry_after_secs } => write!(
+                f,
+                "the shop is checking many passwords at once; please try again in {retry_after_secs} s"
+            ),
             Self::Unauthorized => f.write_str("sign in first"),
             Self::BadCredentials => f.write_str("wrong email or password"),
             Self::Internal(_) => f.write_str("something went wrong on our side; please try again"),
@@ -198,7 +237,9 @@ impl IntoResponse for ApiError {
         if let Some(field) = e.field() {
             body["field"] = json!(field);
         }
-        (e.status(), Json(json!({ "error": body }))).into_response()
+        let mut response = (e.status(), Json(json!({ "error": body }))).into_response();
+        set_retry_after(&mut response, &e);
+        response
     }
 }
 
@@ -252,10 +293,22 @@ impl IntoResponse for PageError {
             reason,
             message: e.to_string(),
         };
-        match page.render() {
+        let mut response = match page.render() {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => (status, e.to_string()).into_response(),
-        }
+        };
+        set_retry_after(&mut response, &e);
+        response
+    }
+}
+
+/// Adds `Retry-After` to `response` when `e` says when to come back.
+pub(crate) fn set_retry_after(response: &mut Response, e: &AppError) {
+    if let Some(secs) = e.retry_after_secs() {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(secs),
+        );
     }
 }
 

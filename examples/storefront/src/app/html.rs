@@ -10,10 +10,11 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::auth::{self, MaybeUser, SESSION_COOKIE};
-use super::error::{AppError, PageError};
+use super::error::{set_retry_after, AppError, PageError};
+use super::signin::{self, ClientAddr};
 use super::{now, AppState};
 use crate::store::{
-    Cart, Category, NewUser, Order, OrderSummary, Page, Product, ProductPage, StoreError, User,
+    Cart, Category, Order, OrderSummary, Page, Product, ProductPage, StoreError, User,
 };
 
 pub(crate) use super::{date, money};
@@ -301,14 +302,15 @@ async fn start_session(state: &AppState, user_id: i64, to: &str) -> PageResult {
     Ok(response)
 }
 
-/// `POST /signup`
+/// `POST /signup` (limits and password policy: [`signin`])
 pub async fn signup(
     State(state): State<AppState>,
+    addr: ClientAddr,
     form: Result<Form<SignupForm>, FormRejection>,
 ) -> PageResult {
     let Form(form) = form?;
     let again = |error: AppError, status: StatusCode| {
-        render(
+        let mut page = render(
             status,
             &SignupPage {
                 title: "Sign up",
@@ -317,32 +319,24 @@ pub async fn signup(
                 name: form.name.clone(),
                 email: form.email.clone(),
             },
-        )
+        )?;
+        set_retry_after(&mut page, &error);
+        Ok(page)
     };
-    let checked = (|| {
-        Ok::<_, AppError>((
-            auth::valid_name(&form.name)?,
-            auth::valid_email(&form.email)?,
-            auth::valid_password(&form.password)?,
-        ))
-    })();
-    let (name, email, ()) = match checked {
-        Ok(v) => v,
-        Err(e) => return again(e, StatusCode::UNPROCESSABLE_ENTITY),
-    };
-    let password_hash = state.passwords.hash(&form.password)?;
-    match state
-        .store
-        .create_user(
-            &NewUser {
-                email,
-                name,
-                password_hash,
-            },
-            now(),
-        )
-        .await
-    {
+    let new_user =
+        match signin::new_account(&state, addr, &form.name, &form.email, &form.password).await {
+            Ok(new_user) => new_user,
+            Err(
+                e @ (AppError::Invalid { .. }
+                | AppError::TooManyAttempts { .. }
+                | AppError::Busy { .. }),
+            ) => {
+                let status = e.status();
+                return again(e, status);
+            }
+            Err(e) => return Err(e.into()),
+        };
+    match state.store.create_user(&new_user, now()).await {
         Ok(user) => start_session(&state, user.id, "/").await,
         Err(StoreError::EmailTaken) => again(
             AppError::Conflict(
@@ -402,42 +396,36 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// `POST /login`
+/// `POST /login` (limits: [`signin`])
 pub async fn login(
     State(state): State<AppState>,
+    addr: ClientAddr,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> PageResult {
     let Form(form) = form?;
     let next = safe_next(form.next.as_deref());
-    match check_credentials(&state, &form.email, &form.password).await {
+    match signin::log_in(&state, addr, &form.email, &form.password).await {
         Ok(user) => start_session(&state, user.id, &next).await,
-        Err(e @ (AppError::BadCredentials | AppError::Invalid { .. })) => render(
-            e.status(),
-            &LoginPage {
-                title: "Log in",
-                user: None,
-                error: e.to_string(),
-                email: form.email.clone(),
-                next,
-            },
-        ),
+        Err(
+            e @ (AppError::BadCredentials
+            | AppError::Invalid { .. }
+            | AppError::TooManyAttempts { .. }
+            | AppError::Busy { .. }),
+        ) => {
+            let mut page = render(
+                e.status(),
+                &LoginPage {
+                    title: "Log in",
+                    user: None,
+                    error: e.to_string(),
+                    email: form.email.clone(),
+                    next,
+                },
+            )?;
+            set_retry_after(&mut page, &e);
+            Ok(page)
+        }
         Err(e) => Err(e.into()),
-    }
-}
-
-/// The user with this email and password, or [`AppError::BadCredentials`].
-pub(crate) async fn check_credentials(
-    state: &AppState,
-    email: &str,
-    password: &str,
-) -> Result<User, AppError> {
-    let email = auth::valid_email(email)?;
-    if password.is_empty() || password.chars().count() > 128 {
-        return Err(AppError::BadCredentials);
-    }
-    match state.store.user_credentials(&email).await? {
-        Some((user, hash)) if state.passwords.verify(password, &hash) => Ok(user),
-        _ => Err(AppError::BadCredentials),
     }
 }
 

@@ -6,13 +6,17 @@
 //! | `GET /`, `?category=slug&page=N` | catalog listing |
 //! | `GET /products/{id}`, `GET /products/{id}/image.svg` | product page, placeholder image |
 //! | `GET /search?q=...&page=N` | search |
-//! | `GET/POST /signup`, `GET/POST /login`, `POST /logout` | accounts |
+//! | `GET/POST /signup`, `GET/POST /login`, `POST /logout` | accounts (limits: [`signin`]) |
 //! | `GET /cart`, `POST /cart/add`, `POST /cart/update` | cart |
 //! | `POST /checkout`, `GET /orders`, `GET /orders/{id}` | checkout and order history |
 //! | `/api/...` | the same as JSON (see [`api`]) |
 //! | `GET /livez`, `GET /readyz` | liveness (the process answers), readiness (the database answers) |
 //! | `GET /ops`, `GET /ops/data.json`, `GET /metrics` | the ops page, its figures, Prometheus (see [`crate::ops`]); open or behind the admin token, as the stage file says ([`crate::ops::access`]) |
 //! | `/admin/...` | stage 7's admin pages, merged in by the server (see [`admin`]) |
+//!
+//! Every form that changes something carries an anti-forgery token, and the API
+//! takes the session cookie only on requests another site cannot send: see
+//! [`csrf`].
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,11 +32,13 @@ use crate::store::Store;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod csrf;
 pub mod error;
 pub mod headers;
 pub mod html;
 pub mod input;
 pub mod redirect;
+pub mod signin;
 pub mod svg;
 pub mod wal;
 
@@ -48,6 +54,12 @@ pub struct AppConfig {
     pub session_ttl_secs: i64,
     /// The running stage's number and title, shown in the footer.
     pub stage: (u32, String),
+    /// Cookies and sign-in limits: the stage file's `[auth]` section.
+    pub auth: signin::AuthConfig,
+    /// A proxy the shop trusts is in front (the app processes behind a stage's
+    /// gateway): take the client's address from `X-Forwarded-For` and HTTPS from
+    /// `X-Forwarded-Proto` (see [`signin`]).
+    pub trust_forwarded: bool,
 }
 
 impl Default for AppConfig {
@@ -56,6 +68,8 @@ impl Default for AppConfig {
             page_size: 24,
             session_ttl_secs: 7 * 24 * 3600,
             stage: (1, "Single machine".into()),
+            auth: signin::AuthConfig::default(),
+            trust_forwarded: false,
         }
     }
 }
@@ -71,6 +85,8 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     /// The ops recorder: request, database and cache figures.
     pub ops: Arc<Ops>,
+    /// Sign-in limits and the password hashing pool.
+    pub signin: Arc<signin::SignIn>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Ops> {
@@ -92,6 +108,7 @@ impl AppState {
         Self {
             store,
             passwords: Passwords::recommended(),
+            signin: Arc::new(signin::SignIn::new(&config.auth)),
             config: Arc::new(config),
             ops,
         }
@@ -156,6 +173,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(html::not_found)
         // Stage 5: the session's WAL position, in and out (see `wal`).
         .layer(axum::middleware::from_fn(wal::middleware))
+        // Forged requests refused, tokens for the forms, cookie policy (see `csrf`).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::middleware,
+        ))
         .layer(OpsLayer::new(state.ops.clone()))
         // CSP, frame and sniffing rules (the ops routes add their own).
         .layer(axum::middleware::map_response(headers::secure))

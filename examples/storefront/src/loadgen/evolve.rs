@@ -211,6 +211,19 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
         table.insert("rate_per_sec".into(), toml::Value::Integer(UNLIMITED));
         table.insert("burst".into(), toml::Value::Integer(UNLIMITED));
     }
+    // The same for the sign-in attempts per address (the customers log in and sign
+    // up from that one address); the per-account limits stay.
+    if let Some(table) = doc
+        .entry("auth")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+    {
+        table.insert(
+            "attempts_per_address".into(),
+            toml::Value::Integer(UNLIMITED),
+        );
+        table.insert("attempt_refill_ms".into(), toml::Value::Integer(1));
+    }
     let text = toml::to_string(&doc).map_err(|e| format!("{origin}: {e}"))?;
     StageConfig::parse(&origin, &text).map_err(|e| e.to_string())?;
     let config_file = dir.path().join("stage.toml");

@@ -1,5 +1,6 @@
 //! A small HTTP/1.1 client over hyper's pooled client: keep-alive connections,
-//! a timeout per request, the answer's status, redirect target and session cookie.
+//! a timeout per request, the answer's status, redirect target and cookies, and
+//! the anti-forgery token of a page's forms ([`form_token`]).
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct Answer {
     /// `sk_wal=...` from `Set-Cookie` (stage 5: the WAL position of a write), to
     /// send back with the session so that the next read sees the write.
     pub wal: Option<String>,
+    /// Every cookie the answer sets, as `name=value`, as a browser would keep them.
+    pub cookies: Vec<String>,
     /// The body.
     pub body: Bytes,
 }
@@ -167,6 +170,15 @@ impl HttpClient {
                     let (name, _) = pair.split_once('=')?;
                     (name == crate::app::wal::WAL_COOKIE).then(|| pair.to_owned())
                 });
+            let cookies = response
+                .headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|v| v.split(';').next())
+                .map(|pair| pair.trim().to_owned())
+                .filter(|pair| pair.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
+                .collect();
             let body = response
                 .into_body()
                 .collect()
@@ -178,6 +190,7 @@ impl HttpClient {
                 location,
                 session,
                 wal,
+                cookies,
                 body,
             })
         };
@@ -185,5 +198,38 @@ impl HttpClient {
             Ok(result) => result,
             Err(_) => Err(format!("timeout ({} s)", self.timeout.as_secs_f64())),
         }
+    }
+}
+
+/// The anti-forgery token in a page's forms: the value of the first
+/// `<input type="hidden" name="csrf" value="...">`, as a browser would send it
+/// back with the form. `None` when the page has no such field.
+///
+/// ```
+/// use storefront::loadgen::http::form_token;
+///
+/// let page = br#"<form><input type="hidden" name="csrf" value="ab12"></form>"#;
+/// assert_eq!(form_token(page).as_deref(), Some("ab12"));
+/// assert_eq!(form_token(b"<p>no form</p>"), None);
+/// ```
+pub fn form_token(body: &[u8]) -> Option<String> {
+    const FIELD: &[u8] = b"name=\"csrf\" value=\"";
+    let start = body.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    let rest = body.get(start..)?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    let token = std::str::from_utf8(rest.get(..end)?).ok()?;
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_read_from_the_first_field() {
+        let page = b"<input type=\"hidden\" name=\"csrf\" value=\"one\"><input name=\"csrf\" value=\"two\">";
+        assert_eq!(form_token(page).as_deref(), Some("one"));
+        assert_eq!(form_token(b"name=\"csrf\" value=\"unterminated"), None);
+        assert_eq!(form_token(b"name=\"csrf\" value=\"\""), None);
     }
 }

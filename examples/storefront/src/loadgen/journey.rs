@@ -1,6 +1,9 @@
 //! The user journeys, over the pages people load: browsing the catalog and product
 //! pages, searching, and buying (add to cart, look at the cart, check out, see the
-//! order). Redirects (303 after a form) are followed by hand, like a browser does.
+//! order). Redirects (303 after a form) are followed by hand, like a browser does,
+//! and forms carry the anti-forgery token of the page they are on (read from its
+//! HTML, as a browser sends it; the login and sign-up forms use the token and
+//! pre-session cookie of one visit to the login page, see [`FormKey`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -8,7 +11,7 @@ use std::time::Instant;
 
 use rand::Rng;
 
-use super::http::{Answer, HttpClient};
+use super::http::{form_token, Answer, HttpClient};
 use super::stats::{Outcome, Recorder, Step};
 use super::zipf::ZipfIds;
 use crate::app::html::url_encode;
@@ -134,31 +137,80 @@ pub struct Shop {
     pub run_id: u64,
     /// Customers signed up so far by this run.
     pub signups: AtomicU64,
+    /// What the login and sign-up forms are sent with.
+    pub anonymous: FormKey,
+}
+
+/// What a form sent before signing in needs, as a browser has it after loading
+/// the login page: the cookies that page set (the pre-session cookie) and the
+/// token in its form.
+#[derive(Clone, Debug, Default)]
+pub struct FormKey {
+    /// The `Cookie` header value.
+    pub cookie: String,
+    /// The form's `csrf` field.
+    pub token: String,
+}
+
+impl FormKey {
+    /// Loads the login page and keeps its cookies and token.
+    pub async fn fetch(http: &HttpClient) -> Result<Self, String> {
+        let page = http.get("/login", None).await?;
+        if page.status != 200 {
+            return Err(format!("GET /login answered {}", page.status));
+        }
+        let token = form_token(&page.body)
+            .ok_or_else(|| "the login page has no anti-forgery token in its form".to_owned())?;
+        Ok(Self {
+            cookie: page.cookies.join("; "),
+            token,
+        })
+    }
+
+    fn cookie(&self) -> Option<&str> {
+        (!self.cookie.is_empty()).then_some(self.cookie.as_str())
+    }
 }
 
 /// Logs in `email`, else signs up a customer with it; returns the session cookie.
-pub async fn log_in_or_sign_up(http: &HttpClient, email: &str) -> Result<String, String> {
+pub async fn log_in_or_sign_up(
+    http: &HttpClient,
+    key: &FormKey,
+    email: &str,
+) -> Result<String, String> {
     let form = format!(
-        "email={}&password={}",
+        "email={}&password={}&csrf={}",
         url_encode(email),
-        url_encode(DEMO_PASSWORD)
+        url_encode(DEMO_PASSWORD),
+        key.token
     );
-    let answer = http.post_form("/login", None, form).await?;
+    let answer = http.post_form("/login", key.cookie(), form).await?;
     if let (303, Some(cookie)) = (answer.status, answer.session) {
         return Ok(cookie);
     }
-    sign_up(http, email).await
+    sign_up(http, key, email).await
 }
 
-async fn sign_up(http: &HttpClient, email: &str) -> Result<String, String> {
-    let form = format!(
-        "name=Load+Tester&email={}&password={}",
+fn sign_up_form(key: &FormKey, email: &str) -> String {
+    format!(
+        "name=Load+Tester&email={}&password={}&csrf={}",
         url_encode(email),
-        url_encode(DEMO_PASSWORD)
-    );
-    let answer = http.post_form("/signup", None, form).await?;
+        url_encode(DEMO_PASSWORD),
+        key.token
+    )
+}
+
+async fn sign_up(http: &HttpClient, key: &FormKey, email: &str) -> Result<String, String> {
+    let answer = http
+        .post_form("/signup", key.cookie(), sign_up_form(key, email))
+        .await?;
     match (answer.status, answer.session) {
         (303, Some(cookie)) => Ok(cookie),
+        (429, _) => Err(format!(
+            "cannot sign up {email}: status 429: the shop limits sign-in attempts per client \
+             address; for a load test from one address raise `attempts_per_address` in the \
+             stage file's [auth] section"
+        )),
         (status, _) => Err(format!("cannot sign up {email}: status {status}")),
     }
 }
@@ -303,12 +355,11 @@ impl Runner<'_> {
             None => {
                 let n = shop.signups.fetch_add(1, Ordering::Relaxed);
                 let email = format!("lg-{:x}-{n}@example.com", shop.run_id);
-                let form = format!(
-                    "name=Load+Tester&email={}&password={}",
-                    url_encode(&email),
-                    url_encode(DEMO_PASSWORD)
-                );
-                let result = self.http.post_form("/signup", None, form).await;
+                let form = sign_up_form(&shop.anonymous, &email);
+                let result = self
+                    .http
+                    .post_form("/signup", shop.anonymous.cookie(), form)
+                    .await;
                 match self.finish(Step::Signup, intended, result, 303) {
                     Some(Answer {
                         session: Some(s), ..
@@ -333,24 +384,35 @@ impl Runner<'_> {
         rng: &mut R,
     ) -> Option<()> {
         let id = shop.products.sample(rng);
-        self.get(
-            Step::Product,
-            intended,
-            &format!("/products/{id}"),
-            Some(session),
-        )
-        .await?;
+        let page = self
+            .get(
+                Step::Product,
+                intended,
+                &format!("/products/{id}"),
+                Some(session),
+            )
+            .await?;
+        // A sold-out product's page has no buy form: the logout form's token is the
+        // session's all the same.
+        let token = form_token(&page.body).unwrap_or_default();
         self.post(
             Step::CartAdd,
             "/cart/add",
             Some(session),
-            format!("product_id={id}&quantity=1"),
+            format!("product_id={id}&quantity=1&csrf={token}"),
         )
         .await?;
-        self.get(Step::Cart, Instant::now(), "/cart", Some(session))
+        let cart = self
+            .get(Step::Cart, Instant::now(), "/cart", Some(session))
             .await?;
+        let token = form_token(&cart.body).unwrap_or_default();
         let placed = self
-            .post(Step::Checkout, "/checkout", Some(session), String::new())
+            .post(
+                Step::Checkout,
+                "/checkout",
+                Some(session),
+                format!("csrf={token}"),
+            )
             .await?;
         match (placed.status, placed.location) {
             (303, Some(order)) if order.starts_with('/') => {
@@ -367,13 +429,15 @@ impl Runner<'_> {
                 let now = Instant::now();
                 self.rec.record(Step::Order, now, now, Outcome::Error(kind));
             }
-            // Sold out: empty the cart so the next journey starts afresh.
+            // Sold out: empty the cart so the next journey starts afresh (the
+            // answer is the cart page again, with its forms' token).
             _ => {
+                let token = form_token(&placed.body).unwrap_or_default();
                 self.post(
                     Step::CartClear,
                     "/cart/update",
                     Some(session),
-                    format!("product_id={id}&quantity=0"),
+                    format!("product_id={id}&quantity=0&csrf={token}"),
                 )
                 .await?;
             }

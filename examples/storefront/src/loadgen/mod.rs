@@ -391,8 +391,12 @@ async fn discover(http: &HttpClient, options: &LoadOptions) -> Result<Shop, Stri
     // Log the seeded accounts in, two at a time (password hashing is deliberately
     // slow); an account that does not exist is signed up.
     let mut sessions = Vec::new();
+    let anonymous = journey::FormKey::fetch(http)
+        .await
+        .map_err(|e| format!("{target}: cannot load the login form: {e}"))?;
+    let key = &anonymous;
     let login = |i: u32| async move {
-        journey::log_in_or_sign_up(http, &format!("user{i}@example.com"))
+        journey::log_in_or_sign_up(http, key, &format!("user{i}@example.com"))
             .await
             .map_err(|e| format!("cannot log the customers in: {e}"))
     };
@@ -414,6 +418,7 @@ async fn discover(http: &HttpClient, options: &LoadOptions) -> Result<Shop, Stri
         sessions: Mutex::new(sessions),
         run_id,
         signups: AtomicU64::new(0),
+        anonymous,
     })
 }
 
