@@ -48,12 +48,10 @@ fn poller(url: &str) -> HttpPoller {
         .unwrap()
 }
 
-fn bounded<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
-    async move {
-        tokio::time::timeout(Duration::from_secs(30), f)
-            .await
-            .expect("the HTTP test is bounded")
-    }
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("the HTTP test is bounded")
 }
 
 fn rfc3339(s: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {

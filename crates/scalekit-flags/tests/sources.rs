@@ -1,6 +1,7 @@
 //! Live sources: a watched file (tokio paused time), the HTTP poller against a
 //! loopback server started here, and Redis (`SCALEKIT_REDIS_URL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(any(feature = "watch", feature = "http", feature = "redis"))]
 
 use scalekit_flags::{Context, Event, Flags};
 use std::sync::{Arc, Mutex};
@@ -136,6 +137,8 @@ mod http {
         (format!("http://{addr}"), seen)
     }
 
+    /// One scripted conversation with the server, walked in order (each step
+    /// depends on the state the one before left), so it stays one function.
     #[tokio::test]
     async fn etag_errors_and_bootstrap() {
         tokio::time::timeout(Duration::from_secs(20), async {

@@ -91,7 +91,6 @@ fn cmp_of(suffix: &str) -> Cmp {
 impl Compiler<'_> {
     pub(super) fn constraint(&mut self, toggle: &str, c: &Constraint) -> CConstraint {
         let field = Field::parse(&c.context_name);
-        let single = c.value.as_deref().map(str::trim);
         let op = match c.operator.as_str() {
             "IN" => Op::In(StrSet::new(c.values.iter().map(String::as_str))),
             "NOT_IN" => Op::NotIn(StrSet::new(c.values.iter().map(String::as_str))),
@@ -114,52 +113,9 @@ impl Compiler<'_> {
                     values,
                 }
             }
-            "NUM_EQ" | "NUM_GT" | "NUM_GTE" | "NUM_LT" | "NUM_LTE" => {
-                let cmp = cmp_of(&c.operator[4..]);
-                match single
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .filter(|v| !v.is_nan())
-                {
-                    Some(v) => Op::Num(cmp, v),
-                    None => {
-                        self.warn(
-                            toggle,
-                            format!("{}: value {:?} is not a number", c.operator, c.value),
-                        );
-                        Op::Never
-                    }
-                }
-            }
-            "DATE_AFTER" | "DATE_BEFORE" => {
-                let cmp = if c.operator == "DATE_AFTER" {
-                    Cmp::Gt
-                } else {
-                    Cmp::Lt
-                };
-                match single.and_then(parse_date) {
-                    Some(v) => Op::Date(cmp, v),
-                    None => {
-                        self.warn(
-                            toggle,
-                            format!(
-                                "{}: value {:?} is not an RFC 3339 date",
-                                c.operator, c.value
-                            ),
-                        );
-                        Op::Never
-                    }
-                }
-            }
-            "SEMVER_EQ" | "SEMVER_GT" | "SEMVER_GTE" | "SEMVER_LT" | "SEMVER_LTE" => {
-                let cmp = cmp_of(&c.operator[7..]);
-                match single.and_then(OwnedVersion::parse) {
-                    Some(v) => Op::Semver(cmp, v),
-                    None => {
-                        self.warn(toggle, format!("{}: value {:?} is not a semantic version (MAJOR.MINOR.PATCH[-PRE][+BUILD], no leading v)", c.operator, c.value));
-                        Op::Never
-                    }
-                }
-            }
+            "NUM_EQ" | "NUM_GT" | "NUM_GTE" | "NUM_LT" | "NUM_LTE" | "DATE_AFTER"
+            | "DATE_BEFORE" | "SEMVER_EQ" | "SEMVER_GT" | "SEMVER_GTE" | "SEMVER_LT"
+            | "SEMVER_LTE" => self.ordered(toggle, c),
             "REGEX" => {
                 let pattern = c.value.as_deref().unwrap_or_default();
                 match regex::RegexBuilder::new(pattern)
@@ -198,6 +154,59 @@ impl Compiler<'_> {
             field,
             inverted: c.inverted,
             op,
+        }
+    }
+
+    /// The operators that compare one value in an order: numbers, dates, versions.
+    fn ordered(&mut self, toggle: &str, c: &Constraint) -> Op {
+        let single = c.value.as_deref().map(str::trim);
+        match c.operator.as_str() {
+            "NUM_EQ" | "NUM_GT" | "NUM_GTE" | "NUM_LT" | "NUM_LTE" => {
+                let cmp = cmp_of(c.operator.get(4..).unwrap_or_default());
+                match single
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|v| !v.is_nan())
+                {
+                    Some(v) => Op::Num(cmp, v),
+                    None => {
+                        self.warn(
+                            toggle,
+                            format!("{}: value {:?} is not a number", c.operator, c.value),
+                        );
+                        Op::Never
+                    }
+                }
+            }
+            "DATE_AFTER" | "DATE_BEFORE" => {
+                let cmp = if c.operator == "DATE_AFTER" {
+                    Cmp::Gt
+                } else {
+                    Cmp::Lt
+                };
+                match single.and_then(parse_date) {
+                    Some(v) => Op::Date(cmp, v),
+                    None => {
+                        self.warn(
+                            toggle,
+                            format!(
+                                "{}: value {:?} is not an RFC 3339 date",
+                                c.operator, c.value
+                            ),
+                        );
+                        Op::Never
+                    }
+                }
+            }
+            _ => {
+                let cmp = cmp_of(c.operator.get(7..).unwrap_or_default());
+                match single.and_then(OwnedVersion::parse) {
+                    Some(v) => Op::Semver(cmp, v),
+                    None => {
+                        self.warn(toggle, format!("{}: value {:?} is not a semantic version (MAJOR.MINOR.PATCH[-PRE][+BUILD], no leading v)", c.operator, c.value));
+                        Op::Never
+                    }
+                }
+            }
         }
     }
 }

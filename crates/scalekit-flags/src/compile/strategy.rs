@@ -46,20 +46,11 @@ fn percent(params: &BTreeMap<String, String>, key: &str) -> Option<f64> {
 }
 
 impl Compiler<'_> {
-    pub(super) fn strategy(
-        &mut self,
-        f: &Feature,
-        toggle_name: &Arc<str>,
-        s: &Strategy,
-    ) -> CStrategy {
+    /// What the strategy itself tests (without its constraints), from its name
+    /// and parameters.
+    fn kind(&mut self, f: &Feature, s: &Strategy, group: Arc<str>) -> Kind {
         let p = &s.parameters;
-        let group = |key: &str| -> Arc<str> {
-            match p.get(key) {
-                Some(g) if !g.is_empty() => Arc::from(g.as_str()),
-                _ => toggle_name.clone(),
-            }
-        };
-        let mut kind = match s.name.as_str() {
+        let kind = match s.name.as_str() {
             "default" => Kind::Always,
             "userWithId" => Kind::UserIds(StrSet::new(
                 p.get("userIds")
@@ -77,7 +68,7 @@ impl Compiler<'_> {
                     } else {
                         Field::SessionId
                     }),
-                    group: group("groupId"),
+                    group: group.clone(),
                 },
                 None => Kind::Never,
             },
@@ -89,7 +80,7 @@ impl Compiler<'_> {
                 Some(pct) => Kind::Rollout {
                     pct,
                     stick: stickiness(p.get("stickiness").map(String::as_str)),
-                    group: group("groupId"),
+                    group,
                 },
                 None => Kind::Never,
             },
@@ -140,6 +131,23 @@ impl Compiler<'_> {
                 ),
             );
         }
+        kind
+    }
+
+    /// Compiles one strategy of toggle `f`: its kind, its constraints and those of
+    /// its segments (cheapest first), and its variants.
+    pub(super) fn strategy(
+        &mut self,
+        f: &Feature,
+        toggle_name: &Arc<str>,
+        s: &Strategy,
+    ) -> CStrategy {
+        let p = &s.parameters;
+        let group: Arc<str> = match p.get("groupId") {
+            Some(g) if !g.is_empty() => Arc::from(g.as_str()),
+            _ => toggle_name.clone(),
+        };
+        let mut kind = self.kind(f, s, group.clone());
         let mut constraints: Vec<CConstraint> = s
             .constraints
             .iter()
@@ -162,7 +170,7 @@ impl Compiler<'_> {
         let variants = self.variants(
             &s.variants,
             stickiness(p.get("stickiness").map(String::as_str)),
-            group("groupId"),
+            group,
         );
         // Cheapest constraints first, so that a failing one ends the check early.
         constraints.sort_by_key(CConstraint::cost);
