@@ -34,6 +34,22 @@
 //!   `enabled: true` (the default) the parent must be on and, if variants are listed,
 //!   resolve to one of them; with `enabled: false` it must be off. Parent evaluations
 //!   are not counted in metrics.
+//! * Toggles with `impressionData` emit an [`ImpressionEvent`] to the listeners
+//!   registered with [`FlagsBuilder::on_impression`], as Unleash's SDKs do.
+//!
+//! # Conventions
+//!
+//! Time comes from a `Clock` type parameter (the real `MonotonicClock` by default;
+//! tests use `ManualClock`). Builders are `<Type>Builder`; `build()` refuses a setting
+//! that cannot work with a `ConfigError` naming the setting, the value and what it
+//! accepts.
+//!
+//! Here the clock times metrics buckets ([`Flags::take_metrics`]); evaluation never
+//! reads it, and the sources' loops run on tokio's time (paused in tests).
+//! [`FlagsBuilder`] has no setting that can be wrong, so its `build()` returns the
+//! store; [`sources::HttpPollerBuilder`] and [`sources::RedisSourceBuilder`] return
+//! [`ConfigError`]. Date constraints compare with the wall clock (or the context's
+//! `currentTime`), as Unleash's SDKs do.
 //!
 //! # Features
 //!
@@ -41,55 +57,48 @@
 //! |---|---|
 //! | `toml` | our concise TOML form ([`toml_form`]) |
 //! | `watch` | [`sources::watch_file`]: a task that reloads a file when it changes |
-//! | `http` | [`sources::HttpPoller`]: polls an Unleash-compatible client API (ETag, backoff, bootstrap file) |
+//! | `http` | [`sources::HttpPoller`]: a client of an Unleash-compatible client API (delta or full state, ETag, backoff, bootstrap file, registration, metrics) |
 //! | `redis` | [`sources::RedisSource`]: a Redis key plus pub/sub notification |
 //! | `openfeature` | [`openfeature::UnleashProvider`], a provider for the `open-feature` crate |
+//!
+//! # Guide
+//!
+//! [`_guide`]: the model, the TOML form, sources, metrics and impressions,
+//! conformance (with a real Unleash server), speed, and the alternatives.
 
+pub mod _guide;
 mod cidr;
 mod compile;
 pub mod conformance;
 mod context;
+mod custom;
 mod error;
+mod event;
 mod flags;
 pub mod hash;
+mod impression;
 pub mod metrics;
 pub mod model;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+mod outcome;
 mod semver;
 pub mod sources;
 #[cfg(feature = "toml")]
 pub mod toml_form;
 
 pub use context::Context;
+pub use custom::CustomStrategy;
 pub use error::{FlagsError, Warning};
-pub use flags::{
-    Evaluation, Event, Flags, FlagsBuilder, FlagsSnapshot, LoadReport, Reason, Variant,
-};
+pub use event::{Event, LoadReport};
+pub use flags::{Flags, FlagsBuilder, FlagsSnapshot};
+pub use impression::{ImpressionEvent, ImpressionKind};
 pub use metrics::{MetricsBucket, ToggleMetrics};
-
-use std::collections::BTreeMap;
-
-/// A custom activation strategy, registered by name with [`FlagsBuilder::strategy`].
-///
-/// Any `Fn(&BTreeMap<String, String>, &Context) -> bool` is one. A strategy the store
-/// does not know never matches (and is reported as a [`Warning`]).
-pub trait CustomStrategy: Send + Sync {
-    /// Whether the strategy is on for `ctx`, given the strategy's parameters.
-    fn is_enabled(&self, parameters: &BTreeMap<String, String>, ctx: &Context) -> bool;
-}
-
-impl<F> CustomStrategy for F
-where
-    F: Fn(&BTreeMap<String, String>, &Context) -> bool + Send + Sync,
-{
-    fn is_enabled(&self, parameters: &BTreeMap<String, String>, ctx: &Context) -> bool {
-        self(parameters, ctx)
-    }
-}
+pub use outcome::{Evaluation, Reason, Variant};
+pub use scalekit_core::ConfigError;
 
 /// Parses Unleash JSON (a state or a delta body) without loading it: what the
 /// sources do before they swap anything in. Exposed for fuzzing and tooling.
 pub fn validate_json(text: &str) -> Result<(), FlagsError> {
-    flags::parse_json(text, None).map(|_| ())
+    flags::parse::parse_json(text, None).map(|_| ())
 }

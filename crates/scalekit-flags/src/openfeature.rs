@@ -36,7 +36,9 @@
 //! # }
 //! ```
 
-use crate::{Context, Evaluation, Flags, Reason};
+use crate::context::Context;
+use crate::flags::Flags;
+use crate::outcome::{Evaluation, Reason};
 use async_trait::async_trait;
 use open_feature::provider::{
     FeatureProvider, ProviderMetadata, ProviderStatus, ResolutionDetails,
@@ -45,17 +47,18 @@ use open_feature::{
     EvaluationContext, EvaluationContextFieldValue, EvaluationError, EvaluationErrorCode,
     EvaluationReason, EvaluationResult, StructValue, Value,
 };
+use scalekit_core::{Clock, MonotonicClock};
 
 /// The provider: evaluates OpenFeature flags as Unleash toggles of a [`Flags`] store.
 #[derive(Debug, Clone)]
-pub struct UnleashProvider {
-    flags: Flags,
+pub struct UnleashProvider<C: Clock = MonotonicClock> {
+    flags: Flags<C>,
     metadata: ProviderMetadata,
 }
 
-impl UnleashProvider {
+impl<C: Clock> UnleashProvider<C> {
     /// A provider over `flags` (share the store with your sources: it is a handle).
-    pub fn new(flags: Flags) -> Self {
+    pub fn new(flags: Flags<C>) -> Self {
         UnleashProvider {
             flags,
             metadata: ProviderMetadata::new("scalekit-flags"),
@@ -162,7 +165,7 @@ fn mismatch(kind: &str, value: &str, want: &str) -> EvaluationError {
 }
 
 #[async_trait]
-impl FeatureProvider for UnleashProvider {
+impl<C: Clock + 'static> FeatureProvider for UnleashProvider<C> {
     fn metadata(&self) -> &ProviderMetadata {
         &self.metadata
     }

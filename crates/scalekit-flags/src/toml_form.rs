@@ -43,10 +43,10 @@
 //! strategy. A flag with no strategy at all is on for everyone. Unknown keys are
 //! errors, so a typo is reported, with its line and column, rather than ignored.
 
+use crate::error::FlagsError;
 use crate::model::{
     ClientFeatures, Constraint, Dependency, Feature, Override, Payload, Segment, Strategy, Variant,
 };
-use crate::FlagsError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ops::Range;

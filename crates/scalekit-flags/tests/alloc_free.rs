@@ -1,41 +1,14 @@
-//! Evaluation allocates nothing on the common paths, and the store is `Send + Sync`.
+//! Evaluation allocates nothing on the common paths (with or without an
+//! impression listener), and the store is `Send + Sync`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-// A counting global allocator is the one way to observe allocations; it lives in
-// this test binary only and forwards every call to the system allocator.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
 use scalekit_flags::{Context, Flags};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use scalekit_test_support::alloc::{allocations_during, assert_installed, Counting};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
 
 const STATE: &str = r#"{"version":2,"features":[
   {"name":"plain","enabled":true,"strategies":[]},
@@ -56,11 +29,8 @@ const STATE: &str = r#"{"version":2,"features":[
   {"name":"users","enabled":true,"strategies":[{"name":"userWithId","parameters":{"userIds":"1,2,3"}},{"name":"remoteAddress","parameters":{"IPs":"10.0.0.0/8"}}]}
 ],"segments":[{"id":1,"constraints":[{"contextName":"environment","operator":"NOT_IN","values":["test"]}]}]}"#;
 
-#[test]
-fn evaluation_does_not_allocate() {
-    let flags = Flags::new();
-    flags.load_json(STATE, "test").unwrap();
-    let ctx = Context::new()
+fn context() -> Context {
+    Context::new()
         .user_id("42")
         .remote_address("10.1.2.3")
         .current_time("2024-06-01T12:00:00Z")
@@ -68,33 +38,73 @@ fn evaluation_does_not_allocate() {
         .property("plan", "Pro-Plus")
         .property("age", "30")
         .property("version", "2.1.0")
-        .property("email", "ada@example.com");
-    let names = [
-        "plain",
-        "rollout",
-        "random",
-        "constraints",
-        "variants",
-        "child",
-        "users",
-        "missing",
-    ];
-    assert!(flags.is_enabled("constraints", &ctx));
+        .property("email", "ada@example.com")
+}
+
+const NAMES: [&str; 8] = [
+    "plain",
+    "rollout",
+    "random",
+    "constraints",
+    "variants",
+    "child",
+    "users",
+    "missing",
+];
+
+/// Evaluates every toggle of `STATE` 100 times in each of the three ways and
+/// returns the allocations made.
+fn allocations_of_evaluations(flags: &Flags, ctx: &Context) -> u64 {
     // Warm the thread's snapshot cache and lazily initialised statics.
-    for n in names {
-        flags.is_enabled(n, &ctx);
-        flags.variant(n, &ctx);
+    for n in NAMES {
+        flags.is_enabled(n, ctx);
+        flags.variant(n, ctx);
     }
-    let n = allocations_during(|| {
+    allocations_during(|| {
         for _ in 0..100 {
-            for name in names {
-                std::hint::black_box(flags.is_enabled(name, &ctx));
-                std::hint::black_box(flags.variant(name, &ctx));
-                std::hint::black_box(flags.evaluate(name, &ctx));
+            for name in NAMES {
+                std::hint::black_box(flags.is_enabled(name, ctx));
+                std::hint::black_box(flags.variant(name, ctx));
+                std::hint::black_box(flags.evaluate(name, ctx));
             }
         }
-    });
+    })
+}
+
+#[test]
+fn evaluation_does_not_allocate() {
+    assert_installed();
+    let flags = Flags::new();
+    flags.load_json(STATE, "test").unwrap();
+    let ctx = context();
+    assert!(flags.is_enabled("constraints", &ctx));
+    let n = allocations_of_evaluations(&flags, &ctx);
     assert_eq!(n, 0, "evaluation allocated {n} times");
+}
+
+#[test]
+fn impressions_do_not_allocate_either() {
+    assert_installed();
+    let seen = Arc::new(AtomicU64::new(0));
+    let count = seen.clone();
+    let flags = Flags::builder()
+        .on_impression(move |e| {
+            count.fetch_add(u64::from(e.enabled) + 1, Ordering::Relaxed);
+        })
+        .build();
+    // Every toggle asks for impressions.
+    let state = STATE.replace(
+        "\"enabled\":true",
+        "\"enabled\":true,\"impressionData\":true",
+    );
+    flags.load_json(&state, "test").unwrap();
+    let ctx = context();
+    let n = allocations_of_evaluations(&flags, &ctx);
+    assert_eq!(
+        n, 0,
+        "evaluation with an impression listener allocated {n} times"
+    );
+    assert!(seen.load(Ordering::Relaxed) > 0, "the listener was called");
 }
 
 #[test]

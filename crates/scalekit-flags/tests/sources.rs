@@ -1,6 +1,7 @@
 //! Live sources: a watched file (tokio paused time), the HTTP poller against a
 //! loopback server started here, and Redis (`SCALEKIT_REDIS_URL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(any(feature = "watch", feature = "http", feature = "redis"))]
 
 use scalekit_flags::{Context, Event, Flags};
 use std::sync::{Arc, Mutex};
@@ -85,7 +86,7 @@ async fn watched_file_reloads_on_change_and_keeps_the_last_good_state() {
 #[cfg(feature = "http")]
 mod http {
     use super::*;
-    use scalekit_flags::sources::{FetchOutcome, HttpPoller};
+    use scalekit_flags::sources::{FeaturesApi, FetchOutcome, HttpPoller};
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -136,6 +137,8 @@ mod http {
         (format!("http://{addr}"), seen)
     }
 
+    /// One scripted conversation with the server, walked in order (each step
+    /// depends on the state the one before left), so it stays one function.
     #[tokio::test]
     async fn etag_errors_and_bootstrap() {
         tokio::time::timeout(Duration::from_secs(20), async {
@@ -150,11 +153,14 @@ mod http {
             let dir = temp_dir("http");
             let boot = dir.join("bootstrap.json");
             let (flags, events) = recording();
-            let mut poller = HttpPoller::new(&url)
+            let mut poller = HttpPoller::builder(&url)
                 .token("secret")
                 .app_name("shop")
                 .bootstrap(&boot)
-                .timeout(Duration::from_secs(5));
+                .api(FeaturesApi::Full)
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
             let ctx = Context::new();
 
             assert_eq!(
@@ -222,9 +228,12 @@ mod http {
                 let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 format!("http://{}", l.local_addr().unwrap())
             };
-            let task = HttpPoller::new(down)
+            let task = HttpPoller::builder(down)
                 .bootstrap(&boot)
                 .interval(Duration::from_secs(1))
+                .send_metrics(false)
+                .build()
+                .unwrap()
                 .spawn(fresh.clone());
             for _ in 0..200 {
                 if events
@@ -261,16 +270,6 @@ mod redis_source {
     use scalekit_flags::sources::RedisSource;
     use std::time::Duration;
 
-    fn redis_url() -> Option<String> {
-        match std::env::var("SCALEKIT_REDIS_URL") {
-            Ok(u) if !u.is_empty() => Some(u),
-            _ => {
-                eprintln!("skipped: SCALEKIT_REDIS_URL is not set (Redis source test)");
-                None
-            }
-        }
-    }
-
     async fn until(what: &str, mut f: impl FnMut() -> bool) {
         for _ in 0..500 {
             if f() {
@@ -283,7 +282,11 @@ mod redis_source {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_processes_share_live_config_through_redis() {
-        let Some(url) = redis_url() else { return };
+        let Some(url) = scalekit_test_support::services::redis_url(
+            "two_processes_share_live_config_through_redis",
+        ) else {
+            return;
+        };
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut con = match tokio::time::timeout(
             Duration::from_secs(5),
@@ -306,7 +309,7 @@ mod redis_source {
             .unwrap()
             .as_nanos();
         let key = format!("scalekit-test:{}:{nanos}:flags", std::process::id());
-        let source = RedisSource::new(&url, &key).unwrap();
+        let source = RedisSource::builder(&url, &key).build().unwrap();
         let (a, a_events) = recording();
         let (b, _) = recording();
         let ta = source.clone().spawn(a.clone());

@@ -1,6 +1,10 @@
-use crate::sources::{backoff, fingerprint, looks_like_toml};
-use crate::{Flags, FlagsError};
+//! [`RedisSource`]: a Redis key plus a pub/sub notification.
+
+use crate::error::FlagsError;
+use crate::flags::Flags;
+use crate::sources::backoff::{backoff, fingerprint, looks_like_toml};
 use futures_util::StreamExt;
+use scalekit_core::{Clock, ConfigError};
 use std::time::Duration;
 
 /// Shared configuration in Redis: a key holds the state (Unleash JSON, or our TOML
@@ -15,10 +19,10 @@ use std::time::Duration;
 /// through it.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), scalekit_flags::FlagsError> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use scalekit_flags::{sources::RedisSource, Flags};
 /// let flags = Flags::new();
-/// let source = RedisSource::new("redis://127.0.0.1:6379", "storefront:flags")?;
+/// let source = RedisSource::builder("redis://127.0.0.1:6379", "storefront:flags").build()?;
 /// let task = source.clone().spawn(flags.clone());
 /// source.publish(r#"{"features":[{"name":"new-checkout","enabled":true}]}"#).await?;
 /// # Ok(()) }
@@ -38,23 +42,30 @@ fn redis_err(what: String, e: redis::RedisError) -> FlagsError {
     }
 }
 
-impl RedisSource {
-    /// A source reading `key`, notified on the channel `<key>:changed`.
-    pub fn new(url: &str, key: impl Into<String>) -> Result<Self, FlagsError> {
-        let key = key.into();
-        let client =
-            redis::Client::open(url).map_err(|e| redis_err(format!("redis URL {url}"), e))?;
-        Ok(RedisSource {
-            client,
-            channel: format!("{key}:changed"),
-            key,
-            max_backoff: Duration::from_secs(30),
-        })
-    }
+/// Builds a [`RedisSource`]; [`build`](Self::build) refuses a URL that is not a
+/// Redis URL, an empty key or a zero backoff with a [`ConfigError`].
+///
+/// ```
+/// use scalekit_flags::sources::RedisSource;
+/// let err = RedisSource::builder("http://127.0.0.1:6379", "flags").build().unwrap_err();
+/// assert_eq!(err.field(), "url");
+/// let source = RedisSource::builder("redis://127.0.0.1:6379", "shop:flags").build().unwrap();
+/// assert_eq!(source.channel(), "shop:flags:changed");
+/// ```
+#[derive(Clone, Debug)]
+pub struct RedisSourceBuilder {
+    url: String,
+    key: String,
+    channel: Option<String>,
+    max_backoff: Duration,
+}
 
-    /// Uses another notification channel.
+const COMPONENT: &str = "Redis flag source";
+
+impl RedisSourceBuilder {
+    /// Uses another notification channel (default `<key>:changed`).
     pub fn channel(mut self, channel: impl Into<String>) -> Self {
-        self.channel = channel.into();
+        self.channel = Some(channel.into());
         self
     }
 
@@ -62,6 +73,65 @@ impl RedisSource {
     pub fn max_backoff(mut self, d: Duration) -> Self {
         self.max_backoff = d;
         self
+    }
+
+    /// The source, or the first setting that cannot work.
+    pub fn build(self) -> Result<RedisSource, ConfigError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
+            ConfigError::new(
+                COMPONENT,
+                "url",
+                format!("{:?} ({e})", self.url),
+                "a Redis URL such as redis://127.0.0.1:6379",
+            )
+        })?;
+        if self.key.is_empty() {
+            return Err(ConfigError::new(
+                COMPONENT,
+                "key",
+                "\"\"",
+                "a non-empty key name",
+            ));
+        }
+        if self.max_backoff.is_zero() {
+            return Err(ConfigError::new(
+                COMPONENT,
+                "max_backoff",
+                format!("{:?}", self.max_backoff),
+                "a duration above zero (default 30 s)",
+            ));
+        }
+        Ok(RedisSource {
+            client,
+            channel: self
+                .channel
+                .unwrap_or_else(|| format!("{}:changed", self.key)),
+            key: self.key,
+            max_backoff: self.max_backoff,
+        })
+    }
+}
+
+impl RedisSource {
+    /// A builder for a source reading `key` at the Redis server `url`, notified on
+    /// the channel `<key>:changed`.
+    pub fn builder(url: impl Into<String>, key: impl Into<String>) -> RedisSourceBuilder {
+        RedisSourceBuilder {
+            url: url.into(),
+            key: key.into(),
+            channel: None,
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+
+    /// The key holding the state.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The notification channel.
+    pub fn channel(&self) -> &str {
+        &self.channel
     }
 
     /// Validates `state` (parse and compile, without loading it anywhere), writes it
@@ -86,9 +156,9 @@ impl RedisSource {
 
     /// Reads the key once and applies it if it changed. `Ok(false)` when the key is
     /// absent or unchanged.
-    pub async fn fetch_once(
+    pub async fn fetch_once<C: Clock>(
         &self,
-        flags: &Flags,
+        flags: &Flags<C>,
         last: &mut Option<u64>,
     ) -> Result<bool, FlagsError> {
         let mut con = self
@@ -113,9 +183,9 @@ impl RedisSource {
     }
 
     /// One subscription, until it fails. `subscribed` is set once it is established.
-    async fn session(
+    async fn session<C: Clock>(
         &self,
-        flags: &Flags,
+        flags: &Flags<C>,
         last: &mut Option<u64>,
         subscribed: &mut bool,
     ) -> Result<(), FlagsError> {
@@ -146,7 +216,7 @@ impl RedisSource {
     }
 
     /// Runs the source as a task, reconnecting with backoff.
-    pub fn spawn(self, flags: Flags) -> tokio::task::JoinHandle<()> {
+    pub fn spawn<C: Clock + 'static>(self, flags: Flags<C>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut last = None;
             let mut failures = 0u32;

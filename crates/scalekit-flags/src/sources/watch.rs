@@ -1,5 +1,9 @@
-use crate::sources::fingerprint;
-use crate::{Flags, FlagsError};
+//! [`watch_file`]: a task that reloads a file when its content changes.
+
+use crate::error::FlagsError;
+use crate::flags::Flags;
+use crate::sources::backoff::fingerprint;
+use scalekit_core::Clock;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,8 +24,8 @@ use std::time::Duration;
 /// // ... serve; task.abort() to stop watching.
 /// # }
 /// ```
-pub fn watch_file(
-    flags: Flags,
+pub fn watch_file<C: Clock + 'static>(
+    flags: Flags<C>,
     path: impl Into<PathBuf>,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {

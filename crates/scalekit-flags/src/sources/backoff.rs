@@ -1,26 +1,5 @@
-//! Live sources: a watched file, an HTTP poller for Unleash's client API, and Redis.
-//!
-//! Every source hands the text it fetched to the store, which parses, validates and
-//! compiles it completely before swapping it in; a bad update is refused with an
-//! [`Event::Rejected`](crate::Event::Rejected) and the last good state keeps serving.
-//! A fetch that fails (file unreadable, server unreachable, HTTP error) emits
-//! [`Event::SourceFailed`](crate::Event::SourceFailed) and changes nothing.
-//!
-//! The sources are tokio tasks; dropping or aborting the returned handle stops them.
-
-#[cfg(feature = "http")]
-mod http;
-#[cfg(feature = "redis")]
-mod redis_source;
-#[cfg(feature = "watch")]
-mod watch;
-
-#[cfg(feature = "http")]
-pub use http::{FetchOutcome, HttpPoller};
-#[cfg(feature = "redis")]
-pub use redis_source::RedisSource;
-#[cfg(feature = "watch")]
-pub use watch::watch_file;
+//! What the sources share: the backoff schedule, content fingerprints and the
+//! JSON-or-TOML guess.
 
 /// The delay before the next attempt after `failures` consecutive failures: the
 /// interval doubled per failure, capped at `max`.
