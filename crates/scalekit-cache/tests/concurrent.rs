@@ -25,7 +25,8 @@ fn owners_always_read_their_own_writes() {
                 sink.lock().unwrap().push((k, v));
             }
         })
-        .build();
+        .build()
+        .unwrap();
     let barrier = Barrier::new(THREADS as usize);
     std::thread::scope(|s| {
         for t in 0..THREADS {
@@ -71,7 +72,7 @@ fn owners_always_read_their_own_writes() {
 
 #[test]
 fn concurrent_invalidation_leaves_nothing_behind() {
-    let cache: Cache<u64, u64> = Cache::builder().max_capacity(10_000).build();
+    let cache: Cache<u64, u64> = Cache::builder().max_capacity(10_000).build().unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         for t in 0..4u64 {
