@@ -69,7 +69,7 @@
 //! that space dropped within its last 5% of departures (ghosts). The boundary
 //! moves towards the space whose margin earns more, when the difference is
 //! beyond counting noise. On the forty reference rows ([guide](_guide#hit-ratios))
-//! it averages 0.35 points below the best of nine policies per row, worst 3.51.
+//! it averages 0.34 points below the best of nine policies per row, worst 3.51.
 //!
 //! # Concurrency
 //!

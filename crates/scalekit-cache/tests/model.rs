@@ -130,7 +130,84 @@ impl Run {
             .sum()
     }
 
+    /// Applies `op` to the cache and the model, then checks what the cache
+    /// reported and holds.
     fn step(&mut self, op: Op) -> Result<(), TestCaseError> {
+        let allowed = self.apply(op)?;
+        self.settle_log(allowed)?;
+        self.check_state()
+    }
+
+    /// `entry(k).and_compute_with`, checked against the model: 0 increments
+    /// (or inserts 1), 1 removes, 2 leaves the entry.
+    fn compute(&mut self, k: u8, action: u8) -> Result<(), TestCaseError> {
+        let (t, ttl) = (self.now(), self.ttl);
+        let live = self.live(k);
+        let mut seen = None;
+        let result = self.cache.entry(k).and_compute_with(|entry| {
+            seen = Some(entry.as_ref().map(|e| *e.value()));
+            match (action, entry) {
+                (0, Some(e)) => Compute::Put(e.value().wrapping_add(1)),
+                (0, None) => Compute::Put(1),
+                (1, _) => Compute::Remove,
+                _ => Compute::Nop,
+            }
+        });
+        prop_assert_eq!(seen, Some(live), "compute({}) saw the live value", k);
+        match (action, live) {
+            (0, Some(old)) => {
+                let new = old.wrapping_add(1);
+                prop_assert!(
+                    matches!(&result, CompResult::ReplacedWith { old: o, new: e } if *o == old && *e.value() == new && e.is_old_value_replaced()),
+                    "compute({}, {}) gave {:?}",
+                    k,
+                    action,
+                    result
+                );
+                self.model.insert(k, (new, t + ttl));
+            }
+            (0, None) => {
+                prop_assert!(
+                    matches!(&result, CompResult::Inserted(e) if *e.value() == 1 && e.is_fresh()),
+                    "compute({}, {}) gave {:?}",
+                    k,
+                    action,
+                    result
+                );
+                self.model.insert(k, (1, t + ttl));
+            }
+            (1, Some(old)) => {
+                prop_assert!(
+                    matches!(&result, CompResult::Removed(e) if *e.value() == old),
+                    "compute({}, {}) gave {:?}",
+                    k,
+                    action,
+                    result
+                );
+                self.model.remove(&k);
+            }
+            (_, None) => prop_assert!(
+                matches!(&result, CompResult::StillNone(key) if *key == k),
+                "compute({}, {}) gave {:?}",
+                k,
+                action,
+                result
+            ),
+            (_, Some(old)) => {
+                prop_assert!(
+                    matches!(&result, CompResult::Unchanged(e) if *e.value() == old),
+                    "compute({}, {}) gave {:?}",
+                    k,
+                    action,
+                    result
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `op`; returns the removal causes it may produce.
+    fn apply(&mut self, op: Op) -> Result<&'static [RemovalCause], TestCaseError> {
         const WRITE: &[RemovalCause] = &[
             RemovalCause::Size,
             RemovalCause::Expired,
@@ -193,67 +270,7 @@ impl Run {
                 allowed = WRITE;
             }
             Op::Compute(k, action) => {
-                let live = self.live(k);
-                let mut seen = None;
-                let result = self.cache.entry(k).and_compute_with(|entry| {
-                    seen = Some(entry.as_ref().map(|e| *e.value()));
-                    match (action, entry) {
-                        (0, Some(e)) => Compute::Put(e.value().wrapping_add(1)),
-                        (0, None) => Compute::Put(1),
-                        (1, _) => Compute::Remove,
-                        _ => Compute::Nop,
-                    }
-                });
-                prop_assert_eq!(seen, Some(live), "compute({}) saw the live value", k);
-                match (action, live) {
-                    (0, Some(old)) => {
-                        let new = old.wrapping_add(1);
-                        prop_assert!(
-                            matches!(&result, CompResult::ReplacedWith { old: o, new: e } if *o == old && *e.value() == new && e.is_old_value_replaced()),
-                            "compute({}, {}) gave {:?}",
-                            k,
-                            action,
-                            result
-                        );
-                        self.model.insert(k, (new, t + ttl));
-                    }
-                    (0, None) => {
-                        prop_assert!(
-                            matches!(&result, CompResult::Inserted(e) if *e.value() == 1 && e.is_fresh()),
-                            "compute({}, {}) gave {:?}",
-                            k,
-                            action,
-                            result
-                        );
-                        self.model.insert(k, (1, t + ttl));
-                    }
-                    (1, Some(old)) => {
-                        prop_assert!(
-                            matches!(&result, CompResult::Removed(e) if *e.value() == old),
-                            "compute({}, {}) gave {:?}",
-                            k,
-                            action,
-                            result
-                        );
-                        self.model.remove(&k);
-                    }
-                    (_, None) => prop_assert!(
-                        matches!(&result, CompResult::StillNone(key) if *key == k),
-                        "compute({}, {}) gave {:?}",
-                        k,
-                        action,
-                        result
-                    ),
-                    (_, Some(old)) => {
-                        prop_assert!(
-                            matches!(&result, CompResult::Unchanged(e) if *e.value() == old),
-                            "compute({}, {}) gave {:?}",
-                            k,
-                            action,
-                            result
-                        )
-                    }
-                }
+                self.compute(k, action)?;
                 allowed = &[
                     RemovalCause::Size,
                     RemovalCause::Expired,
@@ -271,6 +288,12 @@ impl Run {
                 prop_assert_eq!(got, expected, "iter at {}s", t);
             }
         }
+        Ok(allowed)
+    }
+
+    /// Checks each removal the listener heard against `allowed` and the
+    /// model, and takes it out of the model.
+    fn settle_log(&mut self, allowed: &[RemovalCause]) -> Result<(), TestCaseError> {
         let log: Vec<_> = self.log.lock().unwrap().drain(..).collect();
         for (k, v, cause) in log {
             prop_assert!(allowed.contains(&cause), "{:?} after {:?}", cause, allowed);
@@ -312,6 +335,11 @@ impl Run {
                 other => prop_assert!(false, "unexpected cause {:?}", other),
             }
         }
+        Ok(())
+    }
+
+    /// The cache holds what the model holds, within the capacity.
+    fn check_state(&self) -> Result<(), TestCaseError> {
         // Exactly the model's live entries are readable (expired ones are not).
         let t = self.now();
         for k in 0..40u8 {

@@ -291,9 +291,15 @@ where
         mut replace_if: impl FnMut(&V) -> bool,
     ) -> Entry<K, V> {
         let cache = self.cache;
-        match cache.get(&self.key) {
-            Some(value) if !replace_if(&value) => Entry::new(self.key, value, false, false),
+        // `peek` counts nothing: each branch counts one hit or one miss.
+        match cache.peek(&self.key) {
+            Some(value) if !replace_if(&value) => match cache.get(&self.key) {
+                Some(value) => Entry::new(self.key, value, false, false),
+                // Gone in between: insert.
+                None => self.or_insert_with(init),
+            },
             Some(_) => {
+                cache.inner.counters.misses.increment();
                 let mut keep = |value: &V| !replace_if(value);
                 let (value, fresh) =
                     cache.replace_with(self.key.clone(), &mut keep, || Ok::<V, Infallible>(init()));

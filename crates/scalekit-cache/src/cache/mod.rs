@@ -64,6 +64,18 @@ pub(crate) struct Shard<K, V> {
     pub(crate) over: AtomicU64,
 }
 
+impl<K, V> Shard<K, V> {
+    /// Publishes the store's weight beyond its room, writing only when it
+    /// changed (mostly it stays 0, and the line stays in the writer's cache).
+    #[inline]
+    pub(crate) fn mark(&self, store: &Store<K, V>) {
+        let over = store.over_room();
+        if self.over.load(Relaxed) != over {
+            self.over.store(over, Relaxed);
+        }
+    }
+}
+
 pub(crate) struct Inner<K, V, S, C> {
     pub(crate) shards: Box<[CachePadded<Shard<K, V>>]>,
     shard_mask: usize,

@@ -203,7 +203,7 @@ where
                     self.inner.total.fetch_sub(expired, Relaxed);
                 }
             }
-            shard.over.store(store.over_room(), Relaxed);
+            shard.mark(&store);
             (result, left)
         };
         removed.notify(self.inner.listener.as_deref());
@@ -328,7 +328,7 @@ where
             });
             let shed = before - store.weight();
             self.inner.total.fetch_sub(shed, Relaxed);
-            shard.over.store(store.over_room(), Relaxed);
+            shard.mark(&store);
             shed
         };
         removed.notify(self.inner.listener.as_deref());
