@@ -407,7 +407,9 @@ where
     /// between what `f` saw and what it did. Keep it short, and do not use
     /// this cache from it (that would deadlock). A put is weighed and given
     /// its deadlines like an insert; a remove is told to the listener as
-    /// [`RemovalCause::Explicit`], a replace as `Replaced`.
+    /// [`RemovalCause::Explicit`], a replace as `Replaced`. A value heavier
+    /// than the whole capacity is put and at once refused, as by `insert`:
+    /// the result says it was put, the listener hears `Size`.
     ///
     /// ```
     /// use scalekit_cache::{Cache, CompResult, Op};
