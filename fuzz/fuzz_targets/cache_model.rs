@@ -9,8 +9,10 @@
 //!   model holds live is readable unless it is past its deadline;
 //! * `entry_count` equals the model's size and the weighted size never
 //!   exceeds the capacity;
-//! * each removal the listener reports has a cause the operation allows, and
-//!   an expired entry was really past its deadline.
+//! * each removal the listener reports has a cause the operation allows, an
+//!   expired entry was really past its deadline, and an entry evicted for
+//!   size left while the total weight was over the capacity (the capacity is
+//!   the whole cache's, on any number of shards).
 
 #![no_main]
 
@@ -53,12 +55,13 @@ fuzz_target!(|input: Input| {
     let mut builder = Cache::builder()
         .max_capacity(capacity)
         .shards(usize::from(input.shards % 4) + 1)
-        .clock(Arc::new(clock.clone()))
+        .clock(clock.clone())
         .eviction_listener(move |k: u8, v: u16, cause| sink.lock().unwrap().push((k, v, cause)));
+    let weight = move |k: u8| if input.weighted { u64::from(k % 5) } else { 1 };
     if input.weighted {
         builder = builder.weigher(|k: &u8, _: &u16| u32::from(k % 5));
     }
-    let cache: Cache<u8, u16> = builder.build();
+    let cache: Cache<u8, u16, _, ManualClock> = builder.build().expect("valid settings");
     // key -> (value, deadline in seconds or u64::MAX)
     let mut model: BTreeMap<u8, (u16, u64)> = BTreeMap::new();
 
@@ -110,6 +113,8 @@ fuzz_target!(|input: Input| {
             assert!(allowed.contains(&cause), "{cause:?} not allowed here");
             match cause {
                 RemovalCause::Size => {
+                    let total: u64 = model.keys().map(|&k| weight(k)).sum();
+                    assert!(total > capacity, "{k} evicted at {total} of {capacity}");
                     assert_eq!(model.remove(&k).map(|(v, _)| v), Some(v), "evicted {k}");
                 }
                 RemovalCause::Expired => {

@@ -139,10 +139,13 @@ fn simulate(policy: &str, trace: &[u64], capacity: u64) -> f64 {
     let mut hits = 0u64;
     match policy {
         "scalekit" => {
-            let cache: Cache<u64, ()> = Cache::builder()
+            let Ok(cache): Result<Cache<u64, ()>, _> = Cache::builder()
                 .max_capacity(capacity)
                 .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
-                .build();
+                .build()
+            else {
+                unreachable!("a capacity and a hasher are always valid settings");
+            };
             for &key in trace {
                 if cache.get(&key).is_some() {
                     hits += 1;

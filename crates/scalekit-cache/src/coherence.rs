@@ -16,10 +16,10 @@
 //!   one heartbeat interval.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
@@ -28,6 +28,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use scalekit_core::Clock;
 
 use crate::redis::RedisTier;
 use crate::tiered::{Broadcast, Local, TieredCacheBuilder};
@@ -99,20 +102,22 @@ fn instance_id() -> u64 {
 
 /// Applies received messages to one L1: the receiving half of coherence,
 /// free of I/O so it can be tested without Redis.
-pub(crate) struct Receiver<K, V> {
+pub(crate) struct Receiver<K, V, S, C> {
     origin: u64,
-    local: Local<K, V>,
+    local: Local<K, V, S, C>,
     /// The last sequence number seen from each other instance, and when.
     seen: Mutex<HashMap<u64, (u64, Instant)>>,
     forget_after: Duration,
 }
 
-impl<K, V> Receiver<K, V>
+impl<K, V, S, C> Receiver<K, V, S, C>
 where
     K: Hash + Eq + Clone + DeserializeOwned,
     V: Clone,
+    S: BuildHasher,
+    C: Clock,
 {
-    pub(crate) fn new(origin: u64, local: Local<K, V>, forget_after: Duration) -> Self {
+    pub(crate) fn new(origin: u64, local: Local<K, V, S, C>, forget_after: Duration) -> Self {
         Self {
             origin,
             local,
@@ -224,11 +229,11 @@ where
 /// let l1 = Cache::builder()
 ///     .max_capacity(10_000)
 ///     .time_to_live(Duration::from_secs(60)) // bounds staleness if all else fails
-///     .build();
+///     .build()?;
 /// let cache = TieredCache::builder(l1, tier.clone())
 ///     .write_policy(WritePolicy::WriteThrough)
 ///     .coherence(RedisCoherence::new(&tier))
-///     .build();
+///     .build()?;
 /// // ... after updating user 42 in the database:
 /// cache.insert(42, "ada".to_string()).await?;
 /// // every other process's L1 drops key 42 within a round trip.
@@ -322,10 +327,12 @@ impl RedisCoherence {
         redis::Client::open(info.set_redis_settings(settings))
     }
 
-    fn start<K, V>(self, local: Local<K, V>) -> Box<dyn Broadcast<K>>
+    fn start<K, V, S, C>(self, local: Local<K, V, S, C>) -> Box<dyn Broadcast<K>>
     where
         K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
+        S: BuildHasher + Send + Sync + 'static,
+        C: Clock + 'static,
     {
         let origin = instance_id();
         let (tx, rx) = mpsc::channel(self.queue);
@@ -358,10 +365,12 @@ impl RedisCoherence {
     }
 }
 
-impl<K, V> TieredCacheBuilder<K, V>
+impl<K, V, S, C> TieredCacheBuilder<K, V, S, C>
 where
     K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+    C: Clock + 'static,
 {
     /// Keeps this cache's L1 coherent with the other processes' through Redis
     /// pub/sub (feature `redis`). The key travels postcard-encoded, so the key
@@ -445,14 +454,16 @@ async fn publish_loop(
     }
 }
 
-async fn subscribe_loop<K, V>(
+async fn subscribe_loop<K, V, S, C>(
     client: Result<redis::Client, redis::RedisError>,
     config: RedisCoherence,
     origin: u64,
-    receiver: Receiver<K, V>,
+    receiver: Receiver<K, V, S, C>,
 ) where
     K: Hash + Eq + Clone + DeserializeOwned,
     V: Clone,
+    S: BuildHasher,
+    C: Clock,
 {
     let Ok(client) = client else {
         return; // a URL the RESP3 client rejects; the tier itself reports it
@@ -514,9 +525,12 @@ async fn subscribe_loop<K, V>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Cache;
+    use crate::cache::Cache;
+    use scalekit_core::MonotonicClock;
 
-    fn receiver() -> (Receiver<u64, u64>, Local<u64, u64>) {
+    type L1 = Local<u64, u64, ahash::RandomState, MonotonicClock>;
+
+    fn receiver() -> (Receiver<u64, u64, ahash::RandomState, MonotonicClock>, L1) {
         let local = Local {
             l1: Cache::new(1_000),
             epochs: Arc::new(crate::tiered::Epochs::new()),
@@ -533,7 +547,7 @@ mod tests {
         Message { origin, seq, key }
     }
 
-    fn fill(local: &Local<u64, u64>) {
+    fn fill(local: &L1) {
         for k in 0..10 {
             local.l1.insert(k, k);
         }

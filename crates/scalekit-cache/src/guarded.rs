@@ -1,10 +1,12 @@
 //! A tier behind an admission policy (a circuit breaker, a concurrency limit).
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use scalekit_core::{Admission, Outcome};
+// Tokio's clock: the calls it times are async, and paused time drives it in tests.
+use tokio::time::Instant;
 
 use crate::tier::{Tier, TierError};
 

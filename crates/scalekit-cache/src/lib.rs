@@ -6,14 +6,17 @@
 //!
 //! | need | how |
 //! |---|---|
-//! | bound memory | [`max_capacity`](CacheBuilder::max_capacity) in entries, or in any unit with a [`weigher`](CacheBuilder::weigher) |
+//! | bound memory | [`max_capacity`](CacheBuilder::max_capacity) in entries, or in any unit with a [`weigher`](CacheBuilder::weigher); the whole cache's, not a shard's: only an entry heavier than all of it is refused |
 //! | freshness | [`time_to_live`](CacheBuilder::time_to_live), [`time_to_idle`](CacheBuilder::time_to_idle), a deadline per entry ([`Expiry`], [`Cache::insert_with_ttl`]); expiry work is O(1) on a timer wheel |
 //! | no stampedes | [`get_with`](Cache::get_with), [`try_get_with`](Cache::try_get_with) and their `_async` forms run one load per key for all concurrent callers, and survive a loader that fails, panics or is cancelled |
+//! | get or insert, compute | [`entry`](Cache::entry): `or_insert_with` and friends (one initialiser per missing key), `and_compute_with` (read-modify-write no other write of the key interleaves), with an [`Entry`] that says whether this call put the value |
+//! | read-based expiry | [`Expiry::expire_after_read`] moves an entry's deadline when it is read, on the timer wheel |
+//! | iteration | [`iter`](Cache::iter): the live entries, shard by shard (weakly consistent) |
 //! | hide latency | [`stale_while_revalidate`](CacheBuilder::stale_while_revalidate), probabilistic early refresh ([`refresh_ahead`](CacheBuilder::refresh_ahead)) |
 //! | "not found" | [`negative_ttl`](CacheBuilder::negative_ttl) for `Cache<K, Option<V>>` |
 //! | invalidation | [`remove`](Cache::remove), [`invalidate_all`](Cache::invalidate_all), [`invalidate_if`](Cache::invalidate_if) |
 //! | observability | [`stats`](Cache::stats) (plain atomics), an [eviction listener](CacheBuilder::eviction_listener) told the [`RemovalCause`] |
-//! | tests | a [`ManualClock`](scalekit_core::ManualClock) drives expiry; a fixed [`hasher`](CacheBuilder::hasher) makes eviction reproducible |
+//! | tests | a [`ManualClock`](scalekit_core::ManualClock) drives expiry and times loads; a fixed [`hasher`](CacheBuilder::hasher) makes eviction reproducible |
 //!
 //! ```
 //! use std::time::Duration;
@@ -25,10 +28,27 @@
 //!     .eviction_listener(|_token, _user, cause| {
 //!         if cause == RemovalCause::Expired { /* log the logout */ }
 //!     })
-//!     .build();
+//!     .build()?;
 //! sessions.insert("token-1".into(), 7);
 //! assert_eq!(sessions.get("token-1"), Some(7));
+//! # Ok::<(), scalekit_cache::ConfigError>(())
 //! ```
+//!
+//! The [guide](_guide) tells the design at length, with the measured hit
+//! ratios and throughput and how to choose sizes and times.
+//!
+//! # Conventions
+//!
+//! Time comes from a `Clock` type parameter (the real `MonotonicClock` by
+//! default; tests use `ManualClock`). Builders are `<Type>Builder`; `build()`
+//! refuses a setting that cannot work with a `ConfigError` naming the setting,
+//! the value and what it accepts.
+//!
+//! Here: [`Cache<K, V, S, C>`](Cache) and [`TieredCache`] take the clock as
+//! `C` ([`CacheBuilder::clock`] swaps it); [`CacheBuilder::build`],
+//! [`TieredCacheBuilder::build`] and `RedisTierBuilder::build` return
+//! [`ConfigError`] (the last inside [`TierError::Config`]). The tiered cache's
+//! own time limits run on tokio's clock, which tests pause.
 //!
 //! # The policy
 //!
@@ -48,8 +68,8 @@
 //! the last 5% of each space before its eviction point, and misses on keys
 //! that space dropped within its last 5% of departures (ghosts). The boundary
 //! moves towards the space whose margin earns more, when the difference is
-//! beyond counting noise. On the forty reference rows (`docs/cache.md`) it
-//! averages 0.35 points below the best of nine policies per row, worst 3.51.
+//! beyond counting noise. On the forty reference rows ([guide](_guide#hit-ratios))
+//! it averages 0.34 points below the best of nine policies per row, worst 3.51.
 //!
 //! # Concurrency
 //!
@@ -60,8 +80,20 @@
 //! itself (its popularity is the sketch's history plus that counter), and the
 //! queues are reordered lazily when eviction walks them under the exclusive
 //! lock. Hit and miss counters are striped per thread. Writes take
-//! the shard's exclusive lock and do the policy's work there, and never call
-//! user code under it: the listener runs after the lock is released.
+//! the shard's exclusive lock and do the policy's work there.
+//!
+//! A shard's share of the capacity sizes its policy, but the limit is the
+//! whole cache's: the shards keep one count of their total weight, and a
+//! write that puts the cache over its capacity sheds from its own shard,
+//! then from the others, one lock at a time. So nothing is evicted while
+//! the cache has room, and an entry heavier than a shard's share is kept
+//! (its weight is borrowed from the other shards); only one heavier than the
+//! whole capacity is refused.
+//!
+//! User code that runs under a shard's lock: the [`Expiry`]'s methods, and
+//! a compute's closure ([`EntrySelector::and_compute_with`]) with the
+//! weigher of the value it puts. The listener runs after the lock is
+//! released, so it may use the cache.
 //!
 //! # Why hand-written
 //!
@@ -118,15 +150,21 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod _guide;
+
 mod builder;
 mod cache;
 #[cfg(feature = "redis")]
 mod coherence;
+mod config;
+mod expiry;
+mod flight;
 mod guarded;
 mod list;
-mod loading;
+mod rand;
 #[cfg(feature = "redis")]
 mod redis;
+mod removal;
 mod sketch;
 mod stats;
 mod store;
@@ -134,66 +172,22 @@ mod tier;
 mod tiered;
 mod wheel;
 
-use std::time::Duration;
-
 pub use builder::CacheBuilder;
+pub use cache::entry::{CompResult, Entry, EntrySelector, Op};
+pub use cache::iter::Iter;
 pub use cache::Cache;
 #[cfg(feature = "redis")]
 pub use coherence::RedisCoherence;
+pub use expiry::Expiry;
 pub use guarded::GuardedTier;
 #[cfg(feature = "redis")]
 pub use redis::{RedisTier, RedisTierBuilder};
+pub use removal::RemovalCause;
 pub use stats::CacheStats;
 pub use tier::{Tier, TierError};
 pub use tiered::{TieredCache, TieredCacheBuilder, TieredStats, WritePolicy};
 
 /// The attribute to implement [`Tier`] with (re-exported from `async-trait`).
 pub use async_trait::async_trait;
-
-/// Why an entry left the cache, as told to the
-/// [eviction listener](CacheBuilder::eviction_listener).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RemovalCause {
-    /// Evicted to keep the cache within its capacity (or too heavy to keep).
-    Size,
-    /// Its time-to-live, time-to-idle or per-entry deadline passed.
-    Expired,
-    /// Removed by `remove`, `invalidate`, `invalidate_all` or `invalidate_if`.
-    Explicit,
-    /// Its value was replaced by a newer insert of the same key.
-    Replaced,
-}
-
-/// A deadline per entry, from its key and value.
-///
-/// Returning `None` means no deadline from this policy (the cache's
-/// time-to-live and time-to-idle still apply).
-///
-/// ```
-/// use std::time::Duration;
-/// use scalekit_cache::{Cache, Expiry};
-///
-/// /// "Not found" answers are kept for a shorter time than found ones.
-/// struct Negative;
-/// impl Expiry<u64, Option<String>> for Negative {
-///     fn expire_after_create(&self, _: &u64, value: &Option<String>) -> Option<Duration> {
-///         Some(if value.is_some() { Duration::from_secs(300) } else { Duration::from_secs(5) })
-///     }
-/// }
-///
-/// let cache: Cache<u64, Option<String>> =
-///     Cache::builder().max_capacity(1_000).expire_after(Negative).build();
-/// cache.insert(1, None);
-/// assert_eq!(cache.get(&1), Some(None));
-/// ```
-pub trait Expiry<K, V>: Send + Sync {
-    /// The lifetime of a new entry.
-    fn expire_after_create(&self, key: &K, value: &V) -> Option<Duration>;
-
-    /// The lifetime of an entry whose value was replaced; by default the same
-    /// as a new one.
-    fn expire_after_update(&self, key: &K, value: &V) -> Option<Duration> {
-        self.expire_after_create(key, value)
-    }
-}
+/// The error of a builder's `build` (re-exported from `scalekit-core`).
+pub use scalekit_core::ConfigError;

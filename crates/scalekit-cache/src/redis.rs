@@ -194,9 +194,18 @@ impl<K, V> RedisTierBuilder<K, V> {
     }
 
     /// Builds the tier. It connects lazily, so this succeeds while Redis is
-    /// down; it fails only outside a Tokio runtime or for a bad
-    /// configuration.
+    /// down; it fails only outside a Tokio runtime, or for a bad
+    /// configuration: a [`timeout`](Self::timeout) of zero is refused with
+    /// [`TierError::Config`].
     pub async fn build(self) -> Result<RedisTier<K, V>, TierError> {
+        if self.timeout.is_zero() {
+            return Err(TierError::Config(scalekit_core::ConfigError::new(
+                "redis tier",
+                "timeout",
+                format_args!("{:?}", self.timeout),
+                "a time limit above zero (the default is 100 ms)",
+            )));
+        }
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|e| TierError::Backend(Box::new(e)))?;
         let config = ConnectionManagerConfig::new()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::RemovalCause;
+use crate::removal::RemovalCause;
 
 /// A snapshot of a cache's counters, cheap to take (plain atomics).
 ///

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use scalekit_core::ConfigError;
 
 /// A remote cache tier (an L2) behind a [`TieredCache`](crate::TieredCache).
 ///
@@ -105,6 +106,15 @@ pub enum TierError {
     /// [`GuardedTier`](crate::GuardedTier)) refused the call; the tier was not
     /// asked.
     Rejected(scalekit_core::Rejected),
+    /// A setting of the tier, or of a cache built on it, cannot work (from a
+    /// builder's `build`; never from a call).
+    Config(ConfigError),
+}
+
+impl From<ConfigError> for TierError {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(error)
+    }
 }
 
 impl TierError {
@@ -128,6 +138,7 @@ impl fmt::Display for TierError {
             Self::Codec(e) => write!(f, "cache tier: value encoding failed: {e}"),
             Self::Backend(e) => write!(f, "cache tier: the backend refused the call: {e}"),
             Self::Rejected(r) => write!(f, "cache tier not asked: {r}"),
+            Self::Config(e) => write!(f, "cache tier: {e}"),
         }
     }
 }
@@ -138,6 +149,7 @@ impl StdError for TierError {
             Self::Timeout { .. } => None,
             Self::Unavailable(e) | Self::Codec(e) | Self::Backend(e) => Some(&**e),
             Self::Rejected(r) => Some(r),
+            Self::Config(e) => Some(e),
         }
     }
 }
@@ -172,5 +184,16 @@ mod tests {
         let e = TierError::Codec("bad byte".into());
         assert!(!e.is_unavailable());
         assert!(e.source().is_some());
+        let e = TierError::from(ConfigError::new(
+            "redis tier",
+            "timeout",
+            "0ns",
+            "a time limit above zero",
+        ));
+        assert_eq!(
+            e.to_string(),
+            "cache tier: invalid redis tier setting `timeout` = 0ns: expected a time limit above zero"
+        );
+        assert!(!e.is_unavailable() && e.source().is_some());
     }
 }

@@ -2,14 +2,16 @@
 
 use std::fmt;
 use std::future::Future;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use scalekit_core::{Clock, ConfigError, MonotonicClock};
+
+use crate::cache::Cache;
 use crate::stats::CacheStats;
 use crate::tier::{Tier, TierError};
-use crate::Cache;
 
 /// What a write through a [`TieredCache`] does to the remote tier.
 ///
@@ -66,20 +68,21 @@ pub enum WritePolicy {
 /// let l2 = MemoryTier::default();
 /// let cache = TieredCache::builder(Cache::new(10_000), l2)
 ///     .l2_ttl(Duration::from_secs(600))
-///     .build();
+///     .build()?;
 ///
 /// let name = cache.get_with(7, async { "user 7".to_string() }).await;
 /// assert_eq!(name, "user 7");
 /// // Now in both tiers: another process would find it in L2.
 /// assert_eq!(cache.l1().get(&7).as_deref(), Some("user 7"));
 /// assert_eq!(cache.stats().l2_misses, 1);
-/// # });
+/// # Ok::<(), scalekit_cache::ConfigError>(())
+/// # }).unwrap();
 /// ```
-pub struct TieredCache<K, V> {
-    shared: Arc<Shared<K, V>>,
+pub struct TieredCache<K, V, S = ahash::RandomState, C = MonotonicClock> {
+    shared: Arc<Shared<K, V, S, C>>,
 }
 
-impl<K, V> Clone for TieredCache<K, V> {
+impl<K, V, S, C> Clone for TieredCache<K, V, S, C> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
@@ -87,8 +90,8 @@ impl<K, V> Clone for TieredCache<K, V> {
     }
 }
 
-struct Shared<K, V> {
-    local: Local<K, V>,
+struct Shared<K, V, S, C> {
+    local: Local<K, V, S, C>,
     l2: Arc<dyn Tier<K, V>>,
     policy: WritePolicy,
     l2_ttl: Duration,
@@ -106,13 +109,13 @@ pub(crate) trait Broadcast<K>: Send + Sync {
 /// What the invalidation receiver needs of a tiered cache: its L1, the load
 /// epochs and the counters. Shared with background tasks without keeping the
 /// `TieredCache` itself alive.
-pub(crate) struct Local<K, V> {
-    pub(crate) l1: Cache<K, V>,
+pub(crate) struct Local<K, V, S, C> {
+    pub(crate) l1: Cache<K, V, S, C>,
     pub(crate) epochs: Arc<Epochs>,
     pub(crate) counters: Arc<TierCounters>,
 }
 
-impl<K, V> Clone for Local<K, V> {
+impl<K, V, S, C> Clone for Local<K, V, S, C> {
     fn clone(&self) -> Self {
         Self {
             l1: self.l1.clone(),
@@ -122,10 +125,12 @@ impl<K, V> Clone for Local<K, V> {
     }
 }
 
-impl<K, V> Local<K, V>
+impl<K, V, S, C> Local<K, V, S, C>
 where
     K: Hash + Eq + Clone,
     V: Clone,
+    S: BuildHasher,
+    C: Clock,
 {
     /// Removes `key` from L1, and marks loads of it in flight as stale.
     pub(crate) fn invalidate(&self, key: &K) {
@@ -277,17 +282,22 @@ pub struct TieredStats {
     pub l1_clears: u64,
 }
 
-impl<K, V> TieredCache<K, V>
+impl<K, V, S, C> TieredCache<K, V, S, C>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+    C: Clock + 'static,
 {
     /// A builder for a tiered cache over `l1` and `l2`.
     ///
     /// L1's own options (capacity, time-to-live, listener) come from its
     /// [`CacheBuilder`](crate::CacheBuilder). Give L1 a time-to-live: it bounds
     /// how long a process can serve a value whose invalidation it missed.
-    pub fn builder(l1: Cache<K, V>, l2: impl Tier<K, V> + 'static) -> TieredCacheBuilder<K, V> {
+    pub fn builder(
+        l1: Cache<K, V, S, C>,
+        l2: impl Tier<K, V> + 'static,
+    ) -> TieredCacheBuilder<K, V, S, C> {
         TieredCacheBuilder {
             l1,
             l2: Arc::new(l2),
@@ -299,7 +309,7 @@ where
     }
 
     /// The L1 cache (for direct reads, its stats, or local-only changes).
-    pub fn l1(&self) -> &Cache<K, V> {
+    pub fn l1(&self) -> &Cache<K, V, S, C> {
         &self.shared.local.l1
     }
 
@@ -350,11 +360,12 @@ where
     /// #     async fn delete(&self, _: &u64) -> Result<(), TierError> { Err(TierError::Unavailable("down".into())) }
     /// # }
     /// // L2 is down: reads still succeed through the loader.
-    /// let cache = TieredCache::builder(Cache::new(100), DownTier).build();
+    /// let cache = TieredCache::builder(Cache::new(100), DownTier).build()?;
     /// let v = cache.try_get_with(1, async { Ok::<_, std::io::Error>("one".to_string()) }).await;
     /// assert_eq!(v.unwrap(), "one");
     /// assert_eq!(cache.stats().l2_errors, 2); // the failed get, and the failed set
-    /// # });
+    /// # Ok::<(), scalekit_cache::ConfigError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn try_get_with<E>(
         &self,
@@ -526,9 +537,10 @@ where
     /// #     async fn set(&self, _: &u64, _: &String, _: Duration) -> Result<(), TierError> { Ok(()) }
     /// #     async fn delete(&self, _: &u64) -> Result<(), TierError> { Ok(()) }
     /// # }
-    /// let cache = TieredCache::builder(Cache::new(100), NoTier).build();
+    /// let cache = TieredCache::builder(Cache::new(100), NoTier).build()?;
     /// assert!(cache.is_coherent()); // no coherence configured
-    /// # });
+    /// # Ok::<(), scalekit_cache::ConfigError>(())
+    /// # }).unwrap();
     /// ```
     pub fn is_coherent(&self) -> bool {
         self.shared.bus.is_none() || self.shared.local.counters.subscribed.load(Acquire)
@@ -550,9 +562,10 @@ where
     /// #     async fn delete(&self, _: &u64) -> Result<(), TierError> { Ok(()) }
     /// # }
     /// // With RedisCoherence this waits for the subscription (see the crate docs).
-    /// let cache = TieredCache::builder(Cache::new(100), NoTier).build();
+    /// let cache = TieredCache::builder(Cache::new(100), NoTier).build()?;
     /// assert!(cache.wait_coherent(Duration::from_secs(1)).await);
-    /// # });
+    /// # Ok::<(), scalekit_cache::ConfigError>(())
+    /// # }).unwrap();
     /// ```
     pub async fn wait_coherent(&self, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
@@ -634,7 +647,7 @@ where
     }
 }
 
-impl<K, V> fmt::Debug for TieredCache<K, V> {
+impl<K, V, S, C> fmt::Debug for TieredCache<K, V, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TieredCache")
             .field("policy", &self.shared.policy)
@@ -646,21 +659,24 @@ impl<K, V> fmt::Debug for TieredCache<K, V> {
 }
 
 /// Options of a [`TieredCache`]; from [`TieredCache::builder`].
-pub struct TieredCacheBuilder<K, V> {
-    l1: Cache<K, V>,
+pub struct TieredCacheBuilder<K, V, S = ahash::RandomState, C = MonotonicClock> {
+    l1: Cache<K, V, S, C>,
     l2: Arc<dyn Tier<K, V>>,
     policy: WritePolicy,
     l2_ttl: Duration,
     l2_timeout: Duration,
-    bus: Option<BusFactory<K, V>>,
+    bus: Option<BusFactory<K, V, S, C>>,
 }
 
-pub(crate) type BusFactory<K, V> = Box<dyn FnOnce(Local<K, V>) -> Box<dyn Broadcast<K>> + Send>;
+pub(crate) type BusFactory<K, V, S, C> =
+    Box<dyn FnOnce(Local<K, V, S, C>) -> Box<dyn Broadcast<K>> + Send>;
 
-impl<K, V> TieredCacheBuilder<K, V>
+impl<K, V, S, C> TieredCacheBuilder<K, V, S, C>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+    C: Clock + 'static,
 {
     /// How writes treat L2 (default [`WritePolicy::InvalidateOnWrite`]).
     pub fn write_policy(mut self, policy: WritePolicy) -> Self {
@@ -668,7 +684,8 @@ where
         self
     }
 
-    /// The time-to-live of values written to L2 (default one hour).
+    /// The time-to-live of values written to L2 (default one hour; at least
+    /// 1 ms).
     pub fn l2_ttl(mut self, ttl: Duration) -> Self {
         self.l2_ttl = ttl;
         self
@@ -683,20 +700,57 @@ where
     }
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn bus(mut self, factory: BusFactory<K, V>) -> Self {
+    pub(crate) fn bus(mut self, factory: BusFactory<K, V, S, C>) -> Self {
         self.bus = Some(factory);
         self
     }
 
-    /// Builds the tiered cache (and starts the coherence tasks, if set).
-    pub fn build(self) -> TieredCache<K, V> {
+    /// Builds the tiered cache (and starts the coherence tasks, if set), or
+    /// says which setting cannot work: an [`l2_ttl`](Self::l2_ttl) under a
+    /// millisecond (Redis keeps times to live in whole milliseconds, and
+    /// refuses zero), or an [`l2_timeout`](Self::l2_timeout) of zero (every
+    /// L2 call would time out).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use scalekit_cache::{Cache, TieredCache, Tier, TierError};
+    /// # struct NoTier;
+    /// # #[async_trait::async_trait]
+    /// # impl Tier<u64, String> for NoTier {
+    /// #     async fn get(&self, _: &u64) -> Result<Option<String>, TierError> { Ok(None) }
+    /// #     async fn set(&self, _: &u64, _: &String, _: Duration) -> Result<(), TierError> { Ok(()) }
+    /// #     async fn delete(&self, _: &u64) -> Result<(), TierError> { Ok(()) }
+    /// # }
+    /// let err = TieredCache::builder(Cache::new(100), NoTier)
+    ///     .l2_ttl(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "l2_ttl");
+    /// ```
+    pub fn build(self) -> Result<TieredCache<K, V, S, C>, ConfigError> {
+        if self.l2_ttl < Duration::from_millis(1) {
+            return Err(ConfigError::new(
+                "tiered cache",
+                "l2_ttl",
+                format_args!("{:?}", self.l2_ttl),
+                "a time-to-live of at least 1 ms",
+            ));
+        }
+        if self.l2_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "tiered cache",
+                "l2_timeout",
+                format_args!("{:?}", self.l2_timeout),
+                "a time limit above zero (the default is 250 ms)",
+            ));
+        }
         let local = Local {
             l1: self.l1,
             epochs: Arc::new(Epochs::new()),
             counters: Arc::new(TierCounters::default()),
         };
         let bus = self.bus.map(|factory| factory(local.clone()));
-        TieredCache {
+        Ok(TieredCache {
             shared: Arc::new(Shared {
                 local,
                 l2: self.l2,
@@ -705,11 +759,11 @@ where
                 l2_timeout: self.l2_timeout,
                 bus,
             }),
-        }
+        })
     }
 }
 
-impl<K, V> fmt::Debug for TieredCacheBuilder<K, V> {
+impl<K, V, S, C> fmt::Debug for TieredCacheBuilder<K, V, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TieredCacheBuilder")
             .field("policy", &self.policy)

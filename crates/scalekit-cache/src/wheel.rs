@@ -13,6 +13,9 @@
 
 use crate::list::{Head, Links, TimerLink, NIL};
 
+/// No deadline.
+pub(crate) const NEVER: u64 = u64::MAX;
+
 const BUCKETS: [usize; 5] = [64, 64, 32, 4, 1];
 const SHIFT: [u32; 5] = [30, 36, 42, 47, 49];
 const OFFSET: [usize; 5] = [0, 64, 128, 160, 164];
@@ -33,7 +36,11 @@ impl TimerWheel {
     }
 
     fn bucket_for(&self, deadline: u64) -> usize {
-        let duration = deadline.saturating_sub(self.nanos);
+        // A deadline already passed goes to the current finest bucket, swept
+        // as soon as time leaves it (not to a passed one, swept only when the
+        // level wraps round).
+        let deadline = deadline.max(self.nanos);
+        let duration = deadline - self.nanos;
         let level = (0..4)
             .find(|&i| duration < 1u64 << SHIFT[i + 1])
             .unwrap_or(4);
@@ -59,9 +66,11 @@ impl TimerWheel {
 
     /// Advances the wheel to `now`, pushing onto `expired` every node whose
     /// deadline (read through `deadline`) has passed; the others in the buckets
-    /// passed over are rescheduled. Buckets are swept when time leaves them,
-    /// so an entry may linger up to one finest tick (about a second) past its
-    /// deadline; `exact` also sweeps the current finest bucket.
+    /// passed over are rescheduled, and those that no longer have a deadline
+    /// ([`NEVER`]: a read took it away) leave the wheel. Buckets are swept when
+    /// time leaves them, so an entry may linger up to one finest tick (about a
+    /// second) past its deadline; `exact` also sweeps the current finest
+    /// bucket. Returns how many nodes left the wheel without expiring.
     pub(crate) fn advance<L: Links<TimerLink>>(
         &mut self,
         nodes: &mut L,
@@ -69,7 +78,8 @@ impl TimerWheel {
         deadline: impl Fn(&L, u32) -> u64,
         expired: &mut Vec<u32>,
         exact: bool,
-    ) {
+    ) -> usize {
+        let mut dropped = 0;
         let previous = self.nanos;
         if now > previous {
             self.nanos = now;
@@ -85,14 +95,15 @@ impl TimerWheel {
                 let start = previous_ticks as usize & mask;
                 for step in 0..steps {
                     let bucket = OFFSET[level] + ((start + step) & mask);
-                    self.sweep(nodes, bucket, now, &deadline, expired);
+                    dropped += self.sweep(nodes, bucket, now, &deadline, expired);
                 }
             }
         }
         if exact {
             let bucket = (self.nanos >> SHIFT[0]) as usize & (BUCKETS[0] - 1);
-            self.sweep(nodes, bucket, self.nanos, &deadline, expired);
+            dropped += self.sweep(nodes, bucket, self.nanos, &deadline, expired);
         }
+        dropped
     }
 
     fn sweep<L: Links<TimerLink>>(
@@ -102,7 +113,8 @@ impl TimerWheel {
         now: u64,
         deadline: &impl Fn(&L, u32) -> u64,
         expired: &mut Vec<u32>,
-    ) {
+    ) -> usize {
+        let mut dropped = 0;
         let mut idx = self.heads[bucket].take();
         while idx != NIL {
             let next = nodes.next(idx);
@@ -110,10 +122,13 @@ impl TimerWheel {
             let due = deadline(nodes, idx);
             if due <= now {
                 expired.push(idx);
+            } else if due == NEVER {
+                dropped += 1;
             } else {
                 self.schedule(nodes, idx, due);
             }
             idx = next;
         }
+        dropped
     }
 }

@@ -25,7 +25,8 @@ fn owners_always_read_their_own_writes() {
                 sink.lock().unwrap().push((k, v));
             }
         })
-        .build();
+        .build()
+        .unwrap();
     let barrier = Barrier::new(THREADS as usize);
     std::thread::scope(|s| {
         for t in 0..THREADS {
@@ -71,7 +72,7 @@ fn owners_always_read_their_own_writes() {
 
 #[test]
 fn concurrent_invalidation_leaves_nothing_behind() {
-    let cache: Cache<u64, u64> = Cache::builder().max_capacity(10_000).build();
+    let cache: Cache<u64, u64> = Cache::builder().max_capacity(10_000).build().unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         for t in 0..4u64 {
@@ -92,4 +93,53 @@ fn concurrent_invalidation_leaves_nothing_behind() {
     cache.invalidate_all();
     assert_eq!(cache.entry_count(), 0);
     assert_eq!(cache.weighted_size(), 0);
+}
+
+/// The shards' shared count of their total weight stays exact under
+/// concurrent inserts, replaces with other weights, removes, invalidations
+/// and maintenance: afterwards, an emptied cache takes exactly its capacity
+/// before it evicts (a count drifted up would evict early, one drifted down
+/// would let the cache overflow).
+#[test]
+fn the_shared_weight_count_stays_exact_under_churn() {
+    let cache: Cache<u64, u32> = Cache::builder()
+        .max_capacity(4_000)
+        .shards(8)
+        .weigher(|_, weight: &u32| *weight)
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let cache = &cache;
+            s.spawn(move || {
+                let mut x = t + 1;
+                for _ in 0..20_000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let key = x % 3_000;
+                    match x % 20 {
+                        0..=13 => cache.insert(key, (x % 7) as u32 + 1),
+                        14..=17 => cache.invalidate(&key),
+                        18 => cache.invalidate_if(|k, _| k % 97 == x % 97),
+                        _ => cache.run_pending_tasks(),
+                    }
+                }
+            });
+        }
+    });
+    assert!(cache.weighted_size() <= 4_000);
+    cache.invalidate_all();
+    let before = cache.stats().evicted_size;
+    for key in 0..4_000 {
+        cache.insert(key, 1);
+    }
+    assert_eq!(cache.weighted_size(), 4_000);
+    assert_eq!(
+        cache.stats().evicted_size,
+        before,
+        "nothing evicted below the capacity"
+    );
+    cache.insert(4_000, 1);
+    assert_eq!(cache.weighted_size(), 4_000, "and nothing let past it");
 }

@@ -16,11 +16,12 @@ fn secs(s: u64) -> Duration {
 #[test]
 fn time_to_live_counts_from_the_last_write() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
+    let cache: Cache<u32, u32, _, ManualClock> = Cache::builder()
         .max_capacity(10)
         .time_to_live(secs(10))
-        .clock(Arc::new(clock.clone()))
-        .build();
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     cache.insert(1, 1);
     clock.advance(secs(6));
     assert_eq!(cache.get(&1), Some(1), "reads do not extend a time-to-live");
@@ -34,12 +35,13 @@ fn time_to_live_counts_from_the_last_write() {
 #[test]
 fn time_to_idle_counts_from_the_last_access_within_the_time_to_live() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
+    let cache: Cache<u32, u32, _, ManualClock> = Cache::builder()
         .max_capacity(10)
         .time_to_idle(secs(5))
         .time_to_live(secs(12))
-        .clock(Arc::new(clock.clone()))
-        .build();
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     cache.insert(1, 1);
     for _ in 0..2 {
         clock.advance(secs(4));
@@ -61,12 +63,13 @@ fn per_entry_expiry_and_the_earliest_deadline_wins() {
         }
     }
     let clock = ManualClock::new();
-    let cache: Cache<u32, u64> = Cache::builder()
+    let cache: Cache<u32, u64, _, ManualClock> = Cache::builder()
         .max_capacity(10)
         .time_to_live(secs(100))
         .expire_after(ByValue)
-        .clock(Arc::new(clock.clone()))
-        .build();
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     cache.insert(1, 3);
     cache.insert(2, 0); // no deadline from the policy: the TTL applies
     cache.insert(3, 500); // capped by the TTL
@@ -83,11 +86,12 @@ fn the_wheel_removes_what_is_due_and_tells_the_listener() {
     let clock = ManualClock::new();
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&log);
-    let cache: Cache<u32, u32> = Cache::builder()
+    let cache: Cache<u32, u32, _, ManualClock> = Cache::builder()
         .max_capacity(1_000)
-        .clock(Arc::new(clock.clone()))
+        .clock(clock.clone())
         .eviction_listener(move |k, _, cause| sink.lock().unwrap().push((k, cause)))
-        .build();
+        .build()
+        .unwrap();
     // Deadlines spread over every level of the wheel: seconds to weeks.
     let ttls = [1, 30, 90, 3_600, 7_200, 86_400, 200_000, 1_000_000];
     for (k, ttl) in ttls.iter().enumerate() {
@@ -121,10 +125,11 @@ fn the_wheel_removes_what_is_due_and_tells_the_listener() {
 #[test]
 fn many_deadlines_expire_in_order_without_a_scan() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
+    let cache: Cache<u32, u32, _, ManualClock> = Cache::builder()
         .max_capacity(100_000)
-        .clock(Arc::new(clock.clone()))
-        .build();
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     for k in 0..10_000u32 {
         cache.insert_with_ttl(k, k, Duration::from_millis(u64::from(k) * 100 + 50));
     }
@@ -139,12 +144,13 @@ fn many_deadlines_expire_in_order_without_a_scan() {
 #[test]
 fn negative_results_are_kept_for_a_shorter_time() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, Option<String>> = Cache::builder()
+    let cache: Cache<u32, Option<String>, _, ManualClock> = Cache::builder()
         .max_capacity(10)
         .time_to_live(secs(60))
         .negative_ttl(secs(2))
-        .clock(Arc::new(clock.clone()))
-        .build();
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     assert_eq!(cache.get_with(1, || None), None);
     assert_eq!(cache.get_with(2, || Some("x".into())), Some("x".into()));
     clock.advance(secs(1));
@@ -161,12 +167,13 @@ fn negative_results_are_kept_for_a_shorter_time() {
 #[test]
 fn stale_values_are_served_while_one_caller_refreshes() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
+    let cache: Cache<u32, u32, _, ManualClock> = Cache::builder()
         .max_capacity(10)
         .time_to_live(secs(10))
         .stale_while_revalidate(secs(5))
-        .clock(Arc::new(clock.clone()))
-        .build();
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     cache.insert(1, 1);
     clock.advance(secs(12));
     assert_eq!(cache.get(&1), None, "plain reads never see stale values");
@@ -187,37 +194,45 @@ fn stale_values_are_served_while_one_caller_refreshes() {
 #[test]
 fn refresh_ahead_reloads_before_the_deadline() {
     let clock = ManualClock::new();
-    let cache: Cache<u32, u32> = Cache::builder()
+    let cache: Cache<u32, u32, _, ManualClock> = Cache::builder()
         .max_capacity(10)
         .time_to_live(secs(10))
         .refresh_ahead(1.0)
-        .clock(Arc::new(clock.clone()))
-        .build();
-    // A load that takes no measurable time is never refreshed early; one that
-    // takes long is, near its deadline (the loader's time is real time here).
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // The load's time is read on the cache's clock: this loader "takes" 20 ms.
     cache.get_with(1, || {
-        std::thread::sleep(Duration::from_millis(20));
+        clock.advance(Duration::from_millis(20));
         1
     });
-    clock.advance(Duration::from_millis(9_999));
-    let mut refreshed = 0;
-    for _ in 0..200 {
-        if cache.get_with(1, || 2) == 2 {
-            refreshed += 1;
-            break;
-        }
-    }
     assert_eq!(
-        refreshed, 1,
-        "within 1ms of a 20ms load's deadline, XFetch refreshes"
+        cache.stats().load_nanos,
+        20_000_000,
+        "load time on the cache's clock"
     );
-    let fresh: Cache<u32, u32> = Cache::builder()
+    // Fresh for 10 s after the write: at 1 ms before the deadline, XFetch
+    // refreshes a 20 ms load with probability 1 - e^(-20) per call.
+    clock.advance(Duration::from_millis(9_999));
+    assert_eq!(
+        cache.get_with(1, || 2),
+        2,
+        "within 1 ms of a 20 ms load's deadline, XFetch refreshes"
+    );
+    // Right after a load, the deadline is far: no refresh, ever (the chance
+    // per call is below e^(-499)).
+    for _ in 0..1_000 {
+        assert_eq!(cache.get_with(1, || 3), 2);
+    }
+    let fresh: Cache<u32, u32, _, ManualClock> = Cache::builder()
         .max_capacity(10)
         .time_to_live(secs(10))
         .refresh_ahead(1.0)
-        .clock(Arc::new(clock.clone()))
-        .build();
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     fresh.insert(1, 1);
+    clock.advance(Duration::from_millis(9_999));
     for _ in 0..100 {
         assert_eq!(
             fresh.get_with(1, || 2),
@@ -225,4 +240,143 @@ fn refresh_ahead_reloads_before_the_deadline() {
             "inserted values have no load time"
         );
     }
+}
+
+/// Session-like expiry: each read gives the entry `extend` more, a write
+/// `create`.
+struct OnRead {
+    create: Option<Duration>,
+    extend: Option<Duration>,
+}
+
+impl Expiry<u32, u32> for OnRead {
+    fn expire_after_create(&self, _: &u32, _: &u32) -> Option<Duration> {
+        self.create
+    }
+    fn expire_after_read(&self, _: &u32, _: &u32, _: Option<Duration>) -> Option<Duration> {
+        self.extend
+    }
+}
+
+type Log = Arc<Mutex<Vec<(u32, RemovalCause)>>>;
+
+fn on_read(
+    clock: &ManualClock,
+    create: Option<Duration>,
+    extend: Option<Duration>,
+) -> (
+    Cache<u32, u32, impl std::hash::BuildHasher, ManualClock>,
+    Log,
+) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&log);
+    let cache = Cache::builder()
+        .max_capacity(100)
+        .time_to_live(secs(3_600))
+        .expire_after(OnRead { create, extend })
+        .eviction_listener(move |k, _, cause| sink.lock().unwrap().push((k, cause)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (cache, log)
+}
+
+#[test]
+fn a_read_can_push_a_deadline_later() {
+    let clock = ManualClock::new();
+    let (cache, _) = on_read(&clock, Some(secs(10)), Some(secs(30)));
+    cache.insert(1, 1);
+    clock.advance(secs(9));
+    assert_eq!(cache.get(&1), Some(1), "the read gives it 30 s more");
+    clock.advance(secs(29));
+    cache.run_pending_tasks();
+    assert_eq!(cache.get(&1), Some(1), "alive at 38 s, past its first 10 s");
+    clock.advance(secs(30));
+    assert_eq!(cache.get(&1), None);
+    // The time-to-live still caps it: reading every 20 s keeps it an hour.
+    cache.insert(2, 2);
+    assert_eq!(cache.get(&2), Some(2));
+    for _ in 0..179 {
+        clock.advance(secs(20));
+        assert_eq!(cache.get(&2), Some(2));
+    }
+    clock.advance(secs(20));
+    assert_eq!(cache.get(&2), None, "an hour after its write");
+}
+
+#[test]
+fn a_read_can_bring_a_deadline_forward_and_the_wheel_expires_it_then() {
+    let clock = ManualClock::new();
+    let (cache, log) = on_read(&clock, None, Some(secs(5)));
+    cache.insert(1, 1);
+    clock.advance(secs(100));
+    assert_eq!(
+        cache.get(&1),
+        Some(1),
+        "no deadline but the hour's TTL before the read"
+    );
+    clock.advance(secs(5));
+    assert_eq!(cache.get(&1), None, "5 s after the read");
+    // The wheel was told: the entry leaves at the next maintenance, not an
+    // hour later.
+    cache.run_pending_tasks();
+    assert_eq!(cache.entry_count(), 0);
+    assert_eq!(
+        log.lock().unwrap().as_slice(),
+        &[(1, RemovalCause::Expired)]
+    );
+}
+
+#[test]
+fn a_read_can_take_a_deadline_away_within_the_time_to_live() {
+    let clock = ManualClock::new();
+    let (cache, _) = on_read(&clock, Some(secs(10)), None);
+    cache.insert(1, 1);
+    assert_eq!(cache.get(&1), Some(1));
+    clock.advance(secs(3_599));
+    cache.run_pending_tasks();
+    assert_eq!(
+        cache.get(&1),
+        Some(1),
+        "its 10 s were taken away by the read"
+    );
+    clock.advance(secs(1));
+    assert_eq!(cache.get(&1), None, "the time-to-live still applies");
+}
+
+#[test]
+fn the_default_read_hook_leaves_deadlines_and_time_to_idle_alone() {
+    struct CreateOnly;
+    impl Expiry<u32, u32> for CreateOnly {
+        fn expire_after_create(&self, _: &u32, _: &u32) -> Option<Duration> {
+            Some(secs(100))
+        }
+    }
+    let clock = ManualClock::new();
+    let cache: Cache<u32, u32, _, ManualClock> = Cache::builder()
+        .max_capacity(10)
+        .time_to_idle(secs(10))
+        .expire_after(CreateOnly)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    for _ in 0..11 {
+        clock.advance(secs(9));
+        assert_eq!(cache.get(&1), Some(1), "reads keep it idle-fresh");
+    }
+    clock.advance(secs(2));
+    assert_eq!(cache.get(&1), None, "the Expiry's 100 s still cap it");
+}
+
+#[test]
+fn insert_with_ttl_overrides_the_read_hook() {
+    let clock = ManualClock::new();
+    let (cache, _) = on_read(&clock, None, Some(secs(1)));
+    cache.insert_with_ttl(1, 1, secs(60));
+    assert_eq!(cache.get(&1), Some(1));
+    clock.advance(secs(59));
+    assert_eq!(cache.get(&1), Some(1), "the hook does not apply to it");
+    clock.advance(secs(1));
+    assert_eq!(cache.get(&1), None);
 }

@@ -1,6 +1,6 @@
 //! Hit ratios on the small real traces, pinned: a change to the policy that
 //! moves any of them by more than 0.1 point fails here (update the figures
-//! on purpose, with the full table in docs/cache.md).
+//! on purpose, with the full table in the crate's GUIDE.md).
 //!
 //! The traces live outside the repository (`../shared/data/traces`, or
 //! `SCALEKIT_TRACES_DIR`); without them the test is skipped, except under CI.
@@ -64,7 +64,8 @@ fn hit_ratio(trace: &[u64], capacity: u64) -> f64 {
         .max_capacity(capacity)
         .shards(1)
         .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
-        .build();
+        .build()
+        .unwrap();
     let mut hits = 0u64;
     for &key in trace {
         if cache.get(&key).is_some() {

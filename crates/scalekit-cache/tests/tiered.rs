@@ -80,7 +80,8 @@ fn cache(policy: WritePolicy) -> (TieredCache<u32, String>, Arc<FakeTier>) {
         .write_policy(policy)
         .l2_ttl(Duration::from_secs(300))
         .l2_timeout(Duration::from_millis(50))
-        .build();
+        .build()
+        .unwrap();
     (cache, fake)
 }
 
@@ -312,7 +313,8 @@ async fn a_breaker_in_front_of_a_dead_l2_skips_the_wait() {
     let tier = GuardedTier::new(Shared(Arc::clone(&fake)), Arc::clone(&breaker));
     let cache = TieredCache::builder(Cache::new(100), tier)
         .l2_timeout(Duration::from_millis(50))
-        .build();
+        .build()
+        .unwrap();
     fake.set_mode(ERRORS);
     let loads = AtomicU32::new(0);
     // get + fill of key 0, get of key 1: three failures open the breaker.

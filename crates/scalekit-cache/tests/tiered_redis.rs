@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use scalekit_cache::{Cache, RedisCoherence, RedisTier, Tier, TieredCache, WritePolicy};
+use scalekit_test_support::services::redis_url;
 use tokio::time::Instant;
 
 /// The longest any test waits for something to happen.
@@ -25,38 +26,31 @@ struct Redis {
     namespace: String,
 }
 
-/// Connects to the test Redis, or says why the test is skipped.
+/// Connects to the test Redis, or says why the test is skipped (and fails
+/// under `CI`, as `scalekit_test_support::services` does).
 async fn redis(test: &str) -> Option<Redis> {
-    let Ok(url) = std::env::var("SCALEKIT_REDIS_URL") else {
-        eprintln!("skipped {test}: SCALEKIT_REDIS_URL is not set (it needs a Redis server)");
-        return None;
-    };
+    let url = redis_url(test)?;
     let ci = std::env::var_os("CI").is_some();
     let connected = async {
         let client = redis::Client::open(url.as_str())?;
         let admin = client.get_multiplexed_async_connection().await?;
         Ok::<_, redis::RedisError>((client, admin))
     };
-    match tokio::time::timeout(Duration::from_secs(2), connected).await {
+    let failure = match tokio::time::timeout(Duration::from_secs(2), connected).await {
         Ok(Ok((client, admin))) => {
             let salt = std::collections::hash_map::RandomState::new().hash_one(test);
-            Some(Redis {
+            return Some(Redis {
                 client,
                 admin,
                 namespace: format!("scalekit-test:{test}:{salt:016x}"),
-            })
+            });
         }
-        Ok(Err(e)) if !ci => {
-            eprintln!("skipped {test}: Redis at {url} is unreachable: {e}");
-            None
-        }
-        Err(_) if !ci => {
-            eprintln!("skipped {test}: Redis at {url} did not answer within 2 s");
-            None
-        }
-        Ok(Err(e)) => panic!("CI: Redis at {url} is unreachable: {e}"),
-        Err(_) => panic!("CI: Redis at {url} did not answer within 2 s"),
-    }
+        Ok(Err(e)) => format!("Redis at {url} is unreachable: {e}"),
+        Err(_) => format!("Redis at {url} did not answer within 2 s"),
+    };
+    assert!(!ci, "CI: {failure}");
+    eprintln!("skipped {test}: {failure}");
+    None
 }
 
 /// Polls `condition` every 10 ms until it holds or `WAIT` passes.
@@ -97,7 +91,8 @@ async fn coherent(
         .l2_ttl(Duration::from_secs(120))
         .l2_timeout(Duration::from_millis(600))
         .coherence(coherence)
-        .build();
+        .build()
+        .unwrap();
     assert!(
         cache.wait_coherent(Duration::from_secs(10)).await,
         "the subscription was not established"
@@ -187,7 +182,8 @@ async fn entries_carry_a_ttl_in_redis_and_multi_get_is_one_pipeline() {
     let tier = tier(&redis).await;
     let cache = TieredCache::builder(Cache::new(100), tier.clone())
         .l2_ttl(Duration::from_secs(120))
-        .build();
+        .build()
+        .unwrap();
     assert_eq!(cache.get_with(7, value("seven")).await, "seven");
     let key = format!("{}:v1:7", redis.namespace);
     assert_eq!(tier.redis_key(&7), key);
@@ -353,7 +349,8 @@ async fn an_unreachable_redis_fails_no_read() {
             RedisCoherence::new(&tier)
                 .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50)),
         )
-        .build();
+        .build()
+        .unwrap();
     let started = Instant::now();
     for round in 0..2 {
         for k in 0..5 {

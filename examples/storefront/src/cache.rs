@@ -123,20 +123,20 @@ impl CachedStore {
         };
         let products = Arc::new(
             TieredCache::builder(
-                l1(config.product_ttl_secs),
+                l1(config.product_ttl_secs)?,
                 remote.guard(product_tier.clone()),
             )
             .l2_ttl(Duration::from_secs(config.product_ttl_secs.max(1) * 10))
             .coherence(RedisCoherence::new(&product_tier))
-            .build(),
+            .build()?,
         );
         let listings = TieredCache::builder(
-            l1(config.listing_ttl_secs),
+            l1(config.listing_ttl_secs)?,
             remote.guard(listing_tier.clone()),
         )
         .l2_ttl(Duration::from_secs(config.listing_ttl_secs.max(1) * 4))
         .coherence(RedisCoherence::new(&listing_tier))
-        .build();
+        .build()?;
         let store = Self {
             inner,
             products,

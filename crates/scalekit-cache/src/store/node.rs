@@ -1,0 +1,329 @@
+//! Entries, their slab, and the timer fields that only expiry and loading use.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+
+use crate::list::{Links, QueueLink, TimerLink, NIL};
+pub(crate) use crate::wheel::NEVER;
+
+/// An entry and what the policy keeps of it: all that a read touches, in
+/// one cache line for small keys and values (64 bytes for `u64` and `u64`).
+#[repr(align(64))]
+pub(crate) struct Node<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+    pub(crate) hash: u64,
+    /// Deadline in clock nanoseconds, or [`NEVER`]. Readers may move it
+    /// (time-to-idle, `Expiry::expire_after_read`); the timer wheel re-reads
+    /// it before expiring.
+    pub(crate) expires_at: AtomicU64,
+    /// Position in its queue: the queue's counter when the node joined it.
+    pub(super) stamp: u64,
+    pub(super) q_prev: u32,
+    pub(super) q_next: u32,
+    pub(crate) weight: u32,
+    pub(super) queue: Queue,
+    pub(crate) visited: AtomicBool,
+    /// Accesses while resident, since the sketch's last halving (0 to 15):
+    /// counted here, in the line a read touches anyway, rather than in the
+    /// sketch; folded into the sketch when the entry leaves.
+    pub(super) hits: AtomicU8,
+}
+
+/// Which queue a node is in. An enum rather than a `u8` so that `Slot`'s
+/// `Free` fits in its unused values: a slot stays one 64-byte line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum Queue {
+    Window = 0,
+    Probation = 1,
+    Protected = 2,
+}
+
+impl Queue {
+    pub(super) const ALL: [Queue; 3] = [Queue::Window, Queue::Probation, Queue::Protected];
+
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl<K, V> Node<K, V> {
+    pub(super) fn new(key: K, value: V, hash: u64, weight: u32, expires_at: u64) -> Self {
+        Self {
+            key,
+            value,
+            hash,
+            weight,
+            queue: Queue::Window,
+            visited: AtomicBool::new(false),
+            hits: AtomicU8::new(0),
+            expires_at: AtomicU64::new(expires_at),
+            stamp: 0,
+            q_prev: NIL,
+            q_next: NIL,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_expired(&self, now: u64) -> bool {
+        self.expires_at.load(Relaxed) <= now
+    }
+
+    /// Records a read: the CLOCK bit, written only when it changes.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        if !self.visited.load(Relaxed) {
+            self.visited.store(true, Relaxed);
+        }
+    }
+
+    /// Counts a read for TinyLFU in the entry itself (lossy under races, like
+    /// the sketch). Returns whether the count changed.
+    #[inline]
+    pub(crate) fn count_hit(&self) -> bool {
+        let hits = self.hits.load(Relaxed);
+        if hits < 15 {
+            self.hits.store(hits + 1, Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What only expiry and loading need of an entry, kept beside the nodes (and
+/// allocated only once some entry has a deadline or a load time), so that
+/// caches without them carry none of it.
+#[derive(Debug)]
+pub(crate) struct Timer {
+    /// The deadline set at the last write by the time-to-live (or
+    /// `insert_with_ttl`, or negative caching), which reads never extend.
+    pub(crate) write_deadline: u64,
+    /// The [`Expiry`](crate::Expiry)'s deadline: set at the last write,
+    /// moved by `expire_after_read` (under the shared lock, hence atomic).
+    pub(crate) custom_deadline: AtomicU64,
+    /// Set by `insert_with_ttl`: the `Expiry` does not apply to this entry.
+    pub(crate) overridden: bool,
+    /// How long the loader took to produce this value (0 when inserted
+    /// directly): the `delta` of probabilistic early refresh.
+    pub(crate) load_nanos: u64,
+    prev: u32,
+    next: u32,
+    bucket: u32,
+}
+
+impl Timer {
+    pub(crate) const fn empty() -> Timer {
+        Timer {
+            write_deadline: NEVER,
+            custom_deadline: AtomicU64::new(NEVER),
+            overridden: false,
+            load_nanos: 0,
+            prev: NIL,
+            next: NIL,
+            bucket: NIL,
+        }
+    }
+
+    /// The custom deadline (a plain load).
+    #[inline]
+    pub(crate) fn custom(&self) -> u64 {
+        self.custom_deadline.load(Relaxed)
+    }
+
+    /// Whether the node is in a bucket of the timer wheel.
+    #[inline]
+    pub(crate) fn bucket_is_set(&self) -> bool {
+        self.bucket != NIL
+    }
+}
+
+/// The timer of every node that never had one.
+static EMPTY_TIMER: Timer = Timer::empty();
+
+/// What a write sets in an entry's timer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriteInfo {
+    pub(crate) write_deadline: u64,
+    pub(crate) custom_deadline: u64,
+    pub(crate) overridden: bool,
+    pub(crate) load_nanos: u64,
+    /// Reads may move the custom deadline (an `Expiry` applies): the node
+    /// needs a timer even without a deadline yet.
+    pub(crate) movable: bool,
+}
+
+impl WriteInfo {
+    /// Nothing to record: no deadline, no load time.
+    pub(crate) const NONE: WriteInfo = WriteInfo {
+        write_deadline: NEVER,
+        custom_deadline: NEVER,
+        overridden: false,
+        load_nanos: 0,
+        movable: false,
+    };
+
+    fn is_none(&self) -> bool {
+        self.write_deadline == NEVER
+            && self.custom_deadline == NEVER
+            && !self.overridden
+            && self.load_nanos == 0
+            && !self.movable
+    }
+}
+
+pub(super) enum Slot<K, V> {
+    Used(Node<K, V>),
+    Free,
+}
+
+/// The slab of nodes, addressed by `u32` index, and their timers.
+pub(crate) struct Slab<K, V> {
+    pub(super) slots: Vec<Slot<K, V>>,
+    free: Vec<u32>,
+    /// Empty until first needed; then as long as `slots`.
+    pub(super) timers: Vec<Timer>,
+}
+
+impl<K, V> Slab<K, V> {
+    pub(super) fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            timers: Vec::new(),
+        }
+    }
+
+    /// The node's timer fields (the empty timer when none was ever set).
+    #[inline]
+    pub(crate) fn timer(&self, idx: u32) -> &Timer {
+        self.timers.get(idx as usize).unwrap_or(&EMPTY_TIMER)
+    }
+
+    fn timer_mut(&mut self, idx: u32) -> &mut Timer {
+        if self.timers.len() < self.slots.len() {
+            self.timers.resize_with(self.slots.len(), Timer::empty);
+        }
+        &mut self.timers[idx as usize]
+    }
+
+    /// Moves a node's custom deadline (a reader, under the shared lock). A
+    /// node without a timer has no `Expiry` to move it, so nothing is stored.
+    pub(crate) fn set_custom_deadline(&self, idx: u32, deadline: u64) {
+        if let Some(timer) = self.timers.get(idx as usize) {
+            timer.custom_deadline.store(deadline, Relaxed);
+        }
+    }
+
+    /// Records a write's deadlines and load time (allocating the timers only
+    /// once some entry needs one).
+    pub(super) fn set_write_info(&mut self, idx: u32, info: WriteInfo) {
+        if !info.is_none() || !self.timers.is_empty() {
+            let timer = self.timer_mut(idx);
+            timer.write_deadline = info.write_deadline;
+            *timer.custom_deadline.get_mut() = info.custom_deadline;
+            timer.overridden = info.overridden;
+            timer.load_nanos = info.load_nanos;
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, idx: u32) -> &Node<K, V> {
+        match &self.slots[idx as usize] {
+            Slot::Used(node) => node,
+            Slot::Free => unreachable!("a live index points at a free slot"),
+        }
+    }
+
+    #[inline]
+    pub(super) fn get_mut(&mut self, idx: u32) -> &mut Node<K, V> {
+        match &mut self.slots[idx as usize] {
+            Slot::Used(node) => node,
+            Slot::Free => unreachable!("a live index points at a free slot"),
+        }
+    }
+
+    /// Whether `idx` holds a node.
+    #[cfg(test)]
+    pub(super) fn is_used(&self, idx: u32) -> bool {
+        matches!(self.slots.get(idx as usize), Some(Slot::Used(_)))
+    }
+
+    pub(super) fn insert(&mut self, node: Node<K, V>) -> u32 {
+        match self.free.pop() {
+            Some(idx) => {
+                self.slots[idx as usize] = Slot::Used(node);
+                if let Some(timer) = self.timers.get_mut(idx as usize) {
+                    *timer = Timer::empty();
+                }
+                idx
+            }
+            None => {
+                self.slots.push(Slot::Used(node));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    pub(super) fn take(&mut self, idx: u32) -> Node<K, V> {
+        match std::mem::replace(&mut self.slots[idx as usize], Slot::Free) {
+            Slot::Used(node) => {
+                self.free.push(idx);
+                node
+            }
+            Slot::Free => unreachable!("a live index points at a free slot"),
+        }
+    }
+
+    /// Every live node.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &Node<K, V>> {
+        self.slots.iter().filter_map(|slot| match slot {
+            Slot::Used(node) => Some(node),
+            Slot::Free => None,
+        })
+    }
+}
+
+impl<K, V> Links<QueueLink> for Slab<K, V> {
+    fn prev(&self, idx: u32) -> u32 {
+        self.get(idx).q_prev
+    }
+    fn next(&self, idx: u32) -> u32 {
+        self.get(idx).q_next
+    }
+    fn set_prev(&mut self, idx: u32, to: u32) {
+        self.get_mut(idx).q_prev = to;
+    }
+    fn set_next(&mut self, idx: u32, to: u32) {
+        self.get_mut(idx).q_next = to;
+    }
+}
+
+impl<K, V> Links<TimerLink> for Slab<K, V> {
+    fn prev(&self, idx: u32) -> u32 {
+        self.timer(idx).prev
+    }
+    fn next(&self, idx: u32) -> u32 {
+        self.timer(idx).next
+    }
+    fn set_prev(&mut self, idx: u32, to: u32) {
+        self.timer_mut(idx).prev = to;
+    }
+    fn set_next(&mut self, idx: u32, to: u32) {
+        self.timer_mut(idx).next = to;
+    }
+    fn bucket(&self, idx: u32) -> u32 {
+        self.timer(idx).bucket
+    }
+    fn set_bucket(&mut self, idx: u32, bucket: u32) {
+        self.timer_mut(idx).bucket = bucket;
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    #[test]
+    fn a_slot_of_small_keys_and_values_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<super::Slot<u64, u64>>(), 64);
+    }
+}
