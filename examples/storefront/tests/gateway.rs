@@ -230,10 +230,12 @@ async fn too_many_requests_from_one_address_get_429_with_retry_after() {
     assert_eq!(snap.instances[0].requests, 4);
 }
 
+/// An instance that answers 503 (the app's answer when its database is
+/// unavailable) is unwell: its breaker opens.
 #[tokio::test]
 async fn a_breaker_opens_on_a_failing_instance_and_the_gateway_stops_sending_there() {
     let addrs = [
-        upstream("bad", StatusCode::INTERNAL_SERVER_ERROR, 0).await,
+        upstream("bad", StatusCode::SERVICE_UNAVAILABLE, 0).await,
         upstream("good", StatusCode::OK, 20).await,
     ];
     let mut config = GatewayConfig::default();
@@ -253,7 +255,7 @@ async fn a_breaker_opens_on_a_failing_instance_and_the_gateway_stops_sending_the
     let mut errors = 0;
     for _ in 0..30 {
         let r = http.get(&format!("{base}/")).await.unwrap();
-        if r.status == StatusCode::INTERNAL_SERVER_ERROR {
+        if r.status == StatusCode::SERVICE_UNAVAILABLE {
             errors += 1;
             assert!(r.body.starts_with("bad|"), "{}", r.body);
         }
@@ -273,12 +275,12 @@ async fn a_breaker_opens_on_a_failing_instance_and_the_gateway_stops_sending_the
     assert_eq!(instance(&snap, "app-2").breaker, "closed");
 }
 
-/// With the default failure penalty, a fast-failing instance is avoided after its
-/// first failure, before any breaker or ejection acts.
+/// With the default failure penalty, a fast-failing (503) instance is avoided
+/// after its first failure, before any breaker or ejection acts.
 #[tokio::test]
 async fn a_fast_failing_instance_is_avoided_by_the_latency_estimate() {
     let addrs = [
-        upstream("bad", StatusCode::INTERNAL_SERVER_ERROR, 0).await,
+        upstream("bad", StatusCode::SERVICE_UNAVAILABLE, 0).await,
         upstream("good", StatusCode::OK, 20).await,
     ];
     let mut config = GatewayConfig::default();
@@ -296,6 +298,102 @@ async fn a_fast_failing_instance_is_avoided_by_the_latency_estimate() {
     assert!(errors <= 2, "{errors} of 30 went to the failing instance");
     let snap = gw.snapshot();
     assert_eq!(instance(&snap, "app-1").breaker, "closed");
+}
+
+/// An upstream like the shop: `/api/search` answers 500 at once (as the shop did
+/// for `?q=%00`), anything else 200 after 1 ms.
+async fn shop_like(name: &'static str) -> SocketAddr {
+    let app = Router::new()
+        .route(
+            "/api/search",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "internal") }),
+        )
+        .route("/readyz", get(|| async { "ready\n" }))
+        .fallback(any(move || async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            name
+        }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// Issue 15: one client sending requests that make the app answer 500, well
+/// within its rate limit, opened every breaker and took the shop offline. A 500
+/// is one request's error: it counts against no instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_clients_failing_requests_open_no_breaker_and_cost_others_nothing() {
+    let addrs = [
+        shop_like("a").await,
+        shop_like("b").await,
+        shop_like("c").await,
+    ];
+    // Every client is 127.0.0.1 here: the per-IP limit out of the way.
+    let config = GatewayConfig {
+        rate_per_sec: 100_000,
+        burst: 100_000,
+        ..GatewayConfig::default()
+    };
+    let gw = Gateway::new(&config, &addrs).unwrap();
+    let (base, _stop) = serve(&gw).await;
+    let attacking = Arc::new(AtomicBool::new(true));
+    let mut browsers = Vec::new();
+    for _ in 0..3 {
+        let (base, attacking) = (base.clone(), attacking.clone());
+        browsers.push(tokio::spawn(async move {
+            let http = Http::default();
+            let (mut ok, mut errors) = (0u64, Vec::new());
+            while attacking.load(Ordering::Relaxed) {
+                let r = http.get(&format!("{base}/products/1")).await.unwrap();
+                if r.status == StatusCode::OK {
+                    ok += 1;
+                } else {
+                    errors.push(format!("{} {}", r.status, r.body));
+                }
+            }
+            (ok, errors)
+        }));
+    }
+    let mut attackers = Vec::new();
+    for _ in 0..4 {
+        let base = base.clone();
+        attackers.push(tokio::spawn(async move {
+            let http = Http::default();
+            for _ in 0..250 {
+                let r = http.get(&format!("{base}/api/search?q=%00")).await.unwrap();
+                assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.body);
+            }
+        }));
+    }
+    for a in attackers {
+        a.await.unwrap();
+    }
+    attacking.store(false, Ordering::Relaxed);
+    let (mut ok, mut errors) = (0, Vec::new());
+    for b in browsers {
+        let (o, e) = b.await.unwrap();
+        ok += o;
+        errors.extend(e);
+    }
+    assert!(
+        errors.is_empty(),
+        "{} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(ok > 0, "the others browsed");
+    let snap = gw.snapshot();
+    for i in &snap.instances {
+        assert_eq!(i.breaker, "closed", "{snap:?}");
+        assert!(!i.ejected && i.failures == 0, "{snap:?}");
+    }
+    assert_eq!(
+        snap.instances.iter().map(|i| i.app_errors).sum::<u64>(),
+        1_000,
+        "{snap:?}"
+    );
+    assert_eq!((snap.unavailable, snap.retries), (0, 0), "{snap:?}");
 }
 
 /// A stage-4 file for instances on the test's schema.
@@ -569,7 +667,7 @@ health_interval_ms = 100
     let file = db_dir.path().join("stage.toml");
     std::fs::write(&file, stage).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
-        .args(["serve", "--config"])
+        .args(["serve", "--drain-timeout", "2s", "--config"])
         .arg(&file)
         .arg("--data-dir")
         .arg(db_dir.path())
@@ -653,7 +751,11 @@ health_interval_ms = 100
         .iter()
         .any(|l| l.contains("instance 2 on") && l.contains("exited")));
 
-    // SIGTERM: the gateway drains, then stops its instances.
+    // SIGTERM: the gateway drains (a client holding half a request open is
+    // dropped at the 2 s deadline), then stops its instances.
+    let mut half = std::net::TcpStream::connect(gateway_addr).unwrap();
+    std::io::Write::write_all(&mut half, b"POST /api/cart/items HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let sent = Instant::now();
     let mut child = guard.0.take().unwrap();
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
@@ -670,9 +772,24 @@ health_interval_ms = 100
     };
     assert!(status.success(), "{status}");
     assert!(
+        sent.elapsed() < Duration::from_secs(2 + 5),
+        "stopped {:?} after SIGTERM with a 2 s drain deadline",
+        sent.elapsed()
+    );
+    assert!(
         !alive(first) && !alive(restarted),
         "instances outlived the gateway"
     );
+    let log = log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("the drain deadline (2s) passed: dropped 1 connection"),
+        "{log}"
+    );
+    assert!(
+        log.contains("instance 1 stopped") && log.contains("instance 2 stopped"),
+        "{log}"
+    );
+    drop(half);
 }
 
 /// Two shop instances (one SQLite store, each its own ops recorder) behind a

@@ -11,6 +11,13 @@
 //! * **fair use**: a `scalekit_limit::KeyedRateLimiter` per client IP (the TCP peer),
 //!   answering `429 Too Many Requests` with `Retry-After` in whole seconds.
 //!
+//! What counts as an instance's failure (for its breaker, its ejection and its
+//! latency estimate): a refused or reset connection, no answer within
+//! `upstream_timeout_ms`, a response body cut short, and a `502`, `503` or `504`
+//! answer. A `500` (or another `5xx`) is one request's error: passed on, counted
+//! apart, neither for nor against the instance, so that one client sending
+//! requests that fail cannot open the breakers for everyone.
+//!
 //! Forwarding: request bodies are read first (up to `max_body_bytes`, as nginx's
 //! `proxy_request_buffering` does) so that a request that never reached an instance
 //! can be sent to another; responses stream through. Hop-by-hop headers are removed
@@ -77,6 +84,7 @@ struct Upstream {
     in_flight: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU64,
+    app_errors: AtomicU64,
     failed_after_send: AtomicU64,
 }
 
@@ -145,8 +153,12 @@ pub struct InstanceSnapshot {
     pub in_flight: u64,
     /// Attempts sent to it.
     pub requests: u64,
-    /// Attempts that failed: no connection, no response, or a 5xx status.
+    /// Attempts that counted against the instance: no connection, no response,
+    /// or a `502`, `503` or `504` status (see the module docs).
     pub failures: u64,
+    /// Answers with another `5xx` status (a `500` for one request), passed on and
+    /// not counted against the instance.
+    pub app_errors: u64,
     /// Attempts that failed after the request was sent (in flight when it broke).
     pub failed_after_send: u64,
 }
@@ -207,6 +219,7 @@ impl Gateway {
                 in_flight: AtomicU64::new(0),
                 requests: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                app_errors: AtomicU64::new(0),
                 failed_after_send: AtomicU64::new(0),
             }));
         }
@@ -287,9 +300,11 @@ impl Gateway {
     /// with an ops recorder attached ([`attach_ops`](Self::attach_ops)), also its
     /// own `/ops`, `/ops/data.json` and `/metrics`, and every other request counted
     /// (proxied ones under the route label `proxied`).
-    /// [`serve`](Self::serve) serves it; to serve it yourself, use
-    /// `into_make_service_with_connect_info::<SocketAddr>()` so the rate limit sees
-    /// client addresses (without, all clients share one bucket).
+    /// [`serve`](Self::serve) serves it; to serve it yourself, give each request
+    /// the client's address as `ConnectInfo<SocketAddr>` (as
+    /// [`crate::server::Server`] and axum's
+    /// `into_make_service_with_connect_info::<SocketAddr>()` do) so the rate limit
+    /// sees client addresses (without, all clients share one bucket).
     pub fn router(&self) -> Router {
         let router = Router::new()
             .route("/livez", get(|| async { "ok\n" }))
@@ -304,20 +319,25 @@ impl Gateway {
         }
     }
 
-    /// Serves the gateway on `listener` (Nagle off on every connection) until
-    /// `shutdown` resolves, then finishes the requests in flight.
+    /// Serves the gateway on `listener` with the default connection limits until
+    /// `shutdown` resolves, then drains (see [`crate::server`]).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        axum::serve(
-            crate::app::no_delay(listener),
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+    ) -> std::io::Result<crate::server::Drained> {
+        let server = crate::server::Server::new(crate::server::Limits::default());
+        self.serve_with(&server, listener, shutdown).await
+    }
+
+    /// The same, on `server` (its limits, its figures).
+    pub async fn serve_with(
+        &self,
+        server: &crate::server::Server,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<crate::server::Drained> {
+        server.serve(listener, self.router(), shutdown).await
     }
 
     /// Checks every instance's `/readyz` once (bounded by the health timeout).
@@ -385,6 +405,7 @@ impl Gateway {
                         in_flight: up.in_flight.load(Ordering::Relaxed),
                         requests: up.requests.load(Ordering::Relaxed),
                         failures: up.failures.load(Ordering::Relaxed),
+                        app_errors: up.app_errors.load(Ordering::Relaxed),
                         failed_after_send: up.failed_after_send.load(Ordering::Relaxed),
                     }
                 })
@@ -694,11 +715,11 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
             Ok(resp) => {
                 let (mut head, incoming) = resp.into_parts();
                 strip_hop_by_hop(&mut head.headers);
-                guard.outcome = if head.status.is_server_error() {
-                    up.failures.fetch_add(1, Ordering::Relaxed);
-                    Outcome::Failure
-                } else {
-                    Outcome::Success
+                guard.outcome = outcome_of(head.status);
+                match guard.outcome {
+                    Outcome::Failure => up.failures.fetch_add(1, Ordering::Relaxed),
+                    Outcome::Ignored => up.app_errors.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
                 };
                 let body = Tracked {
                     inner: incoming,
@@ -751,6 +772,28 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response<Body> {
                 inner.totals.retries.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// What an instance's answer says of the instance's health, for its breaker, its
+/// ejection and its latency estimate.
+///
+/// Only what says the instance is unwell counts against it: `503` (the app's
+/// answer when its database is unavailable, or an overloaded server's), and `502`
+/// and `504` (what a proxy in front of it says when it cannot reach it). Any other
+/// `5xx` is about one request (a `500` for input the app could not handle): it is
+/// passed on to the client and counted apart ([`InstanceSnapshot::app_errors`]),
+/// neither for nor against the instance. Otherwise one client could send requests
+/// that fail, well within its rate limit, and open every instance's breaker for
+/// everyone. An instance that fails every request is still caught by its `/readyz`
+/// check (which asks its database), and by connection failures and timeouts.
+fn outcome_of(status: StatusCode) -> Outcome {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => {
+            Outcome::Failure
+        }
+        s if s.is_server_error() => Outcome::Ignored,
+        _ => Outcome::Success,
     }
 }
 
