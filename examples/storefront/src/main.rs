@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -215,7 +216,11 @@ async fn serve(
         config.stage.title
     );
     let app = app::router(state).merge(app::admin::router(admin));
-    let server = Server::new(Limits::from_config(&config.server).fit_to_file_limit(1));
+    let server = Arc::new(Server::new(
+        Limits::from_config(&config.server).fit_to_file_limit(1),
+    ));
+    let figures = Arc::clone(&server);
+    ops.set_connections(Arc::new(move || figures.stats()));
     server.serve(listener, app, app::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

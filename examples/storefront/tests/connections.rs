@@ -187,6 +187,20 @@ async fn half_sent_headers_silent_and_idle_connections_are_closed_after_their_ti
     })
     .await;
     assert_eq!(s.server.stats().accepted, 3);
+    // The figures in /metrics.
+    let ops = storefront::ops::Ops::default();
+    let server = s.server.clone();
+    ops.set_connections(Arc::new(move || server.stats()));
+    let metrics = ops.render_metrics();
+    for line in [
+        "storefront_connections_open 0",
+        "storefront_connections_max 10000",
+        "storefront_connections_accepted_total 3",
+        "storefront_connections_header_timeouts_total 2",
+        "storefront_connections_idle_timeouts_total 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test]

@@ -327,12 +327,14 @@ pub async fn run_stage(
     }
     let gateway = Gateway::new(gw, &addrs)?;
     // Each client connection may hold one to an instance: two descriptors.
-    let server = crate::server::Server::new(
+    let server = Arc::new(crate::server::Server::new(
         crate::server::Limits::from_config(&config.server).fit_to_file_limit(2),
-    );
+    ));
     // The ops page at the gateway: its own figures and the instances' summed.
     let ops = Arc::new(crate::ops::Ops::for_stage(config));
     let poller = gateway.attach_ops(Arc::clone(&ops));
+    let figures = Arc::clone(&server);
+    ops.set_connections(Arc::new(move || figures.stats()));
     let sampler = ops.start();
     let health = gateway.spawn_health_checks();
     tracing::info!(
