@@ -136,10 +136,16 @@ impl Limits {
             / files_per_connection.max(1);
         let fits = fits.max(1);
         if fits < self.max_connections {
-            tracing::warn!(
+            let message = format!(
                 "server.max_connections lowered from {} to {fits}: this process may open {files} files (ulimit -n), {RESERVED_FILES} of them kept for databases and logs; raise the limit to allow more",
                 self.max_connections
             );
+            // A little under the configured cap is routine; far under, a surprise.
+            if fits < self.max_connections / 2 {
+                tracing::warn!("{message}");
+            } else {
+                tracing::info!("{message}");
+            }
             self.max_connections = fits;
         }
         self

@@ -242,7 +242,7 @@ impl Server {
                     let out_of_files = is_out_of_files(&e);
                     if let Some(n) = self.logs.accept.hit() {
                         tracing::warn!(
-                            "cannot accept connections: {e} ({n} times in the last 10 s, {} connections open){}",
+                            "cannot accept connections: {e} ({n} times since the last report, at most one every 10 s; {} connections open){}",
                             self.registry.len(),
                             if out_of_files {
                                 "; closing idle connections and backing off: raise the open files limit (ulimit -n) or lower server.max_connections"
@@ -294,7 +294,7 @@ impl Server {
                 self.counters.evicted.inc();
                 if let Some(n) = self.logs.evicted.hit() {
                     tracing::info!(
-                        "at the connection limit ({}): closed {n} idle connections in the last 10 s to make room",
+                        "at the connection limit ({}): closed {n} idle connection(s) to make room since the last report (at most one every 10 s)",
                         self.registry.max()
                     );
                 }
@@ -304,7 +304,7 @@ impl Server {
                 self.counters.refused.inc();
                 if let Some(n) = self.logs.refused.hit() {
                     tracing::warn!(
-                        "at the connection limit ({}) with every connection busy: refused {n} connections in the last 10 s with a 503; raise server.max_connections (and ulimit -n), or add instances",
+                        "at the connection limit ({}) with every connection busy: refused {n} connection(s) with a 503 since the last report (at most one every 10 s); raise server.max_connections (and ulimit -n), or add instances",
                         self.registry.max()
                     );
                 }
@@ -323,7 +323,7 @@ impl Server {
             let _slot = slot;
             if task.run(stream).await == Some(Expired::Header) {
                 if let Some(n) = logs.header_timeouts.hit() {
-                    tracing::info!("closed {n} connections in the last 10 s that did not send a request's headers in time");
+                    tracing::info!("closed {n} connection(s) that did not send a request's headers in time, since the last report (at most one every 10 s)");
                 }
             }
         });
