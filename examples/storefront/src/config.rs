@@ -460,6 +460,26 @@ pub struct ServerConfig {
     /// Products per listing page (1 to 100).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// How long a client has to send a request's headers, from when it connects
+    /// (first request) or sends its first byte (later ones); then the connection is
+    /// closed. See [`crate::server`].
+    #[serde(default = "crate::server::default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// How long a kept-alive connection may wait for its next request, and a
+    /// response may wait for the client to read it.
+    #[serde(default = "crate::server::default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// How long a request's whole body may take to arrive after its headers.
+    #[serde(default = "crate::server::default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// Connections open at once, at most (lowered at start to what the process's
+    /// file limit allows); past it, idle ones are closed, or new ones get a 503.
+    #[serde(default = "crate::server::default_max_connections")]
+    pub max_connections: u32,
+    /// On SIGTERM or Ctrl-C, how long requests in flight have to finish before the
+    /// remaining connections are dropped (`--drain-timeout` overrides it).
+    #[serde(default = "crate::server::default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
 }
 
 fn default_page_size() -> u32 {
@@ -656,6 +676,9 @@ impl StageConfig {
                 ),
             ));
         }
+        self.server
+            .check_connections()
+            .map_err(|(field, message)| invalid(field, message))?;
         if let Some(cache) = &self.cache {
             if !(cache.redis_url.starts_with("redis://")
                 || cache.redis_url.starts_with("rediss://"))

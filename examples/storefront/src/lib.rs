@@ -22,6 +22,7 @@
 //! | [`gateway`] | stage 4: the reverse proxy in front of N app processes, and the processes |
 //! | [`ops`] | the ops page, `/metrics`, request and database counters |
 //! | [`loadgen`] | the load generator, `evolve` and `bench-http` |
+//! | [`server`] | the HTTP/1 server: connection cap, timeouts, drain on shutdown |
 //!
 //! ## Why these crates
 //!
@@ -47,4 +48,5 @@ pub mod gateway;
 pub mod loadgen;
 pub mod ops;
 pub mod seed;
+pub mod server;
 pub mod store;

@@ -3,13 +3,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use storefront::app::{self, AppConfig, AppState, Passwords};
 use storefront::config::{DatabaseConfig, StageConfig};
 use storefront::seed::{self, SeedOptions};
+use storefront::server::{Limits, Server};
 use storefront::store;
 
 #[derive(Debug, Parser)]
@@ -53,6 +55,12 @@ enum Command {
         /// Listen here instead of the stage's address.
         #[arg(long)]
         addr: Option<SocketAddr>,
+        /// On SIGTERM or Ctrl-C, how long requests in flight have to finish before
+        /// the remaining connections are dropped: seconds ("10", "2.5s") or
+        /// milliseconds ("500ms"). Default: the stage's server.drain_timeout_ms
+        /// (10 s).
+        #[arg(long, value_name = "DURATION", value_parser = storefront::server::parse_duration)]
+        drain_timeout: Option<Duration>,
     },
     /// Fill the stage's database with a made-up catalog and accounts.
     Seed {
@@ -81,6 +89,9 @@ enum Command {
         /// Its number, from 1.
         #[arg(long)]
         number: u32,
+        /// As for `serve`.
+        #[arg(long, value_name = "DURATION", value_parser = storefront::server::parse_duration)]
+        drain_timeout: Option<Duration>,
     },
     /// Move the sharded orders (stage 7) to more databases, online; or roll back.
     Reshard(storefront::store::sharded::reshard::ReshardArgs),
@@ -122,9 +133,13 @@ fn describe(db: &DatabaseConfig, data_dir: &std::path::Path) -> String {
 async fn serve(
     target: Target,
     addr: Option<SocketAddr>,
+    drain_timeout: Option<Duration>,
     instance: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let config = load(&target)?;
+    let mut config = load(&target)?;
+    if let Some(drain) = drain_timeout {
+        config.server.drain_timeout_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
+    }
     let addr = addr.unwrap_or(config.server.addr);
     if config.gateway.is_some() && !instance {
         return storefront::gateway::run_stage(
@@ -205,13 +220,12 @@ async fn serve(
         config.stage.title
     );
     let app = app::router(state).merge(app::admin::router(admin));
-    // The peer's address reaches the handlers (the sign-in limits count per client).
-    axum::serve(
-        app::no_delay(listener),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(app::shutdown_signal())
-    .await?;
+    let server = Arc::new(Server::new(
+        Limits::from_config(&config.server).fit_to_file_limit(1),
+    ));
+    let figures = Arc::clone(&server);
+    ops.set_connections(Arc::new(move || figures.stats()));
+    server.serve(listener, app, app::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -328,19 +342,25 @@ fn main() -> ExitCode {
                         data_dir: "storefront-data".into(),
                     },
                     None,
+                    None,
                     false,
                 )
                 .await
             }
-            Some(Command::Serve { target, addr }) => serve(target, addr, false).await,
+            Some(Command::Serve {
+                target,
+                addr,
+                drain_timeout,
+            }) => serve(target, addr, drain_timeout, false).await,
             Some(Command::Instance {
                 target,
                 addr,
                 number,
+                drain_timeout,
             }) => match storefront::gateway::instance_setup() {
                 Ok(()) => {
                     tracing::info!("instance {number}");
-                    serve(target, Some(addr), true).await
+                    serve(target, Some(addr), drain_timeout, true).await
                 }
                 Err(e) => Err(e.into()),
             },

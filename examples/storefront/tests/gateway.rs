@@ -1,81 +1,25 @@
 //! Stage 4's gateway: against in-process upstreams on port 0 (choice, forwarding,
-//! retry on connect failure, the per-IP limit with the limiter's clock, breakers),
-//! and against three real instance processes on PostgreSQL, one killed under load.
+//! retry on connect failure, the per-IP limit with the limiter's clock), and
+//! against real instance processes: three on PostgreSQL, one killed under load;
+//! `storefront serve` restarting and stopping its own. Breakers and what counts
+//! against an instance: tests/gateway_breakers.rs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::routing::{any, get};
-use axum::Router;
+use axum::http::{Method, StatusCode};
 use common::procs::{free_addr, Http, Instances};
+use common::stubs::{dead_addr, instance, serve, upstream};
 use scalekit_core::{Clock, ManualClock};
 use serde_json::json;
 use storefront::config::GatewayConfig;
-use storefront::gateway::{wait_ready, Gateway, GatewaySnapshot};
-
-/// An upstream that answers `name|host|x-forwarded-for|hop|body` after `delay_ms`.
-async fn upstream(name: &'static str, status: StatusCode, delay_ms: u64) -> SocketAddr {
-    let app = Router::new()
-        .route("/readyz", get(|| async { "ready\n" }))
-        .fallback(any(move |headers: HeaderMap, body: String| async move {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            let h = |n: &str| {
-                headers
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-")
-                    .to_owned()
-            };
-            (
-                status,
-                format!(
-                    "{name}|{}|{}|{}|{body}",
-                    h("host"),
-                    h("x-forwarded-for"),
-                    h("x-hop")
-                ),
-            )
-        }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
-/// An address nothing listens on.
-fn dead_addr() -> SocketAddr {
-    free_addr()
-}
-
-/// A gateway served on port 0; stops when the returned sender is dropped.
-async fn serve(gw: &Gateway) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let gw = gw.clone();
-    tokio::spawn(async move {
-        gw.serve(listener, async {
-            let _ = rx.await;
-        })
-        .await
-    });
-    (base, tx)
-}
-
-fn instance<'a>(
-    snap: &'a GatewaySnapshot,
-    name: &str,
-) -> &'a storefront::gateway::InstanceSnapshot {
-    snap.instances.iter().find(|i| i.name == name).unwrap()
-}
+use storefront::gateway::{wait_ready, Gateway};
 
 #[tokio::test]
 async fn spreads_requests_and_forwards_headers() {
@@ -228,74 +172,6 @@ async fn too_many_requests_from_one_address_get_429_with_retry_after() {
     let snap = gw.snapshot();
     assert_eq!((snap.requests, snap.rate_limited), (6, 2));
     assert_eq!(snap.instances[0].requests, 4);
-}
-
-#[tokio::test]
-async fn a_breaker_opens_on_a_failing_instance_and_the_gateway_stops_sending_there() {
-    let addrs = [
-        upstream("bad", StatusCode::INTERNAL_SERVER_ERROR, 0).await,
-        upstream("good", StatusCode::OK, 20).await,
-    ];
-    let mut config = GatewayConfig::default();
-    config.breaker.window = 10;
-    config.breaker.minimum_calls = 4;
-    config.breaker.failure_rate = 50;
-    config.breaker.open_secs = 60;
-    // The breaker alone: no ejection, and failures not penalised in the latency
-    // estimate (which would steer requests away after the first one).
-    config.ejection.consecutive_failures = 0;
-    config.ejection.failure_penalty_factor = 1;
-    let gw = Gateway::new(&config, &addrs).unwrap();
-    let (base, _stop) = serve(&gw).await;
-    let http = Http::default();
-    // The failing instance answers at once, the good one in 20 ms: left to
-    // latency alone, every request would go to the failing one.
-    let mut errors = 0;
-    for _ in 0..30 {
-        let r = http.get(&format!("{base}/")).await.unwrap();
-        if r.status == StatusCode::INTERNAL_SERVER_ERROR {
-            errors += 1;
-            assert!(r.body.starts_with("bad|"), "{}", r.body);
-        }
-    }
-    let snap = gw.snapshot();
-    let bad = instance(&snap, "app-1");
-    assert_eq!(bad.breaker, "open", "{snap:?}");
-    assert_eq!(bad.requests, 4, "four failures open it: {snap:?}");
-    assert_eq!(errors, 4);
-    // While open, nothing more goes there.
-    for _ in 0..10 {
-        let r = http.get(&format!("{base}/")).await.unwrap();
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    }
-    let snap = gw.snapshot();
-    assert_eq!(instance(&snap, "app-1").requests, 4);
-    assert_eq!(instance(&snap, "app-2").breaker, "closed");
-}
-
-/// With the default failure penalty, a fast-failing instance is avoided after its
-/// first failure, before any breaker or ejection acts.
-#[tokio::test]
-async fn a_fast_failing_instance_is_avoided_by_the_latency_estimate() {
-    let addrs = [
-        upstream("bad", StatusCode::INTERNAL_SERVER_ERROR, 0).await,
-        upstream("good", StatusCode::OK, 20).await,
-    ];
-    let mut config = GatewayConfig::default();
-    config.breaker.failure_rate = 100; // opens only if all of 20 calls fail
-    config.ejection.consecutive_failures = 0; // no ejection
-    let gw = Gateway::new(&config, &addrs).unwrap();
-    let (base, _stop) = serve(&gw).await;
-    let http = Http::default();
-    let mut errors = 0;
-    for _ in 0..30 {
-        if http.get(&format!("{base}/")).await.unwrap().status != StatusCode::OK {
-            errors += 1;
-        }
-    }
-    assert!(errors <= 2, "{errors} of 30 went to the failing instance");
-    let snap = gw.snapshot();
-    assert_eq!(instance(&snap, "app-1").breaker, "closed");
 }
 
 /// A stage-4 file for instances on the test's schema.
@@ -569,7 +445,7 @@ health_interval_ms = 100
     let file = db_dir.path().join("stage.toml");
     std::fs::write(&file, stage).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
-        .args(["serve", "--config"])
+        .args(["serve", "--drain-timeout", "2s", "--config"])
         .arg(&file)
         .arg("--data-dir")
         .arg(db_dir.path())
@@ -653,7 +529,17 @@ health_interval_ms = 100
         .iter()
         .any(|l| l.contains("instance 2 on") && l.contains("exited")));
 
-    // SIGTERM: the gateway drains, then stops its instances.
+    // SIGTERM: the gateway drains (a client holding half a request open is
+    // dropped at the 2 s deadline), then stops its instances.
+    let mut half = std::net::TcpStream::connect(gateway_addr).unwrap();
+    std::io::Write::write_all(&mut half, b"POST /api/cart/items HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // Connections are accepted in order: once a later one is served, that one
+    // was accepted (and its bytes read) before SIGTERM.
+    assert_eq!(
+        Http::default().get(&url).await.unwrap().status,
+        StatusCode::OK
+    );
+    let sent = Instant::now();
     let mut child = guard.0.take().unwrap();
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
@@ -670,9 +556,24 @@ health_interval_ms = 100
     };
     assert!(status.success(), "{status}");
     assert!(
+        sent.elapsed() < Duration::from_secs(2 + 5),
+        "stopped {:?} after SIGTERM with a 2 s drain deadline",
+        sent.elapsed()
+    );
+    assert!(
         !alive(first) && !alive(restarted),
         "instances outlived the gateway"
     );
+    let log = log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("the drain deadline (2s) passed: dropped 1 connection"),
+        "{log}"
+    );
+    assert!(
+        log.contains("instance 1 stopped") && log.contains("instance 2 stopped"),
+        "{log}"
+    );
+    drop(half);
 }
 
 /// Two shop instances (one SQLite store, each its own ops recorder) behind a
@@ -757,33 +658,4 @@ async fn the_gateways_ops_page_shows_the_instances_and_sums_their_queries() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("app-2"), "the instance table");
     poller.abort();
-}
-
-/// Clients that give up while an instance works cost the instance nothing: no
-/// failure in its breaker, no ejection (else one impatient client could take every
-/// instance out of rotation).
-#[tokio::test]
-async fn clients_that_go_away_do_not_count_against_the_instance() {
-    let addrs = [upstream("slow", StatusCode::OK, 300).await];
-    let mut config = GatewayConfig::default();
-    config.breaker.window = 10;
-    config.breaker.minimum_calls = 4;
-    config.ejection.consecutive_failures = 3;
-    let gw = Gateway::new(&config, &addrs).unwrap();
-    let (base, _stop) = serve(&gw).await;
-    let http = Http::default();
-    for _ in 0..8 {
-        let gave_up =
-            tokio::time::timeout(Duration::from_millis(30), http.get(&format!("{base}/"))).await;
-        assert!(gave_up.is_err(), "the instance takes 300 ms");
-    }
-    // The gateway notices each disconnect when it next polls the connection.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let snap = gw.snapshot();
-    let slow = instance(&snap, "app-1");
-    assert_eq!(slow.breaker, "closed", "{snap:?}");
-    assert!(!slow.ejected && slow.failures == 0, "{snap:?}");
-    assert_eq!(slow.in_flight, 0, "{snap:?}");
-    let r = http.get(&format!("{base}/")).await.unwrap();
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }

@@ -3,9 +3,12 @@
 //! unexpectedly, and stops them when it stops.
 //!
 //! * Instances run in a process group of their own, so Ctrl-C in a terminal reaches
-//!   only the gateway: it drains its requests first, then sends the instances
-//!   SIGTERM (they finish theirs) and kills any that is still there after a grace
-//!   period.
+//!   only the gateway: it drains its requests first (within the drain deadline,
+//!   `server.drain_timeout_ms` or `--drain-timeout`), then sends the instances
+//!   SIGTERM (they drain within the same deadline, which the gateway passes on)
+//!   and kills any still there 2 s after it. Stopping takes at most twice the
+//!   deadline and 2 s; in practice the instances stop at once, as the gateway was
+//!   their only client and has finished with them.
 //! * If the gateway dies without stopping them (`kill -9`), each instance gets
 //!   SIGTERM from the kernel (Linux `PR_SET_PDEATHSIG`, set by
 //!   [`instance_setup`] in the instance).
@@ -35,6 +38,10 @@ pub const PARENT_PID_ENV: &str = "STOREFRONT_GATEWAY_PID";
 
 /// How long the gateway waits for the instances' `/readyz` at start.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long past its drain deadline an instance asked to stop may take to exit
+/// before it is killed.
+const INSTANCE_STOP_MARGIN: Duration = Duration::from_secs(2);
 
 /// Starts, watches and stops app instance processes.
 #[derive(Debug)]
@@ -278,7 +285,12 @@ pub async fn run_stage(
         }
         args.push("--data-dir".into());
         args.push(std::path::absolute(data_dir)?.into());
-        let mut sup = Supervisor::new(exe, args, Duration::from_secs(10));
+        // The instances drain as the gateway does (the flag may have changed it);
+        // one still there a moment after its own deadline is killed.
+        let drain = Duration::from_millis(config.server.drain_timeout_ms);
+        args.push("--drain-timeout".into());
+        args.push(format!("{}ms", drain.as_millis()).into());
+        let mut sup = Supervisor::new(exe, args, drain + INSTANCE_STOP_MARGIN);
         tracing::info!(
             "starting {} app instances on {}",
             addrs.len(),
@@ -314,9 +326,15 @@ pub async fn run_stage(
         }
     }
     let gateway = Gateway::new(gw, &addrs)?;
+    // Each client connection may hold one to an instance: two descriptors.
+    let server = Arc::new(crate::server::Server::new(
+        crate::server::Limits::from_config(&config.server).fit_to_file_limit(2),
+    ));
     // The ops page at the gateway: its own figures and the instances' summed.
     let ops = Arc::new(crate::ops::Ops::for_stage(config));
     let poller = gateway.attach_ops(Arc::clone(&ops));
+    let figures = Arc::clone(&server);
+    ops.set_connections(Arc::new(move || figures.stats()));
     let sampler = ops.start();
     let health = gateway.spawn_health_checks();
     tracing::info!(
@@ -325,7 +343,9 @@ pub async fn run_stage(
         config.stage.title,
         addrs.len()
     );
-    let served = gateway.serve(listener, crate::app::shutdown_signal()).await;
+    let served = gateway
+        .serve_with(&server, listener, crate::app::shutdown_signal())
+        .await;
     health.abort();
     poller.abort();
     sampler.abort();

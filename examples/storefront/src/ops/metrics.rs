@@ -42,6 +42,7 @@ struct View {
     cache: CacheTotals,
     uptime_secs: f64,
     gateway: Option<Value>,
+    connections: Option<crate::server::ConnStats>,
 }
 
 const NO_EXEMPLAR: Option<&Exemplar<NoLabelSet, u64>> = None;
@@ -119,6 +120,83 @@ impl View {
                         .encode_gauge(value)?;
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl View {
+    /// `storefront_connections_*`: gauges for what is open now, counters for the
+    /// rest (see [`crate::server::ConnStats`]).
+    fn encode_connections(
+        c: &crate::server::ConnStats,
+        encoder: &mut DescriptorEncoder<'_>,
+    ) -> fmt::Result {
+        for (name, help, value) in [
+            ("open", "Client connections open now.", c.open),
+            ("idle", "Of those, waiting for a request.", c.idle),
+            ("max", "The cap on client connections.", c.max_connections),
+        ] {
+            encoder
+                .encode_descriptor(
+                    &format!("storefront_connections_{name}"),
+                    help,
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&(value as f64))?;
+        }
+        for (name, help, value) in [
+            ("accepted", "Client connections accepted.", c.accepted),
+            (
+                "refused",
+                "Connections answered 503 and closed at the cap.",
+                c.refused,
+            ),
+            (
+                "evicted",
+                "Idle connections closed to make room at the cap.",
+                c.evicted,
+            ),
+            (
+                "header_timeouts",
+                "Connections closed for not sending a request's headers in time.",
+                c.header_timeouts,
+            ),
+            (
+                "idle_timeouts",
+                "Kept-alive connections closed for sending no next request in time.",
+                c.idle_timeouts,
+            ),
+            (
+                "write_timeouts",
+                "Connections closed because the client took no more of a response in time.",
+                c.write_timeouts,
+            ),
+            (
+                "body_timeouts",
+                "Request bodies that did not arrive in time.",
+                c.body_timeouts,
+            ),
+            (
+                "accept_errors",
+                "Errors from accept (out of file descriptors, ...).",
+                c.accept_errors,
+            ),
+            (
+                "dropped_at_drain",
+                "Connections dropped at the drain deadline on shutdown.",
+                c.dropped_at_drain,
+            ),
+        ] {
+            encoder
+                .encode_descriptor(
+                    &format!("storefront_connections_{name}"),
+                    help,
+                    None,
+                    MetricType::Counter,
+                )?
+                .encode_counter(&value, NO_EXEMPLAR)?;
         }
         Ok(())
     }
@@ -205,6 +283,9 @@ impl Collector for View {
         if let Some(gateway) = &self.gateway {
             Self::encode_gateway(gateway, &mut encoder)?;
         }
+        if let Some(connections) = &self.connections {
+            Self::encode_connections(connections, &mut encoder)?;
+        }
         Ok(())
     }
 }
@@ -250,6 +331,7 @@ pub(crate) fn render(ops: &Ops) -> String {
         cache,
         uptime_secs: ops.started.elapsed().as_secs_f64(),
         gateway: ops.gateway(),
+        connections: ops.connections(),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(view));

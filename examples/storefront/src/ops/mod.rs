@@ -82,6 +82,9 @@ pub use topology::Topology;
 /// What the gateway reports about itself, as a JSON object (see the module docs).
 pub type GatewayFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// The HTTP server's connection figures (see [`crate::server::Server::stats`]).
+pub type ConnectionsFn = Arc<dyn Fn() -> crate::server::ConnStats + Send + Sync>;
+
 /// Database queries and cache lookups counted elsewhere (the gateway's instances),
 /// cumulative: see [`Ops::set_backends`].
 pub type BackendsFn = Arc<dyn Fn() -> (u64, CacheTotals) + Send + Sync>;
@@ -198,6 +201,7 @@ pub struct Ops {
     backends: RwLock<Option<BackendsFn>>,
     backend_replicas: RwLock<Option<BackendReplicasFn>>,
     shards: RwLock<Option<ShardsFn>>,
+    connections: RwLock<Option<ConnectionsFn>>,
     history: Mutex<History>,
     access: RwLock<OpsAccess>,
 }
@@ -242,6 +246,7 @@ impl Ops {
             backend_replicas: RwLock::new(None),
             shards: RwLock::new(None),
             access: RwLock::new(OpsAccess::Open),
+            connections: RwLock::new(None),
             history: Mutex::new(History {
                 last: Sample {
                     at: started,
@@ -461,6 +466,18 @@ impl Ops {
                 }
             }
         }
+    }
+
+    /// Shows the HTTP server's connection figures in `/metrics` from now on
+    /// (`storefront_connections_*`).
+    pub fn set_connections(&self, connections: ConnectionsFn) {
+        *self.connections.write() = Some(connections);
+    }
+
+    /// The HTTP server's connection figures, if a server is attached.
+    pub fn connections(&self) -> Option<crate::server::ConnStats> {
+        let connections = self.connections.read().clone();
+        connections.map(|f| f())
     }
 
     /// The gateway's figures, if one is attached.

@@ -16,6 +16,7 @@ use storefront::store::{NewProduct, PgStore, SqliteStore, Store};
 
 pub mod procs;
 pub mod web;
+pub mod stubs;
 
 /// Cache settings on Redis from `SCALEKIT_REDIS_URL`, in a namespace of this test's
 /// own, or `None` (test skipped) without it. Under `CI`, a missing variable fails.
