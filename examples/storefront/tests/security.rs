@@ -52,6 +52,22 @@ async fn send(app: &Router, req: Request<Body>) -> Reply {
     }
 }
 
+/// `req` with a pre-session anti-forgery cookie and its token as the form's first
+/// field, so that it passes the forgery check and reaches the route (see
+/// `storefront::app::csrf`).
+fn with_form_token(req: axum::http::request::Builder, body: &str) -> Request<Body> {
+    let seed = "b".repeat(64);
+    let token = storefront::app::csrf::token_for(&seed);
+    let body = if body.is_empty() || !body.contains('=') {
+        format!("csrf={token}")
+    } else {
+        format!("csrf={token}&{body}")
+    };
+    req.header(header::COOKIE, format!("sf_csrf={seed}"))
+        .body(Body::from(body))
+        .unwrap()
+}
+
 async fn get(app: &Router, uri: &str) -> Reply {
     send(app, Request::get(uri).body(Body::empty()).unwrap()).await
 }
@@ -298,7 +314,12 @@ async fn the_api_answers_404_and_405_in_json() {
             .body(Body::empty())
             .unwrap();
         let r = send(&app, req).await;
-        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert_eq!(
+            r.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}: {}",
+            r.body
+        );
         assert!(r
             .header(header::CONTENT_TYPE)
             .starts_with("application/json"));
@@ -315,9 +336,12 @@ async fn the_api_answers_404_and_405_in_json() {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
         assert_eq!(r.json()["error"]["code"], "not_found", "{uri}");
     }
-    // A page answers a wrong method with a page.
+    // A page answers a wrong method with a page: without an anti-forgery token the
+    // forgery check refuses it first (403), with one the router says 405.
     let r = send(&app, Request::delete("/cart").body(Body::empty()).unwrap()).await;
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = send(&app, with_form_token(Request::delete("/cart"), "")).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.body);
     assert!(r.header(header::CONTENT_TYPE).starts_with("text/html"));
     assert!(r.body.contains("does not take DELETE"), "{}", r.body);
 }
@@ -351,15 +375,21 @@ async fn rejected_input_is_a_4xx_in_the_face_s_format() {
         assert_eq!(r.status.as_u16(), status, "{}", r.body);
         assert!(r.json()["error"]["code"].is_string());
     }
+    let form = |uri: &str, content_type: &str, body: &str| {
+        with_form_token(
+            Request::post(uri).header(header::CONTENT_TYPE, content_type),
+            body,
+        )
+    };
     for (r, status) in [
         (
-            send(&app, post("/login", "application/json", "{}")).await,
+            send(&app, form("/login", "application/json", "{}")).await,
             415,
         ),
         (
             send(
                 &app,
-                post(
+                form(
                     "/cart/add",
                     "application/x-www-form-urlencoded",
                     "product_id=x",

@@ -15,8 +15,8 @@ use storefront::config::CacheConfig;
 use storefront::store::{NewProduct, PgStore, SqliteStore, Store};
 
 pub mod procs;
-pub mod web;
 pub mod stubs;
+pub mod web;
 
 /// Cache settings on Redis from `SCALEKIT_REDIS_URL`, in a namespace of this test's
 /// own, or `None` (test skipped) without it. Under `CI`, a missing variable fails.
