@@ -19,6 +19,9 @@
 //!   node's load never exceeds `cap_for(total_load())`, a key goes to its
 //!   consistent-hash node when that node is under the cap, releasing an idle node
 //!   returns false.
+//!
+//! Over 800 lines on purpose: one model per ring engine and one driver, kept in one
+//! target so that every engine is fuzzed against its model in the same run.
 
 #![no_main]
 

@@ -1,6 +1,9 @@
 //! `storefront evolve`: each stage in turn as a child process, the same load against
 //! each, and the comparison written to `docs/evolution.md` (table, chart, and what
 //! each stage changed).
+//!
+//! Over 800 lines: the runner, the table and each stage's prose live together until
+//! issue 16 moves the prose to each stage's `about.md` and the figures to the contract.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
