@@ -109,7 +109,7 @@ fn bench_ours(
 fn keyed(group: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
     let keys = keys(n);
     let mask = keys.len() - 1;
-    // The cap sized as docs/limit.md advises (2-4x the live keys; here 2x), so
+    // The cap sized as the limit guide (crates/scalekit-limit/GUIDE.md) advises (2-4x the live keys; here 2x), so
     // the table is as dense as it would be in service.
     let cap = 2 * n;
     bench_ours(group, "scalekit", &keys, n, cap);

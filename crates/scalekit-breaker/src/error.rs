@@ -3,80 +3,6 @@ use std::fmt;
 
 use scalekit_core::Rejected;
 
-/// A breaker or throttle configuration that cannot work. Returned by
-/// [`BreakerBuilder::build`](crate::BreakerBuilder::build) and
-/// [`ThrottleBuilder::build`](crate::ThrottleBuilder::build); the message names
-/// the setting, the value given and what would be accepted.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A percentage outside `(0, 100]`.
-    Percentage {
-        /// The setting.
-        field: &'static str,
-        /// The value given.
-        value: f64,
-    },
-    /// A count outside its range.
-    Count {
-        /// The setting.
-        field: &'static str,
-        /// The value given.
-        value: u64,
-        /// The smallest value accepted.
-        min: u64,
-        /// The largest value accepted.
-        max: u64,
-    },
-    /// A duration outside its range.
-    Duration {
-        /// The setting.
-        field: &'static str,
-        /// The value given.
-        value: std::time::Duration,
-        /// What is accepted.
-        expected: &'static str,
-    },
-    /// A factor outside its range.
-    Factor {
-        /// The setting.
-        field: &'static str,
-        /// The value given.
-        value: f64,
-        /// What is accepted.
-        expected: &'static str,
-    },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Percentage { field, value } => write!(
-                f,
-                "{field} = {value} is not a percentage: give a number above 0 and at most 100"
-            ),
-            ConfigError::Count {
-                field,
-                value,
-                min,
-                max,
-            } => write!(f, "{field} = {value} is out of range: give {min} to {max}"),
-            ConfigError::Duration {
-                field,
-                value,
-                expected,
-            } => write!(f, "{field} = {value:?} is out of range: {expected}"),
-            ConfigError::Factor {
-                field,
-                value,
-                expected,
-            } => write!(f, "{field} = {value} is out of range: {expected}"),
-        }
-    }
-}
-
-impl Error for ConfigError {}
-
 /// The error of [`CircuitBreaker::call`](crate::CircuitBreaker::call): the
 /// breaker rejected the call, or the call itself failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -132,14 +58,6 @@ mod tests {
 
     #[test]
     fn errors_read_well() {
-        let e = ConfigError::Percentage {
-            field: "failure_rate_threshold",
-            value: 120.0,
-        };
-        assert_eq!(
-            e.to_string(),
-            "failure_rate_threshold = 120 is not a percentage: give a number above 0 and at most 100"
-        );
         let e: BreakerError<std::io::Error> =
             BreakerError::Rejected(Rejected::new(RejectReason::CircuitOpen));
         assert_eq!(e.to_string(), "call rejected: circuit breaker is open");

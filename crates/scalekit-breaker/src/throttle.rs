@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use scalekit_core::{mix64, Admission, Clock, MonotonicClock, Outcome, RejectReason, Rejected};
+use scalekit_core::{
+    mix64, Admission, Clock, ConfigError, MonotonicClock, Outcome, RejectReason, Rejected,
+};
 
-use crate::ConfigError;
+const COMPONENT: &str = "adaptive throttle";
 
 /// Builds an [`AdaptiveThrottle`]: K = 2 over the last 2 minutes by default.
 ///
@@ -23,14 +25,14 @@ use crate::ConfigError;
 /// # Ok::<(), scalekit_breaker::ConfigError>(())
 /// ```
 #[derive(Debug)]
-pub struct ThrottleBuilder<C = MonotonicClock> {
+pub struct AdaptiveThrottleBuilder<C = MonotonicClock> {
     k: f64,
     window: Duration,
     seed: u64,
     clock: C,
 }
 
-impl<C> ThrottleBuilder<C> {
+impl<C> AdaptiveThrottleBuilder<C> {
     /// The multiplier K: the throttle lets requests reach K times the accepted
     /// ones before it rejects (default 2; at least 1).
     pub fn k(mut self, k: f64) -> Self {
@@ -50,9 +52,9 @@ impl<C> ThrottleBuilder<C> {
         self
     }
 
-    /// Reads time from `clock` instead.
-    pub fn clock<C2>(self, clock: C2) -> ThrottleBuilder<C2> {
-        ThrottleBuilder {
+    /// Reads time from `clock` instead (a [`ManualClock`](scalekit_core::ManualClock) in tests).
+    pub fn clock<C2: Clock>(self, clock: C2) -> AdaptiveThrottleBuilder<C2> {
+        AdaptiveThrottleBuilder {
             k: self.k,
             window: self.window,
             seed: self.seed,
@@ -61,21 +63,27 @@ impl<C> ThrottleBuilder<C> {
     }
 
     /// Checks the settings and builds the throttle.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `k` or `window` when it cannot work.
     pub fn build(self) -> Result<AdaptiveThrottle<C>, ConfigError> {
         if !(self.k >= 1.0 && self.k.is_finite()) {
-            return Err(ConfigError::Factor {
-                field: "k",
-                value: self.k,
-                expected: "give a finite number of at least 1 (2 is the usual choice)",
-            });
+            return Err(ConfigError::new(
+                COMPONENT,
+                "k",
+                self.k,
+                "a finite number of at least 1 (2 is the usual choice)",
+            ));
         }
         let secs = self.window.as_secs();
         if secs == 0 || secs > 3600 || self.window.subsec_nanos() != 0 {
-            return Err(ConfigError::Duration {
-                field: "window",
-                value: self.window,
-                expected: "give 1 s to 1 h (whole seconds)",
-            });
+            return Err(ConfigError::new(
+                COMPONENT,
+                "window",
+                format!("{:?}", self.window),
+                "whole seconds from 1 s to 1 h (2 minutes by default)",
+            ));
         }
         Ok(AdaptiveThrottle {
             k: self.k,
@@ -124,8 +132,11 @@ impl Counts {
 ///
 /// Unlike a breaker it never fully closes the door: as the backend recovers, the
 /// accepted share grows and the rejection probability falls smoothly.
-/// [`Outcome::Failure`] is a request the backend refused (overloaded, unavailable);
-/// every other outcome counts as accepted.
+/// [`Outcome::Success`] and [`Outcome::Ignored`] (the backend answered, even if
+/// with a client error) count as accepted. [`Outcome::Failure`] is a request the
+/// backend refused (overloaded, unavailable) and [`Outcome::Cancelled`] one the
+/// client gave up on (a timeout): neither is an accept, so client timeouts under
+/// overload raise the rejection rate instead of lowering it.
 ///
 /// ```
 /// use scalekit_breaker::AdaptiveThrottle;
@@ -166,8 +177,8 @@ impl<C: fmt::Debug> fmt::Debug for AdaptiveThrottle<C> {
 
 impl AdaptiveThrottle {
     /// A builder: K = 2, a 2-minute window.
-    pub fn builder() -> ThrottleBuilder {
-        ThrottleBuilder {
+    pub fn builder() -> AdaptiveThrottleBuilder {
+        AdaptiveThrottleBuilder {
             k: 2.0,
             window: Duration::from_secs(120),
             seed: 0x7407_7e1e,
@@ -226,8 +237,11 @@ impl<C: Clock> Admission for AdaptiveThrottle<C> {
     }
 
     fn record(&self, _permit: (), outcome: Outcome, _latency: Duration) {
-        if outcome == Outcome::Failure {
-            return;
+        match outcome {
+            Outcome::Success | Outcome::Ignored => {}
+            // Refused by the backend, or abandoned by the client (a timeout
+            // under overload is no evidence that the backend accepts).
+            _ => return,
         }
         let mut c = self.inner.lock();
         let idx = c.advance(self.clock.now_nanos() / 1_000_000_000);

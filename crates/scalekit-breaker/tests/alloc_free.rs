@@ -1,56 +1,35 @@
-//! The closed path, a rejection and a probe allocate nothing.
+//! The closed path, a rejection and a probe allocate nothing, with and without
+//! an event listener.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-// A counting global allocator is the one way to observe allocations; it lives in
-// this test binary only and forwards every call to the system allocator.
-#![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use scalekit_breaker::{CircuitBreaker, Window};
 use scalekit_core::{Admission, ManualClock, Outcome};
-
-/// Counts allocations made by the current thread.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use scalekit_test_support::alloc::{allocations_during, assert_installed, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
-
-#[test]
-fn the_hot_paths_do_not_allocate() {
+fn hot_paths_allocate_nothing(events: Option<Arc<AtomicU64>>) {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder()
+    let builder = CircuitBreaker::builder()
         .window(Window::Count(16))
         .minimum_calls(16)
         .wait_in_open(Duration::from_secs(1))
         .half_open_probes(2)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+        .clock(clock.clone());
+    let b = match events {
+        Some(seen) => builder
+            .on_event(move |_| {
+                seen.fetch_add(1, Ordering::Relaxed);
+            })
+            .build()
+            .unwrap(),
+        None => builder.build().unwrap(),
+    };
     let n = allocations_during(|| {
         for i in 0..1000 {
             let p = b.try_acquire().unwrap();
@@ -62,6 +41,7 @@ fn the_hot_paths_do_not_allocate() {
             b.record(p, outcome, Duration::ZERO);
         }
         let _ = b.call(|| Ok::<_, ()>(1));
+        drop(b.try_acquire().unwrap()); // dropped unreported
     });
     assert_eq!(n, 0, "closed path");
     while let Ok(p) = b.try_acquire() {
@@ -73,9 +53,25 @@ fn the_hot_paths_do_not_allocate() {
         }
         clock.advance(Duration::from_secs(1));
         let p = b.try_acquire().unwrap();
-        let _ = b.try_acquire().unwrap();
+        let q = b.try_acquire().unwrap();
         assert!(b.try_acquire().is_err());
+        drop(q); // a probe dropped unreported gives its slot back
+        let _ = b.try_acquire().unwrap();
         b.record(p, Outcome::Success, Duration::ZERO);
     });
     assert_eq!(n, 0, "rejections and probes");
+}
+
+#[test]
+fn the_hot_paths_do_not_allocate() {
+    assert_installed();
+    hot_paths_allocate_nothing(None);
+}
+
+#[test]
+fn the_hot_paths_do_not_allocate_with_an_event_listener() {
+    assert_installed();
+    let seen = Arc::new(AtomicU64::new(0));
+    hot_paths_allocate_nothing(Some(Arc::clone(&seen)));
+    assert!(seen.load(Ordering::Relaxed) > 2000);
 }

@@ -49,6 +49,7 @@ struct Cfg {
 const SLOW: Duration = Duration::from_millis(100);
 const WAIT_MS: u64 = 1000;
 const MAX_WAIT_MS: u64 = 4000;
+const HALF_OPEN_MS: u64 = 5000;
 
 fn cfg() -> impl Strategy<Value = Cfg> {
     (
@@ -81,6 +82,7 @@ struct Model {
     open_until: u64,
     opens_in_row: u32,
     probes_left: u32,
+    half_open_until: u64,
     probe_results: Vec<(bool, bool)>,
 }
 
@@ -95,6 +97,7 @@ impl Model {
             open_until: 0,
             opens_in_row: 0,
             probes_left: 0,
+            half_open_until: 0,
             probe_results: vec![],
         }
     }
@@ -115,6 +118,7 @@ impl Model {
             }
             State::HalfOpen => {
                 self.probes_left = self.cfg.probes;
+                self.half_open_until = now + HALF_OPEN_MS * 1_000_000;
                 self.probe_results.clear();
             }
             _ => {}
@@ -129,6 +133,11 @@ impl Model {
                 State::Open if now < self.open_until => return Err(Some(self.open_until - now)),
                 State::Open => self.go(State::HalfOpen, now),
                 _ => {
+                    if self.probes_left == 0 && now >= self.half_open_until {
+                        // The probes had their time: reopen.
+                        self.go(State::Open, now);
+                        return Err(Some(self.open_until - now));
+                    }
                     if self.probes_left == 0 {
                         return Err(None);
                     }
@@ -214,6 +223,7 @@ proptest! {
             .wait_in_open(Duration::from_millis(WAIT_MS))
             .backoff(2.0, Duration::from_millis(MAX_WAIT_MS))
             .half_open_probes(cfg.probes)
+            .max_wait_in_half_open(Duration::from_millis(HALF_OPEN_MS))
             .on_transition(move |t| seen.lock().unwrap().push(*t))
             .clock(clock.clone())
             .build()
@@ -240,13 +250,14 @@ proptest! {
                 }
                 Op::Record(i, outcome, slow) if !held.is_empty() => {
                     let p = held.swap_remove(i % held.len());
-                    if b.state() == State::HalfOpen && p.generation() == b.generation()
+                    let generation = p.generation();
+                    if b.state() == State::HalfOpen && generation == b.generation()
                         && matches!(outcome, Outcome::Ignored | Outcome::Cancelled) {
                         given_back += 1;
                     }
                     let latency = if slow { SLOW } else { SLOW / 2 };
                     b.record(p, outcome, latency);
-                    model.record(p.generation(), outcome, slow, now);
+                    model.record(generation, outcome, slow, now);
                 }
                 Op::Record(..) => {}
                 Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),

@@ -232,6 +232,7 @@ fn results_from_an_older_generation_are_ignored() {
         .build()
         .unwrap();
     let slow_call = b.try_acquire().unwrap(); // generation 0
+    let slower_call = b.try_acquire().unwrap(); // generation 0
     run(&b, Outcome::Failure, MS); // opens: generation 1
     clock.advance(Duration::from_secs(1));
     let probe = b.try_acquire().unwrap(); // half-open: generation 2
@@ -241,7 +242,7 @@ fn results_from_an_older_generation_are_ignored() {
     b.record(probe, Outcome::Success, MS);
     assert_eq!(b.state(), State::Closed);
     // And a stale success in closed changes nothing either.
-    b.record(slow_call, Outcome::Success, MS);
+    b.record(slower_call, Outcome::Success, MS);
     assert_eq!(b.stats().calls, 0);
 }
 
@@ -302,17 +303,16 @@ fn a_panicking_call_counts_as_a_failure() {
 
 #[test]
 fn bad_settings_are_refused_with_the_field_named() {
-    let e = CircuitBreaker::builder()
+    let e: ConfigError = CircuitBreaker::builder()
         .failure_rate_threshold(0.0)
         .build()
         .unwrap_err();
-    assert!(matches!(
-        e,
-        ConfigError::Percentage {
-            field: "failure_rate_threshold",
-            ..
-        }
-    ));
+    assert_eq!(e.field(), "failure_rate_threshold");
+    assert_eq!(
+        e.to_string(),
+        "invalid circuit breaker setting `failure_rate_threshold` = 0: \
+         expected a percentage above 0 and at most 100 (50 is the usual choice)"
+    );
     let e = CircuitBreaker::builder()
         .half_open_probes(0)
         .build()
@@ -336,7 +336,16 @@ fn bad_settings_are_refused_with_the_field_named() {
         .is_err());
     assert!(CircuitBreaker::builder().jitter(1.0).build().is_err());
     assert!(CircuitBreaker::builder().minimum_calls(0).build().is_err());
-    assert!(AdaptiveThrottle::builder().k(0.5).build().is_err());
+    let e = CircuitBreaker::builder()
+        .max_wait_in_half_open(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "max_wait_in_half_open");
+    let e = AdaptiveThrottle::builder().k(0.5).build().unwrap_err();
+    assert_eq!(
+        (e.component(), e.field(), e.value()),
+        ("adaptive throttle", "k", "0.5")
+    );
 }
 
 #[test]
@@ -371,4 +380,196 @@ fn adaptive_throttle_follows_the_sre_formula() {
     clock.advance(Duration::from_secs(11));
     assert_eq!(t.counts(), (0, 0));
     assert_eq!(t.rejection_probability(), 0.0);
+}
+
+/// Opens a one-probe breaker (consecutive failures) and moves it to half-open.
+fn half_open_with_one_probe(clock: &ManualClock) -> CircuitBreaker<ManualClock> {
+    let b = CircuitBreaker::builder()
+        .window(Window::ConsecutiveFailures(1))
+        .wait_in_open(Duration::from_secs(1))
+        .half_open_probes(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    run(&b, Outcome::Failure, MS);
+    clock.advance(Duration::from_secs(1));
+    b
+}
+
+#[test]
+fn a_probe_dropped_without_a_report_gives_its_slot_back() {
+    let clock = ManualClock::new();
+    let b = half_open_with_one_probe(&clock);
+    let probe = b.try_acquire().unwrap();
+    assert_eq!(b.state(), State::HalfOpen);
+    assert!(b.try_acquire().is_err(), "the only probe is out");
+    // The caller returns early (an error path, a `?`) and never reports.
+    drop(probe);
+    let probe = b.try_acquire().expect("the dropped probe's slot came back");
+    b.record(probe, Outcome::Success, MS);
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[test]
+fn a_probe_that_never_reports_does_not_hold_half_open_for_ever() {
+    let clock = ManualClock::new();
+    // The default maximum wait in half-open: 60 s.
+    let b = half_open_with_one_probe(&clock);
+    // The probe is leaked: no report, no drop (a hung call behaves the same).
+    std::mem::forget(b.try_acquire().unwrap());
+    assert_eq!(b.state(), State::HalfOpen);
+    let generation = b.generation();
+    for _ in 0..59 {
+        clock.advance(Duration::from_secs(1));
+        assert!(b.try_acquire().is_err());
+        assert_eq!(b.state(), State::HalfOpen);
+    }
+    // 60 s in half-open: the next call finds no probe left and reopens it, with
+    // the wait in open (1 s, no backoff configured) as its hint.
+    clock.advance(Duration::from_secs(1));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(b.generation(), generation + 1);
+    assert_eq!(r.retry_after_hint(), Some(Duration::from_secs(1)));
+    // After the wait a fresh half-open admits its probe again.
+    clock.advance(Duration::from_secs(1));
+    let probe = b.try_acquire().expect("a fresh half-open");
+    assert_eq!(b.state(), State::HalfOpen);
+    b.record(probe, Outcome::Success, MS);
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[test]
+fn the_maximum_wait_in_half_open_is_configurable_and_counts_as_a_reopening() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .window(Window::ConsecutiveFailures(1))
+        .wait_in_open(Duration::from_secs(1))
+        .backoff(2.0, Duration::from_secs(60))
+        .half_open_probes(2)
+        .max_wait_in_half_open(Duration::from_secs(5))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    run(&b, Outcome::Failure, MS);
+    clock.advance(Duration::from_secs(1));
+    let reported = b.try_acquire().unwrap();
+    std::mem::forget(b.try_acquire().unwrap());
+    b.record(reported, Outcome::Success, MS);
+    assert_eq!(b.state(), State::HalfOpen, "one of two probes reported");
+    clock.advance(Duration::from_millis(4999));
+    assert!(b.try_acquire().is_err());
+    assert_eq!(b.state(), State::HalfOpen);
+    clock.advance(MS);
+    // Reopened with the backoff of a second opening in a row: 2 s.
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(r.retry_after_hint(), Some(Duration::from_secs(2)));
+}
+
+#[test]
+fn every_call_and_transition_is_an_event() {
+    use scalekit_breaker::BreakerEvent;
+    let clock = ManualClock::new();
+    let events = Arc::new(Mutex::new(Vec::<BreakerEvent>::new()));
+    let seen = Arc::clone(&events);
+    let b = CircuitBreaker::builder()
+        .window(Window::ConsecutiveFailures(2))
+        .slow_call_duration(Duration::from_millis(100))
+        .wait_in_open(Duration::from_secs(1))
+        .half_open_probes(1)
+        .on_event(move |e| seen.lock().unwrap().push(*e))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    run(&b, Outcome::Success, MS);
+    run(&b, Outcome::Success, Duration::from_millis(150));
+    run(&b, Outcome::Ignored, MS);
+    run(&b, Outcome::Cancelled, MS);
+    drop(b.try_acquire().unwrap()); // dropped unreported: cancelled too
+    run(&b, Outcome::Failure, Duration::from_millis(200));
+    run(&b, Outcome::Failure, MS); // the second in a row: opens
+    let _ = b.try_acquire(); // rejected, 1 s to wait
+    clock.advance(Duration::from_secs(1));
+    let probe = b.try_acquire().unwrap(); // open -> half-open
+    let _ = b.try_acquire(); // rejected: the probe is out
+    b.record(probe, Outcome::Success, MS); // half-open -> closed
+    let got = events.lock().unwrap().clone();
+    let t = |from, to, generation, at| {
+        let mut tr = None;
+        for e in &got {
+            if let BreakerEvent::Transition(x) = e {
+                if (x.from, x.to, x.generation) == (from, to, generation) {
+                    tr = Some(*x);
+                }
+            }
+        }
+        let tr = tr.unwrap_or_else(|| panic!("no transition {from} -> {to}"));
+        assert_eq!(tr.at_nanos, at);
+        BreakerEvent::Transition(tr)
+    };
+    let want = vec![
+        BreakerEvent::Success {
+            latency: MS,
+            slow: false,
+        },
+        BreakerEvent::Success {
+            latency: Duration::from_millis(150),
+            slow: true,
+        },
+        BreakerEvent::Ignored { latency: MS },
+        BreakerEvent::Cancelled,
+        BreakerEvent::Cancelled,
+        BreakerEvent::Failure {
+            latency: Duration::from_millis(200),
+            slow: true,
+        },
+        BreakerEvent::Failure {
+            latency: MS,
+            slow: false,
+        },
+        t(State::Closed, State::Open, 1, 0),
+        BreakerEvent::Rejected {
+            state: State::Open,
+            retry_after: Some(Duration::from_secs(1)),
+        },
+        t(State::Open, State::HalfOpen, 2, 1_000_000_000),
+        BreakerEvent::Rejected {
+            state: State::HalfOpen,
+            retry_after: None,
+        },
+        BreakerEvent::Success {
+            latency: MS,
+            slow: false,
+        },
+        t(State::HalfOpen, State::Closed, 3, 1_000_000_000),
+    ];
+    assert_eq!(got, want);
+    assert_eq!(got.iter().filter(|e| e.is_slow()).count(), 2);
+}
+
+#[test]
+fn adaptive_throttle_does_not_count_cancelled_calls_as_accepts() {
+    let clock = ManualClock::new();
+    let t = AdaptiveThrottle::builder()
+        .window(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // Under overload the clients time out: every call is abandoned. Those are
+    // not accepts, so the rejection probability rises as for refusals.
+    for _ in 0..20 {
+        if let Ok(p) = t.try_acquire() {
+            t.record(p, Outcome::Cancelled, Duration::from_secs(1));
+        }
+    }
+    assert_eq!(t.counts(), (20, 0));
+    assert!((t.rejection_probability() - 20.0 / 21.0).abs() < 1e-12);
+    // A success and an ignored outcome (the backend answered) are accepts.
+    for outcome in [Outcome::Success, Outcome::Ignored] {
+        // Retry until the throttle lets one through (it rejects at random).
+        while t.try_acquire().is_err() {}
+        t.record((), outcome, MS);
+    }
+    assert_eq!(t.counts().1, 2);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use scalekit_core::{Admission, Clock, MonotonicClock, Outcome, RejectReason, Rejected};
 
-use crate::Quota;
+use crate::quota::Quota;
 
 /// What a rate limit looks like after a decision: the values of the `RateLimit`
 /// and `Retry-After` HTTP headers (IETF draft `RateLimit` header fields).
@@ -488,7 +488,7 @@ mod tests {
     #[test]
     fn extreme_quotas_do_not_overflow() {
         let clock = ManualClock::starting_at(Duration::from_secs(u64::MAX / 2_000_000_000));
-        let q = Quota::with_interval(crate::MAX_INTERVAL)
+        let q = Quota::with_interval(crate::quota::MAX_INTERVAL)
             .unwrap_or_else(|e| panic!("{e}"))
             .allow_burst(nz(u32::MAX));
         // The burst is capped at 146 years' worth of units.

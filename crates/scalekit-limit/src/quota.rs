@@ -1,7 +1,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::ConfigError;
+use scalekit_core::ConfigError;
 
 /// How much a rate limit admits: a sustained rate and a burst.
 ///
@@ -56,11 +56,19 @@ impl Quota {
         }
     }
 
-    /// One unit every `interval`, burst 1. Fails if `interval` is zero or longer
-    /// than [`MAX_INTERVAL`].
+    /// One unit every `interval`, burst 1.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if `interval` is zero or longer than [`MAX_INTERVAL`].
     pub fn with_interval(interval: Duration) -> Result<Self, ConfigError> {
         if interval.is_zero() || interval > MAX_INTERVAL {
-            return Err(ConfigError::Interval { value: interval });
+            return Err(ConfigError::new(
+                "rate limit quota",
+                "interval",
+                format!("{interval:?}"),
+                "more than zero and at most a day (one unit a day)",
+            ));
         }
         Ok(Self {
             interval_nanos: interval.as_nanos() as u64,

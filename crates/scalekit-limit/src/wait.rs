@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use scalekit_core::{mix64, Clock};
 
-use crate::gcra::DenyKind;
-use crate::{Denied, KeyedRateLimiter, RateLimitState, RateLimiter};
+use crate::gcra::{Denied, DenyKind, RateLimitState, RateLimiter};
+use crate::keyed::KeyedRateLimiter;
 
 /// Random extra wait added to each sleep, so that callers denied together do not
 /// all come back at the same instant (a thundering herd).

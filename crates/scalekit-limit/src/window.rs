@@ -1,4 +1,5 @@
-//! Sliding-window counter (Cloudflare's approximation).
+//! Sliding-window counter (Cloudflare's approximation): the decision itself
+//! (shared with the keyed and the Redis windows) and the unkeyed limiter.
 
 use std::fmt;
 use std::time::Duration;
@@ -6,8 +7,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use scalekit_core::{Admission, Clock, MonotonicClock, Outcome, Rejected};
 
-use crate::gcra::DenyKind;
-use crate::{ConfigError, Denied, RateLimitState};
+use scalekit_core::ConfigError;
+
+use crate::gcra::{Denied, DenyKind, RateLimitState};
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -67,21 +69,8 @@ impl SlidingWindow {
 impl<C: Clock> SlidingWindow<C> {
     /// `limit` requests per `window`, reading time from `clock`.
     pub fn with_clock(limit: u32, window: Duration, clock: C) -> Result<Self, ConfigError> {
-        if limit == 0 {
-            return Err(ConfigError::Count {
-                field: "limit",
-                value: 0,
-                min: 1,
-                max: u64::from(u32::MAX),
-            });
-        }
-        if window < Duration::from_millis(1) || window > Duration::from_secs(366 * 24 * 3600) {
-            return Err(ConfigError::Duration {
-                field: "window",
-                value: window,
-                expected: "give 1 ms to a year",
-            });
-        }
+        check_limit("sliding window", limit, u32::MAX)?;
+        check_window("sliding window", window)?;
         Ok(Self {
             limit: u64::from(limit),
             window: window.as_nanos() as u64,
@@ -100,60 +89,112 @@ impl<C: Clock> SlidingWindow<C> {
         let now = self.clock.now_nanos();
         let w = self.window;
         let idx = now / w;
-        let elapsed = now % w;
-        let n = u64::from(n);
         let mut c = self.counts.lock();
         if idx != c.window {
             c.previous = if idx == c.window + 1 { c.current } else { 0 };
             c.current = 0;
             c.window = idx;
         }
-        // previous * (w - elapsed) / w + current, in integers (rounded up).
-        let weighted =
-            (u128::from(c.previous) * u128::from(w - elapsed)).div_ceil(u128::from(w)) as u64;
-        let used = weighted + c.current;
-        let reset_after = Duration::from_nanos(if c.current > 0 {
-            2 * w - elapsed
-        } else {
-            w - elapsed
-        });
-        let state = |used: u64| RateLimitState::new_window(self.limit, used, reset_after);
-        if n > self.limit {
-            return Err(Denied::new(DenyKind::ExceedsBurst, None, state(used)));
-        }
-        if used + n > self.limit {
-            let retry = self.retry_after(c.previous, c.current, elapsed, n);
-            return Err(Denied::new(DenyKind::RateLimited, Some(retry), state(used)));
-        }
-        c.current += n;
-        Ok(state(used + n))
+        let state = decide(self.limit, w, c.previous, c.current, now % w, u64::from(n))?;
+        c.current += u64::from(n);
+        Ok(state)
     }
+}
 
-    /// The earliest wait after which `n` more fit (the estimate only falls as
-    /// time passes without admissions).
-    fn retry_after(&self, previous: u64, current: u64, elapsed: u64, n: u64) -> Duration {
-        let (w, limit) = (u128::from(self.window), u128::from(self.limit));
-        let (p, c, n, e) = (
-            u128::from(previous),
-            u128::from(current),
-            u128::from(n),
-            u128::from(elapsed),
-        );
-        // Later in this window: p * (w - e') / w + c + n <= limit.
-        if c + n <= limit && p > 0 {
-            let room = limit - c - n;
-            // e' >= w - room * w / p
-            let e_needed = w - (room * w / p);
-            if e_needed < w {
-                return Duration::from_nanos((e_needed.saturating_sub(e)).max(1) as u64);
-            }
-        }
-        // In the next window: c * (w - e'') / w + n <= limit.
-        let to_next = w - e;
-        let room = limit - n;
-        let e2 = (room * w).checked_div(c).map_or(0, |x| w.saturating_sub(x));
-        Duration::from_nanos((to_next + e2) as u64)
+/// The longest window a sliding window may have.
+const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Refuses a limit of zero or above `max`.
+pub(crate) fn check_limit(
+    component: &'static str,
+    limit: u32,
+    max: u32,
+) -> Result<(), ConfigError> {
+    if limit == 0 || limit > max {
+        return Err(ConfigError::new(
+            component,
+            "limit",
+            limit,
+            if max == u32::MAX {
+                "at least 1 request per window"
+            } else {
+                "1 to 65534 requests per window (a key's counts are packed into one word)"
+            },
+        ));
     }
+    Ok(())
+}
+
+/// Refuses a window shorter than a millisecond or longer than a year.
+pub(crate) fn check_window(component: &'static str, window: Duration) -> Result<(), ConfigError> {
+    if window < Duration::from_millis(1) || window > MAX_WINDOW {
+        return Err(ConfigError::new(
+            component,
+            "window",
+            format!("{window:?}"),
+            "1 ms to a year",
+        ));
+    }
+    Ok(())
+}
+
+/// One sliding-window decision, pure: `n` more requests at `elapsed`
+/// nanoseconds into a window of `w`, with `previous` counted in the window
+/// before and `current` in this one. Admitted iff the estimate
+/// `ceil(previous * (w - elapsed) / w) + current + n` is at most `limit`; then
+/// the state after counting them, else the denial with the exact wait.
+#[inline]
+pub(crate) fn decide(
+    limit: u64,
+    w: u64,
+    previous: u64,
+    current: u64,
+    elapsed: u64,
+    n: u64,
+) -> Result<RateLimitState, Denied> {
+    // previous * (w - elapsed) / w + current, in integers (rounded up).
+    let weighted = (u128::from(previous) * u128::from(w - elapsed)).div_ceil(u128::from(w)) as u64;
+    let used = weighted + current;
+    let reset_after = Duration::from_nanos(if current > 0 {
+        2 * w - elapsed
+    } else {
+        w - elapsed
+    });
+    let state = |used: u64| RateLimitState::new_window(limit, used, reset_after);
+    if n > limit {
+        return Err(Denied::new(DenyKind::ExceedsBurst, None, state(used)));
+    }
+    if used + n > limit {
+        let retry = retry_after(limit, w, previous, current, elapsed, n);
+        return Err(Denied::new(DenyKind::RateLimited, Some(retry), state(used)));
+    }
+    Ok(state(used + n))
+}
+
+/// The earliest wait after which `n` more fit (the estimate only falls as time
+/// passes without admissions).
+fn retry_after(limit: u64, w: u64, previous: u64, current: u64, elapsed: u64, n: u64) -> Duration {
+    let (w, limit) = (u128::from(w), u128::from(limit));
+    let (p, c, n, e) = (
+        u128::from(previous),
+        u128::from(current),
+        u128::from(n),
+        u128::from(elapsed),
+    );
+    // Later in this window: p * (w - e') / w + c + n <= limit.
+    if c + n <= limit && p > 0 {
+        let room = limit - c - n;
+        // e' >= w - room * w / p
+        let e_needed = w - (room * w / p);
+        if e_needed < w {
+            return Duration::from_nanos((e_needed.saturating_sub(e)).max(1) as u64);
+        }
+    }
+    // In the next window: c * (w - e'') / w + n <= limit.
+    let to_next = w - e;
+    let room = limit - n;
+    let e2 = (room * w).checked_div(c).map_or(0, |x| w.saturating_sub(x));
+    Duration::from_nanos((to_next + e2) as u64)
 }
 
 impl<C: Clock> Admission for SlidingWindow<C> {

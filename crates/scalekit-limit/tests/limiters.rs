@@ -109,6 +109,143 @@ fn a_flood_of_distinct_keys_cannot_grow_memory_past_the_cap() {
     assert_eq!(l.memory_bytes(), cap_bytes, "no growth past the cap");
 }
 
+/// The flood test's shape, scaled down so that it runs for 1,000 hash seeds:
+/// fill the shard to its cap, let every key go idle, then bring new keys, far
+/// more than half the cap, every one of which finds an idle key in the shard.
+/// (The per-limiter seed used to leave some new key's 128-slot window without
+/// an idle key about once in 20 runs of the test above; at this share of the
+/// cap, most seeds did.) One shard, so that the test knows that the shard holds
+/// an idle key for each new one.
+fn flood_then_new_keys(
+    seed: u64,
+    max_keys: usize,
+    shards: usize,
+    new_keys: u64,
+) -> Result<(), String> {
+    let clock = ManualClock::new();
+    let l = KeyedRateLimiter::<u64, _>::builder(Quota::per_second(nz(10)))
+        .max_keys(max_keys)
+        .shards(shards)
+        .seed(seed)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut k = 0u64;
+    while l.len() < l.max_keys() {
+        let _ = l.check_key(&k);
+        k += 1;
+        if k > 1_000_000 {
+            return Err(format!("seed {seed}: the cap was never reached"));
+        }
+    }
+    let bytes = l.memory_bytes();
+    // Every key took 1 of its 10: idle 100 ms later.
+    clock.advance(Duration::from_millis(100));
+    for new in 10_000_000..10_000_000 + new_keys {
+        if let Err(d) = l.check_key(&new) {
+            return Err(format!(
+                "seed {seed}: key {new} refused: {d} ({:?})",
+                d.kind()
+            ));
+        }
+    }
+    if l.len() > l.max_keys() || l.memory_bytes() != bytes {
+        return Err(format!("seed {seed}: grew past the cap"));
+    }
+    Ok(())
+}
+
+/// One shard of 2,000 idle keys, 1,900 new ones (95% of the cap).
+#[test]
+fn a_new_key_is_admitted_while_its_shard_holds_an_idle_key_for_1000_seeds() {
+    let failures: Vec<String> = (0..1_000u64)
+        .filter_map(|seed| flood_then_new_keys(seed, 2_000, 1, 1_900).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of 1000 seeds failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
+
+/// The flood test above, for 1,000 seeds: 16 shards, a cap of 10,000, 5,000
+/// new keys once the flood keys are idle. (The flood stops at the cap: the
+/// million keys of the test above leave the same table, every later one being
+/// refused.) Each shard gets about 312 of the new keys, 18 standard deviations
+/// below its 625 idle ones.
+#[test]
+fn the_flood_test_passes_for_1000_seeds() {
+    let failures: Vec<String> = (0..1_000u64)
+        .filter_map(|seed| flood_then_new_keys(seed, 10_000, 16, 5_000).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of 1000 seeds failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
+
+/// Keys with different idle times at the cap: a new key is admitted exactly
+/// when some key of its shard is idle (the model counts idle keys; which idle
+/// key gives its slot does not matter to keys never seen before).
+#[test]
+fn a_new_key_is_refused_only_when_its_shard_holds_no_idle_key() {
+    for seed in 0..200u64 {
+        let clock = ManualClock::new();
+        // 10 a second, burst 10: a key that takes n units is idle n * 100 ms later.
+        let l = KeyedRateLimiter::<u64, _>::builder(Quota::per_second(nz(10)))
+            .max_keys(256)
+            .shards(1)
+            .seed(seed)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let mut idle_at: Vec<u64> = vec![];
+        let mut r = scalekit_core::mix64(seed ^ 0xF00D);
+        let mut next = || {
+            r = scalekit_core::mix64(r);
+            r
+        };
+        let mut refused = 0;
+        // Every step brings a key never seen before: its number.
+        for key in 0..3_000u64 {
+            let now = clock.now().as_nanos() as u64;
+            let n = (next() % 10 + 1) as u32;
+            let idle_now = idle_at.iter().filter(|t| **t <= now).count();
+            let full = idle_at.len() == 256;
+            let before = l.len();
+            let got = l.check_key_n(&key, n);
+            let want = !full || idle_now > 0;
+            assert_eq!(
+                got.is_ok(),
+                want,
+                "seed {seed} key {key}: {} keys, {idle_now} idle: {got:?}",
+                idle_at.len()
+            );
+            match got {
+                Ok(_) => {
+                    // At the cap an idle key gave its slot; below it the new key
+                    // took the first free or idle slot near its home.
+                    if full || l.len() == before {
+                        let i = idle_at.iter().position(|t| *t <= now).unwrap();
+                        idle_at.swap_remove(i);
+                    }
+                    idle_at.push(now + u64::from(n) * 100_000_000);
+                }
+                Err(d) => {
+                    assert_eq!(d.kind(), DenyKind::KeysFull);
+                    refused += 1;
+                }
+            }
+            assert_eq!(l.len(), idle_at.len());
+            clock.advance(Duration::from_millis(next() % 3));
+        }
+        assert!(refused > 0, "seed {seed}: the cap was never felt");
+    }
+}
+
 #[test]
 fn keys_still_limited_are_never_evicted() {
     let clock = ManualClock::new();

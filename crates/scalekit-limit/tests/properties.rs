@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use scalekit_core::ManualClock;
-use scalekit_limit::{DenyKind, KeyedRateLimiter, Quota, RateLimiter};
+use scalekit_limit::{DenyKind, KeyedRateLimiter, KeyedSlidingWindow, Quota, RateLimiter};
 
 /// A token bucket in exact integer arithmetic: credit in nanoseconds of
 /// interval, capped at `burst * interval`.
@@ -151,5 +151,71 @@ proptest! {
             if got { admitted[key as usize].push((now, 1)); }
         }
         for a in &admitted { check_bound(q, a)?; }
+    }
+
+    #[test]
+    fn keyed_sliding_window_follows_its_rule_and_keeps_its_bound(
+        limit in 1u32..20,
+        window_ms in prop_oneof![Just(1_000u64), 1u64..5_000],
+        reqs in prop::collection::vec((prop_oneof![0u64..300_000_000, 0u64..3_000_000_000], 0u8..4, prop_oneof![4 => Just(1u32), 1 => 1u32..25]), 1..300),
+    ) {
+        let clock = ManualClock::new();
+        let w = window_ms * 1_000_000;
+        // A cap of 2 keys for 4: idle keys (nothing counted in their window or
+        // the one before) hand their slots over without changing a decision.
+        let limiter = KeyedSlidingWindow::<u8, _>::builder(limit, Duration::from_millis(window_ms))
+            .max_keys(2).shards(1).clock(clock.clone()).build().unwrap();
+        let mut admitted: Vec<Vec<(u64, u64)>> = vec![vec![]; 4];
+        let mut now = 0u64;
+        let limit = u64::from(limit);
+        for (gap, key, n) in reqs {
+            clock.advance(Duration::from_nanos(gap));
+            now += gap;
+            let got = limiter.check_key_n(&key, n);
+            if matches!(got, Err(d) if d.kind() == DenyKind::KeysFull) {
+                continue;
+            }
+            let log = &mut admitted[key as usize];
+            // The rule, from the admissions themselves.
+            let (idx, e) = (now / w, now % w);
+            let sum = |from: u64, to: u64| -> u64 {
+                log.iter().filter(|(t, _)| *t >= from && *t < to).map(|(_, n)| *n).sum()
+            };
+            let previous = if idx == 0 { 0 } else { sum((idx - 1) * w, idx * w) };
+            let current = sum(idx * w, now + 1);
+            let n = u64::from(n);
+            let estimate = (u128::from(previous) * u128::from(w - e)).div_ceil(u128::from(w)) as u64;
+            let want = n <= limit && estimate + current + n <= limit;
+            prop_assert_eq!(got.is_ok(), want, "at {} key {} n {}: prev {} cur {}: {:?}", now, key, n, previous, current, got);
+            match got {
+                Ok(state) => {
+                    prop_assert_eq!(u64::from(state.remaining()), limit - estimate - current - n);
+                    log.push((now, n));
+                    // No fixed window admits more than the limit...
+                    prop_assert!(current + n <= limit);
+                    // ...and the span of one window ending now at most
+                    // limit + previous * elapsed / window.
+                    let span: u64 = log.iter().filter(|(t, _)| *t + w > now).map(|(_, n)| *n).sum();
+                    prop_assert!(u128::from(span) * u128::from(w) <= u128::from(limit) * u128::from(w) + u128::from(previous) * u128::from(e),
+                        "{} in the window to {}, limit {}, previous {}", span, now, limit, previous);
+                }
+                Err(d) if n > limit => prop_assert_eq!(d.kind(), DenyKind::ExceedsBurst),
+                Err(d) => {
+                    prop_assert_eq!(d.kind(), DenyKind::RateLimited);
+                    // Waiting retry_after is enough (nothing else admitted for
+                    // this key meanwhile), on a fresh limiter fed the same log.
+                    let wait = d.retry_after().unwrap().as_nanos() as u64;
+                    let later = now + wait;
+                    let (idx2, e2) = (later / w, later % w);
+                    let sum2 = |from: u64, to: u64| -> u64 {
+                        log.iter().filter(|(t, _)| *t >= from && *t < to).map(|(_, n)| *n).sum()
+                    };
+                    let p2 = if idx2 == 0 { 0 } else { sum2((idx2 - 1) * w, idx2 * w) };
+                    let c2 = sum2(idx2 * w, later + 1);
+                    let est2 = (u128::from(p2) * u128::from(w - e2)).div_ceil(u128::from(w)) as u64;
+                    prop_assert!(est2 + c2 + n <= limit, "retry after {} ns is not enough", wait);
+                }
+            }
+        }
     }
 }

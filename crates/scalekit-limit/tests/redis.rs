@@ -1,6 +1,7 @@
-//! GCRA over a real Redis: the same decisions as the local limiter on the same
-//! sequence, the admission bound, server time, EVALSHA after a script flush, and
-//! fail open / fail closed.
+//! Both limits over a real Redis: GCRA and the sliding window make the same
+//! decisions as the local limiters on the same sequences and keep their bounds;
+//! server time, EVALSHA after a script flush, the window keys' TTLs, and fail
+//! open / fail closed.
 //!
 //! Needs `SCALEKIT_REDIS_URL` (for example `redis://127.0.0.1:6379`); without it
 //! the tests say they were skipped. Under `CI` an unreachable server fails them.
@@ -12,23 +13,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use scalekit_core::{mix64, ManualClock};
-use scalekit_limit::{DenyKind, OnError, Quota, RateLimiter, RedisRateLimiter};
-
-fn redis_url(test: &str) -> Option<String> {
-    match std::env::var("SCALEKIT_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: SCALEKIT_REDIS_URL is not set under CI"
-            );
-            eprintln!(
-                "{test}: skipped: SCALEKIT_REDIS_URL is not set (start Redis and export it to run)"
-            );
-            None
-        }
-    }
-}
+use scalekit_limit::{
+    DenyKind, KeyedSlidingWindow, OnError, Quota, RateLimiter, RedisRateLimiter, RedisSlidingWindow,
+};
+use scalekit_test_support::services::redis_url;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -92,8 +80,9 @@ proptest! {
             let remote = RedisRateLimiter::builder(quota)
                 .prefix(prefix("same"))
                 .timeout(Duration::from_secs(2))
-                .client_clock(clock.clone())
-                .build(conn);
+                .clock(clock.clone())
+                .build(conn)
+                .unwrap();
             let mut admitted = vec![];
             for (gap_us, n) in reqs {
                 clock.advance(Duration::from_micros(gap_us));
@@ -136,7 +125,8 @@ fn server_time_burst_then_denial_and_noscript_recovery() {
         let limiter = RedisRateLimiter::builder(Quota::per_minute(nz(5)))
             .prefix(prefix("server"))
             .timeout(Duration::from_secs(2))
-            .build(conn.clone());
+            .build(conn.clone())
+            .unwrap();
         limiter.ping().await.unwrap();
         for left in (0..5).rev() {
             assert_eq!(limiter.check_key("a").await.unwrap().remaining(), left);
@@ -162,6 +152,138 @@ fn server_time_burst_then_denial_and_noscript_recovery() {
             DenyKind::ExceedsBurst
         );
         assert_eq!(limiter.errors(), 0);
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn redis_and_local_sliding_windows_decide_alike_and_keep_the_bound(
+        limit in 1u32..20,
+        window_ms in prop_oneof![Just(1_000u64), 10u64..3_000],
+        reqs in prop::collection::vec((prop_oneof![Just(0u64), 0u64..400, 0u64..4_000], 0u8..3, prop_oneof![4 => Just(1u32), 1 => 1u32..25]), 1..80),
+    ) {
+        let Some(url) = redis_url("redis_and_local_sliding_windows_decide_alike") else { return Ok(()) };
+        runtime().block_on(async {
+            let Some(conn) = connect(&url, "redis_and_local_sliding_windows_decide_alike").await else { return Ok(()) };
+            // Whole milliseconds: Redis counts in milliseconds.
+            let clock = ManualClock::starting_at(Duration::from_secs(1));
+            let window = Duration::from_millis(window_ms);
+            let local = KeyedSlidingWindow::<str, _>::builder(limit, window).clock(clock.clone()).build().unwrap();
+            let remote = RedisSlidingWindow::builder(limit, window)
+                .prefix(prefix("window"))
+                .timeout(Duration::from_secs(2))
+                .clock(clock.clone())
+                .build(conn)
+                .unwrap();
+            let w = window_ms * 1_000_000;
+            let mut admitted: Vec<Vec<(u64, u64)>> = vec![vec![]; 3];
+            for (gap_ms, key, n) in reqs {
+                clock.advance(Duration::from_millis(gap_ms));
+                let key_name = ["a", "b", "c"][key as usize];
+                let l = local.check_key_n(key_name, n);
+                let r = remote.try_check_key_n(key_name, n).await.unwrap();
+                prop_assert_eq!(l, r, "at {:?} key {}", clock.now(), key_name);
+                if l.is_ok() {
+                    let now = clock.now().as_nanos() as u64;
+                    let log = &mut admitted[key as usize];
+                    log.push((now, u64::from(n)));
+                    // The bound on what Redis admitted: a fixed window at most
+                    // `limit`, any window-long span under twice that.
+                    let idx = now / w;
+                    let fixed: u64 = log.iter().filter(|(t, _)| t / w == idx).map(|(_, n)| n).sum();
+                    prop_assert!(fixed <= u64::from(limit));
+                    let span: u64 = log.iter().filter(|(t, _)| t + w > now).map(|(_, n)| n).sum();
+                    prop_assert!(span < 2 * u64::from(limit));
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
+
+#[test]
+fn sliding_window_on_server_time_with_one_key_per_window_and_ttls() {
+    let Some(url) = redis_url("sliding_window_on_server_time") else {
+        return;
+    };
+    runtime().block_on(async {
+        let Some(mut conn) = connect(&url, "sliding_window_on_server_time").await else {
+            return;
+        };
+        let prefix = prefix("window-server");
+        let limiter = RedisSlidingWindow::builder(5, Duration::from_secs(3600))
+            .prefix(prefix.clone())
+            .timeout(Duration::from_secs(2))
+            .build(conn.clone())
+            .unwrap();
+        limiter.ping().await.unwrap();
+        for left in (0..5).rev() {
+            assert_eq!(limiter.check_key("a").await.unwrap().remaining(), left);
+        }
+        let d = limiter.check_key("a").await.unwrap_err();
+        assert_eq!(d.kind(), DenyKind::RateLimited);
+        assert!(d.retry_after().unwrap() <= Duration::from_secs(2 * 3600));
+        assert!(
+            limiter.check_key("b").await.is_ok(),
+            "another key, its own windows"
+        );
+        assert_eq!(
+            limiter.check_key_n("b", 6).await.unwrap_err().kind(),
+            DenyKind::ExceedsBurst
+        );
+        // One Redis key per fixed window of each client key, expiring two
+        // windows after it starts at the latest.
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{{{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        for key in &keys {
+            assert!(
+                key.starts_with(&format!("{{{prefix}a}}:"))
+                    || key.starts_with(&format!("{{{prefix}b}}:")),
+                "{key}"
+            );
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(ttl > 3_600_000 && ttl <= 7_200_000, "{key}: {ttl} ms");
+        }
+        // After SCRIPT FLUSH the script is loaded again on NOSCRIPT.
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(limiter.check_key("c").await.is_ok());
+        assert_eq!(limiter.errors(), 0);
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn sliding_window_settings_are_checked() {
+    runtime().block_on(async {
+        // Refused before any connection is made.
+        let e = RedisSlidingWindow::builder(10, Duration::from_micros(1500))
+            .connect("redis://127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("whole milliseconds"), "{e}");
+        let e = RedisSlidingWindow::builder(u32::MAX, Duration::from_secs(366 * 24 * 3600))
+            .connect("redis://127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("`limit`"), "{e}");
     });
 }
 
@@ -216,6 +338,18 @@ fn fail_open_and_fail_closed_when_redis_does_not_answer_in_time() {
             let e = limiter.try_check_key_n("x", 1).await.unwrap_err();
             assert_eq!(e.to_string(), "redis rate limit: no answer within 50ms");
         }
+        let window = RedisSlidingWindow::builder(1, Duration::from_secs(1))
+            .prefix(prefix("down"))
+            .timeout(Duration::from_millis(50))
+            .on_error(OnError::FailClosed)
+            .connect(&url)
+            .await
+            .unwrap();
+        assert_eq!(
+            window.check_key("x").await.unwrap_err().kind(),
+            DenyKind::Unavailable
+        );
+        assert_eq!(window.errors(), 1);
         // A server that is not there at all.
         let r = RedisRateLimiter::builder(Quota::per_second(nz(1)))
             .timeout(Duration::from_millis(200))

@@ -1,15 +1,19 @@
-//! GCRA over Redis (feature `redis`): one limit shared by many processes.
+//! GCRA over Redis: one rate limit shared by many processes.
 
-use std::error::Error;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use scalekit_core::Clock;
+use scalekit_core::{Clock, ConfigError, MonotonicClock};
 
-use crate::gcra::{AtomicQuota, DenyKind};
-use crate::{Denied, Quota, RateLimitState};
+use super::common::{
+    check_timeout, open_connection, ping, run, OnError, RedisLimitError, TimeSource, US,
+};
+use crate::gcra::{decide, state_at, AtomicQuota, Denied, DenyKind, RateLimitState};
+use crate::quota::Quota;
+
+const COMPONENT: &str = "redis rate limiter";
 
 /// The script: the same sums as the local limiter, in microseconds (Lua numbers
 /// are doubles: exact integers up to 2^53 us, 285 years), run atomically.
@@ -38,67 +42,9 @@ redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', string.format('%.0f
 return {1, new, now}
 ";
 
-/// What to do when Redis does not answer in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnError {
-    /// Admit the request (availability over strictness): the state returned is a
-    /// guess (a full bucket).
-    FailOpen,
-    /// Deny the request with [`DenyKind::Unavailable`].
-    FailClosed,
-}
-
-/// Why a Redis check did not get an answer.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum RedisLimitError {
-    /// No answer within the limiter's timeout.
-    Timeout(Duration),
-    /// Redis or the connection failed.
-    Redis(redis::RedisError),
-    /// Redis answered something the script never returns.
-    BadReply,
-}
-
-impl fmt::Display for RedisLimitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RedisLimitError::Timeout(d) => write!(f, "redis rate limit: no answer within {d:?}"),
-            RedisLimitError::Redis(_) => f.write_str("redis rate limit: redis call failed"),
-            RedisLimitError::BadReply => {
-                f.write_str("redis rate limit: unexpected reply from the GCRA script")
-            }
-        }
-    }
-}
-
-impl Error for RedisLimitError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            RedisLimitError::Redis(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<redis::RedisError> for RedisLimitError {
-    fn from(e: redis::RedisError) -> Self {
-        RedisLimitError::Redis(e)
-    }
-}
-
-/// Whose clock the limit runs on.
-#[derive(Clone, Debug)]
-enum TimeSource<C> {
-    /// Redis's `TIME`: one clock for every process (the default).
-    Server,
-    /// The caller's clock (tests drive it by hand; every process must agree).
-    Client(C),
-}
-
 /// Builds a [`RedisRateLimiter`].
 #[derive(Debug)]
-pub struct RedisBuilder<C = scalekit_core::MonotonicClock> {
+pub struct RedisRateLimiterBuilder<C = MonotonicClock> {
     quota: Quota,
     prefix: String,
     timeout: Duration,
@@ -106,7 +52,7 @@ pub struct RedisBuilder<C = scalekit_core::MonotonicClock> {
     time: TimeSource<C>,
 }
 
-impl<C: Clock> RedisBuilder<C> {
+impl<C: Clock> RedisRateLimiterBuilder<C> {
     /// Key prefix (default `scalekit:limit:`): the Redis key is prefix + key.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -125,10 +71,11 @@ impl<C: Clock> RedisBuilder<C> {
         self
     }
 
-    /// Runs the limit on `clock` instead of Redis's `TIME` (tests; or a fleet
-    /// with well-synchronised clocks). Times are sent in whole microseconds.
-    pub fn client_clock<C2: Clock>(self, clock: C2) -> RedisBuilder<C2> {
-        RedisBuilder {
+    /// Runs the limit on `clock` instead of Redis's `TIME` (tests with a
+    /// [`ManualClock`](scalekit_core::ManualClock); or a fleet with
+    /// well-synchronised clocks). Times are sent in whole microseconds.
+    pub fn clock<C2: Clock>(self, clock: C2) -> RedisRateLimiterBuilder<C2> {
+        RedisRateLimiterBuilder {
             quota: self.quota,
             prefix: self.prefix,
             timeout: self.timeout,
@@ -138,8 +85,13 @@ impl<C: Clock> RedisBuilder<C> {
     }
 
     /// Builds the limiter on an open connection.
-    pub fn build(self, conn: MultiplexedConnection) -> RedisRateLimiter<C> {
-        RedisRateLimiter {
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the timeout is zero or over a minute.
+    pub fn build(self, conn: MultiplexedConnection) -> Result<RedisRateLimiter<C>, ConfigError> {
+        check_timeout(COMPONENT, self.timeout)?;
+        Ok(RedisRateLimiter {
             conn,
             script: redis::Script::new(GCRA_LUA),
             prefix: self.prefix,
@@ -148,20 +100,20 @@ impl<C: Clock> RedisBuilder<C> {
             on_error: self.on_error,
             time: self.time,
             errors: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Connects to `url` (a multiplexed connection, shared by all checks) and
     /// builds the limiter.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisLimitError::Config`] for a setting that cannot work, else the
+    /// connection's failure.
     pub async fn connect(self, url: &str) -> Result<RedisRateLimiter<C>, RedisLimitError> {
-        let client = redis::Client::open(url)?;
-        let conn = tokio::time::timeout(
-            self.timeout.max(Duration::from_secs(1)),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| RedisLimitError::Timeout(self.timeout))??;
-        Ok(self.build(conn))
+        check_timeout(COMPONENT, self.timeout)?;
+        let conn = open_connection(url, self.timeout).await?;
+        Ok(self.build(conn)?)
     }
 }
 
@@ -189,7 +141,7 @@ impl<C: Clock> RedisBuilder<C> {
 /// }
 /// # Ok(()) }
 /// ```
-pub struct RedisRateLimiter<C = scalekit_core::MonotonicClock> {
+pub struct RedisRateLimiter<C = MonotonicClock> {
     conn: MultiplexedConnection,
     script: redis::Script,
     prefix: String,
@@ -214,8 +166,8 @@ impl<C: fmt::Debug> fmt::Debug for RedisRateLimiter<C> {
 
 impl RedisRateLimiter {
     /// A builder: prefix `scalekit:limit:`, 50 ms timeout, fail open, Redis time.
-    pub fn builder(quota: Quota) -> RedisBuilder {
-        RedisBuilder {
+    pub fn builder(quota: Quota) -> RedisRateLimiterBuilder {
+        RedisRateLimiterBuilder {
             quota,
             prefix: "scalekit:limit:".to_owned(),
             timeout: Duration::from_millis(50),
@@ -224,8 +176,6 @@ impl RedisRateLimiter {
         }
     }
 }
-
-const US: u64 = 1_000;
 
 impl<C: Clock> RedisRateLimiter<C> {
     /// Takes one unit from `key`'s shared bucket; on a Redis failure, fails open
@@ -270,7 +220,6 @@ impl<C: Clock> RedisRateLimiter<C> {
         };
         let t_us = (q.interval_nanos() / US).max(1);
         let tau_us = t_us.saturating_mul(u64::from(q.burst()));
-        let mut conn = self.conn.clone();
         let redis_key = format!("{}{}", self.prefix, key);
         let mut invocation = self.script.key(redis_key);
         invocation
@@ -279,10 +228,7 @@ impl<C: Clock> RedisRateLimiter<C> {
             .arg(n)
             .arg(now_arg)
             .arg(slack_ms);
-        let reply: Vec<i64> =
-            tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
-                .await
-                .map_err(|_| RedisLimitError::Timeout(self.timeout))??;
+        let reply = run(&self.conn, &invocation, self.timeout).await?;
         let [admitted, tat, now] = reply[..] else {
             return Err(RedisLimitError::BadReply);
         };
@@ -291,19 +237,15 @@ impl<C: Clock> RedisRateLimiter<C> {
         // microseconds exactly as the script saw it.
         let q_us = Quota::from_parts(t_us * US, q.burst());
         if admitted == 1 {
-            Ok(Ok(crate::gcra::state_at(&q_us, now, tat)))
+            Ok(Ok(state_at(&q_us, now, tat)))
         } else {
-            Ok(crate::gcra::decide(&q_us, tat, now, n).map(|(_, s)| s))
+            Ok(decide(&q_us, tat, now, n).map(|(_, s)| s))
         }
     }
 
     /// Checks that Redis answers and that the script is loaded.
     pub async fn ping(&self) -> Result<(), RedisLimitError> {
-        let mut conn = self.conn.clone();
-        tokio::time::timeout(self.timeout, self.script.load_async(&mut conn))
-            .await
-            .map_err(|_| RedisLimitError::Timeout(self.timeout))??;
-        Ok(())
+        ping(&self.conn, &self.script, self.timeout).await
     }
 
     /// Changes the quota for this process's checks from the next one on (every
