@@ -22,7 +22,9 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use scalekit_core::ManualClock;
-use scalekit_replica::{Balance, Member, OutlierDetection, Position, ReplicaSet, Role, Selected};
+use scalekit_replica::{
+    AlwaysAdmit, Balance, Member, OutlierDetection, Position, ReplicaSet, Role, Selected,
+};
 
 const NAMES: u8 = 8;
 const MAX_OPS: usize = 256;
@@ -88,7 +90,7 @@ fuzz_target!(|input: Input| {
     }
     let Ok(set) = builder.build() else { return };
     let mut model: BTreeMap<String, Model> = BTreeMap::new();
-    let mut held: Vec<(Selected<u8>, u32)> = Vec::new();
+    let mut held: Vec<(Selected<u8, AlwaysAdmit, ManualClock>, u32)> = Vec::new();
     let mut generation = 0u32;
 
     for op in input.ops.into_iter().take(MAX_OPS) {
@@ -281,7 +283,11 @@ fuzz_target!(|input: Input| {
 });
 
 /// A read went to a replica that could take it, or to the primary because none could.
-fn check_read(set: &ReplicaSet<u8>, s: &Selected<u8>, token: u64) {
+fn check_read(
+    set: &ReplicaSet<u8, AlwaysAdmit, ManualClock>,
+    s: &Selected<u8, AlwaysAdmit, ManualClock>,
+    token: u64,
+) {
     let stats = set.stats();
     let Some(e) = stats.endpoints.iter().find(|e| &*e.name == s.name()) else {
         panic!("selected endpoint {} is not a member", s.name());

@@ -4,54 +4,28 @@ use scalekit_core::Rejected;
 use std::error::Error;
 use std::fmt;
 
-/// A setting the builder refused: which one, the value, and what it accepts.
+pub use scalekit_core::ConfigError;
+
+/// A refused setting of the replica set: `field` was given `value`;
+/// `expected` says what to write instead.
 ///
 /// ```
 /// use scalekit_replica::ReplicaSet;
 ///
 /// let err = ReplicaSet::<&str>::builder().zone_spill_factor(0.5).build().unwrap_err();
+/// assert_eq!(err.field(), "zone_spill_factor");
 /// assert_eq!(
 ///     err.to_string(),
 ///     "invalid replica set setting `zone_spill_factor` = 0.5: expected a finite number >= 1"
 /// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
+pub(crate) fn invalid(
     field: &'static str,
-    value: String,
+    value: impl fmt::Display,
     expected: &'static str,
+) -> ConfigError {
+    ConfigError::new("replica set", field, value, expected)
 }
-
-impl ConfigError {
-    pub(crate) fn new(
-        field: &'static str,
-        value: impl fmt::Display,
-        expected: &'static str,
-    ) -> Self {
-        Self {
-            field,
-            value: value.to_string(),
-            expected,
-        }
-    }
-
-    /// The setting's name, as the builder method that takes it.
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid replica set setting `{}` = {}: expected {}",
-            self.field, self.value, self.expected
-        )
-    }
-}
-
-impl Error for ConfigError {}
 
 /// A membership change that could not be made.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,10 +2,12 @@
 //! feature's `pg::PgCheck`), run over the set by
 //! [`ReplicaSet::check_health`].
 
-use crate::endpoint::Position;
+use crate::error::MembershipError;
+use crate::member::Position;
 use crate::set::ReplicaSet;
 use async_trait::async_trait;
-use scalekit_core::Admission;
+use scalekit_core::Clock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// What one health check found.
@@ -93,12 +95,12 @@ pub trait HealthCheck<T: ?Sized + Sync>: Send + Sync {
     async fn check(&self, endpoint: &T) -> Health;
 }
 
-impl<T: Send + Sync, A: Admission> ReplicaSet<T, A> {
+impl<T: Send + Sync, A, C: Clock> ReplicaSet<T, A, C> {
     /// Runs `check` on every endpoint at once, each bounded by `timeout` (a
     /// check that takes longer counts as down), and applies the results:
-    /// health, lag, applied position, each as soon as its check ends. A round
-    /// takes at most `timeout` however many endpoints hang. Call it from a
-    /// timer.
+    /// health (through the thresholds, see [`report_check`](Self::report_check)),
+    /// lag, applied position, each as soon as its check ends. A round takes at
+    /// most `timeout` however many endpoints hang. Call it from a timer.
     ///
     /// The checks are polled together on the calling task (no task is
     /// spawned), so they need no `'static` bound; a check that blocks the
@@ -136,7 +138,7 @@ impl<T: Send + Sync, A: Admission> ReplicaSet<T, A> {
                 .await
                 .unwrap_or_else(|_| Health::down());
             // The endpoint may have left meanwhile: nothing to record then.
-            let _ = self.set_healthy(name, health.up);
+            let _ = self.report_check(name, health.up);
             if let Some(lag) = health.lag {
                 let _ = self.report_lag(name, lag);
             }
@@ -145,5 +147,58 @@ impl<T: Send + Sync, A: Admission> ReplicaSet<T, A> {
             }
         }))
         .await;
+    }
+}
+
+impl<T, A, C: Clock> ReplicaSet<T, A, C> {
+    /// Records one active health check of `name`: a healthy endpoint becomes
+    /// unhealthy after
+    /// [`unhealthy_threshold`](crate::ReplicaSetBuilder::unhealthy_threshold)
+    /// failed checks in a row, an unhealthy one healthy again after
+    /// [`healthy_threshold`](crate::ReplicaSetBuilder::healthy_threshold)
+    /// passed checks in a row (Envoy's thresholds; both 1 by default).
+    /// [`check_health`](Self::check_health) calls it for each check; call it
+    /// yourself when you run checks your own way.
+    ///
+    /// ```
+    /// use scalekit_replica::{Member, ReplicaSet};
+    ///
+    /// let set = ReplicaSet::builder()
+    ///     .unhealthy_threshold(2)
+    ///     .member(Member::replica("a", 1))
+    ///     .member(Member::replica("b", 2))
+    ///     .build()?;
+    /// set.report_check("a", false)?;
+    /// set.report_check("a", true)?;  // a pass breaks the run
+    /// set.report_check("a", false)?;
+    /// assert!(set.stats().endpoints[0].healthy);
+    /// set.report_check("a", false)?; // two in a row
+    /// assert!(!set.stats().endpoints[0].healthy);
+    /// assert_eq!(*set.select()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn report_check(&self, name: &str, up: bool) -> Result<(), MembershipError> {
+        let ep = Self::find(&self.inner.snap.load(), name)?;
+        let config = &self.inner.shared.config;
+        if up {
+            ep.check_failures.store(0, Ordering::Relaxed);
+            let passes = ep
+                .check_passes
+                .fetch_add(1, Ordering::AcqRel)
+                .saturating_add(1);
+            if passes >= config.healthy_threshold {
+                self.mark_healthy(&ep, true);
+            }
+        } else {
+            ep.check_passes.store(0, Ordering::Relaxed);
+            let failures = ep
+                .check_failures
+                .fetch_add(1, Ordering::AcqRel)
+                .saturating_add(1);
+            if failures >= config.unhealthy_threshold {
+                self.mark_healthy(&ep, false);
+            }
+        }
+        Ok(())
     }
 }

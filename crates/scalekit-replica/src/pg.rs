@@ -43,8 +43,8 @@
 //! # let _ = n; Ok(()) }
 //! ```
 
-use crate::endpoint::Position;
 use crate::health::{Health, HealthCheck};
+use crate::member::Position;
 use async_trait::async_trait;
 use sqlx::{PgExecutor, PgPool, Row};
 use std::error::Error;

@@ -4,15 +4,15 @@
 
 use async_trait::async_trait;
 use scalekit_breaker::{CircuitBreaker, Window};
-use scalekit_core::{Admission, ManualClock, Outcome, RejectReason, Rejected};
+use scalekit_core::{Admission, Clock, ManualClock, Outcome, RejectReason, Rejected};
 use scalekit_replica::{
-    Balance, EjectReason, Event, Health, HealthCheck, Member, OutlierDetection, Position,
-    PrimaryReads, ReplicaSet, SelectError, SuccessRate,
+    AlwaysAdmit, Balance, EjectReason, Event, Health, HealthCheck, Member, OutlierDetection,
+    Position, PrimaryReads, ReplicaSet, SelectError, SuccessRate,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn names(set: &ReplicaSet<&'static str>, n: usize) -> Vec<String> {
+fn names<C: Clock>(set: &ReplicaSet<&'static str, AlwaysAdmit, C>, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| set.select().unwrap().name().to_owned())
         .collect()
@@ -20,7 +20,7 @@ fn names(set: &ReplicaSet<&'static str>, n: usize) -> Vec<String> {
 
 /// Whether "bad" (the first member) is in rotation again: a selection meets
 /// it and returns it from ejection when its time is up.
-fn is_back(set: &ReplicaSet<&'static str>) -> bool {
+fn is_back<C: Clock>(set: &ReplicaSet<&'static str, AlwaysAdmit, C>) -> bool {
     drop(names(set, 20));
     !set.stats().endpoints[0].ejected
 }
@@ -32,7 +32,7 @@ fn round_robin_pair(
     clock: &ManualClock,
     a: &'static str,
     b: &'static str,
-) -> ReplicaSet<&'static str> {
+) -> ReplicaSet<&'static str, AlwaysAdmit, ManualClock> {
     ReplicaSet::builder()
         .clock(clock.clone())
         .balance(Balance::RoundRobin)
@@ -45,7 +45,11 @@ fn round_robin_pair(
 
 /// Picks until `name` has failed `failures` times or is ejected, at most 100
 /// picks; the others succeed. Returns how many times it failed.
-fn fail(set: &ReplicaSet<&'static str>, name: &str, failures: usize) -> usize {
+fn fail<C: Clock>(
+    set: &ReplicaSet<&'static str, AlwaysAdmit, C>,
+    name: &str,
+    failures: usize,
+) -> usize {
     let mut failed = 0;
     for _ in 0..100 {
         let ejected = set

@@ -201,3 +201,135 @@ async fn when_both_copies_fail_the_later_error_comes_back() {
         0
     );
 }
+
+/// A clock that follows tokio's (paused) time, so that latencies measured
+/// by the hedge are the sleeps of the calls.
+#[derive(Debug, Clone, Copy)]
+struct TokioClock(tokio::time::Instant);
+
+impl scalekit_core::Clock for TokioClock {
+    fn now_nanos(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_percentile_delay_follows_the_latencies_of_first_attempts() {
+    let clock = TokioClock(tokio::time::Instant::now());
+    // One endpoint: no hedge can be sent, so every first attempt runs to its end.
+    let set = ReplicaSet::builder()
+        .clock(clock)
+        .member(Member::replica("only", ()))
+        .build()
+        .unwrap();
+    let budget = Arc::new(Budget::builder().clock(clock).build().unwrap());
+    let hedge = Hedge::builder(budget)
+        .percentile(0.9)
+        .min_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(400))
+        .window(Duration::from_secs(10))
+        .min_samples(50)
+        .build()
+        .unwrap();
+    // Until a window has enough samples: the maximum.
+    assert_eq!(hedge.delay(), Duration::from_millis(400));
+    // 100 calls taking 1..=100 ms, one after the other (5.05 s).
+    let call = |ms: u64| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<(), ()>(())
+    };
+    for i in 1..=100u64 {
+        set.hedged(&hedge, |()| call(i)).await.unwrap();
+    }
+    assert_eq!(
+        hedge.delay(),
+        Duration::from_millis(400),
+        "the window is not over"
+    );
+    // Once the window is over, the delay is the 90th percentile of the
+    // latencies seen, at 12.5% resolution.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let d = hedge.delay();
+    assert!(
+        d >= Duration::from_millis(80) && d <= Duration::from_millis(102),
+        "{d:?}"
+    );
+    // Bounds: a fast service still waits the minimum.
+    for _ in 0..100 {
+        set.hedged(&hedge, |()| call(0)).await.unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(hedge.delay(), Duration::from_millis(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_sent_at_the_percentile_delay_answers_the_slow_calls() {
+    let clock = TokioClock(tokio::time::Instant::now());
+    let set = ReplicaSet::builder()
+        .clock(clock)
+        .member(Member::replica("slow", 2_000u64))
+        .member(Member::replica("fast", 5u64))
+        .build()
+        .unwrap();
+    let budget = Arc::new(Budget::builder().ratio(1.0).clock(clock).build().unwrap());
+    let hedge = Hedge::builder(budget)
+        .max_delay(Duration::from_millis(100))
+        .window(Duration::from_millis(500))
+        .min_samples(5)
+        .build()
+        .unwrap();
+    for _ in 0..50 {
+        let start = tokio::time::Instant::now();
+        let v = set
+            .hedged(&hedge, |ms: u64| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<u64, ()>(ms)
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, 5);
+        // Never more than the current delay plus the fast answer.
+        assert!(
+            start.elapsed() <= Duration::from_millis(106),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    // First attempts on "slow" were cancelled at the delay (counted as at
+    // least that long), the ones on "fast" answered in 5 ms: the delay stays
+    // within its bounds.
+    let d = hedge.delay();
+    assert!(
+        d >= Duration::from_millis(1) && d <= Duration::from_millis(100),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_hedge_builder_refuses_what_cannot_work() {
+    let budget = || Arc::new(Budget::builder().build().unwrap());
+    let err = Hedge::builder(budget())
+        .percentile(1.5)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid hedge setting `percentile` = 1.5: expected a quantile in (0, 1], such as 0.95"
+    );
+    let err = Hedge::builder(budget())
+        .min_delay(Duration::from_secs(2))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "min_delay");
+    let err = Hedge::builder(budget())
+        .window(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "window");
+    // A fixed delay through the builder.
+    let fixed = Hedge::builder(budget())
+        .delay(Duration::from_millis(7))
+        .build()
+        .unwrap();
+    assert_eq!(fixed.delay(), Duration::from_millis(7));
+}

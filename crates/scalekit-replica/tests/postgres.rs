@@ -8,24 +8,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use scalekit_replica::{pg, Member, Position, ReplicaSet, Role};
+use scalekit_test_support::services::required;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::time::Instant;
 
-fn urls() -> Option<(String, String)> {
-    match (
-        std::env::var("SCALEKIT_PG_PRIMARY_URL"),
-        std::env::var("SCALEKIT_PG_REPLICA_URL"),
-    ) {
-        (Ok(p), Ok(r)) => Some((p, r)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but SCALEKIT_PG_PRIMARY_URL / SCALEKIT_PG_REPLICA_URL are not: run .ci/pg-replica.sh")
-        }
-        _ => {
-            println!("skipped: SCALEKIT_PG_PRIMARY_URL and SCALEKIT_PG_REPLICA_URL are unset (see .ci/pg-replica.sh)");
-            None
-        }
-    }
+/// The primary's and the replica's URLs, or `None` after saying why the test
+/// is skipped (a failure under `CI`).
+fn urls(test: &str) -> Option<(String, String)> {
+    let what = "a PostgreSQL primary with a streaming replica (.ci/pg-replica.sh)";
+    let primary = required("SCALEKIT_PG_PRIMARY_URL", test, what)?;
+    let replica = required("SCALEKIT_PG_REPLICA_URL", test, what)?;
+    Some((primary, replica))
 }
 
 type Set = ReplicaSet<PgPool>;
@@ -79,7 +73,9 @@ async fn count(pool: &PgPool, tag: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_with_a_streaming_replica_and_paused_replay() {
-    let Some((primary_url, replica_url)) = urls() else {
+    let Some((primary_url, replica_url)) =
+        urls("read_your_writes_with_a_streaming_replica_and_paused_replay")
+    else {
         return;
     };
     let primary = PgPool::connect(&primary_url)

@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use scalekit_core::ManualClock;
 use scalekit_replica::{
-    Balance, Member, OutlierDetection, Position, PrimaryReads, ReplicaSet, Role, SelectError,
-    Selected,
+    AlwaysAdmit, Balance, Member, OutlierDetection, Position, PrimaryReads, ReplicaSet, Role,
+    SelectError, Selected,
 };
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ proptest! {
         }
         let set = b.build().unwrap();
         let cap = ((6 * pct / 100).max(1)) as usize;
-        let mut held: Vec<Selected<usize>> = Vec::new();
+        let mut held: Vec<Selected<usize, AlwaysAdmit, ManualClock>> = Vec::new();
         for op in ops {
             match op {
                 Op::Call { fail, ms } => {

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use scalekit_core::ManualClock;
-use scalekit_replica::{Balance, Member, PrimaryReads, ReplicaSet, Role, SelectError};
+use scalekit_replica::{AlwaysAdmit, Balance, Member, PrimaryReads, ReplicaSet, Role, SelectError};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ fn ms(n: u64) -> Duration {
 
 /// Runs `calls` sequential calls; each endpoint answers after `latency(name)`.
 fn drive(
-    set: &ReplicaSet<&'static str>,
+    set: &ReplicaSet<&'static str, AlwaysAdmit, ManualClock>,
     clock: &ManualClock,
     calls: usize,
     latency: impl Fn(&str) -> u64,
@@ -120,7 +120,7 @@ fn outstanding_calls_count_against_an_endpoint() {
 
 /// Keeps `depth` calls in flight, finishing the oldest each step.
 fn drive_concurrent(
-    set: &ReplicaSet<&'static str>,
+    set: &ReplicaSet<&'static str, AlwaysAdmit, ManualClock>,
     clock: &ManualClock,
     calls: usize,
     depth: usize,
@@ -520,7 +520,11 @@ fn select_at_excluding_keeps_read_your_writes() {
 
 /// Sequential calls on a dead endpoint that refuses in 10 µs and a live one
 /// that answers in 50 ms; how many went to the dead one.
-fn dead_share(set: &ReplicaSet<&'static str>, clock: &ManualClock, calls: usize) -> usize {
+fn dead_share(
+    set: &ReplicaSet<&'static str, AlwaysAdmit, ManualClock>,
+    clock: &ManualClock,
+    calls: usize,
+) -> usize {
     let mut dead = 0;
     for _ in 0..calls {
         let s = set.select().unwrap();
@@ -536,7 +540,11 @@ fn dead_share(set: &ReplicaSet<&'static str>, clock: &ManualClock, calls: usize)
     dead
 }
 
-fn dead_and_slow(clock: &ManualClock, factor: f64, floor: Duration) -> ReplicaSet<&'static str> {
+fn dead_and_slow(
+    clock: &ManualClock,
+    factor: f64,
+    floor: Duration,
+) -> ReplicaSet<&'static str, AlwaysAdmit, ManualClock> {
     let mut o = scalekit_replica::OutlierDetection::default();
     // No ejection: the balancer alone is under test.
     o.consecutive_failures = None;

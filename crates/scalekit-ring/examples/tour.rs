@@ -5,7 +5,7 @@
 //! cargo run --release -p scalekit-ring --example tour
 //! ```
 //!
-//! The figures in `docs/ring.md` come from this program.
+//! The figures in the guide (`GUIDE.md`) come from this program.
 
 use std::num::NonZeroU32;
 use std::time::Instant;

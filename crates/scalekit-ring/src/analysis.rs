@@ -1,6 +1,6 @@
 //! Measuring an engine: balance and movement over a sample of keys.
 //!
-//! The figures in `docs/ring.md` and the tour come from these functions, and so
+//! The figures in the guide (`GUIDE.md`) and the tour come from these functions, and so
 //! can yours: run them on your own node names and key shapes before choosing an
 //! engine.
 

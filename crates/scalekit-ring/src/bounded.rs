@@ -6,7 +6,7 @@ use std::hash::Hash;
 use ahash::AHashMap;
 use scalekit_core::{hash_pair, Placement, StableHash};
 
-use crate::RingError;
+use crate::error::{ConfigError, RingError};
 
 /// How many rehashed probes to try before taking the least-loaded node.
 const MAX_PROBES: u64 = 64;
@@ -58,7 +58,12 @@ where
     /// `epsilon` must be finite and above zero.
     pub fn new(inner: P, epsilon: f64) -> Result<Self, RingError> {
         if !(epsilon.is_finite() && epsilon > 0.0) {
-            return Err(RingError::InvalidEpsilon { epsilon });
+            return Err(RingError::Config(ConfigError::new(
+                "bounded load",
+                "epsilon",
+                epsilon,
+                "a finite number above zero (0.25 is a common choice)",
+            )));
         }
         Ok(Self {
             inner,

@@ -1,6 +1,8 @@
 use std::error::Error;
 use std::fmt;
 
+pub use scalekit_core::ConfigError;
+
 /// Why a membership change or a configuration was refused. The engine is left as
 /// it was.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,11 +14,6 @@ pub enum RingError {
     UnknownNode,
     /// [`Jump`](crate::Jump) can only remove its last node.
     NotLastNode,
-    /// A Maglev table size must be prime.
-    TableSizeNotPrime {
-        /// The size asked for.
-        size: u64,
-    },
     /// A Maglev table must have more entries than there are nodes.
     TableTooSmall {
         /// The table size.
@@ -31,13 +28,10 @@ pub enum RingError {
         /// The limit.
         limit: u64,
     },
-    /// The bounded-load factor must be a finite number above zero.
-    InvalidEpsilon {
-        /// The value given.
-        epsilon: f64,
-    },
-    /// Virtual nodes per unit of weight must be at least one.
-    InvalidVirtualNodes,
+    /// A setting that cannot work (a Maglev table size that is not prime, a
+    /// bounded-load epsilon that is not above zero, zero virtual nodes): the
+    /// kit's one shape of a refused setting.
+    Config(ConfigError),
 }
 
 impl fmt::Display for RingError {
@@ -48,10 +42,6 @@ impl fmt::Display for RingError {
             RingError::NotLastNode => f.write_str(
                 "jump hash can only remove its last node; use Memento for arbitrary removal",
             ),
-            RingError::TableSizeNotPrime { size } => write!(
-                f,
-                "Maglev table size {size} is not prime; use one of MAGLEV_TABLE_SIZES or another prime"
-            ),
             RingError::TableTooSmall { size, nodes } => write!(
                 f,
                 "Maglev table size {size} is too small for {nodes} nodes; use a prime of at least 100 times the node count"
@@ -59,15 +49,22 @@ impl fmt::Display for RingError {
             RingError::TooLarge { what, limit } => {
                 write!(f, "too many {what}: the limit is {limit}")
             }
-            RingError::InvalidEpsilon { epsilon } => write!(
-                f,
-                "bounded-load epsilon must be finite and above zero (got {epsilon}); 0.25 is a common choice"
-            ),
-            RingError::InvalidVirtualNodes => {
-                f.write_str("virtual nodes per unit of weight must be at least 1 (160 is the default)")
-            }
+            RingError::Config(e) => fmt::Display::fmt(e, f),
         }
     }
 }
 
-impl Error for RingError {}
+impl Error for RingError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            RingError::Config(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for RingError {
+    fn from(e: ConfigError) -> Self {
+        RingError::Config(e)
+    }
+}

@@ -2,7 +2,7 @@
 
 use scalekit_core::Placement;
 
-use crate::RingError;
+use crate::error::RingError;
 
 const TWO_POW_31: f64 = 2_147_483_648.0;
 /// How close (absolute) to an integer a fast-path step may come before the exact

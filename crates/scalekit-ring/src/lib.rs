@@ -15,8 +15,34 @@
 //! [`BoundedLoad`] wraps any of them): lookups take `&self`, never allocate, and
 //! the engines are `Send + Sync` when the node type is. `BoundedLoad::assign`
 //! takes `&mut self` and clones the chosen node to count its load.
-//! [`analysis`] measures balance and movement on your own keys.
+//! [`analysis`] measures balance and movement on your own keys; [`_guide`] is
+//! the guide, with the measured lookup times, memory, balance and movement.
+//!
+//! # Conventions
+//!
+//! Time comes from a `Clock` type parameter (the real `MonotonicClock` by
+//! default; tests use `ManualClock`). Builders are `<Type>Builder`; `build()`
+//! refuses a setting that cannot work with a `ConfigError` naming the setting,
+//! the value and what it accepts.
+//!
+//! The engines read no clock and are built by constructors
+//! (`Ring::with_virtual_nodes`, `Maglev::with_table_size`,
+//! `BoundedLoad::new`); a setting they refuse comes back as
+//! [`RingError::Config`] holding that [`ConfigError`].
+//!
+//! ```
+//! use scalekit_ring::{Maglev, RingError};
+//!
+//! match Maglev::<u32>::with_table_size(100) {
+//!     Err(RingError::Config(e)) => {
+//!         assert_eq!((e.field(), e.value()), ("table_size", "100"));
+//!         assert!(e.expected().starts_with("a prime"));
+//!     }
+//!     other => panic!("expected a refused setting, got {other:?}"),
+//! }
+//! ```
 
+pub mod _guide;
 mod bounded;
 mod error;
 mod jump;
@@ -28,7 +54,7 @@ mod ring;
 pub mod analysis;
 
 pub use bounded::BoundedLoad;
-pub use error::RingError;
+pub use error::{ConfigError, RingError};
 pub use jump::{jump_back_hash, jump_hash, Jump};
 pub use maglev::{Maglev, MAGLEV_DEFAULT_TABLE_SIZE, MAGLEV_TABLE_SIZES};
 pub use memento::Memento;

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 
 use scalekit_core::{hash_pair, Placement, StableHash};
 
-use crate::RingError;
+use crate::error::{ConfigError, RingError};
 
 /// The default table size: the prime 65,537. Good for up to about 650 nodes at
 /// 1% imbalance; take a larger size for more nodes or less movement.
@@ -13,7 +13,7 @@ pub const MAGLEV_DEFAULT_TABLE_SIZE: u32 = 65_537;
 
 /// Table sizes offered: primes near 2^16, 2^18, 2^20 and 2^22. Any other prime
 /// works too. The fraction of keys that move when 1 of 100 nodes leaves (the
-/// minimum is 1%) is measured for each in `docs/ring.md`.
+/// minimum is 1%) is measured for each in the [guide](crate::_guide).
 pub const MAGLEV_TABLE_SIZES: [u32; 4] = [65_537, 262_147, 1_048_583, 4_194_319];
 
 const EMPTY: u32 = u32::MAX;
@@ -82,9 +82,12 @@ impl<N: StableHash + PartialEq> Maglev<N> {
     /// An empty engine with a table of `size` entries, which must be prime.
     pub fn with_table_size(size: u32) -> Result<Self, RingError> {
         if !is_prime(size) {
-            return Err(RingError::TableSizeNotPrime {
-                size: u64::from(size),
-            });
+            return Err(RingError::Config(ConfigError::new(
+                "maglev",
+                "table_size",
+                size,
+                "a prime (one of MAGLEV_TABLE_SIZES, or another prime of at least 100 times the node count)",
+            )));
         }
         Ok(Self {
             table_size: size,
@@ -316,9 +319,13 @@ mod tests {
 
     #[test]
     fn config_errors() {
+        let err = Maglev::<u32>::with_table_size(100).unwrap_err();
+        assert!(
+            matches!(&err, RingError::Config(e) if e.field() == "table_size" && e.value() == "100")
+        );
         assert_eq!(
-            Maglev::<u32>::with_table_size(100).unwrap_err(),
-            RingError::TableSizeNotPrime { size: 100 }
+            err.to_string(),
+            "invalid maglev setting `table_size` = 100: expected a prime (one of MAGLEV_TABLE_SIZES, or another prime of at least 100 times the node count)"
         );
         let mut tiny = Maglev::with_table_size(5).unwrap();
         assert!(matches!(

@@ -4,7 +4,8 @@
 use ahash::AHashMap;
 use scalekit_core::{hash_pair, Placement};
 
-use crate::{jump_back_hash, RingError};
+use crate::error::RingError;
+use crate::jump::jump_back_hash;
 
 /// What MementoHash remembers of a removed bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

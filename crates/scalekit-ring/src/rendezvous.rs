@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 
 use scalekit_core::{hash_pair, Placement, StableHash};
 
-use crate::RingError;
+use crate::error::RingError;
 
 #[derive(Clone, Debug)]
 struct Member<N> {

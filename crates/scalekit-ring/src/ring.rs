@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 
 use scalekit_core::{hash_pair, Placement, StableHash};
 
-use crate::RingError;
+use crate::error::{ConfigError, RingError};
 
 /// Points per unit of weight unless told otherwise.
 pub const DEFAULT_VIRTUAL_NODES: u32 = 160;
@@ -44,7 +44,7 @@ struct Member<N> {
 /// belongs to the first point at or after its hash. Adding a node moves only the
 /// keys that now land on its points; removing one moves only its own keys. With 160
 /// points a node, the most loaded of 100 nodes holds about 1.2 times the average
-/// (more points narrow it: see `docs/ring.md`).
+/// (more points narrow it: see the [guide](crate::_guide)).
 ///
 /// Placement does not depend on the order in which nodes were added: the same
 /// membership places every key alike in every process.
@@ -117,7 +117,12 @@ impl<N: StableHash + PartialEq> Ring<N> {
     /// ```
     pub fn with_virtual_nodes(virtual_nodes: u32) -> Result<Self, RingError> {
         if virtual_nodes == 0 {
-            return Err(RingError::InvalidVirtualNodes);
+            return Err(RingError::Config(ConfigError::new(
+                "ring",
+                "virtual_nodes",
+                0,
+                "at least 1 point per unit of weight (160 is the default)",
+            )));
         }
         Ok(Self {
             virtual_nodes,

@@ -1,48 +1,18 @@
 //! Lookups never allocate, and every engine is `Send + Sync`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-// A counting global allocator is the one way to observe allocations; it lives in
-// this test binary only and forwards every call to the system allocator.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
 use scalekit_core::{stable_hash_u64, Placement};
 use scalekit_ring::{BoundedLoad, Jump, Maglev, Memento, Rendezvous, Ring, Spread};
-
-/// Counts allocations made by the current thread.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use scalekit_test_support::alloc::{allocations_during, assert_installed, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
 
 fn assert_send_sync<T: Send + Sync>(_: &T) {}
 
 #[test]
 fn lookups_do_not_allocate() {
+    assert_installed();
     let nodes: Vec<String> = (0..50).map(|i| format!("node-{i}")).collect();
     let ring = Ring::with_nodes(nodes.iter().cloned()).unwrap();
     let jump = Jump::with_nodes(nodes.iter().cloned()).unwrap();

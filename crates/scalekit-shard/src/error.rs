@@ -165,28 +165,59 @@ pub enum ConfigErrorKind {
     Invalid,
 }
 
-/// A routing configuration that cannot work: what is wrong, where (line,
-/// column and the field's path) and how to fix it.
+/// A routing configuration that cannot work: where (file, line, column), and
+/// the kit's one shape of a refused setting: the field's path, the value
+/// given and what to write instead ([`scalekit_core::ConfigError`], which
+/// [`setting`](Self::setting) returns).
 ///
 /// ```
 /// use scalekit_shard::{ConfigErrorKind, RouterConfig};
 /// let err = RouterConfig::from_toml("databases = [\"a\"]\n[tables.t]\ndatabase = \"b\"\n").unwrap_err();
 /// assert_eq!(err.kind(), ConfigErrorKind::UnknownDatabase);
-/// assert_eq!(err.line(), 3);
-/// assert_eq!(err.path(), "tables.t.database");
-/// assert!(err.to_string().starts_with("line 3, column 12: tables.t.database:"));
+/// assert_eq!((err.line(), err.column()), (3, 12));
+/// assert_eq!(err.field(), "tables.t.database");
+/// assert_eq!(err.value(), "\"b\"");
+/// assert_eq!(err.expected(), "a database listed in `databases` (a), or add it there");
+/// assert_eq!(
+///     err.to_string(),
+///     "line 3, column 12: invalid shard routing setting `tables.t.database` = \"b\": \
+///      expected a database listed in `databases` (a), or add it there"
+/// );
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    pub(crate) kind: ConfigErrorKind,
-    pub(crate) line: usize,
-    pub(crate) column: usize,
-    pub(crate) path: String,
-    pub(crate) message: String,
-    pub(crate) origin: Option<String>,
+    kind: ConfigErrorKind,
+    line: usize,
+    column: usize,
+    /// Boxed: errors are rare, and a small `Result` keeps the loader's
+    /// happy path lean.
+    setting: Box<scalekit_core::ConfigError>,
+    origin: Option<String>,
 }
 
 impl ConfigError {
+    pub(crate) fn new(
+        kind: ConfigErrorKind,
+        line: usize,
+        column: usize,
+        path: String,
+        value: impl fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            line,
+            column,
+            setting: Box::new(scalekit_core::ConfigError::new(
+                "shard routing",
+                path,
+                value,
+                expected.into(),
+            )),
+            origin: None,
+        }
+    }
+
     /// What kind of problem.
     pub fn kind(&self) -> ConfigErrorKind {
         self.kind
@@ -205,12 +236,29 @@ impl ConfigError {
     /// The field's path, such as `tables.orders.databases.ranges[1]` (empty when
     /// the problem is the file's shape).
     pub fn path(&self) -> &str {
-        &self.path
+        self.setting.field()
     }
 
-    /// What is wrong and how to fix it.
-    pub fn message(&self) -> &str {
-        &self.message
+    /// The same as [`path`](Self::path): the setting's name, as in every
+    /// kit's `ConfigError`.
+    pub fn field(&self) -> &str {
+        self.setting.field()
+    }
+
+    /// The value given (for a file that is not TOML of the right shape, what
+    /// the parser found wrong).
+    pub fn value(&self) -> &str {
+        self.setting.value()
+    }
+
+    /// What the setting accepts: what to write instead.
+    pub fn expected(&self) -> &str {
+        self.setting.expected()
+    }
+
+    /// The refused setting in the kit's one shape, without the place.
+    pub fn setting(&self) -> &scalekit_core::ConfigError {
+        &self.setting
     }
 
     /// Names the file the text came from, for the message.
@@ -226,14 +274,28 @@ impl fmt::Display for ConfigError {
             Some(o) => write!(f, "{o}:{}:{}: ", self.line, self.column)?,
             None => write!(f, "line {}, column {}: ", self.line, self.column)?,
         }
-        if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
+        if self.setting.field().is_empty() {
+            // The file's shape: no one setting to name.
+            write!(
+                f,
+                "{}: expected {}",
+                self.setting.value(),
+                self.setting.expected()
+            )
+        } else {
+            fmt::Display::fmt(&self.setting, f)
         }
-        f.write_str(&self.message)
     }
 }
 
 impl Error for ConfigError {}
+
+/// The refused setting without its place in the file.
+impl From<ConfigError> for scalekit_core::ConfigError {
+    fn from(e: ConfigError) -> Self {
+        *e.setting
+    }
+}
 
 /// Why a resharding plan could not be made.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -32,8 +32,27 @@
 //! (through the core [`Placement`](scalekit_core::Placement) trait), the
 //! configuration from serde and `toml`, interval arithmetic from `chrono`, and
 //! concurrency from tokio and `futures-util`.
+//!
+//! # Conventions
+//!
+//! Time comes from a `Clock` type parameter (the real `MonotonicClock` by
+//! default; tests use `ManualClock`). Builders are `<Type>Builder`; `build()`
+//! refuses a setting that cannot work with a `ConfigError` naming the setting,
+//! the value and what it accepts.
+//!
+//! Here the settings come from a file, so [`ConfigError`] also says where
+//! (file, line, column) and [`ConfigError::setting`] gives the kit's one
+//! shape ([`scalekit_core::ConfigError`]). Routing reads no monotonic clock:
+//! time-split tables are named by calendar time, which
+//! [`route_at`](Router::route_at) and [`time_tables`](Router::time_tables)
+//! take as an argument (Unix seconds) and [`route`](Router::route) reads from
+//! the system's wall clock.
+//!
+//! [`_guide`] is the guide: every strategy, scatter-gather, resharding, and
+//! how this compares with Vitess, ShardingSphere and Citus.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod _guide;
 mod config;
 mod error;
 mod gather;
@@ -64,8 +83,3 @@ pub use plan::{plan, Dimension, KeySet, Move, Plan, TablePlan, MAX_PLAN_RESIDUES
 pub use query::{Cond, Key, Op, OwnedKey, Query};
 pub use router::{Route, Router, RouterStats, ShardNode, Target, TimeTables, MAX_TIME_TARGETS};
 pub use slot::{crc16_xmodem, hash_tag, redis_cluster_slot, REDIS_CLUSTER_SLOTS};
-
-/// The guide (`docs/shard.md`), doc-tested with the crate.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/shard.md")]
-struct Guide;
