@@ -125,7 +125,10 @@ const MAX_KEYS: usize = 100_000;
 
 /// A limiter with the kit's checks on settings that are constants here (the
 /// shard count is the default power of two, `MAX_KEYS` is in range).
-fn keyed<K: std::hash::Hash + ?Sized, C>(quota: Quota, clock: C) -> KeyedRateLimiter<K, C> {
+fn keyed<K: std::hash::Hash + ?Sized, C: scalekit_core::Clock>(
+    quota: Quota,
+    clock: C,
+) -> KeyedRateLimiter<K, C> {
     match KeyedRateLimiter::<K>::builder(quota)
         .max_keys(MAX_KEYS)
         .clock(clock)

@@ -69,7 +69,7 @@ use proxy::proxy;
 pub use supervisor::{instance_setup, run_stage, wait_ready, Supervisor};
 
 type Breaker = Arc<CircuitBreaker<Arc<dyn Clock>>>;
-type Set = ReplicaSet<Arc<Upstream>, Breaker>;
+type Set = ReplicaSet<Arc<Upstream>, Breaker, Arc<dyn Clock>>;
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// One app instance as the gateway sees it.
@@ -227,7 +227,7 @@ impl Gateway {
         outliers.base_ejection_time = Duration::from_secs(e.base_secs);
         outliers.max_ejection_time = Duration::from_secs(e.base_secs.saturating_mul(10));
         outliers.max_ejection_percent = e.max_percent;
-        let mut builder = Set::builder_with_admission()
+        let mut builder = ReplicaSet::builder_with_admission()
             // An instance with no latency measured yet is assumed to answer in 5 ms
             // (a page from the cache), not the set's 30 ms default: otherwise, with
             // little concurrency, instances that answered once in 1 ms win every

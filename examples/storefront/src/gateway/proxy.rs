@@ -15,7 +15,7 @@ use axum::http::{Method, Response, StatusCode, Uri};
 use axum::response::IntoResponse;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::Full;
-use scalekit_core::Outcome;
+use scalekit_core::{Clock, Outcome};
 use scalekit_replica::{SelectError, Selected};
 
 use super::{Breaker, Gateway, Inner, Upstream};
@@ -96,7 +96,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
 
 /// Counts a call on an instance as in flight until dropped, then reports it.
 struct CallGuard {
-    selected: Option<Selected<Arc<Upstream>, Breaker>>,
+    selected: Option<Selected<Arc<Upstream>, Breaker, Arc<dyn Clock>>>,
     up: Arc<Upstream>,
     outcome: Outcome,
     latency: Duration,
