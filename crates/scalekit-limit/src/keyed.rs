@@ -15,9 +15,7 @@ use crate::gcra::{
     check_cell, check_cell_if, decide, state_at, AtomicQuota, Denied, DenyKind, RateLimitState,
 };
 use crate::quota::Quota;
-use crate::table::{
-    fingerprint, Insert, Slot, Table, DEFAULT_MAX_KEYS, DEFAULT_SHARDS, HANDING_OVER,
-};
+use crate::table::{Table, DEFAULT_MAX_KEYS, DEFAULT_SHARDS, HANDING_OVER};
 
 /// A GCRA key is idle once its bucket is full again: its TAT is not ahead of now.
 #[inline]
@@ -189,20 +187,6 @@ impl<K: Hash + ?Sized> KeyedRateLimiter<K> {
     }
 }
 
-/// GCRA on a found slot, checking that it still belongs to `fp`.
-#[inline]
-fn check_slot(
-    slot: &Slot,
-    fp: u64,
-    q: &Quota,
-    now: u64,
-    n: u32,
-) -> Option<Result<RateLimitState, Denied>> {
-    check_cell_if(&slot.state, q, now, n, |tat| {
-        tat != HANDING_OVER && slot.fingerprint.load(std::sync::atomic::Ordering::Acquire) == fp
-    })
-}
-
 impl<K: Hash + ?Sized, C: Clock> KeyedRateLimiter<K, C> {
     /// Takes one unit from `key`'s bucket.
     #[inline]
@@ -215,41 +199,23 @@ impl<K: Hash + ?Sized, C: Clock> KeyedRateLimiter<K, C> {
     pub fn check_key_n(&self, key: &K, n: u32) -> Result<RateLimitState, Denied> {
         let q = self.quota.load();
         let now = self.clock.now_nanos();
-        let hash = self.table.hash(key);
-        if let Some(slot) = self.table.find(hash) {
-            if let Some(decision) = check_slot(slot, fingerprint(hash), &q, now, n) {
-                return decision;
-            }
-        }
-        self.insert_and_check(hash, &q, now, n)
-    }
-
-    #[cold]
-    fn insert_and_check(
-        &self,
-        hash: u64,
-        q: &Quota,
-        now: u64,
-        n: u32,
-    ) -> Result<RateLimitState, Denied> {
-        // Twice at most: the key's slot may change hands between the slow path
-        // finding it and the check (it was idle and a new key took it).
-        for _ in 0..2 {
-            let fresh = || match decide(q, 0, now, n) {
+        self.table.decide(
+            self.table.hash(key),
+            now,
+            |slot, fp| check_cell_if(&slot.state, &q, now, n, |tat| slot.held_by(fp, tat)),
+            idle_at,
+            || match decide(&q, 0, now, n) {
                 Ok((tat, state)) => Ok((tat, Ok(state))),
                 Err(denied) => Err(Err(denied)),
-            };
-            match self.table.insert(hash, now, idle_at, fresh) {
-                Insert::Existing(slot) => {
-                    if let Some(decision) = check_slot(slot, fingerprint(hash), q, now, n) {
-                        return decision;
-                    }
-                }
-                Insert::Placed(decision) | Insert::Refused(decision) => return decision,
-                Insert::Full(_) => break,
-            }
-        }
-        Err(Denied::new(DenyKind::KeysFull, None, state_at(q, now, now)))
+            },
+            || {
+                Err(Denied::new(
+                    DenyKind::KeysFull,
+                    None,
+                    state_at(&q, now, now),
+                ))
+            },
+        )
     }
 
     /// `key`'s state now, taking nothing (a key never seen has a full bucket).

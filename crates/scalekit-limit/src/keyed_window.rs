@@ -13,7 +13,7 @@ use scalekit_core::{
 };
 
 use crate::gcra::{Denied, DenyKind, RateLimitState};
-use crate::table::{fingerprint, Insert, Table, DEFAULT_MAX_KEYS, DEFAULT_SHARDS, HANDING_OVER};
+use crate::table::{Table, DEFAULT_MAX_KEYS, DEFAULT_SHARDS};
 use crate::window::{check_limit, check_window, decide};
 
 /// The largest limit a [`KeyedSlidingWindow`] takes: a key's two counts are
@@ -25,7 +25,7 @@ const COMPONENT: &str = "keyed sliding window";
 /// A key's state: the number of the window it last counted in (32 bits,
 /// wrapping), the count of the window before it and its own (16 bits each).
 /// Counts never exceed the limit (at most 65,534), so no state is
-/// [`HANDING_OVER`].
+/// [`HANDING_OVER`](crate::table::HANDING_OVER).
 #[inline]
 fn pack(window: u64, previous: u64, current: u64) -> u64 {
     (window & 0xFFFF_FFFF) << 32 | (previous & 0xFFFF) << 16 | (current & 0xFFFF)
@@ -262,47 +262,25 @@ impl<K: Hash + ?Sized, C: Clock> KeyedSlidingWindow<K, C> {
     /// Counts `n` requests for `key` if its estimate allows them.
     #[inline]
     pub fn check_key_n(&self, key: &K, n: u32) -> Result<RateLimitState, Denied> {
-        let now = self.clock.now_nanos();
-        let hash = self.table.hash(key);
-        if let Some(slot) = self.table.find(hash) {
-            let fp = fingerprint(hash);
-            let owned =
-                |s: u64| s != HANDING_OVER && slot.fingerprint.load(Ordering::Acquire) == fp;
-            if let Some(decision) = check_cell(&slot.state, self.limit, self.window, now, n, owned)
-            {
-                return decision;
-            }
-        }
-        self.insert_and_check(hash, now, n)
-    }
-
-    #[cold]
-    fn insert_and_check(&self, hash: u64, now: u64, n: u32) -> Result<RateLimitState, Denied> {
         let (limit, w) = (self.limit, self.window);
-        let fp = fingerprint(hash);
-        for _ in 0..2 {
-            let fresh = || {
+        let now = self.clock.now_nanos();
+        self.table.decide(
+            self.table.hash(key),
+            now,
+            |slot, fp| check_cell(&slot.state, limit, w, now, n, |s| slot.held_by(fp, s)),
+            self.idle_at(),
+            || {
                 let decision = decide(limit, w, 0, 0, now % w, u64::from(n));
                 match decision {
                     Ok(_) => Ok((pack(now / w, 0, u64::from(n)), decision)),
                     Err(_) => Err(decision),
                 }
-            };
-            match self.table.insert(hash, now, self.idle_at(), fresh) {
-                Insert::Existing(slot) => {
-                    let owned = |s: u64| {
-                        s != HANDING_OVER && slot.fingerprint.load(Ordering::Acquire) == fp
-                    };
-                    if let Some(decision) = check_cell(&slot.state, limit, w, now, n, owned) {
-                        return decision;
-                    }
-                }
-                Insert::Placed(decision) | Insert::Refused(decision) => return decision,
-                Insert::Full(_) => break,
-            }
-        }
-        let state = RateLimitState::new_window(limit, 0, Duration::from_nanos(w - now % w));
-        Err(Denied::new(DenyKind::KeysFull, None, state))
+            },
+            || {
+                let state = RateLimitState::new_window(limit, 0, Duration::from_nanos(w - now % w));
+                Err(Denied::new(DenyKind::KeysFull, None, state))
+            },
+        )
     }
 
     /// Counts one request against the window shared by requests that have no
@@ -389,6 +367,7 @@ impl<K: Hash, C: Clock> KeyedAdmission<Option<K>> for KeyedSlidingWindow<K, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::HANDING_OVER;
 
     #[test]
     fn packing_round_trips_and_windows_roll() {

@@ -34,6 +34,15 @@ pub(crate) struct Slot {
     pub(crate) state: AtomicU64,
 }
 
+impl Slot {
+    /// Whether this slot, its state read as `state`, still holds the key with
+    /// fingerprint `fp` (and is not being handed over).
+    #[inline]
+    pub(crate) fn held_by(&self, fp: u64, state: u64) -> bool {
+        state != HANDING_OVER && self.fingerprint.load(Ordering::Acquire) == fp
+    }
+}
+
 /// A slot being handed from an idle key to a new one (or freed); readers that
 /// see it go to the shard's lock, which the writer holds until it is done.
 pub(crate) const HANDING_OVER: u64 = u64::MAX;
@@ -203,11 +212,60 @@ impl Table {
         None
     }
 
+    /// A keyed limiter's decision for the key with `hash`: `check` on its slot
+    /// (found without a lock) when it is there, else the slow path: the key is
+    /// found or placed under its shard's lock (see [`insert`](Self::insert)),
+    /// twice at most, since a slot may change hands between being found and
+    /// checked (it was idle and a new key took it). `check` gets the slot and
+    /// the key's fingerprint and answers `None` once the slot is not the key's
+    /// ([`Slot::held_by`]); `full` is the answer when no slot can be had.
+    #[inline]
+    pub(crate) fn decide<R>(
+        &self,
+        hash: u64,
+        now: u64,
+        check: impl Fn(&Slot, u64) -> Option<R>,
+        idle_at: impl Fn(u64, u64) -> u64,
+        fresh: impl Fn() -> Result<(u64, R), R>,
+        full: impl FnOnce() -> R,
+    ) -> R {
+        if let Some(slot) = self.find(hash) {
+            if let Some(decision) = check(slot, fingerprint(hash)) {
+                return decision;
+            }
+        }
+        self.decide_slow(hash, now, check, idle_at, fresh, full)
+    }
+
+    #[cold]
+    fn decide_slow<R>(
+        &self,
+        hash: u64,
+        now: u64,
+        check: impl Fn(&Slot, u64) -> Option<R>,
+        idle_at: impl Fn(u64, u64) -> u64,
+        fresh: impl Fn() -> Result<(u64, R), R>,
+        full: impl FnOnce() -> R,
+    ) -> R {
+        for _ in 0..2 {
+            match self.insert(hash, now, &idle_at, &fresh) {
+                Insert::Existing(slot) => {
+                    if let Some(decision) = check(slot, fingerprint(hash)) {
+                        return decision;
+                    }
+                }
+                Insert::Placed(decision) | Insert::Refused(decision) => return decision,
+                Insert::Full(_) => break,
+            }
+        }
+        full()
+    }
+
     /// The slow path for a key [`find`](Self::find) missed, under its shard's
     /// lock: finds it, or decides on a full bucket with `fresh` and places it.
     /// `fresh` gives the new key's state and its decision, or a refusal that
     /// takes no slot.
-    pub(crate) fn insert<R>(
+    fn insert<R>(
         &self,
         hash: u64,
         now: u64,

@@ -1,16 +1,15 @@
 //! GCRA over Redis: one rate limit shared by many processes.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use scalekit_core::{Clock, ConfigError, MonotonicClock};
 
 use super::common::{
-    check_timeout, open_connection, ping, run, OnError, RedisLimitError, TimeSource, US,
+    check_timeout, open_connection, OnError, RedisLimitError, Remote, Settings, US,
 };
-use crate::gcra::{decide, state_at, AtomicQuota, Denied, DenyKind, RateLimitState};
+use crate::gcra::{decide, state_at, AtomicQuota, Denied, RateLimitState};
 use crate::quota::Quota;
 
 const COMPONENT: &str = "redis rate limiter";
@@ -46,28 +45,25 @@ return {1, new, now}
 #[derive(Debug)]
 pub struct RedisRateLimiterBuilder<C = MonotonicClock> {
     quota: Quota,
-    prefix: String,
-    timeout: Duration,
-    on_error: OnError,
-    time: TimeSource<C>,
+    settings: Settings<C>,
 }
 
 impl<C: Clock> RedisRateLimiterBuilder<C> {
     /// Key prefix (default `scalekit:limit:`): the Redis key is prefix + key.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
     /// How long a check may wait for Redis (default 50 ms).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
     /// What to do when Redis fails or times out (default [`OnError::FailOpen`]).
     pub fn on_error(mut self, on_error: OnError) -> Self {
-        self.on_error = on_error;
+        self.settings.on_error = on_error;
         self
     }
 
@@ -77,10 +73,7 @@ impl<C: Clock> RedisRateLimiterBuilder<C> {
     pub fn clock<C2: Clock>(self, clock: C2) -> RedisRateLimiterBuilder<C2> {
         RedisRateLimiterBuilder {
             quota: self.quota,
-            prefix: self.prefix,
-            timeout: self.timeout,
-            on_error: self.on_error,
-            time: TimeSource::Client(clock),
+            settings: self.settings.with_clock(clock),
         }
     }
 
@@ -90,16 +83,10 @@ impl<C: Clock> RedisRateLimiterBuilder<C> {
     ///
     /// A [`ConfigError`] when the timeout is zero or over a minute.
     pub fn build(self, conn: MultiplexedConnection) -> Result<RedisRateLimiter<C>, ConfigError> {
-        check_timeout(COMPONENT, self.timeout)?;
+        check_timeout(COMPONENT, self.settings.timeout)?;
         Ok(RedisRateLimiter {
-            conn,
-            script: redis::Script::new(GCRA_LUA),
-            prefix: self.prefix,
+            remote: self.settings.into_remote(conn, GCRA_LUA),
             quota: AtomicQuota::new(self.quota),
-            timeout: self.timeout,
-            on_error: self.on_error,
-            time: self.time,
-            errors: AtomicU64::new(0),
         })
     }
 
@@ -111,8 +98,8 @@ impl<C: Clock> RedisRateLimiterBuilder<C> {
     /// [`RedisLimitError::Config`] for a setting that cannot work, else the
     /// connection's failure.
     pub async fn connect(self, url: &str) -> Result<RedisRateLimiter<C>, RedisLimitError> {
-        check_timeout(COMPONENT, self.timeout)?;
-        let conn = open_connection(url, self.timeout).await?;
+        check_timeout(COMPONENT, self.settings.timeout)?;
+        let conn = open_connection(url, self.settings.timeout).await?;
         Ok(self.build(conn)?)
     }
 }
@@ -142,25 +129,16 @@ impl<C: Clock> RedisRateLimiterBuilder<C> {
 /// # Ok(()) }
 /// ```
 pub struct RedisRateLimiter<C = MonotonicClock> {
-    conn: MultiplexedConnection,
-    script: redis::Script,
-    prefix: String,
+    remote: Remote<C>,
     quota: AtomicQuota,
-    timeout: Duration,
-    on_error: OnError,
-    time: TimeSource<C>,
-    errors: AtomicU64,
 }
 
 impl<C: fmt::Debug> fmt::Debug for RedisRateLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRateLimiter")
-            .field("prefix", &self.prefix)
             .field("quota", &self.quota.load())
-            .field("timeout", &self.timeout)
-            .field("on_error", &self.on_error)
-            .field("time", &self.time)
-            .finish_non_exhaustive()
+            .field("remote", &self.remote)
+            .finish()
     }
 }
 
@@ -169,10 +147,7 @@ impl RedisRateLimiter {
     pub fn builder(quota: Quota) -> RedisRateLimiterBuilder {
         RedisRateLimiterBuilder {
             quota,
-            prefix: "scalekit:limit:".to_owned(),
-            timeout: Duration::from_millis(50),
-            on_error: OnError::FailOpen,
-            time: TimeSource::Server,
+            settings: Settings::new("scalekit:limit:"),
         }
     }
 }
@@ -189,17 +164,11 @@ impl<C: Clock> RedisRateLimiter<C> {
         match self.try_check_key_n(key, n).await {
             Ok(decision) => decision,
             Err(_) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
                 let q = self.quota.load();
-                let full = RateLimitState::from_parts(q.burst(), q.burst(), Duration::ZERO);
-                match self.on_error {
-                    OnError::FailOpen => Ok(full),
-                    OnError::FailClosed => Err(Denied::new(
-                        DenyKind::Unavailable,
-                        None,
-                        RateLimitState::from_parts(q.burst(), 0, Duration::ZERO),
-                    )),
-                }
+                self.remote.failed(
+                    RateLimitState::from_parts(q.burst(), q.burst(), Duration::ZERO),
+                    RateLimitState::from_parts(q.burst(), 0, Duration::ZERO),
+                )
             }
         }
     }
@@ -212,23 +181,13 @@ impl<C: Clock> RedisRateLimiter<C> {
         n: u32,
     ) -> Result<Result<RateLimitState, Denied>, RedisLimitError> {
         let q = self.quota.load();
-        let (now_arg, slack_ms) = match &self.time {
-            TimeSource::Server => (String::new(), 0u64),
-            // A client clock need not follow Redis's: keep keys an hour longer so
-            // that Redis never forgets a bucket the client still counts.
-            TimeSource::Client(c) => ((c.now_nanos() / US).to_string(), 3_600_000),
-        };
         let t_us = (q.interval_nanos() / US).max(1);
         let tau_us = t_us.saturating_mul(u64::from(q.burst()));
-        let redis_key = format!("{}{}", self.prefix, key);
-        let mut invocation = self.script.key(redis_key);
-        invocation
-            .arg(t_us)
-            .arg(tau_us)
-            .arg(n)
-            .arg(now_arg)
-            .arg(slack_ms);
-        let reply = run(&self.conn, &invocation, self.timeout).await?;
+        let redis_key = self.remote.key(key, false);
+        let reply = self
+            .remote
+            .call(redis_key, [t_us, tau_us, u64::from(n)], US)
+            .await?;
         let [admitted, tat, now] = reply[..] else {
             return Err(RedisLimitError::BadReply);
         };
@@ -245,7 +204,7 @@ impl<C: Clock> RedisRateLimiter<C> {
 
     /// Checks that Redis answers and that the script is loaded.
     pub async fn ping(&self) -> Result<(), RedisLimitError> {
-        ping(&self.conn, &self.script, self.timeout).await
+        self.remote.ping().await
     }
 
     /// Changes the quota for this process's checks from the next one on (every
@@ -256,6 +215,6 @@ impl<C: Clock> RedisRateLimiter<C> {
 
     /// Checks that failed to reach Redis since the limiter was built.
     pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+        self.remote.errors()
     }
 }

@@ -1,16 +1,13 @@
 //! The sliding window over Redis: one window per key shared by many processes.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use scalekit_core::{Clock, ConfigError, MonotonicClock};
 
-use super::common::{
-    check_timeout, open_connection, ping, run, OnError, RedisLimitError, TimeSource,
-};
-use crate::gcra::{Denied, DenyKind, RateLimitState};
+use super::common::{check_timeout, open_connection, OnError, RedisLimitError, Remote, Settings};
+use crate::gcra::{Denied, RateLimitState};
 use crate::window::{check_limit, check_window, decide};
 
 const COMPONENT: &str = "redis sliding window";
@@ -58,10 +55,7 @@ return {0, prev, cur, now}
 pub struct RedisSlidingWindowBuilder<C = MonotonicClock> {
     limit: u32,
     window: Duration,
-    prefix: String,
-    timeout: Duration,
-    on_error: OnError,
-    time: TimeSource<C>,
+    settings: Settings<C>,
 }
 
 impl<C: Clock> RedisSlidingWindowBuilder<C> {
@@ -69,19 +63,19 @@ impl<C: Clock> RedisSlidingWindowBuilder<C> {
     /// `{<prefix>k}:<window number>`; the braces make every window of a key hash
     /// to one Redis Cluster slot.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
     /// How long a check may wait for Redis (default 50 ms).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
     /// What to do when Redis fails or times out (default [`OnError::FailOpen`]).
     pub fn on_error(mut self, on_error: OnError) -> Self {
-        self.on_error = on_error;
+        self.settings.on_error = on_error;
         self
     }
 
@@ -92,17 +86,14 @@ impl<C: Clock> RedisSlidingWindowBuilder<C> {
         RedisSlidingWindowBuilder {
             limit: self.limit,
             window: self.window,
-            prefix: self.prefix,
-            timeout: self.timeout,
-            on_error: self.on_error,
-            time: TimeSource::Client(clock),
+            settings: self.settings.with_clock(clock),
         }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         check_limit(COMPONENT, self.limit, u32::MAX)?;
         check_window(COMPONENT, self.window)?;
-        check_timeout(COMPONENT, self.timeout)?;
+        check_timeout(COMPONENT, self.settings.timeout)?;
         let ms = self.window.as_millis();
         if self.window.as_nanos() % u128::from(MS) != 0 {
             return Err(ConfigError::new(
@@ -136,15 +127,9 @@ impl<C: Clock> RedisSlidingWindowBuilder<C> {
     pub fn build(self, conn: MultiplexedConnection) -> Result<RedisSlidingWindow<C>, ConfigError> {
         self.validate()?;
         Ok(RedisSlidingWindow {
-            conn,
-            script: redis::Script::new(WINDOW_LUA),
-            prefix: self.prefix,
             limit: u64::from(self.limit),
             window_ms: self.window.as_millis() as u64,
-            timeout: self.timeout,
-            on_error: self.on_error,
-            time: self.time,
-            errors: AtomicU64::new(0),
+            remote: self.settings.into_remote(conn, WINDOW_LUA),
         })
     }
 
@@ -157,7 +142,7 @@ impl<C: Clock> RedisSlidingWindowBuilder<C> {
     /// connection's failure.
     pub async fn connect(self, url: &str) -> Result<RedisSlidingWindow<C>, RedisLimitError> {
         self.validate()?;
-        let conn = open_connection(url, self.timeout).await?;
+        let conn = open_connection(url, self.settings.timeout).await?;
         Ok(self.build(conn)?)
     }
 }
@@ -187,27 +172,18 @@ impl<C: Clock> RedisSlidingWindowBuilder<C> {
 /// # Ok(()) }
 /// ```
 pub struct RedisSlidingWindow<C = MonotonicClock> {
-    conn: MultiplexedConnection,
-    script: redis::Script,
-    prefix: String,
+    remote: Remote<C>,
     limit: u64,
     window_ms: u64,
-    timeout: Duration,
-    on_error: OnError,
-    time: TimeSource<C>,
-    errors: AtomicU64,
 }
 
 impl<C: fmt::Debug> fmt::Debug for RedisSlidingWindow<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSlidingWindow")
-            .field("prefix", &self.prefix)
             .field("limit", &self.limit)
             .field("window", &Duration::from_millis(self.window_ms))
-            .field("timeout", &self.timeout)
-            .field("on_error", &self.on_error)
-            .field("time", &self.time)
-            .finish_non_exhaustive()
+            .field("remote", &self.remote)
+            .finish()
     }
 }
 
@@ -218,10 +194,7 @@ impl RedisSlidingWindow {
         RedisSlidingWindowBuilder {
             limit,
             window,
-            prefix: "scalekit:window:".to_owned(),
-            timeout: Duration::from_millis(50),
-            on_error: OnError::FailOpen,
-            time: TimeSource::Server,
+            settings: Settings::new("scalekit:window:"),
         }
     }
 }
@@ -239,16 +212,11 @@ impl<C: Clock> RedisSlidingWindow<C> {
         match self.try_check_key_n(key, n).await {
             Ok(decision) => decision,
             Err(_) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
                 let w = Duration::from_millis(self.window_ms);
-                match self.on_error {
-                    OnError::FailOpen => Ok(RateLimitState::new_window(self.limit, 0, w)),
-                    OnError::FailClosed => Err(Denied::new(
-                        DenyKind::Unavailable,
-                        None,
-                        RateLimitState::new_window(self.limit, self.limit, w),
-                    )),
-                }
+                self.remote.failed(
+                    RateLimitState::new_window(self.limit, 0, w),
+                    RateLimitState::new_window(self.limit, self.limit, w),
+                )
             }
         }
     }
@@ -260,21 +228,12 @@ impl<C: Clock> RedisSlidingWindow<C> {
         key: &str,
         n: u32,
     ) -> Result<Result<RateLimitState, Denied>, RedisLimitError> {
-        let (now_arg, slack_ms) = match &self.time {
-            TimeSource::Server => (String::new(), 0u64),
-            // A client clock need not follow Redis's: keep counters an hour
-            // longer so that Redis never forgets one the client still counts.
-            TimeSource::Client(c) => ((c.now_nanos() / MS).to_string(), 3_600_000),
-        };
-        let base = format!("{{{}{}}}", self.prefix, key);
-        let mut invocation = self.script.key(base);
-        invocation
-            .arg(self.limit)
-            .arg(self.window_ms)
-            .arg(n)
-            .arg(now_arg)
-            .arg(slack_ms);
-        let reply = run(&self.conn, &invocation, self.timeout).await?;
+        // Braces: every window of a key hashes to one Redis Cluster slot.
+        let base = self.remote.key(key, true);
+        let reply = self
+            .remote
+            .call(base, [self.limit, self.window_ms, u64::from(n)], MS)
+            .await?;
         let [admitted, previous, current, now] = reply[..] else {
             return Err(RedisLimitError::BadReply);
         };
@@ -300,11 +259,11 @@ impl<C: Clock> RedisSlidingWindow<C> {
 
     /// Checks that Redis answers and that the script is loaded.
     pub async fn ping(&self) -> Result<(), RedisLimitError> {
-        ping(&self.conn, &self.script, self.timeout).await
+        self.remote.ping().await
     }
 
     /// Checks that failed to reach Redis since the limiter was built.
     pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+        self.remote.errors()
     }
 }
