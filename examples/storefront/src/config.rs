@@ -1,5 +1,6 @@
-//! Stage configurations: `stages/NN-name.toml`, one per stage of the architecture
-//! evolution. They are built into the binary (so `storefront serve --stage 2` works
+//! Stage configurations: `stages/NN-name/stage.toml`, one per stage of the
+//! architecture evolution (the folder also holds its `about.md` and deploy
+//! files; `build.rs` lists the folders). They are built into the binary (so `storefront serve --stage 2` works
 //! from any directory) and can be overridden with `--config FILE`. A bad file is
 //! rejected at load with the file, the field or line, and what to write instead.
 //!
@@ -17,34 +18,59 @@ pub use domains::DomainsConfig;
 mod replicas;
 pub use replicas::ReplicasConfig;
 
-/// The stage files shipped with the storefront: (file name, contents).
-pub const BUILTIN: &[(&str, &str)] = &[
-    (
-        "01-single-machine.toml",
-        include_str!("../stages/01-single-machine.toml"),
-    ),
-    (
-        "02-separate-database.toml",
-        include_str!("../stages/02-separate-database.toml"),
-    ),
-    ("03-caches.toml", include_str!("../stages/03-caches.toml")),
-    (
-        "04-load-balancing.toml",
-        include_str!("../stages/04-load-balancing.toml"),
-    ),
-    (
-        "05-read-replicas.toml",
-        include_str!("../stages/05-read-replicas.toml"),
-    ),
-    (
-        "06-business-split.toml",
-        include_str!("../stages/06-business-split.toml"),
-    ),
-    (
-        "07-sharding.toml",
-        include_str!("../stages/07-sharding.toml"),
-    ),
-];
+/// A stage shipped with the storefront: the folder `stages/NN-name/` that holds
+/// its stage file, its `about.md` and its deploy files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuiltinStage {
+    /// The folder's name, `NN-name`.
+    pub dir: &'static str,
+    /// Its `stage.toml`.
+    pub file: &'static str,
+    /// Its `about.md`: a title line, what the stage adds, then (under
+    /// `## On one small machine`) why it may not pay on one small machine.
+    pub about: &'static str,
+}
+
+include!(concat!(env!("OUT_DIR"), "/stages.rs"));
+
+impl BuiltinStage {
+    /// The built-in stage numbered `number`.
+    pub fn find(number: u32) -> Option<&'static BuiltinStage> {
+        let prefix = format!("{number:02}-");
+        BUILTIN.iter().find(|s| s.dir.starts_with(&prefix))
+    }
+
+    /// Where its stage file lives, for messages: `stages/NN-name/stage.toml`.
+    pub fn origin(&self) -> String {
+        format!("stages/{}/stage.toml", self.dir)
+    }
+
+    /// Its `about.md` in two parts: what the stage adds, and why it may not pay
+    /// on one small machine (empty when the file says nothing of it). Each is
+    /// one paragraph per blank-line-separated block, lines joined.
+    pub fn about(&self) -> (String, String) {
+        let body = self.about.split_once('\n').map_or("", |(title, rest)| {
+            if title.starts_with("# ") {
+                rest
+            } else {
+                self.about
+            }
+        });
+        let (adds, caveat) = body
+            .split_once("## On one small machine")
+            .unwrap_or((body, ""));
+        (paragraphs(adds), paragraphs(caveat))
+    }
+}
+
+/// Markdown paragraphs with their line breaks joined, separated by a blank line.
+fn paragraphs(text: &str) -> String {
+    text.split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
 
 /// One stage's configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -630,19 +656,15 @@ impl StageConfig {
 
     /// The built-in configuration of stage `number`.
     pub fn builtin(number: u32) -> Result<Self, ConfigError> {
-        let prefix = format!("{number:02}-");
-        let (name, text) = BUILTIN
-            .iter()
-            .find(|(name, _)| name.starts_with(&prefix))
-            .ok_or(ConfigError::NoSuchStage(number))?;
-        Self::parse(&format!("stages/{name}"), text)
+        let stage = BuiltinStage::find(number).ok_or(ConfigError::NoSuchStage(number))?;
+        Self::parse(&stage.origin(), stage.file)
     }
 
     /// All built-in stages, in order.
     pub fn all_builtin() -> Result<Vec<Self>, ConfigError> {
         BUILTIN
             .iter()
-            .map(|(name, text)| Self::parse(&format!("stages/{name}"), text))
+            .map(|s| Self::parse(&s.origin(), s.file))
             .collect()
     }
 
@@ -791,12 +813,21 @@ mod tests {
     fn builtin_stages_load_in_order() {
         let stages = StageConfig::all_builtin().unwrap_or_default();
         assert_eq!(stages.len(), BUILTIN.len());
-        for (i, (s, (file, _))) in stages.iter().zip(BUILTIN).enumerate() {
+        for (i, (s, builtin)) in stages.iter().zip(BUILTIN).enumerate() {
             assert_eq!(s.stage.number as usize, i + 1);
+            assert_eq!(
+                builtin.dir,
+                format!("{:02}-{}", s.stage.number, s.stage.name),
+                "the folder names the stage"
+            );
+            let (adds, _) = builtin.about();
+            assert!(!adds.is_empty(), "{} says what it adds", builtin.dir);
             assert!(
-                file.contains(&s.stage.name),
-                "{file} names stage {}",
-                s.stage.name
+                builtin
+                    .about
+                    .starts_with(&format!("# Stage {}: {}\n", s.stage.number, s.stage.title)),
+                "{}/about.md starts with the stage's title",
+                builtin.dir
             );
         }
         assert_eq!(stages[0].server.addr.to_string(), "127.0.0.1:8080");

@@ -16,7 +16,7 @@
 //! | --- | --- |
 //! | [`store`] | the [`Store`](store::Store) trait, SQLite and PostgreSQL backends, migrations |
 //! | [`app`] | the axum router: pages, `/api`, `/livez`, `/readyz` |
-//! | [`config`] | stage files (`stages/NN-name.toml`) |
+//! | [`config`] | stage folders (`stages/NN-name/`: `stage.toml`, `about.md`, deploy files) |
 //! | [`seed`] | a made-up catalog and accounts, in batches |
 //! | [`cache`] | stage 3: product pages, listings and search results in L1 + Redis |
 //! | [`gateway`] | stage 4: the reverse proxy in front of N app processes, and the processes |

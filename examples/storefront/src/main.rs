@@ -203,7 +203,7 @@ async fn serve(
             page_size: config.server.page_size,
             stage: (config.stage.number, config.stage.title.clone()),
             auth: config.auth.clone(),
-            // An instance behind the stage's gateway (or deploy/nginx.conf) takes
+            // An instance behind the stage's gateway (or stages/04-load-balancing/nginx.conf) takes
             // the client's address from the proxy's X-Forwarded-For.
             trust_forwarded: instance && config.gateway.is_some(),
             ..AppConfig::default()

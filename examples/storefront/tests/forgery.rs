@@ -303,7 +303,7 @@ async fn cookies_are_secure_when_the_stage_or_a_trusted_proxy_says_so() {
 
 #[test]
 fn the_auth_section_of_a_stage_file() {
-    let base = include_str!("../stages/01-single-machine.toml");
+    let base = include_str!("../stages/01-single-machine/stage.toml");
     let config = StageConfig::parse("stage.toml", base).unwrap();
     assert_eq!(config.auth, AuthConfig::default());
     assert!(!config.auth.secure_cookies);

@@ -1,4 +1,4 @@
-//! `deploy/nginx.conf` in front of real instance processes: Debian's nginx, run as
+//! `stages/04-load-balancing/nginx.conf` in front of real instance processes: Debian's nginx, run as
 //! a child (not a daemon) with the configuration rendered into a temporary
 //! directory (ports from port 0, pid, logs and temp files there too). Skipped with a
 //! message when nginx is not installed; a failure under `CI`.
@@ -37,9 +37,9 @@ impl Nginx {
     }
 }
 
-/// deploy/nginx.conf with the test's ports, a low rate limit, and paths in `dir`.
+/// stages/04-load-balancing/nginx.conf with the test's ports, a low rate limit, and paths in `dir`.
 fn render(listen: SocketAddr, instances: &[SocketAddr], dir: &Path) -> String {
-    let shipped = include_str!("../deploy/nginx.conf");
+    let shipped = include_str!("../stages/04-load-balancing/nginx.conf");
     let servers: String = instances
         .iter()
         .map(|a| format!("        server {a} max_fails=3 fail_timeout=10s;\n"))
@@ -75,11 +75,11 @@ fn render(listen: SocketAddr, instances: &[SocketAddr], dir: &Path) -> String {
     }
     assert!(
         servers_written,
-        "deploy/nginx.conf lost its upstream servers"
+        "stages/04-load-balancing/nginx.conf lost its upstream servers"
     );
     assert!(
         out.contains(&format!("listen {listen};")),
-        "deploy/nginx.conf lost its listen line"
+        "stages/04-load-balancing/nginx.conf lost its listen line"
     );
     out
 }

@@ -50,17 +50,15 @@ both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
     use std::time::Duration;
-    use storefront::config::{StageConfig, BUILTIN};
+    use storefront::config::{BuiltinStage, StageConfig};
 
     let dead = common::procs::free_addr().port();
     let dir = tempfile::tempdir().unwrap();
     for number in [2, 5, 6, 7] {
-        let (name, text) = BUILTIN
-            .iter()
-            .find(|(name, _)| name.starts_with(&format!("{number:02}-")))
-            .unwrap();
+        let builtin = BuiltinStage::find(number).unwrap();
         // No environment override, every server on the dead port.
-        let text: String = text
+        let text: String = builtin
+            .file
             .lines()
             .filter(|line| !line.trim_start().starts_with("url_env"))
             .map(|line| {
@@ -70,7 +68,7 @@ async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
                     + "\n"
             })
             .collect();
-        let config = StageConfig::parse(name, &text).unwrap();
+        let config = StageConfig::parse(&builtin.origin(), &text).unwrap();
         let opened = tokio::time::timeout(
             Duration::from_secs(6),
             storefront::store::open(&config, dir.path()),

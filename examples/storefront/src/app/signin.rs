@@ -23,7 +23,7 @@
 //!
 //! **Client address**: the TCP peer. Behind a proxy the shop trusts
 //! (`storefront instance`, the app processes of a stage with a `[gateway]`, which
-//! the gateway or `deploy/nginx.conf` reach on loopback), the last address of
+//! the gateway or `stages/04-load-balancing/nginx.conf` reach on loopback), the last address of
 //! `X-Forwarded-For` instead: the one the proxy appended, whatever the client
 //! sent before it. IPv6 clients are counted per /64 (one host usually holds a
 //! whole /64).

@@ -174,8 +174,8 @@ mod tests {
     #[test]
     fn stage_6_names_the_three_databases_on_the_primary() {
         let stage = crate::config::StageConfig::parse(
-            "stages/06-business-split.toml",
-            include_str!("../../stages/06-business-split.toml"),
+            "stages/06-business-split/stage.toml",
+            include_str!("../../stages/06-business-split/stage.toml"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(stage.stage.number, 6);

@@ -16,7 +16,7 @@ use super::http::HttpClient;
 use super::stats::{ms, Report};
 use super::svg::{chart, Panel};
 use super::{LoadOptions, Loadgen};
-use crate::config::{self, StageConfig};
+use crate::config::{self, BuiltinStage, StageConfig};
 
 /// How long a stage may take to answer `/readyz` (it may seed its catalog first).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -109,19 +109,14 @@ pub fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("cannot find a free port: {e}"))
 }
 
-/// The built-in stage file of stage `number`, or an error that lists the stages.
-pub fn builtin_stage(number: u32) -> Result<(&'static str, &'static str), String> {
-    let prefix = format!("{number:02}-");
-    config::BUILTIN
-        .iter()
-        .find(|(name, _)| name.starts_with(&prefix))
-        .copied()
-        .ok_or_else(|| {
-            format!(
-                "stage {number} is not built into this storefront: it has stages 1 to {} (`storefront stages` lists them)",
-                config::BUILTIN.len()
-            )
-        })
+/// The built-in stage `number`, or an error that lists the stages.
+pub fn builtin_stage(number: u32) -> Result<&'static BuiltinStage, String> {
+    BuiltinStage::find(number).ok_or_else(|| {
+        format!(
+            "stage {number} is not built into this storefront: it has stages 1 to {} (`storefront stages` lists them)",
+            config::BUILTIN.len()
+        )
+    })
 }
 
 /// Parses `1-4`, `3`, `1,3` or `1-2,4` into stage numbers, in order.
@@ -151,8 +146,8 @@ const UNLIMITED: i64 = 1_000_000_000;
 /// data dir, PostgreSQL schema and Redis namespace, and waits until `/readyz`
 /// answers.
 pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
-    let (file, text) = builtin_stage(number)?;
-    let origin = format!("stages/{file}");
+    let builtin = builtin_stage(number)?;
+    let (origin, text) = (builtin.origin(), builtin.file);
     let config = StageConfig::parse(&origin, text).map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary dir: {e}"))?;
     let tag = format!(
@@ -583,41 +578,6 @@ pub async fn measure_stage(
     result
 }
 
-/// What each stage changes, and why it may not pay on one 2-core machine.
-fn stage_text(number: u32) -> Option<(&'static str, &'static str)> {
-    Some(match number {
-        1 => (
-            "The whole shop in one process: axum, the compiled templates and SQLite in the same address space. A query is a function call into the embedded database, with no network and no other process, so on one machine it is the cheapest way to reach the data. What it cannot do is grow: one process, one disk, one failure domain, and SQLite takes one writer at a time.",
-            "",
-        ),
-        2 => (
-            "The data moves to PostgreSQL over TCP. The database can now get its own machine, be tuned, backed up and grown on its own, and several app processes can share it (stage 4 needs that).",
-            "Here PostgreSQL runs on the same two cores as the app and the load generator, so nothing is gained in capacity, and every query now costs a round trip through the loopback socket, the wire protocol on both sides and a PostgreSQL backend process, where SQLite was a function call. Per request the shop spends more CPU, so requests per second fall and latency rises. The benefit shows when the database has a machine of its own.",
-        ),
-        3 => (
-            "scalekit-cache's L1 in the process over Redis as a shared L2, for product pages, listings and search results: a hot product page is answered from memory without a query, so database queries per request fall and the cache hit ratio shows how many lookups memory answered. Signed-in pages (cart, checkout, orders) and the session lookup still go to PostgreSQL.",
-            "What the caches save is database work; on one machine with PostgreSQL, Redis, the app and the load generator on the same two cores, the gain is limited to that saved work, and misses now cost an extra Redis round trip before the query. Listings and search results live 5 s in L1, so they still miss regularly.",
-        ),
-        4 => (
-            "A gateway (scalekit-replica, -breaker, -limit) in front of three stateless app processes: any instance can fail or be replaced while the others serve, and capacity can be added by adding machines. (The gateway's limit per client address is lifted for this run: the load generator plays every customer from one address, and the stage's 200 requests a second per address would refuse nearly all of them with 429.)",
-            "On one 2-core machine the three instances and the gateway share the same two cores: there is no more CPU to spread the work over, and every request now crosses one more process (the gateway parses and forwards it, which costs about as much as serving a cached page). Throughput cannot rise and latency grows by the extra hop; what this stage buys is redundancy, and throughput once the instances get machines of their own.",
-        ),
-        5 => (
-            "Reads go to a streaming replica of the PostgreSQL primary, chosen by scalekit-replica (peak-EWMA, lag limit, read-your-writes): a customer's own pages (session, cart, orders) wait for a replica that has replayed their last write (the WAL position travels in a cookie) or go to the primary, and catalog reads leave a replica that lags more than the limit. The primary now does the writes and what replicas cannot answer, so its query rate falls: that is the headroom this stage buys.",
-            "The replica is a second PostgreSQL on the same two cores, replaying every write the primary makes, and every write now also reads the primary's WAL position: there is no new CPU to serve reads with, so the shop as a whole does the same work or more. What moved is where reads run, which pays once the replica has a machine of its own.",
-        ),
-        6 => (
-            "Users, catalog and orders each get a database of their own (scalekit-shard's domain split decides which table lives where). What used to be a join across them is composed in the app: the cart and the order page read their lines from one database and the product names from the catalog, still in one HTTP request. Checkout decrements stock in the catalog, then writes the order in the orders database, and gives the stock back if that fails. Each database can now get its own machine, its own tuning and its own failure domain.",
-            "The three databases live in the same PostgreSQL cluster on the same two cores, so nothing gains capacity, and the composed pages make one query per database where one join did. The split pays when a domain's load outgrows a shared server.",
-        ),
-        7 => (
-            "Orders and their lines are sharded by a hash of the user id into 16 logical shards over 2 databases (scalekit-shard): a customer's orders live together, writes spread over the databases, and admin reports gather from every shard with merges that return what one database would. Logical shards move between databases online (2 to 4) with the migration state machine.",
-            "Both shard databases run in the same cluster on the same two cores: spreading writes over them spreads no work over more hardware, and pages that read across shards (admin reports) make one query per shard. Sharding pays when one primary can no longer take the writes.",
-        ),
-        _ => return None,
-    })
-}
-
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "n/a".to_owned(), f)
 }
@@ -709,9 +669,11 @@ pub fn page(
     let mut previous: Option<&StageResult> = None;
     for r in results {
         let _ = writeln!(out, "## {}. {}\n", r.number, r.title);
-        let (changed, why) = stage_text(r.number).unwrap_or(("", ""));
+        // What the stage adds and why it may not pay here: its about.md.
+        let (mut para, why) = BuiltinStage::find(r.number)
+            .map(BuiltinStage::about)
+            .unwrap_or_default();
         let t = &r.report.total;
-        let mut para = changed.to_owned();
         let _ = write!(
             para,
             "{}Measured: {:.0} requests/s, p50 {} ms, p99 {} ms, {} errors",

@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn the_stage_7_file_parses() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/07-sharding.toml");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/07-sharding/stage.toml");
         let stage = StageConfig::load(&path).unwrap();
         assert_eq!(stage.stage.number, 7);
         let sharding = stage.sharding.unwrap();
