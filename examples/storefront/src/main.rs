@@ -225,7 +225,9 @@ async fn serve(
     ));
     let figures = Arc::clone(&server);
     ops.set_connections(Arc::new(move || figures.stats()));
-    server.serve(listener, app, app::shutdown_signal()).await?;
+    server
+        .serve(listener, app, storefront::server::shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

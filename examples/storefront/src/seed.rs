@@ -47,7 +47,7 @@ impl From<StoreError> for SeedError {
 }
 
 /// The password of every seeded account (`user1@example.com`, ...).
-pub const DEMO_PASSWORD: &str = "storefront";
+pub use storefront_contract::demo::PASSWORD as DEMO_PASSWORD;
 
 /// What to create.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -33,7 +33,7 @@ use crate::store::sharded::analytics::{OrderAnalytics, TopBy};
 use crate::store::User;
 
 /// The admin token's cookie.
-pub const ADMIN_COOKIE: &str = "sk_admin";
+pub use storefront_contract::cookies::ADMIN as ADMIN_COOKIE;
 /// Orders per page of `/admin/orders`.
 pub const ORDERS_PER_PAGE: u64 = 50;
 /// Products on `/admin/top-products`.

@@ -28,7 +28,7 @@ use super::AppState;
 use crate::store::User;
 
 /// The session cookie's name.
-pub const SESSION_COOKIE: &str = "sf_session";
+pub use storefront_contract::cookies::SESSION as SESSION_COOKIE;
 
 /// Hashes and checks passwords with argon2id.
 ///

@@ -49,7 +49,7 @@ use super::error::{ApiError, AppError, PageError};
 use super::{AppConfig, AppState};
 
 /// The pre-session cookie: the token's seed before sign-in.
-pub const CSRF_COOKIE: &str = "sf_csrf";
+pub use storefront_contract::cookies::CSRF as CSRF_COOKIE;
 /// The form field that carries the token.
 pub const CSRF_FIELD: &str = "csrf";
 /// The largest form body read for its token (the shop's forms are far smaller).

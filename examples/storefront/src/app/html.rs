@@ -28,18 +28,7 @@ fn render(status: StatusCode, page: &impl Template) -> PageResult {
     Ok((status, Html(html)).into_response())
 }
 
-/// Percent-encodes a query-string value.
-pub fn url_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use storefront_contract::form::url_encode;
 
 /// Query of the listing pages.
 #[derive(Debug, Default, Deserialize)]

@@ -19,7 +19,6 @@
 //! [`csrf`].
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -124,10 +123,7 @@ impl AppState {
 
 /// The current time in Unix seconds.
 pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    storefront_contract::time::now()
 }
 
 /// The whole application: pages, API, probes and static files, each request
@@ -212,51 +208,6 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     }
 }
 
-/// A listener that turns Nagle's algorithm off on every connection it accepts
-/// (see [`no_delay`]).
-pub type NoDelayListener =
-    axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
-
-/// `listener` with Nagle's algorithm off on every accepted connection. A response
-/// that leaves in two writes (headers, then a body streamed through the gateway)
-/// must not wait for the client's delayed ACK: with Nagle on, that costs 40 ms on
-/// Linux, which showed as a 44 ms p99 on listing pages behind the gateway.
-pub fn no_delay(listener: tokio::net::TcpListener) -> NoDelayListener {
-    use axum::serve::ListenerExt;
-    fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
-}
-
-/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM): pass it to
-/// `axum::serve(..).with_graceful_shutdown(..)` so requests in flight finish.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down: finishing requests in flight");
-}
-
 /// Money for people: `1234` cents is `$12.34`.
 pub fn money(cents: impl std::borrow::Borrow<i64>) -> String {
     let cents = *cents.borrow();
@@ -265,26 +216,9 @@ pub fn money(cents: impl std::borrow::Borrow<i64>) -> String {
     format!("{sign}${}.{:02}", c / 100, c % 100)
 }
 
-/// A Unix time for people: `2026-11-24 01:55 UTC`.
+/// A Unix time for people: `2026-11-24 01:55 UTC` (the contract's format).
 pub fn date(unix: impl std::borrow::Borrow<i64>) -> String {
-    let unix = *unix.borrow();
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60
-    )
+    storefront_contract::time::date(*unix.borrow())
 }
 
 #[cfg(test)]

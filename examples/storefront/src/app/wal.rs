@@ -23,7 +23,7 @@ use scalekit_replica::{pg, Position};
 use crate::store::context::{self, RequestContext};
 
 /// The cookie's name.
-pub const WAL_COOKIE: &str = "sk_wal";
+pub use storefront_contract::cookies::WAL as WAL_COOKIE;
 
 /// How long the cookie lives, in seconds: far longer than any replica may lag
 /// and still take reads, so a read after it expired finds the write anyway.

@@ -311,7 +311,7 @@ pub async fn run_stage(
         };
         let outcome = tokio::select! {
             r = ready => r.map(|()| true),
-            () = crate::app::shutdown_signal() => Ok(false),
+            () = crate::server::shutdown_signal() => Ok(false),
         };
         match outcome {
             Ok(true) => supervisor = Some(sup),
@@ -344,7 +344,7 @@ pub async fn run_stage(
         addrs.len()
     );
     let served = gateway
-        .serve_with(&server, listener, crate::app::shutdown_signal())
+        .serve_with(&server, listener, crate::server::shutdown_signal())
         .await;
     health.abort();
     poller.abort();

@@ -33,8 +33,8 @@ pub async fn serve_bare(addr: SocketAddr) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    axum::serve(crate::app::no_delay(listener), bare_router())
-        .with_graceful_shutdown(crate::app::shutdown_signal())
+    axum::serve(crate::server::no_delay(listener), bare_router())
+        .with_graceful_shutdown(crate::server::shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }

@@ -119,6 +119,17 @@ pub fn builtin_stage(number: u32) -> Result<&'static BuiltinStage, String> {
     })
 }
 
+/// A fresh token for the ops routes of a stage this run starts: 32 bytes from
+/// the operating system, in hex.
+fn ops_token() -> Result<String, String> {
+    use rand::{rngs::OsRng, TryRngCore};
+    let mut bytes = [0u8; 32];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| format!("cannot draw the ops token from the operating system: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Parses `1-4`, `3`, `1,3` or `1-2,4` into stage numbers, in order.
 pub fn parse_stages(text: &str) -> Result<Vec<u32>, String> {
     let bad = || format!("--stages {text:?}: give stage numbers like 1-4, 3 or 1,3");
@@ -241,7 +252,8 @@ pub async fn launch_stage(number: u32) -> Result<StageServer, String> {
         .ops
         .as_ref()
         .and_then(|o| o.token_env.clone())
-        .map(|env| (env, crate::app::auth::new_token()));
+        .map(|env| ops_token().map(|token| (env, token)))
+        .transpose()?;
     let mut command = Command::new(exe);
     if let Some((env, token)) = &ops_token {
         command.env(env, token);
@@ -788,7 +800,7 @@ pub fn machine() -> String {
 
 /// Today, for reports.
 pub fn today() -> String {
-    crate::app::date(crate::app::now())
+    storefront_contract::time::date(storefront_contract::time::now())
 }
 
 /// Writes the page and its chart; the chart goes next to the page, `svg` names it.

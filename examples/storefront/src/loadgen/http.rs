@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::app::auth::SESSION_COOKIE;
+use storefront_contract::cookies;
 
 /// One answer, its body read to the end (so the connection can be reused).
 #[derive(Clone, Debug)]
@@ -158,7 +158,7 @@ impl HttpClient {
                 .find_map(|v| {
                     let pair = v.split(';').next()?.trim();
                     let (name, value) = pair.split_once('=')?;
-                    (name == SESSION_COOKIE && !value.is_empty()).then(|| pair.to_owned())
+                    (name == cookies::SESSION && !value.is_empty()).then(|| pair.to_owned())
                 });
             let wal = response
                 .headers()
@@ -168,7 +168,7 @@ impl HttpClient {
                 .find_map(|v| {
                     let pair = v.split(';').next()?.trim();
                     let (name, _) = pair.split_once('=')?;
-                    (name == crate::app::wal::WAL_COOKIE).then(|| pair.to_owned())
+                    (name == cookies::WAL).then(|| pair.to_owned())
                 });
             let cookies = response
                 .headers()

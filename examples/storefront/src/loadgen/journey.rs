@@ -14,8 +14,8 @@ use rand::Rng;
 use super::http::{form_token, Answer, HttpClient};
 use super::stats::{Outcome, Recorder, Step};
 use super::zipf::ZipfIds;
-use crate::app::html::url_encode;
-use crate::seed::DEMO_PASSWORD;
+use storefront_contract::demo::PASSWORD as DEMO_PASSWORD;
+use storefront_contract::form::url_encode;
 
 /// What people search for: words and pairs that occur in the seeded catalog's names.
 pub const SEARCH_TERMS: &[&str] = &[

@@ -23,7 +23,7 @@
 //! let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let server = Server::new(Limits::default().fit_to_file_limit(1));
-//! let drained = server.serve(listener, app, storefront::app::shutdown_signal()).await?;
+//! let drained = server.serve(listener, app, storefront::server::shutdown_signal()).await?;
 //! println!("dropped {} connections at the drain deadline", drained.dropped);
 //! # Ok(()) }
 //! ```
@@ -48,6 +48,7 @@ use tokio::sync::{watch, Semaphore};
 mod conn;
 mod limits;
 mod registry;
+mod signal;
 
 pub use conn::BodyTimeout;
 pub use limits::{
@@ -55,6 +56,7 @@ pub use limits::{
     default_idle_timeout_ms, default_max_connections, parse_duration, raise_file_limit, Limits,
     RESERVED_FILES,
 };
+pub use signal::{no_delay, shutdown_signal, NoDelayListener};
 
 use conn::{ConnState, Expired, Tracked, Watched};
 use limits::Every;
