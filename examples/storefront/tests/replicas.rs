@@ -21,7 +21,7 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 use storefront::app::{router, AppConfig, AppState, Passwords};
 use storefront::config::ReplicasConfig;
-use storefront::ops::replicas::ReadSplit;
+use storefront::ops::replicas::{read_split_now, ReadSplit};
 use storefront::store::{Db, NewProduct, PgStore, Store};
 use tower::ServiceExt;
 
@@ -233,9 +233,9 @@ where
 
 /// Reads handed out by this process's databases while `f` runs.
 async fn reads_during<F: std::future::Future>(f: F) -> (F::Output, ReadSplit) {
-    let before = ReadSplit::now();
+    let before = read_split_now();
     let out = f.await;
-    (out, ReadSplit::now().since(&before))
+    (out, read_split_now().since(&before))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

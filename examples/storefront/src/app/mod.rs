@@ -102,7 +102,7 @@ impl AppState {
                 number: config.stage.0,
                 title: config.stage.1.clone(),
             },
-            ops::Topology::for_backend(store.backend()),
+            ops::topology::for_backend(store.backend()),
         ));
         Self {
             store,

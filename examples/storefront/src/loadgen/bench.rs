@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 
-use super::evolve::{free_port, launch_stage, machine, today, OpsDelta, OpsTotals};
+use super::evolve::{fetch_snapshot, free_port, launch_stage, machine, today, OpsDelta};
 use super::http::HttpClient;
 use super::stats::{ms, Row};
 use super::{LoadOptions, Loadgen, Mode, Workload};
@@ -158,7 +158,7 @@ pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String,
     bare_load.run(options.warmup, Some("bare warm")).await;
     shop_load.run(options.warmup, Some("page warm")).await;
     let ops_http = shop.ops_client(Duration::from_secs(10))?;
-    let before = OpsTotals::fetch(&ops_http).await;
+    let before = fetch_snapshot(&ops_http).await;
     let (mut bare_side, mut shop_side) = (Side::default(), Side::default());
     for round in 0..options.rounds {
         // Alternate which goes first, so neither always runs on a warmer machine.
@@ -188,8 +188,11 @@ pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String,
             side.rounds.push(report.total);
         }
     }
-    let after = OpsTotals::fetch(&ops_http).await;
-    let ops = OpsDelta::between(before, after);
+    let after = fetch_snapshot(&ops_http).await;
+    let ops = OpsDelta::between(
+        before.as_ref().map(|s| &s.totals),
+        after.as_ref().map(|s| &s.totals),
+    );
     shop.stop().await;
     drop(bare);
 

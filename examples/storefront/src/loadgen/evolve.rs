@@ -17,6 +17,7 @@ use super::stats::{ms, Report};
 use super::svg::{chart, Panel};
 use super::{LoadOptions, Loadgen};
 use crate::config::{self, BuiltinStage, StageConfig};
+use storefront_contract::ops::{Snapshot, TierTotals, Totals};
 
 /// How long a stage may take to answer `/readyz` (it may seed its catalog first).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -379,55 +380,14 @@ pub async fn wait_ready(child: &mut Child, url: &str, timeout: Duration) -> Resu
     }
 }
 
-/// Counters from the target's `GET /ops/data.json` (`totals`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OpsTotals {
-    /// Requests served.
-    pub requests: u64,
-    /// Database queries made.
-    pub db_queries: u64,
-    /// L1 (hits, misses), when the stage has one.
-    pub l1: Option<(u64, u64)>,
-    /// L2 (hits, misses), when the stage has one.
-    pub l2: Option<(u64, u64)>,
-    /// PostgreSQL (reads on replicas, reads on the primary, writes on the
-    /// primary), when the stage counts them (stage 2 on).
-    pub reads: Option<(u64, u64, u64)>,
-}
-
-impl OpsTotals {
-    /// Reads `{"totals": {"requests", "db_queries", "cache": {"l1": {"hits",
-    /// "misses"}, "l2": {...}}}}`; `None` when the shape is not there.
-    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
-        let totals = v.get("totals")?;
-        let tier = |name: &str| {
-            let t = totals.get("cache")?.get(name)?;
-            Some((t.get("hits")?.as_u64()?, t.get("misses")?.as_u64()?))
-        };
-        let reads = totals.get("reads").and_then(|r| {
-            Some((
-                r.get("replica_reads")?.as_u64()?,
-                r.get("primary_reads")?.as_u64()?,
-                r.get("primary_writes")?.as_u64()?,
-            ))
-        });
-        Some(Self {
-            requests: totals.get("requests")?.as_u64()?,
-            db_queries: totals.get("db_queries")?.as_u64()?,
-            l1: tier("l1"),
-            l2: tier("l2"),
-            reads: reads.filter(|&(r, p, w)| r + p + w > 0),
-        })
+/// The target's figures, `GET /ops/data.json`, or `None` when it has no ops
+/// page (or answers something that is not a [`Snapshot`]).
+pub async fn fetch_snapshot(http: &HttpClient) -> Option<Snapshot> {
+    let answer = http.get("/ops/data.json", None).await.ok()?;
+    if answer.status != 200 {
+        return None;
     }
-
-    /// Fetches them, or `None` when the target has no ops page.
-    pub async fn fetch(http: &HttpClient) -> Option<Self> {
-        let answer = http.get("/ops/data.json", None).await.ok()?;
-        if answer.status != 200 {
-            return None;
-        }
-        Self::from_json(&serde_json::from_slice(&answer.body).ok()?)
-    }
+    serde_json::from_slice(&answer.body).ok()
 }
 
 /// What changed between two snapshots.
@@ -446,18 +406,22 @@ pub struct OpsDelta {
 }
 
 impl OpsDelta {
-    /// The change from `before` to `after`.
-    pub fn between(before: Option<OpsTotals>, after: Option<OpsTotals>) -> Self {
+    /// The change from `before` to `after` (each `None` when the target has no
+    /// ops page).
+    pub fn between(before: Option<&Totals>, after: Option<&Totals>) -> Self {
         let (Some(b), Some(a)) = (before, after) else {
             return Self::default();
         };
         let requests = a.requests.saturating_sub(b.requests);
         let db = a.db_queries.saturating_sub(b.db_queries);
-        let d = |x: Option<(u64, u64)>, y: Option<(u64, u64)>| match (x, y) {
-            (Some(x), Some(y)) => Some((y.0.saturating_sub(x.0), y.1.saturating_sub(x.1))),
+        let d = |x: Option<TierTotals>, y: Option<TierTotals>| match (x, y) {
+            (Some(x), Some(y)) => Some((
+                y.hits.saturating_sub(x.hits),
+                y.misses.saturating_sub(x.misses),
+            )),
             _ => None,
         };
-        let (l1, l2) = (d(b.l1, a.l1), d(b.l2, a.l2));
+        let (l1, l2) = (d(b.cache.l1, a.cache.l1), d(b.cache.l2, a.cache.l2));
         let ratio = |hits: u64, lookups: u64| (lookups > 0).then(|| hits as f64 / lookups as f64);
         let l1_ratio = l1.and_then(|(h, m)| ratio(h, h + m));
         let hit_ratio = match (l1, l2) {
@@ -465,15 +429,14 @@ impl OpsDelta {
             (Some((h, m)), None) | (None, Some((h, m))) => ratio(h, h + m),
             (None, None) => None,
         };
-        let split = match (b.reads, a.reads) {
-            (Some(x), Some(y)) => Some((
-                y.0.saturating_sub(x.0),
-                y.1.saturating_sub(x.1),
-                y.2.saturating_sub(x.2),
-            )),
+        // A stage without PostgreSQL counts no reads: no split.
+        let counted = |t: &Totals| (!t.reads.is_zero()).then_some(t.reads);
+        let split = match (counted(b), counted(a)) {
+            (Some(x), Some(y)) => Some(y.since(&x)),
             (None, Some(y)) => Some(y),
             _ => None,
-        };
+        }
+        .map(|s| (s.replica_reads, s.primary_reads, s.primary_writes));
         Self {
             db_per_request: (requests > 0).then(|| db as f64 / requests as f64),
             hit_ratio,
@@ -501,23 +464,14 @@ pub struct StageResult {
     pub shard_rows: Vec<(String, u64)>,
 }
 
-/// Orders per shard database from `GET /ops/data.json` (`shards.rows`: a list of
-/// `{"database", "orders"}`), empty when the stage is not sharded.
-pub fn shard_rows(v: &serde_json::Value) -> Vec<(String, u64)> {
-    v.get("shards")
-        .and_then(|s| s.get("rows"))
-        .and_then(serde_json::Value::as_array)
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|r| {
-                    Some((
-                        r.get("database")?.as_str()?.to_owned(),
-                        r.get("orders")?.as_u64()?,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// Orders per shard database (stage 7), empty when the stage is not sharded.
+pub fn shard_rows(snapshot: &Snapshot) -> Vec<(String, u64)> {
+    snapshot
+        .shards
+        .iter()
+        .flat_map(|s| &s.rows)
+        .filter_map(|r| Some((r.database.clone(), u64::try_from(r.orders).ok()?)))
+        .collect()
 }
 
 /// How the run was made, for the page.
@@ -551,18 +505,16 @@ pub async fn measure_stage(
             load.run(warmup, Some(&format!("{number} warm-up"))).await;
         }
         let ops_http = server.ops_client(Duration::from_secs(5))?;
-        let before = OpsTotals::fetch(&ops_http).await;
+        let before = fetch_snapshot(&ops_http).await;
         let started = Instant::now();
         let report = load.run(duration, Some(&format!("stage {number}"))).await;
         let seconds = started.elapsed().as_secs_f64();
-        let after = OpsTotals::fetch(&ops_http).await;
-        let ops = OpsDelta::between(before, after);
-        let shard_rows = match ops_http.get("/ops/data.json", None).await {
-            Ok(a) if a.status == 200 => serde_json::from_slice(&a.body)
-                .map(|v| shard_rows(&v))
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
+        let after = fetch_snapshot(&ops_http).await;
+        let ops = OpsDelta::between(
+            before.as_ref().map(|s| &s.totals),
+            after.as_ref().map(|s| &s.totals),
+        );
+        let shard_rows = after.as_ref().map(shard_rows).unwrap_or_default();
         Ok::<_, String>((
             StageResult {
                 number,
@@ -829,6 +781,8 @@ pub fn write_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use storefront_contract::ops::replicas::ReadSplit;
+    use storefront_contract::ops::CacheTotals;
 
     #[test]
     fn every_database_url_gets_the_run_schema_and_replicas_are_left_alone() {
@@ -899,26 +853,41 @@ mod tests {
 
     #[test]
     fn ops_counters_give_queries_per_request_and_hit_ratio() {
-        let before = OpsTotals::from_json(&serde_json::json!({
-            "totals": {"requests": 100, "db_queries": 300, "other": 1,
-                       "cache": {"l1": {"hits": 10, "misses": 10}, "l2": {"hits": 5, "misses": 5}}}
-        }));
-        let after = OpsTotals::from_json(&serde_json::json!({
-            "totals": {"requests": 1100, "db_queries": 800,
-                       "cache": {"l1": {"hits": 810, "misses": 210}, "l2": {"hits": 105, "misses": 105}}}
-        }));
-        let d = OpsDelta::between(before, after);
+        let tier = |hits, misses| Some(TierTotals { hits, misses });
+        let totals = |requests, db_queries, l1, l2| Totals {
+            requests,
+            db_queries,
+            cache: CacheTotals {
+                l1,
+                l2,
+                l2_faults: None,
+            },
+            ..Totals::default()
+        };
+        let before = totals(100, 300, tier(10, 10), tier(5, 5));
+        let after = totals(1100, 800, tier(810, 210), tier(105, 105));
+        let d = OpsDelta::between(Some(&before), Some(&after));
         assert_eq!(d.db_per_request, Some(0.5));
         assert_eq!(d.l1_ratio, Some(0.8));
         // 800 L1 hits + 100 L2 hits of 1000 lookups.
         assert_eq!(d.hit_ratio, Some(0.9));
+        assert_eq!((d.primary_ops, d.replica_share), (None, None));
         // No caches: no ratio; no ops page: nothing.
-        let plain = |r, q| {
-            OpsTotals::from_json(&serde_json::json!({"totals": {"requests": r, "db_queries": q}}))
-        };
-        let d = OpsDelta::between(plain(0, 0), plain(10, 30));
+        let plain = |r, q| totals(r, q, None, None);
+        let d = OpsDelta::between(Some(&plain(0, 0)), Some(&plain(10, 30)));
         assert_eq!((d.db_per_request, d.hit_ratio), (Some(3.0), None));
-        assert_eq!(OpsDelta::between(None, plain(1, 1)), OpsDelta::default());
-        assert!(OpsTotals::from_json(&serde_json::json!({"requests": 1})).is_none());
+        assert_eq!(
+            OpsDelta::between(None, Some(&plain(1, 1))),
+            OpsDelta::default()
+        );
+        // Reads counted: the primary's statements and the replicas' share.
+        let mut with_reads = plain(10, 30);
+        with_reads.reads = ReadSplit {
+            replica_reads: 30,
+            primary_reads: 10,
+            primary_writes: 5,
+        };
+        let d = OpsDelta::between(Some(&plain(0, 0)), Some(&with_reads));
+        assert_eq!((d.primary_ops, d.replica_share), (Some(15), Some(0.75)));
     }
 }

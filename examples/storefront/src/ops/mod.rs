@@ -67,14 +67,13 @@ mod metrics;
 mod page;
 pub mod replicas;
 pub mod shards;
-mod snapshot;
 pub mod topology;
 
 pub use access::{OpsAccess, OpsConfig};
 pub use layer::{OpsFuture, OpsLayer, OpsService};
 pub use metered::MeteredStore;
 pub use page::router;
-pub use snapshot::{
+pub use storefront_contract::ops::{
     CacheTotals, Point, Snapshot, StageRef, TierFaults, TierTotals, Totals, Window,
 };
 pub use topology::Topology;
@@ -271,7 +270,7 @@ impl Ops {
                 number: config.stage.number,
                 title: config.stage.title.clone(),
             },
-            Topology::of(config),
+            topology::of(config),
         );
         ops.set_access(OpsAccess::from_config(config.ops.as_ref()));
         ops
@@ -336,7 +335,7 @@ impl Ops {
     /// process's plus the backends' ([`Ops::set_backend_replicas`]); and the
     /// databases with replicas (this process's, else the backends').
     pub fn read_split_and_replicas(&self) -> (replicas::ReadSplit, Vec<replicas::DatabaseView>) {
-        let own = replicas::ReadSplit::now();
+        let own = replicas::read_split_now();
         let databases = replicas::databases();
         let backend = self.backend_replicas.read().clone();
         match backend {

@@ -317,7 +317,7 @@ async fn page(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
         title: "Ops".into(),
         user: None,
         uptime: uptime(snapshot.uptime_secs),
-        topology: snapshot.topology.svg(),
+        topology: super::topology::svg(&snapshot.topology),
         figures,
         cache_rows,
         faults: cache.l2_faults,

@@ -1,6 +1,6 @@
 //! What the storefront's server and its clients share on the wire, so that a
 //! client (the load generator, `evolve`, the gateway) depends on this crate and
-//! never on the server's web or storage code. No I/O and no dependencies.
+//! never on the server's web or storage code. No I/O; serde for the figures.
 //!
 //! | module | what |
 //! | --- | --- |
@@ -8,6 +8,9 @@
 //! | [`form`] | percent-encoding of query and form values |
 //! | [`demo`] | what the seeded demo accounts sign in with |
 //! | [`time`] | the date format of pages and reports |
+//! | [`ops`] | the figures of `/ops/data.json`: [`ops::Snapshot`] and its parts |
+
+pub mod ops;
 
 pub mod cookies {
     //! The cookies' names, as the server sets them and clients send them back.

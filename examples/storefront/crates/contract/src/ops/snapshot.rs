@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::replicas::{DatabaseView, ReadSplit, SplitWindow};
+use super::replicas::{merge_databases, DatabaseView, ReadSplit, SplitWindow};
+use super::shards::ShardsView;
 use super::topology::Topology;
 
 /// Everything the ops page shows, as served at `/ops/data.json`.
@@ -27,7 +28,7 @@ pub struct Snapshot {
     pub replicas: Vec<DatabaseView>,
     /// Stage 7: rows per shard database (`shards.rows`) and the resharding state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shards: Option<super::shards::ShardsView>,
+    pub shards: Option<ShardsView>,
     /// Why this process serves in a degraded way, if it does (what `/readyz` says
     /// after `degraded: `): its Redis cache tier down, for instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,7 +185,7 @@ impl Snapshot {
     /// histories aligned on their newest point (the points of one second) and merged
     /// the same way. Stage, topology and gateway stay this snapshot's (the other's
     /// gateway is taken if this one has none); uptime is the longer one; reads per
-    /// database server add up ([`merge_databases`](super::replicas::merge_databases)).
+    /// database server add up ([`merge_databases`]).
     pub fn merge(&mut self, other: &Snapshot) {
         self.uptime_secs = self.uptime_secs.max(other.uptime_secs);
         // Saturating: the other's figures may come from another process's JSON.
@@ -232,7 +233,7 @@ impl Snapshot {
         if self.gateway.is_none() {
             self.gateway = other.gateway.clone();
         }
-        super::replicas::merge_databases(&mut self.replicas, &other.replicas);
+        merge_databases(&mut self.replicas, &other.replicas);
         // Every process reads the same shard databases: one reading, not a sum.
         if self.shards.is_none() {
             self.shards = other.shards.clone();
