@@ -669,131 +669,158 @@ impl StageConfig {
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |field, message: String| ConfigError::Invalid {
-            path: origin.to_owned(),
-            field,
-            message,
-        };
-        if self.stage.number == 0 {
-            return Err(invalid("stage.number", "stages are numbered from 1".into()));
+        self.check()
+            .map_err(|(field, message)| ConfigError::Invalid {
+                path: origin.to_owned(),
+                field,
+                message,
+            })
+    }
+
+    /// Each section's own check, then what ties sections together; the first
+    /// problem found, as (field, what to write instead).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        self.stage.check()?;
+        self.server.check()?;
+        if let Some(cache) = &self.cache {
+            cache.check()?;
         }
-        if self.stage.name.is_empty()
+        if let Some(gateway) = &self.gateway {
+            gateway.check(self.server.addr)?;
+        }
+        if let Some(ops) = &self.ops {
+            ops.check()?;
+        }
+        if let Some(domains) = &self.domains {
+            domains.check()?;
+        }
+        self.check_databases()?;
+        if let Some(replicas) = &self.replicas {
+            replicas.check()?;
+        }
+        self.database.check()
+    }
+
+    /// Where orders live (one database of `[domains]`, or `[sharding]`'s), and
+    /// that replicas follow a PostgreSQL primary.
+    fn check_databases(&self) -> Result<(), (&'static str, String)> {
+        match (&self.domains, &self.sharding) {
+            (Some(domains), sharding) => match (&domains.orders, sharding) {
+                (None, None) => return Err((
+                    "domains.orders",
+                    "name the orders database, like \"postgres://postgres@127.0.0.1:5434/storefront_orders\" (or shard orders with a [sharding] section)".into(),
+                )),
+                (Some(_), Some(_)) => return Err((
+                    "domains.orders",
+                    "orders live in [sharding]'s databases in this stage: remove domains.orders".into(),
+                )),
+                _ => {}
+            },
+            (None, Some(_)) => {
+                return Err((
+                    "sharding",
+                    "sharded orders need the users and catalog databases of a [domains] section".into(),
+                ))
+            }
+            (None, None) => {}
+        }
+        if self.replicas.is_some() && !matches!(self.database, DatabaseConfig::Postgres { .. }) {
+            return Err((
+                "replicas",
+                "replicas need backend = \"postgres\" in [database]".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StageInfo {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.number == 0 {
+            return Err(("stage.number", "stages are numbered from 1".into()));
+        }
+        if self.name.is_empty()
             || !self
-                .stage
                 .name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return Err(invalid(
+            return Err((
                 "stage.name",
                 format!(
                     "{:?}: use lower-case letters, digits and dashes, like \"single-machine\"",
-                    self.stage.name
+                    self.name
                 ),
             ));
         }
-        if !(1..=100).contains(&self.server.page_size) {
-            return Err(invalid(
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=100).contains(&self.page_size) {
+            return Err((
                 "server.page_size",
                 format!(
                     "{}: use a number of products per page from 1 to 100",
-                    self.server.page_size
+                    self.page_size
                 ),
             ));
         }
-        self.server
-            .check_connections()
-            .map_err(|(field, message)| invalid(field, message))?;
-        if let Some(cache) = &self.cache {
-            if !(cache.redis_url.starts_with("redis://")
-                || cache.redis_url.starts_with("rediss://"))
-            {
-                return Err(invalid(
-                    "cache.redis_url",
-                    format!(
-                        "{:?}: use a URL like \"redis://127.0.0.1:6379\"",
-                        cache.redis_url
-                    ),
-                ));
-            }
-            if cache.l1_capacity == 0 {
-                return Err(invalid(
-                    "cache.l1_capacity",
-                    "0: give L1 room for at least one entry".into(),
-                ));
-            }
-            if cache.product_ttl_secs == 0 || cache.listing_ttl_secs == 0 {
-                return Err(invalid(
-                    "cache.*_ttl_secs",
-                    "0: entries need at least one second to live".into(),
-                ));
-            }
-            if cache.namespace.is_empty() {
-                return Err(invalid(
-                    "cache.namespace",
-                    "give a key prefix, like \"storefront\"".into(),
-                ));
-            }
-        }
-        if let Some(gateway) = &self.gateway {
-            gateway
-                .check(self.server.addr)
-                .map_err(|(field, message)| invalid(field, message))?;
-        }
-        if let Some(ops) = &self.ops {
-            ops.check()
-                .map_err(|(field, message)| invalid(field, message))?;
-        }
-        if let Some(domains) = &self.domains {
-            domains
-                .check()
-                .map_err(|(field, message)| invalid(field, message))?;
-            match (&domains.orders, &self.sharding) {
-                (None, None) => {
-                    return Err(invalid(
-                        "domains.orders",
-                        "name the orders database, like \"postgres://postgres@127.0.0.1:5434/storefront_orders\" (or shard orders with a [sharding] section)".into(),
-                    ))
-                }
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        "domains.orders",
-                        "orders live in [sharding]'s databases in this stage: remove domains.orders".into(),
-                    ))
-                }
-                _ => {}
-            }
-        } else if self.sharding.is_some() {
-            return Err(invalid(
-                "sharding",
-                "sharded orders need the users and catalog databases of a [domains] section".into(),
+        self.check_connections()
+    }
+}
+
+impl CacheConfig {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
+            return Err((
+                "cache.redis_url",
+                format!(
+                    "{:?}: use a URL like \"redis://127.0.0.1:6379\"",
+                    self.redis_url
+                ),
             ));
         }
-        if let Some(replicas) = &self.replicas {
-            if !matches!(self.database, DatabaseConfig::Postgres { .. }) {
-                return Err(invalid(
-                    "replicas",
-                    "replicas need backend = \"postgres\" in [database]".into(),
-                ));
-            }
-            replicas
-                .check()
-                .map_err(|(field, message)| invalid(field, message))?;
+        if self.l1_capacity == 0 {
+            return Err((
+                "cache.l1_capacity",
+                "0: give L1 room for at least one entry".into(),
+            ));
         }
-        match &self.database {
-            DatabaseConfig::Sqlite { file, .. } if file.as_os_str().is_empty() => Err(invalid(
+        if self.product_ttl_secs == 0 || self.listing_ttl_secs == 0 {
+            return Err((
+                "cache.*_ttl_secs",
+                "0: entries need at least one second to live".into(),
+            ));
+        }
+        if self.namespace.is_empty() {
+            return Err((
+                "cache.namespace",
+                "give a key prefix, like \"storefront\"".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseConfig {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        match self {
+            DatabaseConfig::Sqlite { file, .. } if file.as_os_str().is_empty() => Err((
                 "database.file",
                 "give the database file name, like \"storefront.db\" (or \":memory:\")".into(),
             )),
             DatabaseConfig::Postgres { url, url_env, .. } => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    return Err(invalid(
+                    return Err((
                         "database.url",
                         format!("{url:?}: use a URL like \"postgres://user@127.0.0.1:5432/db\""),
                     ));
                 }
                 if url_env.as_deref().is_some_and(str::is_empty) {
-                    return Err(invalid(
+                    return Err((
                         "database.url_env",
                         "name an environment variable, or leave it out".into(),
                     ));
