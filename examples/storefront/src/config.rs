@@ -330,6 +330,14 @@ impl GatewayConfig {
 
     /// Checks the values; `Err((field, message))`.
     fn check(&self, server: SocketAddr) -> Result<(), (&'static str, String)> {
+        self.check_instances(server)?;
+        self.check_limits()?;
+        self.breaker.check()?;
+        self.ejection.check()
+    }
+
+    /// How many instances, and where they listen.
+    fn check_instances(&self, server: SocketAddr) -> Result<(), (&'static str, String)> {
         if !(1..=64).contains(&self.instances) {
             return Err((
                 "gateway.instances",
@@ -370,6 +378,11 @@ impl GatewayConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The rate per client, the timeouts and the body limit.
+    fn check_limits(&self) -> Result<(), (&'static str, String)> {
         if self.rate_per_sec == 0 || self.burst == 0 {
             return Err((
                 "gateway.rate_per_sec / gateway.burst",
@@ -407,56 +420,66 @@ impl GatewayConfig {
                 "0: allow at least one byte (1048576 is 1 MiB)".into(),
             ));
         }
-        let b = &self.breaker;
-        if !(1..=100_000).contains(&b.window) {
+        Ok(())
+    }
+}
+
+impl BreakerConfig {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=100_000).contains(&self.window) {
             return Err((
                 "gateway.breaker.window",
-                format!("{}: count the last 1 to 100000 calls", b.window),
+                format!("{}: count the last 1 to 100000 calls", self.window),
             ));
         }
-        if b.minimum_calls == 0 {
+        if self.minimum_calls == 0 {
             return Err((
                 "gateway.breaker.minimum_calls",
                 "0: give at least 1 call".into(),
             ));
         }
-        if !(1..=100).contains(&b.failure_rate) {
+        if !(1..=100).contains(&self.failure_rate) {
             return Err((
                 "gateway.breaker.failure_rate",
-                format!("{}: give a percentage from 1 to 100", b.failure_rate),
+                format!("{}: give a percentage from 1 to 100", self.failure_rate),
             ));
         }
-        if !(1..=60).contains(&b.open_secs) {
+        if !(1..=60).contains(&self.open_secs) {
             return Err((
                 "gateway.breaker.open_secs",
-                format!("{}: stay open from 1 to 60 seconds", b.open_secs),
+                format!("{}: stay open from 1 to 60 seconds", self.open_secs),
             ));
         }
-        if !(1..=4095).contains(&b.half_open_probes) {
+        if !(1..=4095).contains(&self.half_open_probes) {
             return Err((
                 "gateway.breaker.half_open_probes",
-                format!("{}: let 1 to 4095 probes through", b.half_open_probes),
+                format!("{}: let 1 to 4095 probes through", self.half_open_probes),
             ));
         }
-        let e = &self.ejection;
-        if !(1..=3600).contains(&e.base_secs) {
+        Ok(())
+    }
+}
+
+impl EjectionConfig {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=3600).contains(&self.base_secs) {
             return Err((
                 "gateway.ejection.base_secs",
-                format!("{}: eject for 1 to 3600 seconds", e.base_secs),
+                format!("{}: eject for 1 to 3600 seconds", self.base_secs),
             ));
         }
-        if e.max_percent > 100 {
+        if self.max_percent > 100 {
             return Err((
                 "gateway.ejection.max_percent",
-                format!("{}: give a percentage from 0 to 100", e.max_percent),
+                format!("{}: give a percentage from 0 to 100", self.max_percent),
             ));
         }
-        if !(1..=100).contains(&e.failure_penalty_factor) {
+        if !(1..=100).contains(&self.failure_penalty_factor) {
             return Err((
                 "gateway.ejection.failure_penalty_factor",
                 format!(
                     "{}: give a factor from 1 (no penalty) to 100",
-                    e.failure_penalty_factor
+                    self.failure_penalty_factor
                 ),
             ));
         }
