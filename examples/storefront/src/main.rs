@@ -169,34 +169,9 @@ async fn serve(
     if let Some(sharding) = opened.sharding {
         storefront::ops::shards::watch(&ops, sharding);
     }
-    let mut store = storefront::ops::MeteredStore::wrap(opened.store, &ops);
-    if let Some(cache) = &config.cache {
-        tracing::info!(
-            "caches: L1 in this process, L2 and invalidations in Redis under \"{}\"",
-            cache.namespace
-        );
-        let cached = storefront::cache::CachedStore::connect(store, cache)
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot set up the caches (Redis at {}): {e}",
-                    cache.redis_url()
-                )
-            })?;
-        let cached = std::sync::Arc::new(cached);
-        ops.set_cache(cached.clone());
-        store = cached;
-    }
-    let seed_if_empty = config.database.seed_if_empty();
-    if seed_if_empty > 0 && store.count_products().await? == 0 {
-        tracing::info!("the catalog is empty: adding {seed_if_empty} demo products (storefront seed adds more)");
-        let options = SeedOptions {
-            products: u64::from(seed_if_empty),
-            users: 10,
-            seed: 42,
-        };
-        seed::seed(store.as_ref(), options, &Passwords::recommended(), &|_| {}).await?;
-    }
+    let store = storefront::ops::MeteredStore::wrap(opened.store, &ops);
+    let store = with_caches(store, &config, &ops).await?;
+    seed_if_empty(store.as_ref(), &config).await?;
     let state = AppState::new(
         store,
         AppConfig {
@@ -229,6 +204,50 @@ async fn serve(
         .serve(listener, app, storefront::server::shutdown_signal())
         .await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Stage 3 on: the caches in front of `store`, with their figures on `ops`.
+async fn with_caches(
+    store: Arc<dyn store::Store>,
+    config: &StageConfig,
+    ops: &Arc<storefront::ops::Ops>,
+) -> Result<Arc<dyn store::Store>, Box<dyn std::error::Error>> {
+    let Some(cache) = &config.cache else {
+        return Ok(store);
+    };
+    tracing::info!(
+        "caches: L1 in this process, L2 and invalidations in Redis under \"{}\"",
+        cache.namespace
+    );
+    let cached = storefront::cache::CachedStore::connect(store, cache)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot set up the caches (Redis at {}): {e}",
+                cache.redis_url()
+            )
+        })?;
+    let cached = Arc::new(cached);
+    ops.set_cache(cached.clone());
+    Ok(cached)
+}
+
+/// An empty catalog gets the stage's demo products and ten accounts.
+async fn seed_if_empty(
+    store: &dyn store::Store,
+    config: &StageConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let seed_if_empty = config.database.seed_if_empty();
+    if seed_if_empty > 0 && store.count_products().await? == 0 {
+        tracing::info!("the catalog is empty: adding {seed_if_empty} demo products (storefront seed adds more)");
+        let options = SeedOptions {
+            products: u64::from(seed_if_empty),
+            users: 10,
+            seed: 42,
+        };
+        seed::seed(store, options, &Passwords::recommended(), &|_| {}).await?;
+    }
     Ok(())
 }
 
