@@ -2,8 +2,10 @@
 //! each, and the comparison written to `docs/evolution.md` (table, chart, and what
 //! each stage changed).
 //!
-//! Over 800 lines: the runner, the table and each stage's prose live together until
-//! issue 16 moves the prose to each stage's `about.md` and the figures to the contract.
+//! Over 800 lines: the runner (starting a stage's processes, measuring it) and the
+//! page it writes live together, with their tests; each stage's prose is in its
+//! `about.md` and the figures are the contract's. The runner and the page part
+//! when the tools become a crate of their own (issue 16).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
