@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+pub use storefront_server::ServerConfig;
 
 mod domains;
 pub use domains::DomainsConfig;
@@ -503,41 +504,6 @@ pub struct StageInfo {
     pub needs: String,
 }
 
-/// The HTTP server's settings.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Where to listen.
-    pub addr: SocketAddr,
-    /// Products per listing page (1 to 100).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// How long a client has to send a request's headers, from when it connects
-    /// (first request) or sends its first byte (later ones); then the connection is
-    /// closed. See [`crate::server`].
-    #[serde(default = "crate::server::default_header_read_timeout_ms")]
-    pub header_read_timeout_ms: u64,
-    /// How long a kept-alive connection may wait for its next request, and a
-    /// response may wait for the client to read it.
-    #[serde(default = "crate::server::default_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-    /// How long a request's whole body may take to arrive after its headers.
-    #[serde(default = "crate::server::default_body_timeout_ms")]
-    pub body_timeout_ms: u64,
-    /// Connections open at once, at most (lowered at start to what the process's
-    /// file limit allows); past it, idle ones are closed, or new ones get a 503.
-    #[serde(default = "crate::server::default_max_connections")]
-    pub max_connections: u32,
-    /// On SIGTERM or Ctrl-C, how long requests in flight have to finish before the
-    /// remaining connections are dropped (`--drain-timeout` overrides it).
-    #[serde(default = "crate::server::default_drain_timeout_ms")]
-    pub drain_timeout_ms: u64,
-}
-
-fn default_page_size() -> u32 {
-    24
-}
-
 /// Which database, and how to reach it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
@@ -777,21 +743,6 @@ impl StageInfo {
             ));
         }
         Ok(())
-    }
-}
-
-impl ServerConfig {
-    fn check(&self) -> Result<(), (&'static str, String)> {
-        if !(1..=100).contains(&self.page_size) {
-            return Err((
-                "server.page_size",
-                format!(
-                    "{}: use a number of products per page from 1 to 100",
-                    self.page_size
-                ),
-            ));
-        }
-        self.check_connections()
     }
 }
 

@@ -48,5 +48,5 @@ pub mod gateway;
 pub mod loadgen;
 pub mod ops;
 pub mod seed;
-pub mod server;
+pub use storefront_server as server;
 pub mod store;

@@ -33,7 +33,7 @@ pub mod api;
 pub mod auth;
 pub mod csrf;
 pub mod error;
-pub mod headers;
+pub use storefront_server::headers;
 pub mod html;
 pub mod input;
 pub mod redirect;

@@ -18,12 +18,12 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use storefront::server::{Limits, Server};
+//! use storefront_server::{Limits, Server};
 //!
 //! let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let server = Server::new(Limits::default().fit_to_file_limit(1));
-//! let drained = server.serve(listener, app, storefront::server::shutdown_signal()).await?;
+//! let drained = server.serve(listener, app, storefront_server::shutdown_signal()).await?;
 //! println!("dropped {} connections at the drain deadline", drained.dropped);
 //! # Ok(()) }
 //! ```
@@ -45,11 +45,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+pub mod config;
 mod conn;
+pub mod headers;
 mod limits;
 mod registry;
 mod signal;
 
+pub use config::ServerConfig;
 pub use conn::BodyTimeout;
 pub use limits::{
     default_body_timeout_ms, default_drain_timeout_ms, default_header_read_timeout_ms,

@@ -29,7 +29,7 @@ pub const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// use axum::response::IntoResponse;
-/// let response = storefront::app::headers::secure("hello".into_response()).await;
+/// let response = storefront_server::headers::secure("hello".into_response()).await;
 /// assert_eq!(response.headers()["x-frame-options"], "DENY");
 /// # });
 /// ```

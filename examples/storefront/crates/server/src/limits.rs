@@ -223,7 +223,7 @@ impl Every {
 ///
 /// ```
 /// use std::time::Duration;
-/// use storefront::server::parse_duration;
+/// use storefront_server::parse_duration;
 /// assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
 /// assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
 /// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
@@ -248,37 +248,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StageConfig;
+    use crate::config::ServerConfig;
 
-    const STAGE: &str = r#"
-[stage]
-number = 1
-name = "x"
-title = "X"
-adds = "a"
-needs = "n"
-[server]
-addr = "127.0.0.1:1"
-[database]
-backend = "sqlite"
-file = "a.db"
-"#;
-
-    fn with(line: &str) -> Result<StageConfig, String> {
-        StageConfig::parse(
-            "f.toml",
-            &STAGE.replace("[server]\n", &format!("[server]\n{line}\n")),
-        )
-        .map_err(|e| e.to_string())
+    /// The `[server]` section with `line` added, parsed and checked; errors as the
+    /// stage file reports them (`file: field: message`).
+    fn with(line: &str) -> Result<ServerConfig, String> {
+        let config: ServerConfig = toml::from_str(&format!("addr = \"127.0.0.1:1\"\n{line}\n"))
+            .map_err(|e| e.to_string())?;
+        config
+            .check()
+            .map_err(|(field, message)| format!("f.toml: {field}: {message}"))?;
+        Ok(config)
     }
 
     #[test]
     fn connection_settings_default_and_are_checked() {
         let config = with("").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(Limits::from_config(&config.server), Limits::default());
+        assert_eq!(Limits::from_config(&config), Limits::default());
         let config = with("idle_timeout_ms = 5000\nmax_connections = 7\ndrain_timeout_ms = 0")
             .unwrap_or_else(|e| panic!("{e}"));
-        let limits = Limits::from_config(&config.server);
+        let limits = Limits::from_config(&config);
         assert_eq!(limits.idle_timeout, Duration::from_secs(5));
         assert_eq!(limits.max_connections, 7);
         assert_eq!(limits.drain_timeout, Duration::ZERO);

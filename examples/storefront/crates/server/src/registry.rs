@@ -170,7 +170,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::server::Limits;
+    use crate::Limits;
 
     fn conn() -> Arc<ConnState> {
         Arc::new(ConnState::new(Arc::new(Limits::default()), Arc::default()))
