@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 pub use storefront_server::ServerConfig;
 
-mod domains;
-pub use domains::DomainsConfig;
-mod replicas;
-pub use replicas::ReplicasConfig;
+pub use storefront_storage::config::{
+    DatabaseConfig, Databases, DomainsConfig, ReplicasConfig, ShardingConfig,
+};
+#[cfg(test)]
+mod stage_tests;
 
 /// A stage shipped with the storefront: the folder `stages/NN-name/` that holds
 /// its stage file, its `about.md` and its deploy files.
@@ -94,7 +95,7 @@ pub struct StageConfig {
     pub domains: Option<DomainsConfig>,
     /// Orders sharded over several databases (stage 7).
     #[serde(default)]
-    pub sharding: Option<crate::store::sharded::ShardingConfig>,
+    pub sharding: Option<ShardingConfig>,
     /// Streaming replicas of the PostgreSQL primary that take reads (stage 5 on).
     #[serde(default)]
     pub replicas: Option<ReplicasConfig>,
@@ -504,57 +505,6 @@ pub struct StageInfo {
     pub needs: String,
 }
 
-/// Which database, and how to reach it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
-pub enum DatabaseConfig {
-    /// SQLite, embedded.
-    Sqlite {
-        /// The database file, relative to the data dir (or absolute); `:memory:` for
-        /// a database that lives as long as the process.
-        file: PathBuf,
-        /// Demo products to create on start when the catalog is empty.
-        #[serde(default)]
-        seed_if_empty: u32,
-    },
-    /// PostgreSQL over TCP.
-    Postgres {
-        /// The environment variable that holds the URL, if set.
-        #[serde(default)]
-        url_env: Option<String>,
-        /// The URL to use when `url_env` is unset or not set in the environment.
-        url: String,
-        /// Demo products to create on start when the catalog is empty.
-        #[serde(default)]
-        seed_if_empty: u32,
-    },
-}
-
-impl DatabaseConfig {
-    /// Demo products to create on start when the catalog is empty.
-    pub fn seed_if_empty(&self) -> u32 {
-        match self {
-            Self::Sqlite { seed_if_empty, .. } | Self::Postgres { seed_if_empty, .. } => {
-                *seed_if_empty
-            }
-        }
-    }
-
-    /// The PostgreSQL URL in effect: the environment variable's value, else `url`.
-    pub fn postgres_url(&self) -> Option<String> {
-        match self {
-            Self::Postgres { url_env, url, .. } => Some(
-                url_env
-                    .as_deref()
-                    .and_then(|v| std::env::var(v).ok())
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| url.clone()),
-            ),
-            Self::Sqlite { .. } => None,
-        }
-    }
-}
-
 /// A stage file that cannot be used: where, and what is wrong.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -680,46 +630,17 @@ impl StageConfig {
         if let Some(ops) = &self.ops {
             ops.check()?;
         }
-        if let Some(domains) = &self.domains {
-            domains.check()?;
-        }
-        self.check_databases()?;
-        if let Some(replicas) = &self.replicas {
-            replicas.check()?;
-        }
-        self.database.check()
+        self.databases().check()
     }
 
-    /// Where orders live (one database of `[domains]`, or `[sharding]`'s), and
-    /// that replicas follow a PostgreSQL primary.
-    fn check_databases(&self) -> Result<(), (&'static str, String)> {
-        match (&self.domains, &self.sharding) {
-            (Some(domains), sharding) => match (&domains.orders, sharding) {
-                (None, None) => return Err((
-                    "domains.orders",
-                    "name the orders database, like \"postgres://postgres@127.0.0.1:5434/storefront_orders\" (or shard orders with a [sharding] section)".into(),
-                )),
-                (Some(_), Some(_)) => return Err((
-                    "domains.orders",
-                    "orders live in [sharding]'s databases in this stage: remove domains.orders".into(),
-                )),
-                _ => {}
-            },
-            (None, Some(_)) => {
-                return Err((
-                    "sharding",
-                    "sharded orders need the users and catalog databases of a [domains] section".into(),
-                ))
-            }
-            (None, None) => {}
+    /// The sections that say where the shop's data lives, for the storage layer.
+    pub fn databases(&self) -> Databases<'_> {
+        Databases {
+            database: &self.database,
+            domains: self.domains.as_ref(),
+            sharding: self.sharding.as_ref(),
+            replicas: self.replicas.as_ref(),
         }
-        if self.replicas.is_some() && !matches!(self.database, DatabaseConfig::Postgres { .. }) {
-            return Err((
-                "replicas",
-                "replicas need backend = \"postgres\" in [database]".into(),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -776,33 +697,6 @@ impl CacheConfig {
             ));
         }
         Ok(())
-    }
-}
-
-impl DatabaseConfig {
-    fn check(&self) -> Result<(), (&'static str, String)> {
-        match self {
-            DatabaseConfig::Sqlite { file, .. } if file.as_os_str().is_empty() => Err((
-                "database.file",
-                "give the database file name, like \"storefront.db\" (or \":memory:\")".into(),
-            )),
-            DatabaseConfig::Postgres { url, url_env, .. } => {
-                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    return Err((
-                        "database.url",
-                        format!("{url:?}: use a URL like \"postgres://user@127.0.0.1:5432/db\""),
-                    ));
-                }
-                if url_env.as_deref().is_some_and(str::is_empty) {
-                    return Err((
-                        "database.url_env",
-                        "name an environment variable, or leave it out".into(),
-                    ));
-                }
-                Ok(())
-            }
-            DatabaseConfig::Sqlite { .. } => Ok(()),
-        }
     }
 }
 

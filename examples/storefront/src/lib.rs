@@ -49,4 +49,5 @@ pub mod loadgen;
 pub mod ops;
 pub mod seed;
 pub use storefront_server as server;
-pub mod store;
+pub mod reshard_cli;
+pub use storefront_storage as store;

@@ -94,7 +94,7 @@ enum Command {
         drain_timeout: Option<Duration>,
     },
     /// Move the sharded orders (stage 7) to more databases, online; or roll back.
-    Reshard(storefront::store::sharded::reshard::ReshardArgs),
+    Reshard(storefront::reshard_cli::ReshardArgs),
     /// Drive a running shop with user journeys and measure it.
     Loadgen(storefront::loadgen::cli::LoadgenArgs),
     /// Run stages in turn under the same load and write docs/evolution.md.
@@ -158,7 +158,7 @@ async fn serve(
         describe(&config.database, &target.data_dir)
     );
     let ops = std::sync::Arc::new(storefront::ops::Ops::for_stage(&config));
-    let opened = store::open_parts(&config, &target.data_dir).await?;
+    let opened = store::open_parts(&config.databases(), &target.data_dir).await?;
     // Stage 7: the shard figures on the ops page, the admin pages over every shard.
     let admin = app::admin::Admin::from_config(
         config.admin.as_ref(),
@@ -262,7 +262,7 @@ async fn seed_command(
         options.products,
         options.users
     );
-    let store = store::open(&config, &target.data_dir).await?;
+    let store = store::open(&config.databases(), &target.data_dir).await?;
     let bar = ProgressBar::new(options.products + options.users);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({per_sec}, {eta} left)")?
@@ -403,7 +403,7 @@ fn main() -> ExitCode {
             }
             Some(Command::Stages) => stages(),
             Some(Command::Services { action }) => services(action),
-            Some(Command::Reshard(args)) => storefront::store::sharded::reshard::run(args).await,
+            Some(Command::Reshard(args)) => storefront::reshard_cli::run(args).await,
             Some(Command::Loadgen(args)) => Ok(storefront::loadgen::cli::loadgen(args).await?),
             Some(Command::Evolve(args)) => Ok(storefront::loadgen::cli::evolve(args).await?),
             Some(Command::BenchHttp(args)) => Ok(storefront::loadgen::cli::bench_http(args).await?),

@@ -216,7 +216,7 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
     let config = dbs.stage();
     let sharding_config = config.sharding.clone().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
-    let opened = storefront::store::open_parts(&config, data_dir.path())
+    let opened = storefront::store::open_parts(&config.databases(), data_dir.path())
         .await
         .expect("open the stage 7 store");
     let sharding = opened.sharding.clone().expect("sharded orders");

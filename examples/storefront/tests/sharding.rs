@@ -286,7 +286,7 @@ fn analytics_equal_a_single_database() {
         config.reshard_to = Vec::new();
         let orders = ShardedOrders::connect(&config).await.unwrap();
         let single = cluster.pool(2).await;
-        sqlx::migrate!("./migrations/shard")
+        storefront::store::sharded::SHARD_MIGRATIONS
             .run(&single)
             .await
             .unwrap();

@@ -71,7 +71,7 @@ async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
         let config = StageConfig::parse(&builtin.origin(), &text).unwrap();
         let opened = tokio::time::timeout(
             Duration::from_secs(6),
-            storefront::store::open(&config, dir.path()),
+            storefront::store::open(&config.databases(), dir.path()),
         )
         .await;
         let err = match opened {

@@ -7,43 +7,11 @@
 //! increment per call. The figures are per process; the gateway adds up its
 //! instances'.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use scalekit_replica::Role;
 pub use storefront_contract::ops::replicas::{
     merge_databases, DatabaseView, ReadSplit, ReplicaState, ReplicaView, SplitWindow,
 };
 
-static REPLICA_READS: AtomicU64 = AtomicU64::new(0);
-static PRIMARY_READS: AtomicU64 = AtomicU64::new(0);
-static PRIMARY_WRITES: AtomicU64 = AtomicU64::new(0);
-
-/// Counts one read handed to an endpoint of `role`.
-pub(crate) fn count_read(role: Role) {
-    match role {
-        Role::Replica => REPLICA_READS.fetch_add(1, Ordering::Relaxed),
-        _ => PRIMARY_READS.fetch_add(1, Ordering::Relaxed),
-    };
-}
-
-/// Counts one committed write (on the primary).
-pub(crate) fn count_write() {
-    PRIMARY_WRITES.fetch_add(1, Ordering::Relaxed);
-}
-
-/// This process's counts now.
-pub fn read_split_now() -> ReadSplit {
-    ReadSplit {
-        replica_reads: REPLICA_READS.load(Ordering::Relaxed),
-        primary_reads: PRIMARY_READS.load(Ordering::Relaxed),
-        primary_writes: PRIMARY_WRITES.load(Ordering::Relaxed),
-    }
-}
-
-/// Every database with replicas in this process.
-pub fn databases() -> Vec<DatabaseView> {
-    crate::store::db::replica_views()
-}
+pub use storefront_storage::split::{databases, read_split_now};
 
 /// One row of the ops page's replica table.
 pub(crate) struct Row {

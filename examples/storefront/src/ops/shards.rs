@@ -10,59 +10,18 @@
 //! reading, not a sum.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::RwLock;
 pub use storefront_contract::ops::shards::{ShardRows, ShardsView};
 
 use super::Ops;
 use crate::store::sharded::ShardedOrders;
-use crate::store::StoreResult;
 
 /// How often the shard figures are read.
 pub const INTERVAL: Duration = Duration::from_millis(1500);
 /// The longest one reading may take (it is given up and tried at the next tick).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Reads the layout, the resharding state and the rows of every database (one
-/// query per database: two `count(*)`s).
-pub async fn read(orders: &ShardedOrders) -> StoreResult<ShardsView> {
-    let state = orders.state().await?;
-    let databases = state.databases;
-    let mut rows = Vec::new();
-    for name in orders.database_names() {
-        let db = orders.db(&name)?;
-        let (n, items): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM all_orders), (SELECT count(*) FROM all_order_items)",
-        )
-        .fetch_one(&*db.reader().await?)
-        .await?;
-        rows.push(ShardRows {
-            in_use: databases.contains(&name),
-            database: name,
-            orders: n,
-            order_items: items,
-        });
-    }
-    Ok(ShardsView {
-        epoch: state.epoch,
-        phase: state.phase,
-        databases,
-        target_databases: state.target_databases,
-        moving_slots: state.moving_slots,
-        rows_copied: state.rows_copied,
-        rows,
-        read_at_ms: unix_ms(),
-        error: None,
-    })
-}
 
 /// The last reading, shared by the task that makes it and the recorder.
 #[derive(Debug, Default)]
@@ -83,7 +42,7 @@ pub fn watch(ops: &Arc<Ops>, orders: ShardedOrders) -> tokio::task::JoinHandle<(
             if ops.strong_count() == 0 {
                 break;
             }
-            let result = match tokio::time::timeout(READ_TIMEOUT, read(&orders)).await {
+            let result = match tokio::time::timeout(READ_TIMEOUT, orders.view()).await {
                 Ok(Ok(view)) => Ok(view),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("no answer within {READ_TIMEOUT:?}")),

@@ -28,7 +28,7 @@ use sqlx::PgPool;
 
 use super::{context, StoreError, StoreResult};
 use crate::config::ReplicasConfig;
-use crate::ops::replicas as counters;
+use crate::split as counters;
 
 /// How far (in bytes of WAL) a session's position may be beyond the primary's
 /// last known position before it is taken for a forged one: 1 GiB, far more WAL
@@ -143,14 +143,14 @@ impl Db {
     /// runtime). Any stage can build its databases this way.
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), storefront::store::StoreError> {
-    /// use storefront::config::StageConfig;
-    /// use storefront::store::Db;
+    /// # async fn run() -> Result<(), storefront_storage::StoreError> {
+    /// use storefront_storage::{config::ReplicasConfig, Db};
     ///
-    /// let stage = StageConfig::builtin(5).expect("stage 5");
+    /// let replicas: ReplicasConfig =
+    ///     toml::from_str(r#"servers = ["postgres://postgres@127.0.0.1:5433"]"#).expect("section");
     /// let orders = Db::connect(
     ///     "postgres://postgres@127.0.0.1:5434/orders",
-    ///     stage.replicas.as_ref(),
+    ///     Some(&replicas),
     ///     16,
     /// )
     /// .await?;
@@ -474,7 +474,7 @@ impl Db {
     }
 
     /// This database's replicas as the ops page shows them (none without).
-    pub fn replica_view(&self) -> Option<counters::DatabaseView> {
+    pub fn replica_view(&self) -> Option<storefront_contract::ops::replicas::DatabaseView> {
         self.replicas.as_ref().map(|r| r.view())
     }
 }
@@ -522,7 +522,7 @@ impl Replicas {
         }
     }
 
-    fn view(&self) -> counters::DatabaseView {
+    fn view(&self) -> storefront_contract::ops::replicas::DatabaseView {
         let stats = self.set.stats();
         let reads = |name: &str| {
             self.reads
@@ -530,21 +530,21 @@ impl Replicas {
                 .find(|(n, _)| &**n == name)
                 .map_or(0, |(_, c)| c.load(Ordering::Relaxed))
         };
-        counters::DatabaseView {
+        storefront_contract::ops::replicas::DatabaseView {
             database: self.database.clone(),
             primary_lsn: pg::format_lsn(Position::new(self.primary_known.load(Ordering::Relaxed))),
             replicas: stats
                 .endpoints
                 .iter()
                 .filter(|e| e.role == Role::Replica)
-                .map(|e| counters::ReplicaView {
+                .map(|e| storefront_contract::ops::replicas::ReplicaView {
                     name: e.name.to_string(),
                     state: if !e.healthy || e.ejected {
-                        counters::ReplicaState::Down
+                        storefront_contract::ops::replicas::ReplicaState::Down
                     } else if !e.serving_reads {
-                        counters::ReplicaState::Lagging
+                        storefront_contract::ops::replicas::ReplicaState::Lagging
                     } else {
-                        counters::ReplicaState::Serving
+                        storefront_contract::ops::replicas::ReplicaState::Serving
                     },
                     lag_ms: u64::try_from(e.lag.as_millis()).unwrap_or(u64::MAX),
                     replayed_lsn: pg::format_lsn(e.applied),
@@ -562,7 +562,7 @@ impl Replicas {
 }
 
 /// Every database with replicas in this process, as the ops page shows them.
-pub fn replica_views() -> Vec<counters::DatabaseView> {
+pub fn replica_views() -> Vec<storefront_contract::ops::replicas::DatabaseView> {
     let live: Vec<Arc<Replicas>> = {
         let mut registry = REGISTRY.lock();
         registry.retain(|w| w.strong_count() > 0);

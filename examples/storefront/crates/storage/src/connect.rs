@@ -28,7 +28,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 /// ```
 /// use std::str::FromStr;
 /// use sqlx::postgres::PgConnectOptions;
-/// use storefront::store::db_address;
+/// use storefront_storage::db_address;
 ///
 /// let options = PgConnectOptions::from_str("postgres://shop:secret@db.internal:6432/orders")?;
 /// assert_eq!(db_address(&options), "db.internal:6432/orders");

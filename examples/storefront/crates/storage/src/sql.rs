@@ -21,17 +21,17 @@ pub(crate) use product_select;
 macro_rules! impl_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
-        impl $crate::store::Store for $store {
-            fn backend(&self) -> $crate::store::Backend {
+        impl $crate::Store for $store {
+            fn backend(&self) -> $crate::Backend {
                 Self::BACKEND
             }
 
-            async fn ping(&self) -> $crate::store::StoreResult<()> {
+            async fn ping(&self) -> $crate::StoreResult<()> {
                 sqlx::query("SELECT 1").execute(self.write_pool()).await?;
                 Ok(())
             }
 
-            async fn categories(&self) -> $crate::store::StoreResult<Vec<$crate::store::Category>> {
+            async fn categories(&self) -> $crate::StoreResult<Vec<$crate::Category>> {
                 let r = self.catalog_reader();
                 Ok(r.check(
                     sqlx::query_as("SELECT id, slug, name FROM categories ORDER BY name")
@@ -43,13 +43,13 @@ macro_rules! impl_store {
             async fn list_products(
                 &self,
                 category: Option<&str>,
-                page: $crate::store::Page,
-            ) -> $crate::store::StoreResult<$crate::store::ProductPage> {
+                page: $crate::Page,
+            ) -> $crate::StoreResult<$crate::ProductPage> {
                 let r = self.catalog_reader();
                 let (items, total) = match category {
                     Some(slug) => {
                         let items = sqlx::query_as(concat!(
-                            $crate::store::sql::product_select!(),
+                            $crate::sql::product_select!(),
                             " WHERE c.slug = $1 ORDER BY p.id LIMIT $2 OFFSET $3"
                         ))
                         .bind(slug)
@@ -70,7 +70,7 @@ macro_rules! impl_store {
                     }
                     None => {
                         let items = sqlx::query_as(concat!(
-                            $crate::store::sql::product_select!(),
+                            $crate::sql::product_select!(),
                             " ORDER BY p.id LIMIT $1 OFFSET $2"
                         ))
                         .bind(i64::from(page.size))
@@ -85,13 +85,13 @@ macro_rules! impl_store {
                         (items, total)
                     }
                 };
-                Ok($crate::store::ProductPage { items, total, page: page.number, page_size: page.size })
+                Ok($crate::ProductPage { items, total, page: page.number, page_size: page.size })
             }
 
-            async fn product(&self, id: i64) -> $crate::store::StoreResult<Option<$crate::store::Product>> {
+            async fn product(&self, id: i64) -> $crate::StoreResult<Option<$crate::Product>> {
                 let r = self.catalog_reader();
                 Ok(r.check(
-                    sqlx::query_as(concat!($crate::store::sql::product_select!(), " WHERE p.id = $1"))
+                    sqlx::query_as(concat!($crate::sql::product_select!(), " WHERE p.id = $1"))
                         .bind(id)
                         .fetch_optional(&*r)
                         .await,
@@ -101,11 +101,11 @@ macro_rules! impl_store {
             async fn search(
                 &self,
                 query: &str,
-                page: $crate::store::Page,
-            ) -> $crate::store::StoreResult<$crate::store::ProductPage> {
-                let patterns = $crate::store::like_patterns(query);
+                page: $crate::Page,
+            ) -> $crate::StoreResult<$crate::ProductPage> {
+                let patterns = $crate::like_patterns(query);
                 if patterns.is_empty() {
-                    return Ok($crate::store::ProductPage {
+                    return Ok($crate::ProductPage {
                         items: Vec::new(),
                         total: 0,
                         page: page.number,
@@ -126,7 +126,7 @@ macro_rules! impl_store {
                         qb.push(" ESCAPE '\\')");
                     }
                 };
-                let mut qb = sqlx::QueryBuilder::<$db>::new($crate::store::sql::product_select!());
+                let mut qb = sqlx::QueryBuilder::<$db>::new($crate::sql::product_select!());
                 filter(&mut qb);
                 qb.push(" ORDER BY p.id LIMIT ");
                 qb.push_bind(i64::from(page.size));
@@ -139,7 +139,7 @@ macro_rules! impl_store {
                 );
                 filter(&mut qb);
                 let total: i64 = r.check(qb.build_query_scalar().fetch_one(&*r).await)?;
-                Ok($crate::store::ProductPage { items, total, page: page.number, page_size: page.size })
+                Ok($crate::ProductPage { items, total, page: page.number, page_size: page.size })
             }
 
             async fn update_product(
@@ -147,7 +147,7 @@ macro_rules! impl_store {
                 id: i64,
                 price_cents: i64,
                 stock: i64,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::StoreResult<()> {
                 let done = sqlx::query("UPDATE products SET price_cents = $1, stock = $2 WHERE id = $3")
                     .bind(price_cents)
                     .bind(stock)
@@ -156,21 +156,21 @@ macro_rules! impl_store {
                     .await?;
                 self.wrote().await;
                 if done.rows_affected() == 0 {
-                    return Err($crate::store::StoreError::NoSuchProduct(id));
+                    return Err($crate::StoreError::NoSuchProduct(id));
                 }
                 Ok(())
             }
 
-            async fn count_products(&self) -> $crate::store::StoreResult<i64> {
+            async fn count_products(&self) -> $crate::StoreResult<i64> {
                 let r = self.catalog_reader();
                 Ok(r.check(sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&*r).await)?)
             }
 
             async fn create_user(
                 &self,
-                user: &$crate::store::NewUser,
+                user: &$crate::NewUser,
                 now: i64,
-            ) -> $crate::store::StoreResult<$crate::store::User> {
+            ) -> $crate::StoreResult<$crate::User> {
                 let row = sqlx::query_as(
                     "INSERT INTO users (email, name, password_hash, created_at) \
                      VALUES ($1, $2, $3, $4) RETURNING id, email, name",
@@ -187,7 +187,7 @@ macro_rules! impl_store {
                         Ok(user)
                     }
                     Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                        Err($crate::store::StoreError::EmailTaken)
+                        Err($crate::StoreError::EmailTaken)
                     }
                     Err(e) => Err(e.into()),
                 }
@@ -196,7 +196,7 @@ macro_rules! impl_store {
             async fn user_credentials(
                 &self,
                 email: &str,
-            ) -> $crate::store::StoreResult<Option<($crate::store::User, String)>> {
+            ) -> $crate::StoreResult<Option<($crate::User, String)>> {
                 let row: Option<(i64, String, String, String)> = sqlx::query_as(
                     "SELECT id, email, name, password_hash FROM users WHERE email = $1",
                 )
@@ -205,7 +205,7 @@ macro_rules! impl_store {
                 // elsewhere (no session position ties the two).
                 .fetch_optional(self.write_pool())
                 .await?;
-                Ok(row.map(|(id, email, name, hash)| ($crate::store::User { id, email, name }, hash)))
+                Ok(row.map(|(id, email, name, hash)| ($crate::User { id, email, name }, hash)))
             }
 
             async fn create_session(
@@ -213,9 +213,9 @@ macro_rules! impl_store {
                 token: &str,
                 user_id: i64,
                 expires_at: i64,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::StoreResult<()> {
                 sqlx::query("INSERT INTO sessions (token, user_id, expires_at) VALUES ($1, $2, $3)")
-                    .bind($crate::store::token_digest(token))
+                    .bind($crate::token_digest(token))
                     .bind(user_id)
                     .bind(expires_at)
                     .execute(self.write_pool())
@@ -228,32 +228,32 @@ macro_rules! impl_store {
                 &self,
                 token: &str,
                 now: i64,
-            ) -> $crate::store::StoreResult<Option<$crate::store::User>> {
+            ) -> $crate::StoreResult<Option<$crate::User>> {
                 let r = self.session_reader().await?;
                 Ok(r.check(
                     sqlx::query_as(
                         "SELECT u.id, u.email, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
                          WHERE s.token = $1 AND s.expires_at > $2",
                     )
-                    .bind($crate::store::token_digest(token))
+                    .bind($crate::token_digest(token))
                     .bind(now)
                     .fetch_optional(&*r)
                     .await,
                 )?)
             }
 
-            async fn delete_session(&self, token: &str) -> $crate::store::StoreResult<()> {
+            async fn delete_session(&self, token: &str) -> $crate::StoreResult<()> {
                 sqlx::query("DELETE FROM sessions WHERE token = $1")
-                    .bind($crate::store::token_digest(token))
+                    .bind($crate::token_digest(token))
                     .execute(self.write_pool())
                     .await?;
                 self.wrote().await;
                 Ok(())
             }
 
-            async fn cart(&self, user_id: i64) -> $crate::store::StoreResult<$crate::store::Cart> {
+            async fn cart(&self, user_id: i64) -> $crate::StoreResult<$crate::Cart> {
                 let r = self.session_reader().await?;
-                let lines: Vec<$crate::store::CartLine> = r.check(
+                let lines: Vec<$crate::CartLine> = r.check(
                     sqlx::query_as(
                         "SELECT ci.product_id, p.name, p.price_cents, ci.quantity, p.stock \
                          FROM cart_items ci JOIN products p ON p.id = ci.product_id \
@@ -264,7 +264,7 @@ macro_rules! impl_store {
                     .await,
                 )?;
                 let total_cents = lines.iter().map(|l| l.price_cents.saturating_mul(l.quantity)).sum();
-                Ok($crate::store::Cart { lines, total_cents })
+                Ok($crate::Cart { lines, total_cents })
             }
 
             async fn add_to_cart(
@@ -272,9 +272,9 @@ macro_rules! impl_store {
                 user_id: i64,
                 product_id: i64,
                 quantity: i64,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::StoreResult<()> {
                 self.require_product(product_id).await?;
-                let quantity = quantity.clamp(1, $crate::store::MAX_QUANTITY);
+                let quantity = quantity.clamp(1, $crate::MAX_QUANTITY);
                 sqlx::query(
                     "INSERT INTO cart_items (user_id, product_id, quantity) VALUES ($1, $2, $3) \
                      ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = \
@@ -284,7 +284,7 @@ macro_rules! impl_store {
                 .bind(user_id)
                 .bind(product_id)
                 .bind(quantity)
-                .bind($crate::store::MAX_QUANTITY)
+                .bind($crate::MAX_QUANTITY)
                 .execute(self.write_pool())
                 .await?;
                 self.wrote().await;
@@ -296,7 +296,7 @@ macro_rules! impl_store {
                 user_id: i64,
                 product_id: i64,
                 quantity: i64,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::StoreResult<()> {
                 if quantity <= 0 {
                     sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2")
                         .bind(user_id)
@@ -313,7 +313,7 @@ macro_rules! impl_store {
                 )
                 .bind(user_id)
                 .bind(product_id)
-                .bind(quantity.min($crate::store::MAX_QUANTITY))
+                .bind(quantity.min($crate::MAX_QUANTITY))
                 .execute(self.write_pool())
                 .await?;
                 self.wrote().await;
@@ -324,7 +324,7 @@ macro_rules! impl_store {
                 &self,
                 user_id: i64,
                 now: i64,
-            ) -> $crate::store::StoreResult<$crate::store::Order> {
+            ) -> $crate::StoreResult<$crate::Order> {
                 let mut tx = self.begin_write().await?;
                 let wanted: Vec<(i64, i64)> = sqlx::query_as(
                     "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 ORDER BY product_id",
@@ -333,7 +333,7 @@ macro_rules! impl_store {
                 .fetch_all(&mut *tx)
                 .await?;
                 if wanted.is_empty() {
-                    return Err($crate::store::StoreError::EmptyCart);
+                    return Err($crate::StoreError::EmptyCart);
                 }
                 let mut lines = Vec::with_capacity(wanted.len());
                 // In product order, so concurrent checkouts lock rows in the same order.
@@ -352,12 +352,12 @@ macro_rules! impl_store {
                                 .bind(product_id)
                                 .fetch_optional(&mut *tx)
                                 .await?;
-                        return Err($crate::store::StoreError::OutOfStock {
+                        return Err($crate::StoreError::OutOfStock {
                             product_id,
                             name: name.unwrap_or_default(),
                         });
                     };
-                    lines.push($crate::store::OrderLine { product_id, name, unit_price_cents, quantity });
+                    lines.push($crate::OrderLine { product_id, name, unit_price_cents, quantity });
                 }
                 let total_cents: i64 =
                     lines.iter().map(|l| l.unit_price_cents.saturating_mul(l.quantity)).sum();
@@ -386,13 +386,13 @@ macro_rules! impl_store {
                     .await?;
                 tx.commit().await?;
                 self.wrote().await;
-                Ok($crate::store::Order { id, total_cents, created_at: now, lines })
+                Ok($crate::Order { id, total_cents, created_at: now, lines })
             }
 
             async fn orders(
                 &self,
                 user_id: i64,
-            ) -> $crate::store::StoreResult<Vec<$crate::store::OrderSummary>> {
+            ) -> $crate::StoreResult<Vec<$crate::OrderSummary>> {
                 let r = self.session_reader().await?;
                 Ok(r.check(
                     sqlx::query_as(
@@ -408,9 +408,9 @@ macro_rules! impl_store {
                 &self,
                 user_id: i64,
                 order_id: i64,
-            ) -> $crate::store::StoreResult<Option<$crate::store::Order>> {
+            ) -> $crate::StoreResult<Option<$crate::Order>> {
                 let r = self.session_reader().await?;
-                let head: Option<$crate::store::OrderSummary> = r.check(
+                let head: Option<$crate::OrderSummary> = r.check(
                     sqlx::query_as(
                         "SELECT id, total_cents, created_at FROM orders WHERE id = $1 AND user_id = $2",
                     )
@@ -429,7 +429,7 @@ macro_rules! impl_store {
                     .fetch_all(&*r)
                     .await,
                 )?;
-                Ok(Some($crate::store::Order {
+                Ok(Some($crate::Order {
                     id: head.id,
                     total_cents: head.total_cents,
                     created_at: head.created_at,
@@ -440,7 +440,7 @@ macro_rules! impl_store {
             async fn insert_categories(
                 &self,
                 categories: &[(String, String)],
-            ) -> $crate::store::StoreResult<Vec<$crate::store::Category>> {
+            ) -> $crate::StoreResult<Vec<$crate::Category>> {
                 let mut tx = self.begin_write().await?;
                 for (slug, name) in categories {
                     sqlx::query("INSERT INTO categories (slug, name) VALUES ($1, $2) ON CONFLICT (slug) DO NOTHING")
@@ -459,9 +459,9 @@ macro_rules! impl_store {
 
             async fn insert_products(
                 &self,
-                products: &[$crate::store::NewProduct],
+                products: &[$crate::NewProduct],
                 now: i64,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 // 6 parameters a row: 1,000 rows stay under both backends' limits.
                 for chunk in products.chunks(1000) {
@@ -485,9 +485,9 @@ macro_rules! impl_store {
 
             async fn insert_users(
                 &self,
-                users: &[$crate::store::NewUser],
+                users: &[$crate::NewUser],
                 now: i64,
-            ) -> $crate::store::StoreResult<()> {
+            ) -> $crate::StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 for chunk in users.chunks(1000) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -509,7 +509,7 @@ macro_rules! impl_store {
         }
 
         impl $store {
-            async fn require_product(&self, id: i64) -> $crate::store::StoreResult<()> {
+            async fn require_product(&self, id: i64) -> $crate::StoreResult<()> {
                 let r = self.session_reader().await?;
                 let found: Option<i64> = r.check(
                     sqlx::query_scalar("SELECT id FROM products WHERE id = $1")
@@ -517,7 +517,7 @@ macro_rules! impl_store {
                         .fetch_optional(&*r)
                         .await,
                 )?;
-                found.map(|_| ()).ok_or($crate::store::StoreError::NoSuchProduct(id))
+                found.map(|_| ()).ok_or($crate::StoreError::NoSuchProduct(id))
             }
         }
     };

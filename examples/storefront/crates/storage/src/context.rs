@@ -1,7 +1,7 @@
 //! Read-your-writes across requests: the WAL position of a session's last write,
 //! held for the length of one request in a tokio task-local.
 //!
-//! The app's middleware ([`crate::app::wal`]) reads the position from the
+//! The app's middleware (`storefront_web::wal`) reads the position from the
 //! session's cookie, runs the request inside [`scope`], and when the request
 //! wrote ([`Db::wrote`](super::Db::wrote) records the primary's WAL position
 //! here), sets the cookie to the new position. [`Db::reader`](super::Db::reader)
@@ -89,7 +89,7 @@ where
 }
 
 /// Records a write in the current request's context (nothing outside a request).
-pub(crate) fn record_write(position: Position) {
+pub fn record_write(position: Position) {
     let _ = CONTEXT.try_with(|c| c.record_write(position));
 }
 

@@ -182,49 +182,4 @@ mod tests {
         c.check_interval_ms = 5;
         assert_eq!(err(c).0, "replicas.check_interval_ms");
     }
-
-    #[test]
-    fn stage_5_has_a_replica_and_checks_the_section() {
-        use crate::config::{DatabaseConfig, StageConfig};
-        let stage = StageConfig::builtin(5).unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(stage.database, DatabaseConfig::Postgres { .. }));
-        assert_eq!(
-            stage.database.postgres_url().as_deref(),
-            Some("postgres://postgres@127.0.0.1:5434/storefront")
-        );
-        let replicas = stage.replicas.unwrap_or_else(|| panic!("no [replicas]"));
-        assert_eq!(replicas.servers, ["postgres://postgres@127.0.0.1:5433"]);
-        assert_eq!(stage.gateway.map(|g| g.instances), Some(3));
-        assert!(stage.cache.is_some());
-
-        let sqlite = "[stage]\nnumber = 5\nname = \"x\"\ntitle = \"X\"\nadds = \"a\"\nneeds = \"n\"\n\
-                      [server]\naddr = \"127.0.0.1:1\"\n[database]\nbackend = \"sqlite\"\nfile = \"a.db\"\n";
-        let with = |section: &str| {
-            StageConfig::parse("f.toml", &format!("{sqlite}[replicas]\n{section}"))
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default()
-        };
-        assert!(
-            with("servers = [\"postgres://h:1\"]\n").starts_with("f.toml: replicas: "),
-            "{}",
-            with("servers = [\"postgres://h:1\"]\n")
-        );
-        let pg = sqlite.replace(
-            "backend = \"sqlite\"\nfile = \"a.db\"",
-            "backend = \"postgres\"\nurl = \"postgres://h:1/db\"",
-        );
-        let err = |section: &str| {
-            StageConfig::parse("f.toml", &format!("{pg}[replicas]\n{section}"))
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default()
-        };
-        assert_eq!(err("servers = [\"postgres://h:2\"]\n"), "");
-        assert!(err("servers = []\n").starts_with("f.toml: replicas.servers: empty"));
-        assert!(err("servers = [\"postgres://h:2\"]\nmax_lag_ms = 0\n")
-            .starts_with("f.toml: replicas.max_lag_ms: 0: "));
-        let typo = err("servers = [\"postgres://h:2\"]\nmax_lag = 5\n");
-        assert!(typo.contains("max_lag"), "{typo}");
-    }
 }

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 /// Where the orders shard databases are and how they are used (stage 7). See
-/// [`ShardedOrders`](super::ShardedOrders).
+/// [`ShardedOrders`](crate::sharded::ShardedOrders).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ShardingConfig {
@@ -81,22 +81,5 @@ impl ShardingConfig {
             return Err("sharding.max_connections: must be at least 1".into());
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::StageConfig;
-
-    #[test]
-    fn the_stage_7_file_parses() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/07-sharding/stage.toml");
-        let stage = StageConfig::load(&path).unwrap();
-        assert_eq!(stage.stage.number, 7);
-        let sharding = stage.sharding.unwrap();
-        sharding.validate().unwrap();
-        assert_eq!(sharding.databases.len(), 2);
-        assert_eq!(sharding.all_databases().len(), 4);
     }
 }

@@ -18,7 +18,7 @@ use scalekit_shard::{
 use serde::Serialize;
 
 use super::ShardedOrders;
-use crate::store::{Db, StoreError, StoreResult};
+use crate::{Db, StoreError, StoreResult};
 
 /// An order as the admin lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]

@@ -14,10 +14,10 @@ use super::{Backend, StoreResult};
 ///
 /// ```
 /// # tokio_test_block(async {
-/// use storefront::store::{SqliteStore, Store};
+/// use storefront_storage::{SqliteStore, Store};
 /// let store = SqliteStore::in_memory().await?;
 /// assert_eq!(store.count_products().await?, 0);
-/// # Ok::<_, storefront::store::StoreError>(()) });
+/// # Ok::<_, storefront_storage::StoreError>(()) });
 /// # fn tokio_test_block<F: std::future::Future<Output = Result<(), E>>, E: std::fmt::Debug>(f: F) {
 /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f).unwrap();
 /// # }

@@ -34,10 +34,14 @@ use super::{Db, Order, OrderLine, OrderRepo, OrderSummary, StoreError, StoreResu
 
 pub mod analytics;
 pub mod archive;
-mod config;
+// the section is in crate::config
 pub mod reshard;
+mod view;
 
-pub use config::ShardingConfig;
+/// The schema of one shard database (`migrations/shard`), as every shard gets it.
+pub static SHARD_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/shard");
+
+pub use crate::config::ShardingConfig;
 
 /// Logical shards (hash slots) of the orders.
 pub const SLOTS: u32 = 16;
@@ -172,7 +176,7 @@ impl ShardedOrders {
         for name in config.all_databases() {
             let db = match replicas {
                 None => Db::single(
-                    crate::store::connect_pool(
+                    crate::connect_pool(
                         &base.clone().database(&name),
                         PgPoolOptions::new()
                             .max_connections(config.max_connections)
@@ -212,9 +216,7 @@ impl ShardedOrders {
             }
         }
         for db in dbs.values() {
-            sqlx::migrate!("./migrations/shard")
-                .run(db.primary())
-                .await?;
+            SHARD_MIGRATIONS.run(db.primary()).await?;
         }
         let this = Self {
             inner: Arc::new(Inner {

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use scalekit_shard::{Engines, Interval, Query, Router, RouterConfig};
 
 use super::{config_error, ShardedOrders};
-use crate::store::{Db, StoreResult};
+use crate::{Db, StoreResult};
 
 /// The advisory lock (in the control database) that keeps an archive run and
 /// the start of a resharding apart.

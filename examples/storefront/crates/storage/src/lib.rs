@@ -13,6 +13,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub mod config;
 mod connect;
 pub mod context;
 pub mod db;
@@ -21,6 +22,7 @@ mod orders;
 mod orders_pg;
 mod postgres;
 pub mod sharded;
+pub mod split;
 mod sql;
 mod sqlite;
 
@@ -409,7 +411,7 @@ pub(crate) fn like_patterns(query: &str) -> Vec<String> {
 /// 5 on the sections that split it. A relative SQLite file is placed under
 /// `data_dir`.
 pub async fn open(
-    config: &crate::config::StageConfig,
+    config: &config::Databases<'_>,
     data_dir: &std::path::Path,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
     Ok(open_parts(config, data_dir).await?.store)
@@ -427,15 +429,14 @@ pub struct Opened {
 
 /// [`open`], also handing back the sharded orders of a stage with `[sharding]`.
 pub async fn open_parts(
-    config: &crate::config::StageConfig,
+    config: &config::Databases<'_>,
     data_dir: &std::path::Path,
 ) -> StoreResult<Opened> {
     use crate::config::DatabaseConfig;
-    if let Some(domains) = &config.domains {
-        let sharding = match &config.sharding {
+    if let Some(domains) = config.domains {
+        let sharding = match config.sharding {
             Some(sharding) => Some(
-                sharded::ShardedOrders::connect_with_replicas(sharding, config.replicas.as_ref())
-                    .await?,
+                sharded::ShardedOrders::connect_with_replicas(sharding, config.replicas).await?,
             ),
             None => None,
         };
@@ -444,12 +445,12 @@ pub async fn open_parts(
             .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn OrderRepo>);
         return Ok(Opened {
             store: std::sync::Arc::new(
-                DomainStore::connect_with_orders(domains, config.replicas.as_ref(), orders).await?,
+                DomainStore::connect_with_orders(domains, config.replicas, orders).await?,
             ),
             sharding,
         });
     }
-    let database = &config.database;
+    let database = config.database;
     let store: std::sync::Arc<dyn Store> = match database {
         DatabaseConfig::Sqlite { file, .. } if file.as_os_str() == ":memory:" => {
             std::sync::Arc::new(SqliteStore::in_memory().await?)
@@ -459,7 +460,7 @@ pub async fn open_parts(
         }
         DatabaseConfig::Postgres { .. } => {
             let url = database.postgres_url().unwrap_or_default();
-            match &config.replicas {
+            match config.replicas {
                 // Stage 5: reads on the replicas.
                 Some(replicas) => std::sync::Arc::new(
                     PgStore::open(Db::connect(&url, Some(replicas), 16).await?).await?,
