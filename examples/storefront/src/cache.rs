@@ -25,6 +25,7 @@ use scalekit_cache::{Cache, RedisCoherence, RedisTier, TierError, TieredCache, T
 use serde::{Deserialize, Serialize};
 
 use crate::config::CacheConfig;
+use storefront_contract::ops::{CacheTotals, TierFaults, TierTotals};
 pub mod remote;
 
 pub use remote::{RemoteStats, TierOptions};
@@ -215,6 +216,32 @@ fn page_of(cached: Cached) -> StoreResult<ProductPage> {
         other => Err(StoreError::Corrupt(format!(
             "a listing key holds {other:?}"
         ))),
+    }
+}
+
+impl storefront_ops::CacheFigures for CachedStore {
+    fn totals(&self) -> CacheTotals {
+        let s = self.stats();
+        CacheTotals {
+            l1: Some(TierTotals {
+                hits: s.products.l1.hits + s.listings.l1.hits,
+                misses: s.products.l1.misses + s.listings.l1.misses,
+            }),
+            // What Redis answered; its failures and the calls its breaker
+            // skipped are counted apart, not as misses.
+            l2: Some(TierTotals {
+                hits: s.remote.hits,
+                misses: s.remote.misses,
+            }),
+            l2_faults: Some(TierFaults {
+                errors: s.remote.errors,
+                skipped: s.remote.skipped,
+            }),
+        }
+    }
+
+    fn degraded(&self) -> Option<String> {
+        CachedStore::degraded(self)
     }
 }
 

@@ -157,7 +157,7 @@ async fn serve(
         config.stage.title,
         describe(&config.database, &target.data_dir)
     );
-    let ops = std::sync::Arc::new(storefront::ops::Ops::for_stage(&config));
+    let ops = std::sync::Arc::new(storefront::compose::ops_for(&config));
     let opened = store::open_parts(&config.databases(), &target.data_dir).await?;
     // Stage 7: the shard figures on the ops page, the admin pages over every shard.
     let admin = app::admin::Admin::from_config(
@@ -167,9 +167,9 @@ async fn serve(
         }),
     );
     if let Some(sharding) = opened.sharding {
-        storefront::ops::shards::watch(&ops, sharding);
+        storefront::compose::watch_shards(&ops, sharding);
     }
-    let store = storefront::ops::MeteredStore::wrap(opened.store, &ops);
+    let store = storefront::store::MeteredStore::wrap(opened.store, ops.db_query_counter());
     let store = with_caches(store, &config, &ops).await?;
     seed_if_empty(store.as_ref(), &config).await?;
     let state = AppState::new(

@@ -234,7 +234,8 @@ async fn a_dead_redis_is_skipped_reported_and_taken_back() {
     use storefront::app::{router, AppConfig, AppState};
     use storefront::cache::TierOptions;
     use storefront::config::CacheConfig;
-    use storefront::ops::{MeteredStore, Ops};
+    use storefront::ops::Ops;
+    use storefront::store::MeteredStore;
 
     let Some(program) = redis_server("degraded") else {
         return;
@@ -259,9 +260,13 @@ async fn a_dead_redis_is_skipped_reported_and_taken_back() {
     let open_for = options.open_for;
     let ops = Arc::new(Ops::default());
     let cached = Arc::new(
-        CachedStore::connect_with(MeteredStore::wrap(db, &ops), &config, options)
-            .await
-            .unwrap(),
+        CachedStore::connect_with(
+            MeteredStore::wrap(db, ops.db_query_counter()),
+            &config,
+            options,
+        )
+        .await
+        .unwrap(),
     );
     ops.set_cache(cached.clone());
     let app = router(AppState::new(cached.clone(), AppConfig::default()).with_ops(ops.clone()));

@@ -583,7 +583,8 @@ health_interval_ms = 100
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateways_ops_page_shows_the_instances_and_sums_their_queries() {
     use storefront::app::{router, AppConfig, AppState};
-    use storefront::ops::{MeteredStore, Ops};
+    use storefront::ops::Ops;
+    use storefront::store::MeteredStore;
 
     let (store, _dir) = common::sqlite().await;
     let ids = common::catalog(store.as_ref(), 5, 10).await;
@@ -592,7 +593,7 @@ async fn the_gateways_ops_page_shows_the_instances_and_sums_their_queries() {
     for _ in 0..2 {
         let ops = Arc::new(Ops::default());
         let state = AppState::new(
-            MeteredStore::wrap(store.clone(), &ops),
+            MeteredStore::wrap(store.clone(), ops.db_query_counter()),
             AppConfig::default(),
         )
         .with_ops(ops.clone());

@@ -17,7 +17,8 @@ use sqlx::{Connection, Executor};
 use storefront::app::{router, AppConfig, AppState, Passwords};
 use storefront::cache::CachedStore;
 use storefront::config::StageConfig;
-use storefront::ops::{MeteredStore, Ops, Snapshot};
+use storefront::ops::{Ops, Snapshot};
+use storefront::store::MeteredStore;
 use storefront::store::{SqliteStore, Store};
 use tower::ServiceExt;
 
@@ -57,8 +58,8 @@ fn total(data: &Value, key: &str) -> u64 {
 /// An app over `store`, recording into an [`Ops`] for `stage`; the store is metered.
 fn app_over(store: Arc<dyn Store>, stage: u32) -> (Router, Arc<Ops>) {
     let config = StageConfig::builtin(stage).unwrap();
-    let ops = Arc::new(Ops::for_stage(&config));
-    let metered = MeteredStore::wrap(store, &ops);
+    let ops = Arc::new(storefront::compose::ops_for(&config));
+    let metered = MeteredStore::wrap(store, ops.db_query_counter());
     (app_with(metered, &ops), ops)
 }
 
@@ -353,11 +354,13 @@ async fn stage_three_counts_cache_hits_and_no_query_on_a_hit() {
         return;
     };
     let ids = common::catalog(pg.as_ref(), 3, 5).await;
-    let ops = Arc::new(Ops::for_stage(&StageConfig::builtin(3).unwrap()));
+    let ops = Arc::new(storefront::compose::ops_for(
+        &StageConfig::builtin(3).unwrap(),
+    ));
     // Stage 3 keeps its ops routes behind the admin token (tests/security.rs);
     // here they are read without one.
     ops.set_access(storefront::ops::OpsAccess::Open);
-    let metered = MeteredStore::wrap(pg, &ops);
+    let metered = MeteredStore::wrap(pg, ops.db_query_counter());
     let cached = Arc::new(CachedStore::connect(metered, &cache).await.unwrap());
     ops.set_cache(cached.clone());
     // Until the invalidation channel is up, L1 may be cleared (a possible gap).

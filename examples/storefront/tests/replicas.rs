@@ -21,7 +21,8 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 use storefront::app::{router, AppConfig, AppState, Passwords};
 use storefront::config::ReplicasConfig;
-use storefront::ops::replicas::{read_split_now, ReadSplit};
+use storefront::ops::replicas::ReadSplit;
+use storefront::store::split::read_split_now;
 use storefront::store::{Db, NewProduct, PgStore, Store};
 use tower::ServiceExt;
 

@@ -19,7 +19,6 @@ use storefront::app::admin::{self, Admin};
 use storefront::app::{AppConfig, AppState, Passwords};
 use storefront::config::StageConfig;
 use storefront::loadgen::{HttpClient, LoadOptions, Loadgen, Mix, Mode, Workload};
-use storefront::ops::Ops;
 use storefront::store::sharded::analytics::OrderAnalytics;
 use storefront::store::sharded::reshard::Resharder;
 use storefront::store::sharded::{Checksum, ShardedOrders};
@@ -235,9 +234,9 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
     .expect("seed");
 
     // The shop, served in process, with the shard figures on its ops page.
-    let ops = Arc::new(Ops::for_stage(&config));
-    let watcher = storefront::ops::shards::watch(&ops, sharding.clone());
-    let store = storefront::ops::MeteredStore::wrap(opened.store.clone(), &ops);
+    let ops = Arc::new(storefront::compose::ops_for(&config));
+    let watcher = storefront::compose::watch_shards(&ops, sharding.clone());
+    let store = storefront::store::MeteredStore::wrap(opened.store.clone(), ops.db_query_counter());
     let mut state = AppState::new(
         store,
         AppConfig {

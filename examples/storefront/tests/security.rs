@@ -270,7 +270,7 @@ async fn the_stage_file_chooses_the_ops_access() {
         "[ops]\naccess = \"token\"\ntoken_env = \"SF_TEST_OPS_TOKEN_NEVER_SET_7f3a\"\n",
     )
     .unwrap();
-    let app = shop(Arc::new(Ops::for_stage(&closed))).await;
+    let app = shop(Arc::new(storefront::compose::ops_for(&closed))).await;
     assert_eq!(
         get(&app, "/ops/data.json").await.status,
         StatusCode::FORBIDDEN
@@ -286,7 +286,7 @@ async fn the_stage_file_chooses_the_ops_access() {
         return;
     };
     let set = stage_with_ops("[ops]\naccess = \"token\"\ntoken_env = \"PATH\"\n").unwrap();
-    let app = shop(Arc::new(Ops::for_stage(&set))).await;
+    let app = shop(Arc::new(storefront::compose::ops_for(&set))).await;
     assert_eq!(
         get(&app, "/ops/data.json").await.status,
         StatusCode::UNAUTHORIZED
@@ -504,7 +504,7 @@ async fn a_value_postgres_refuses_is_a_422_not_a_500() {
 async fn the_gateway_reads_its_instances_figures_with_the_token() {
     use storefront::config::GatewayConfig;
     use storefront::gateway::Gateway;
-    use storefront::ops::MeteredStore;
+    use storefront::store::MeteredStore;
 
     const TOKEN: &str = "gateway-and-instances-share-this";
     let (store, _dir) = common::sqlite().await;
@@ -512,7 +512,7 @@ async fn the_gateway_reads_its_instances_figures_with_the_token() {
     let instance_ops = Arc::new(Ops::default());
     instance_ops.set_access(OpsAccess::token(TOKEN));
     let state = AppState::new(
-        MeteredStore::wrap(store.clone(), &instance_ops),
+        MeteredStore::wrap(store.clone(), instance_ops.db_query_counter()),
         AppConfig::default(),
     )
     .with_ops(instance_ops.clone());

@@ -102,8 +102,9 @@ impl AppState {
                 number: config.stage.0,
                 title: config.stage.1.clone(),
             },
-            ops::topology::for_backend(store.backend()),
+            topology_for(store.backend()),
         ));
+        observe_store(&ops);
         Self {
             store,
             passwords: Passwords::recommended(),
@@ -114,8 +115,9 @@ impl AppState {
     }
 
     /// The same state, recording into `ops` (shared with a
-    /// [`MeteredStore`](crate::ops::MeteredStore) below the store, for instance).
+    /// [`MeteredStore`](crate::store::MeteredStore) below the store, for instance).
     pub fn with_ops(mut self, ops: Arc<Ops>) -> Self {
+        observe_store(&ops);
         self.ops = ops;
         self
     }
@@ -219,6 +221,30 @@ pub fn money(cents: impl std::borrow::Borrow<i64>) -> String {
 /// A Unix time for people: `2026-11-24 01:55 UTC` (the contract's format).
 pub fn date(unix: impl std::borrow::Borrow<i64>) -> String {
     storefront_contract::time::date(*unix.borrow())
+}
+
+/// Shows the read/write split of this process's stores (stage 5 on) on `ops`.
+fn observe_store(ops: &Ops) {
+    ops.set_replicas(Arc::new(|| {
+        (
+            crate::store::split::read_split_now(),
+            crate::store::split::databases(),
+        )
+    }));
+}
+
+/// An app alone over `backend`, where only the backend is known.
+fn topology_for(backend: crate::store::Backend) -> ops::Topology {
+    match backend {
+        crate::store::Backend::Sqlite => ops::Topology::default(),
+        crate::store::Backend::Postgres => ops::Topology {
+            database: storefront_contract::ops::topology::DatabaseNode {
+                backend: "postgres".into(),
+                place: "over TCP".into(),
+            },
+            ..ops::Topology::default()
+        },
+    }
 }
 
 #[cfg(test)]

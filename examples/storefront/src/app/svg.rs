@@ -8,21 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{AppError, AppState, PageError};
 
-/// Escapes text for XML/HTML content and attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use storefront_contract::markup::escape;
 
 /// The placeholder image of a product: a gradient in a hue of its own, its initials
 /// and a simple shape.

@@ -331,7 +331,7 @@ pub async fn run_stage(
         crate::server::Limits::from_config(&config.server).fit_to_file_limit(2),
     ));
     // The ops page at the gateway: its own figures and the instances' summed.
-    let ops = Arc::new(crate::ops::Ops::for_stage(config));
+    let ops = Arc::new(crate::compose::ops_for(config));
     let poller = gateway.attach_ops(Arc::clone(&ops));
     let figures = Arc::clone(&server);
     ops.set_connections(Arc::new(move || figures.stats()));

@@ -35,21 +35,7 @@ pub enum Panel {
     },
 }
 
-/// Escapes text for XML.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use storefront_contract::markup::escape;
 
 fn number(v: f64) -> String {
     if v >= 1_000.0 {
@@ -301,7 +287,11 @@ fn check_text(text: &str) -> Result<(), String> {
     while let Some(i) = rest.find('&') {
         let entity = &rest[i..];
         let end = entity.find(';').unwrap_or(usize::MAX);
-        let ok = end < 8 && matches!(&entity[1..end], "amp" | "lt" | "gt" | "quot" | "apos");
+        let ok = end < 8
+            && matches!(
+                &entity[1..end],
+                "amp" | "lt" | "gt" | "quot" | "apos" | "#39"
+            );
         if !ok {
             return Err(format!("bare '&' in {text:?}"));
         }

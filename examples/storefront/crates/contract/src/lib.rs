@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | [`cookies`] | the cookies' names |
 //! | [`form`] | percent-encoding of query and form values |
+//! | [`markup`] | escaping text for HTML and SVG |
 //! | [`demo`] | what the seeded demo accounts sign in with |
 //! | [`time`] | the date format of pages and reports |
 //! | [`ops`] | the figures of `/ops/data.json`: [`ops::Snapshot`] and its parts |
@@ -24,6 +25,31 @@ pub mod cookies {
     /// The session's last write position (stage 5's read-your-writes): a client
     /// keeps it as it keeps the session cookie.
     pub const WAL: &str = "sk_wal";
+}
+
+pub mod markup {
+    //! Escaping text for HTML and SVG (the pages' pictures, the reports' charts).
+
+    /// Escapes text for XML or HTML content and attributes.
+    ///
+    /// ```
+    /// use storefront_contract::markup::escape;
+    /// assert_eq!(escape("<a href='x'>&</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;");
+    /// ```
+    pub fn escape(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
 }
 
 pub mod form {

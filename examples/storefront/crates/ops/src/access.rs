@@ -61,7 +61,7 @@ pub enum AccessMode {
 
 impl OpsConfig {
     /// Checks the section; `Err((field, message))`.
-    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
         match (self.access, self.token_env.as_deref()) {
             (AccessMode::Token, None | Some("")) => Err((
                 "ops.token_env",

@@ -42,7 +42,7 @@ struct View {
     cache: CacheTotals,
     uptime_secs: f64,
     gateway: Option<Value>,
-    connections: Option<crate::server::ConnStats>,
+    connections: Option<storefront_server::ConnStats>,
 }
 
 const NO_EXEMPLAR: Option<&Exemplar<NoLabelSet, u64>> = None;
@@ -127,9 +127,9 @@ impl View {
 
 impl View {
     /// `storefront_connections_*`: gauges for what is open now, counters for the
-    /// rest (see [`crate::server::ConnStats`]).
+    /// rest (see [`storefront_server::ConnStats`]).
     fn encode_connections(
-        c: &crate::server::ConnStats,
+        c: &storefront_server::ConnStats,
         encoder: &mut DescriptorEncoder<'_>,
     ) -> fmt::Result {
         for (name, help, value) in [

@@ -15,13 +15,10 @@ use axum::extract::FromRef;
 
 use super::access::Authorized;
 use super::{metrics, Ops, Snapshot, Window};
-#[cfg(doc)]
-use crate::app::AppState;
-use crate::store::User;
 
 /// The ops routes, to merge into the app's router after its [`super::OpsLayer`] (so
 /// they are not counted themselves). Any state that holds the recorder will do
-/// (the app's [`AppState`], the gateway's `Arc<Ops>`).
+/// (the app's state, the gateway's `Arc<Ops>`).
 pub fn router<S>() -> Router<S>
 where
     Arc<Ops>: FromRef<S>,
@@ -32,7 +29,9 @@ where
         .route("/ops/ops.js", get(script))
         .route("/ops/data.json", get(data))
         .route("/metrics", get(prometheus))
-        .layer(axum::middleware::map_response(crate::app::headers::secure))
+        .layer(axum::middleware::map_response(
+            storefront_server::headers::secure,
+        ))
 }
 
 /// The ops page's script (a file of its own: the pages' CSP runs no inline script).
@@ -42,7 +41,7 @@ async fn script(_: Authorized) -> Response {
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        include_str!("../../static/ops.js"),
+        include_str!("../static/ops.js"),
     )
         .into_response()
 }
@@ -95,7 +94,6 @@ struct GatewayView {
 #[template(path = "ops.html")]
 struct OpsPage {
     title: String,
-    user: Option<User>,
     snapshot: Snapshot,
     uptime: String,
     topology: String,
@@ -315,7 +313,6 @@ async fn page(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
         .collect();
     let view = OpsPage {
         title: "Ops".into(),
-        user: None,
         uptime: uptime(snapshot.uptime_secs),
         topology: super::topology::svg(&snapshot.topology),
         figures,

@@ -16,7 +16,6 @@ use parking_lot::RwLock;
 pub use storefront_contract::ops::shards::{ShardRows, ShardsView};
 
 use super::Ops;
-use crate::store::sharded::ShardedOrders;
 
 /// How often the shard figures are read.
 pub const INTERVAL: Duration = Duration::from_millis(1500);
@@ -27,9 +26,15 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Default)]
 struct Latest(RwLock<Option<ShardsView>>);
 
-/// Shows `orders`' figures on `ops` from now on: reads them at once and then
-/// every [`INTERVAL`] until `ops` is dropped. Returns the task.
-pub fn watch(ops: &Arc<Ops>, orders: ShardedOrders) -> tokio::task::JoinHandle<()> {
+/// Shows the shard figures `read` returns on `ops` from now on: reads them at
+/// once and then every [`INTERVAL`] until `ops` is dropped; a reading that fails
+/// or takes over [`READ_TIMEOUT`] keeps the last figures with the error. Returns
+/// the task.
+pub fn watch<F, Fut>(ops: &Arc<Ops>, read: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<ShardsView, String>> + Send,
+{
     let latest = Arc::new(Latest::default());
     let shown = Arc::clone(&latest);
     ops.set_shards(Arc::new(move || shown.0.read().clone()));
@@ -42,9 +47,9 @@ pub fn watch(ops: &Arc<Ops>, orders: ShardedOrders) -> tokio::task::JoinHandle<(
             if ops.strong_count() == 0 {
                 break;
             }
-            let result = match tokio::time::timeout(READ_TIMEOUT, orders.view()).await {
+            let result = match tokio::time::timeout(READ_TIMEOUT, read()).await {
                 Ok(Ok(view)) => Ok(view),
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Err(e)) => Err(e),
                 Err(_) => Err(format!("no answer within {READ_TIMEOUT:?}")),
             };
             let mut last = latest.0.write();

@@ -1,17 +1,12 @@
 //! Stage 5 on the ops page: where reads go (replicas or the primary), writes on
 //! the primary, and each replica's lag and state.
 //!
-//! Every [`Db`](crate::store::Db) of the process counts here: a read when it
-//! hands out a reader (on a replica or the primary), a write when the store calls
-//! [`wrote`](crate::store::Db::wrote) after a commit. Plain relaxed atomics, one
-//! increment per call. The figures are per process; the gateway adds up its
-//! instances'.
+//! The figures come from the process's stores (see [`crate::Ops::set_replicas`]);
+//! the gateway adds up its instances'.
 
 pub use storefront_contract::ops::replicas::{
     merge_databases, DatabaseView, ReadSplit, ReplicaState, ReplicaView, SplitWindow,
 };
-
-pub use storefront_storage::split::{databases, read_split_now};
 
 /// One row of the ops page's replica table.
 pub(crate) struct Row {

@@ -2,12 +2,14 @@
 //!
 //! One [`Ops`] recorder per process, shared by the app:
 //!
-//! - [`OpsLayer`] (added by [`crate::app::router`]) counts every request of the shop
+//! - [`OpsLayer`] (added by the shop's router) counts every request of the shop
 //!   by route template (axum's `MatchedPath`: `/products/{id}`, never the raw path;
 //!   `unmatched` for the 404 fallback) and status, and records its latency;
-//! - [`MeteredStore`] counts every call that reaches the database (it sits below the
-//!   caches, so a cache hit counts no query);
-//! - the caches' hit counters are read from [`CachedStore::stats`] when asked.
+//! - the store's `MeteredStore` counts every call that reaches the database (it
+//!   sits below the caches, so a cache hit counts no query) in
+//!   [`Ops::db_query_counter`];
+//! - the caches' hit counters are read from a [`CacheFigures`] when asked, the
+//!   read/write split from a [`ReplicasFn`].
 //!
 //! Once a second ([`Ops::start`], or [`Ops::tick`] by hand) the recorder turns the
 //! counters into a point of the last minute's history: requests per second, p50 and
@@ -57,12 +59,8 @@ use arc_swap::ArcSwap;
 use histogram::{AtomicHistogram, Config as HistogramConfig, Histogram};
 use parking_lot::{Mutex, RwLock};
 
-use crate::cache::CachedStore;
-use crate::config::StageConfig;
-
 pub mod access;
 mod layer;
-mod metered;
 mod metrics;
 mod page;
 pub mod replicas;
@@ -71,7 +69,6 @@ pub mod topology;
 
 pub use access::{OpsAccess, OpsConfig};
 pub use layer::{OpsFuture, OpsLayer, OpsService};
-pub use metered::MeteredStore;
 pub use page::router;
 pub use storefront_contract::ops::{
     CacheTotals, Point, Snapshot, StageRef, TierFaults, TierTotals, Totals, Window,
@@ -81,8 +78,22 @@ pub use topology::Topology;
 /// What the gateway reports about itself, as a JSON object (see the module docs).
 pub type GatewayFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-/// The HTTP server's connection figures (see [`crate::server::Server::stats`]).
-pub type ConnectionsFn = Arc<dyn Fn() -> crate::server::ConnStats + Send + Sync>;
+/// The HTTP server's connection figures (see [`storefront_server::Server::stats`]).
+pub type ConnectionsFn = Arc<dyn Fn() -> storefront_server::ConnStats + Send + Sync>;
+
+/// Reads by where they went, writes, and the databases with replicas, of this
+/// process (its stores count them): see [`Ops::set_replicas`].
+pub type ReplicasFn =
+    Arc<dyn Fn() -> (replicas::ReadSplit, Vec<replicas::DatabaseView>) + Send + Sync>;
+
+/// The caches of a process, as the ops page reads them.
+pub trait CacheFigures: Send + Sync {
+    /// Lookups per tier since start: L1 hits and misses, what Redis answered, and
+    /// Redis's failed and skipped calls apart from misses.
+    fn totals(&self) -> CacheTotals;
+    /// Why the caches serve in a degraded way, if they do (their Redis tier down).
+    fn degraded(&self) -> Option<String>;
+}
 
 /// Database queries and cache lookups counted elsewhere (the gateway's instances),
 /// cumulative: see [`Ops::set_backends`].
@@ -194,8 +205,9 @@ pub struct Ops {
     routes: ArcSwap<RouteTable>,
     grow: Mutex<()>,
     latency: AtomicHistogram,
-    db_queries: AtomicU64,
-    cache: OnceLock<Arc<CachedStore>>,
+    db_queries: Arc<AtomicU64>,
+    cache: OnceLock<Arc<dyn CacheFigures>>,
+    replicas: RwLock<Option<ReplicasFn>>,
     gateway: RwLock<Option<GatewayFn>>,
     backends: RwLock<Option<BackendsFn>>,
     backend_replicas: RwLock<Option<BackendReplicasFn>>,
@@ -238,7 +250,8 @@ impl Ops {
             routes: ArcSwap::from_pointee(RouteTable::default()),
             grow: Mutex::new(()),
             latency: AtomicHistogram::with_config(&LATENCY),
-            db_queries: AtomicU64::new(0),
+            db_queries: Arc::new(AtomicU64::new(0)),
+            replicas: RwLock::new(None),
             cache: OnceLock::new(),
             gateway: RwLock::new(None),
             backends: RwLock::new(None),
@@ -259,21 +272,6 @@ impl Ops {
                 points: VecDeque::with_capacity(HISTORY),
             }),
         }
-    }
-
-    /// The recorder of a stage file: its number, title and topology, and who
-    /// may read its routes (`[ops]`, with the token from the environment: see
-    /// [`access`]).
-    pub fn for_stage(config: &StageConfig) -> Self {
-        let ops = Self::new(
-            StageRef {
-                number: config.stage.number,
-                title: config.stage.title.clone(),
-            },
-            topology::of(config),
-        );
-        ops.set_access(OpsAccess::from_config(config.ops.as_ref()));
-        ops
     }
 
     /// Who may read the ops routes from now on (open until set).
@@ -297,7 +295,7 @@ impl Ops {
     }
 
     /// Reads cache figures from `cache` from now on (the first call wins).
-    pub fn set_cache(&self, cache: Arc<CachedStore>) {
+    pub fn set_cache(&self, cache: Arc<dyn CacheFigures>) {
         let _ = self.cache.set(cache);
     }
 
@@ -335,8 +333,12 @@ impl Ops {
     /// process's plus the backends' ([`Ops::set_backend_replicas`]); and the
     /// databases with replicas (this process's, else the backends').
     pub fn read_split_and_replicas(&self) -> (replicas::ReadSplit, Vec<replicas::DatabaseView>) {
-        let own = replicas::read_split_now();
-        let databases = replicas::databases();
+        let (own, databases) = self
+            .replicas
+            .read()
+            .clone()
+            .map(|f| f())
+            .unwrap_or_default();
         let backend = self.backend_replicas.read().clone();
         match backend {
             None => (own, databases),
@@ -423,6 +425,18 @@ impl Ops {
         self.db_queries.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The counter of calls that reached the database, for a store to count
+    /// into (one relaxed increment a call).
+    pub fn db_query_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.db_queries)
+    }
+
+    /// Takes this process's read/write split and replica views from `replicas`
+    /// from now on (its stores count them).
+    pub fn set_replicas(&self, replicas: ReplicasFn) {
+        *self.replicas.write() = Some(replicas);
+    }
+
     pub(crate) fn routes(&self) -> arc_swap::Guard<Arc<RouteTable>> {
         self.routes.load()
     }
@@ -443,28 +457,10 @@ impl Ops {
     }
 
     fn own_cache_totals(&self) -> CacheTotals {
-        match self.cache.get() {
-            None => CacheTotals::default(),
-            Some(cache) => {
-                let s = cache.stats();
-                CacheTotals {
-                    l1: Some(TierTotals {
-                        hits: s.products.l1.hits + s.listings.l1.hits,
-                        misses: s.products.l1.misses + s.listings.l1.misses,
-                    }),
-                    // What Redis answered; its failures and the calls its
-                    // breaker skipped are counted apart, not as misses.
-                    l2: Some(TierTotals {
-                        hits: s.remote.hits,
-                        misses: s.remote.misses,
-                    }),
-                    l2_faults: Some(TierFaults {
-                        errors: s.remote.errors,
-                        skipped: s.remote.skipped,
-                    }),
-                }
-            }
-        }
+        self.cache
+            .get()
+            .map(|cache| cache.totals())
+            .unwrap_or_default()
     }
 
     /// Shows the HTTP server's connection figures in `/metrics` from now on
@@ -474,7 +470,7 @@ impl Ops {
     }
 
     /// The HTTP server's connection figures, if a server is attached.
-    pub fn connections(&self) -> Option<crate::server::ConnStats> {
+    pub fn connections(&self) -> Option<storefront_server::ConnStats> {
         let connections = self.connections.read().clone();
         connections.map(|f| f())
     }
@@ -554,7 +550,7 @@ impl Ops {
     }
 
     /// Why this process serves in a degraded way, if it does: its caches' Redis
-    /// tier down ([`CachedStore::degraded`]).
+    /// tier down ([`CacheFigures::degraded`]).
     pub fn degraded(&self) -> Option<String> {
         self.cache.get().and_then(|cache| cache.degraded())
     }
