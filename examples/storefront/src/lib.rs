@@ -42,7 +42,7 @@
 //! helpers (money and date formatting, percent-encoding) that are not worth a crate.
 
 pub mod app;
-pub mod cache;
+pub use storefront_cache as cache;
 pub mod config;
 pub mod gateway;
 pub mod loadgen;

@@ -111,7 +111,7 @@ pub(crate) struct Remote {
 
 /// A Redis URL without its user and password: `redis://:secret@host:6379/0` is
 /// shown as `redis://host:6379/0`.
-pub fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };

@@ -24,13 +24,14 @@ use async_trait::async_trait;
 use scalekit_cache::{Cache, RedisCoherence, RedisTier, TierError, TieredCache, TieredStats};
 use serde::{Deserialize, Serialize};
 
-use crate::config::CacheConfig;
+pub use crate::config::CacheConfig;
 use storefront_contract::ops::{CacheTotals, TierFaults, TierTotals};
-pub mod remote;
+pub mod config;
+mod remote;
 
 pub use remote::{RemoteStats, TierOptions};
 
-use crate::store::{
+use storefront_storage::{
     context, Backend, Cart, Category, NewProduct, NewUser, Order, OrderSummary, Page, Product,
     ProductPage, Store, StoreError, StoreResult, User,
 };

@@ -1,0 +1,84 @@
+//! The stage file's `[cache]` section (stage 3 on).
+
+use serde::Deserialize;
+
+/// The caches: an L1 in each process over a shared Redis L2 (see the [crate docs](crate)).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The environment variable that holds the Redis URL, if set.
+    #[serde(default)]
+    pub redis_url_env: Option<String>,
+    /// The Redis URL to use when `redis_url_env` is unset or not set.
+    pub redis_url: String,
+    /// Key prefix in Redis: instances with the same namespace share the caches.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Entries each L1 holds at most.
+    #[serde(default = "default_l1_capacity")]
+    pub l1_capacity: u64,
+    /// How long a product stays in L1 (it is also invalidated on change).
+    #[serde(default = "default_product_ttl")]
+    pub product_ttl_secs: u64,
+    /// How long a listing or search result stays in L1 (4 times that in Redis).
+    #[serde(default = "default_listing_ttl")]
+    pub listing_ttl_secs: u64,
+}
+
+fn default_namespace() -> String {
+    "storefront".into()
+}
+fn default_l1_capacity() -> u64 {
+    50_000
+}
+fn default_product_ttl() -> u64 {
+    60
+}
+fn default_listing_ttl() -> u64 {
+    5
+}
+
+impl CacheConfig {
+    /// The Redis URL in effect: the environment variable's value, else `redis_url`.
+    pub fn redis_url(&self) -> String {
+        self.redis_url_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| self.redis_url.clone())
+    }
+}
+
+impl CacheConfig {
+    /// Checks the section; the first problem as (field, what to write instead).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
+            return Err((
+                "cache.redis_url",
+                format!(
+                    "{:?}: use a URL like \"redis://127.0.0.1:6379\"",
+                    self.redis_url
+                ),
+            ));
+        }
+        if self.l1_capacity == 0 {
+            return Err((
+                "cache.l1_capacity",
+                "0: give L1 room for at least one entry".into(),
+            ));
+        }
+        if self.product_ttl_secs == 0 || self.listing_ttl_secs == 0 {
+            return Err((
+                "cache.*_ttl_secs",
+                "0: entries need at least one second to live".into(),
+            ));
+        }
+        if self.namespace.is_empty() {
+            return Err((
+                "cache.namespace",
+                "give a key prefix, like \"storefront\"".into(),
+            ));
+        }
+        Ok(())
+    }
+}
