@@ -41,8 +41,8 @@
 //! Written by hand here: only the shop itself, the SVG placeholder images, and small
 //! helpers (money and date formatting, percent-encoding) that are not worth a crate.
 
-pub mod app;
 pub use storefront_cache as cache;
+pub use storefront_web as app;
 pub mod config;
 pub mod gateway;
 pub mod loadgen;

@@ -297,7 +297,7 @@ pub async fn seed(
     passwords: &Passwords,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SeedReport, SeedError> {
-    let now = crate::app::now();
+    let now = storefront_contract::time::now();
     let wanted: Vec<(String, String)> = CATEGORIES
         .iter()
         .map(|(s, n, _)| ((*s).to_owned(), (*n).to_owned()))

@@ -15,7 +15,7 @@
 //! form sets (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, 8 hours); tokens are
 //! compared in constant time (SHA-256 digests, every byte). Anything else is 401.
 //! The pages are not counted on the ops page (the router is merged after the
-//! shop's [`OpsLayer`](crate::ops::OpsLayer), like the ops routes).
+//! shop's [`OpsLayer`](storefront_ops::OpsLayer), like the ops routes).
 
 use std::sync::Arc;
 
@@ -29,8 +29,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::error::{AppError, PageError};
-use crate::store::sharded::analytics::{OrderAnalytics, TopBy};
-use crate::store::User;
+use storefront_storage::sharded::analytics::{OrderAnalytics, TopBy};
+use storefront_storage::User;
 
 /// The admin token's cookie.
 pub use storefront_contract::cookies::ADMIN as ADMIN_COOKIE;
@@ -197,7 +197,7 @@ fn unauthorized(error: &'static str) -> Response {
     resp
 }
 
-fn failed(e: crate::store::StoreError) -> Response {
+fn failed(e: storefront_storage::StoreError) -> Response {
     PageError(AppError::from(e)).into_response()
 }
 

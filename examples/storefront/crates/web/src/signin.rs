@@ -58,7 +58,7 @@ use serde::Deserialize;
 use super::auth::{self, Passwords};
 use super::error::AppError;
 use super::AppState;
-use crate::store::User;
+use storefront_storage::User;
 
 /// The `[auth]` section of a stage file: cookies and the sign-in limits. Every
 /// field has a default; the section may be left out.
@@ -293,7 +293,7 @@ impl Drop for Running {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::num::NonZeroU32;
-/// use storefront::app::signin::HashPool;
+/// use storefront_web::signin::HashPool;
 ///
 /// let pool = HashPool::new(NonZeroU32::new(2).unwrap(), 4);
 /// let answer = pool.run(|| 6 * 7).await.unwrap();
@@ -555,13 +555,13 @@ pub(crate) async fn new_account(
     name: &str,
     email: &str,
     password: &str,
-) -> Result<crate::store::NewUser, AppError> {
+) -> Result<storefront_storage::NewUser, AppError> {
     state.signin.limits.attempt(addr.0)?;
     let name = auth::valid_name(name)?;
     let email = auth::valid_email(email)?;
     auth::valid_password(password, &email, &name)?;
     let password_hash = state.signin.hash(&state.passwords, password).await?;
-    Ok(crate::store::NewUser {
+    Ok(storefront_storage::NewUser {
         email,
         name,
         password_hash,

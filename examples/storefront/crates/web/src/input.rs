@@ -23,7 +23,7 @@ use super::error::AppError;
 /// characters; else [`AppError::Invalid`] for `field`, saying what to fix.
 ///
 /// ```
-/// use storefront::app::input::text;
+/// use storefront_web::input::text;
 /// assert_eq!(text("q", "red kite", 100).ok(), Some("red kite"));
 /// assert!(text("q", "red\0kite", 100).is_err());
 /// assert!(text("q", "\u{85}", 100).is_err());

@@ -9,7 +9,7 @@
 //!
 //! The cookie is client input. A forged one can only steer its own client's
 //! reads: a position no replica has reached sends them to the primary, and a
-//! position far beyond the primary's ([`FORGED_MARGIN`](crate::store::db::FORGED_MARGIN))
+//! position far beyond the primary's ([`FORGED_MARGIN`](storefront_storage::db::FORGED_MARGIN))
 //! is taken as the primary's, so that it cannot pin them there; other clients'
 //! reads are untouched. It holds no secret and grants nothing.
 
@@ -20,7 +20,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use scalekit_replica::{pg, Position};
 
-use crate::store::context::{self, RequestContext};
+use storefront_storage::context::{self, RequestContext};
 
 /// The cookie's name.
 pub use storefront_contract::cookies::WAL as WAL_COOKIE;

@@ -29,7 +29,7 @@ pub const DECODE_ROUNDS: usize = 3;
 /// `next` if it is a same-origin path by the rules above, else `/`.
 ///
 /// ```
-/// use storefront::app::redirect::same_origin_or_root;
+/// use storefront_web::redirect::same_origin_or_root;
 /// assert_eq!(same_origin_or_root(Some("/orders/12")), "/orders/12");
 /// assert_eq!(same_origin_or_root(Some("//evil.example")), "/");
 /// assert_eq!(same_origin_or_root(Some("/%09/evil.example")), "/");

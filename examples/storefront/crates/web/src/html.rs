@@ -13,7 +13,7 @@ use super::auth::{self, MaybeUser, SESSION_COOKIE};
 use super::error::{set_retry_after, AppError, PageError};
 use super::signin::{self, ClientAddr};
 use super::{now, AppState};
-use crate::store::{
+use storefront_storage::{
     Cart, Category, Order, OrderSummary, Page, Product, ProductPage, StoreError, User,
 };
 
@@ -80,12 +80,12 @@ pub(crate) fn valid_query(q: &str) -> Result<&str, AppError> {
 }
 
 pub(crate) fn valid_quantity(quantity: i64, min: i64) -> Result<i64, AppError> {
-    if !(min..=crate::store::MAX_QUANTITY).contains(&quantity) {
+    if !(min..=storefront_storage::MAX_QUANTITY).contains(&quantity) {
         return Err(AppError::invalid(
             "quantity",
             format!(
                 "the quantity must be between {min} and {}",
-                crate::store::MAX_QUANTITY
+                storefront_storage::MAX_QUANTITY
             ),
         ));
     }

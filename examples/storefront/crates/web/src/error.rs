@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::store::StoreError;
+use storefront_storage::StoreError;
 
 /// A failed request, before it is shown.
 #[derive(Debug)]
@@ -247,7 +247,7 @@ impl IntoResponse for ApiError {
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
     title: &'a str,
-    user: Option<crate::store::User>,
+    user: Option<storefront_storage::User>,
     status: u16,
     reason: &'a str,
     message: String,

@@ -36,7 +36,7 @@ use super::error::{ApiError, AppError};
 use super::html::{valid_category, valid_id, valid_page, valid_quantity, valid_query};
 use super::signin::{self, ClientAddr};
 use super::{now, AppState};
-use crate::store::{Cart, Category, Order, OrderSummary, Page, Product, ProductPage, User};
+use storefront_storage::{Cart, Category, Order, OrderSummary, Page, Product, ProductPage, User};
 
 type ApiResult<T> = Result<T, ApiError>;
 

@@ -15,7 +15,7 @@
 //! knows; the `Origin` check stops that. A refused form is a 403 page that says
 //! to reload the page.
 //!
-//! Templates put the token in with `{{ crate::app::csrf::token() }}`: the
+//! Templates put the token in with `{{ crate::csrf::token() }}`: the
 //! middleware gives each request its token in a task-local, and sets the
 //! pre-session cookie only when a page used it.
 //!
@@ -59,7 +59,7 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 /// the value.
 ///
 /// ```
-/// use storefront::app::csrf::token_for;
+/// use storefront_web::csrf::token_for;
 ///
 /// let t = token_for("0123");
 /// assert_eq!(t.len(), 64);

@@ -25,7 +25,7 @@ use axum::response::IntoResponse;
 
 use super::error::AppError;
 use super::AppState;
-use crate::store::User;
+use storefront_storage::User;
 
 /// The session cookie's name.
 pub use storefront_contract::cookies::SESSION as SESSION_COOKIE;
@@ -118,7 +118,7 @@ fn plausible_token(token: &str) -> bool {
 /// all of them, come out as their ASCII lower case, as before NFC was applied.
 ///
 /// ```
-/// use storefront::app::auth::normalise_email;
+/// use storefront_web::auth::normalise_email;
 ///
 /// let nfc = "Ren\u{e9}@Example.com"; // é as one code point
 /// let nfd = "rene\u{301}@example.COM "; // e and a combining acute accent
@@ -185,7 +185,7 @@ pub fn valid_name(name: &str) -> Result<String, AppError> {
 
 /// SecLists' 10,000 most common passwords (see `data/README.md`), lower case.
 static COMMON_PASSWORDS: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    include_str!("../../data/common-passwords.txt")
+    include_str!("../data/common-passwords.txt")
         .lines()
         .map(|line| line.trim().to_lowercase())
         .filter(|line| !line.is_empty())
@@ -204,7 +204,7 @@ pub fn is_common_password(password: &str) -> bool {
 /// the spaces around it).
 ///
 /// ```
-/// use storefront::app::auth::valid_password;
+/// use storefront_web::auth::valid_password;
 ///
 /// assert!(valid_password("correct horse battery", "ann@example.com", "Ann").is_ok());
 /// assert!(valid_password("short", "ann@example.com", "Ann").is_err());

@@ -11,7 +11,7 @@
 //! | `POST /checkout`, `GET /orders`, `GET /orders/{id}` | checkout and order history |
 //! | `/api/...` | the same as JSON (see [`api`]) |
 //! | `GET /livez`, `GET /readyz` | liveness (the process answers), readiness (the database answers) |
-//! | `GET /ops`, `GET /ops/data.json`, `GET /metrics` | the ops page, its figures, Prometheus (see [`crate::ops`]); open or behind the admin token, as the stage file says ([`crate::ops::access`]) |
+//! | `GET /ops`, `GET /ops/data.json`, `GET /metrics` | the ops page, its figures, Prometheus (see [`storefront_ops`]); open or behind the admin token, as the stage file says ([`storefront_ops::access`]) |
 //! | `/admin/...` | stage 7's admin pages, merged in by the server (see [`admin`]) |
 //!
 //! Every form that changes something carries an anti-forgery token, and the API
@@ -25,8 +25,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::ops::{self, Ops, OpsLayer};
-use crate::store::Store;
+use storefront_ops::{self as ops, Ops, OpsLayer};
+use storefront_storage::Store;
 
 pub mod admin;
 pub mod api;
@@ -115,7 +115,7 @@ impl AppState {
     }
 
     /// The same state, recording into `ops` (shared with a
-    /// [`MeteredStore`](crate::store::MeteredStore) below the store, for instance).
+    /// [`MeteredStore`](storefront_storage::MeteredStore) below the store, for instance).
     pub fn with_ops(mut self, ops: Arc<Ops>) -> Self {
         observe_store(&ops);
         self.ops = ops;
@@ -134,8 +134,8 @@ pub(crate) fn now() -> i64 {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use storefront::app::{router, AppConfig, AppState};
-/// use storefront::store::SqliteStore;
+/// use storefront_web::{router, AppConfig, AppState};
+/// use storefront_storage::SqliteStore;
 /// use tower::ServiceExt;
 ///
 /// let store = Arc::new(SqliteStore::in_memory().await.unwrap());
@@ -189,7 +189,7 @@ async fn style() -> impl IntoResponse {
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("../../static/style.css"),
+        include_str!("../static/style.css"),
     )
 }
 
@@ -227,17 +227,17 @@ pub fn date(unix: impl std::borrow::Borrow<i64>) -> String {
 fn observe_store(ops: &Ops) {
     ops.set_replicas(Arc::new(|| {
         (
-            crate::store::split::read_split_now(),
-            crate::store::split::databases(),
+            storefront_storage::split::read_split_now(),
+            storefront_storage::split::databases(),
         )
     }));
 }
 
 /// An app alone over `backend`, where only the backend is known.
-fn topology_for(backend: crate::store::Backend) -> ops::Topology {
+fn topology_for(backend: storefront_storage::Backend) -> ops::Topology {
     match backend {
-        crate::store::Backend::Sqlite => ops::Topology::default(),
-        crate::store::Backend::Postgres => ops::Topology {
+        storefront_storage::Backend::Sqlite => ops::Topology::default(),
+        storefront_storage::Backend::Postgres => ops::Topology {
             database: storefront_contract::ops::topology::DatabaseNode {
                 backend: "postgres".into(),
                 place: "over TCP".into(),
