@@ -44,8 +44,9 @@
 pub use storefront_cache as cache;
 pub use storefront_web as app;
 pub mod config;
-pub mod gateway;
+pub use storefront_gateway as gateway;
 pub mod loadgen;
+pub mod supervisor;
 pub use storefront_ops as ops;
 pub mod compose;
 pub mod seed;

@@ -142,7 +142,7 @@ async fn serve(
     }
     let addr = addr.unwrap_or(config.server.addr);
     if config.gateway.is_some() && !instance {
-        return storefront::gateway::run_stage(
+        return storefront::supervisor::run_stage(
             &config,
             target.stage,
             target.config.as_deref(),
@@ -378,7 +378,7 @@ fn main() -> ExitCode {
                 addr,
                 number,
                 drain_timeout,
-            }) => match storefront::gateway::instance_setup() {
+            }) => match storefront::supervisor::instance_setup() {
                 Ok(()) => {
                     tracing::info!("instance {number}");
                     serve(target, Some(addr), drain_timeout, true).await

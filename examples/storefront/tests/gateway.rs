@@ -19,7 +19,8 @@ use common::stubs::{dead_addr, instance, serve, upstream};
 use scalekit_core::{Clock, ManualClock};
 use serde_json::json;
 use storefront::config::GatewayConfig;
-use storefront::gateway::{wait_ready, Gateway};
+use storefront::gateway::Gateway;
+use storefront::supervisor::wait_ready;
 
 #[tokio::test]
 async fn spreads_requests_and_forwards_headers() {

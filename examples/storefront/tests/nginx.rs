@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::procs::{free_addr, Http, Instances};
-use storefront::gateway::wait_ready;
+use storefront::supervisor::wait_ready;
 
 /// nginx, stopped (SIGKILL) and reaped on drop.
 struct Nginx {

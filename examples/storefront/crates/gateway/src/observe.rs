@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use super::{Gateway, Inner};
-use crate::ops::replicas::{DatabaseView, ReadSplit};
-use crate::ops::{CacheTotals, Ops, Snapshot};
+use storefront_ops::replicas::{DatabaseView, ReadSplit};
+use storefront_ops::{CacheTotals, Ops, Snapshot};
 
 /// One instance's cumulative database and cache counts, kept across its restarts
 /// (a restarted instance counts from zero again).
@@ -107,13 +107,13 @@ impl Gateway {
             // Every instance sees the same replicas; reads per server add up.
             let mut databases = Vec::new();
             for c in counts.iter() {
-                crate::ops::replicas::merge_databases(&mut databases, &c.databases);
+                storefront_ops::replicas::merge_databases(&mut databases, &c.databases);
             }
             (split, databases)
         }));
         // Stage 7: every instance reads the same shard databases; show the
         // latest reading any instance gave.
-        let shards: Arc<Mutex<Option<crate::ops::shards::ShardsView>>> = Arc::default();
+        let shards: Arc<Mutex<Option<storefront_ops::shards::ShardsView>>> = Arc::default();
         let shown = Arc::clone(&shards);
         ops.set_shards(Arc::new(move || shown.lock().clone()));
         let read = Arc::clone(&counts);
@@ -209,13 +209,13 @@ type InstanceTotals = (
     f64,
     ReadSplit,
     Vec<DatabaseView>,
-    Option<crate::ops::shards::ShardsView>,
+    Option<storefront_ops::shards::ShardsView>,
 );
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::TierTotals;
+    use storefront_ops::TierTotals;
 
     fn cache(hits: u64, misses: u64) -> CacheTotals {
         CacheTotals {

@@ -33,8 +33,8 @@
 //!
 //! The gateway answers its own `/livez` and `/readyz` (ready while at least one
 //! instance is), and [`Gateway::snapshot`] reports per instance and in total.
-//! [`run_stage`] is `storefront serve --stage 4`: it starts the instances
-//! ([`supervisor`]), waits for them, and serves the gateway.
+//! `storefront serve --stage 4` starts the instances, waits for them and serves
+//! the gateway (the storefront's `supervisor`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -58,15 +58,13 @@ use scalekit_limit::{KeyedRateLimiter, Quota};
 use scalekit_replica::{Event, Health, HealthCheck, Member, OutlierDetection, ReplicaSet};
 use serde::Serialize;
 
-use crate::config::GatewayConfig;
+pub use crate::config::GatewayConfig;
 
+pub mod config;
 mod observe;
 mod proxy;
-pub mod supervisor;
 
 use proxy::proxy;
-
-pub use supervisor::{instance_setup, run_stage, wait_ready, Supervisor};
 
 type Breaker = Arc<CircuitBreaker<Arc<dyn Clock>>>;
 type Set = ReplicaSet<Arc<Upstream>, Breaker, Arc<dyn Clock>>;
@@ -107,7 +105,7 @@ struct Inner {
     health_timeout: Duration,
     max_body: usize,
     /// The ops recorder, once [`Gateway::attach_ops`] gave one.
-    ops: std::sync::OnceLock<Arc<crate::ops::Ops>>,
+    ops: std::sync::OnceLock<Arc<storefront_ops::Ops>>,
 }
 
 /// The stage-4 reverse proxy. Clones share everything (counters, limits, breakers).
@@ -299,7 +297,7 @@ impl Gateway {
     /// (proxied ones under the route label `proxied`).
     /// [`serve`](Self::serve) serves it; to serve it yourself, give each request
     /// the client's address as `ConnectInfo<SocketAddr>` (as
-    /// [`crate::server::Server`] and axum's
+    /// [`storefront_server::Server`] and axum's
     /// `into_make_service_with_connect_info::<SocketAddr>()` do) so the rate limit
     /// sees client addresses (without, all clients share one bucket).
     pub fn router(&self) -> Router {
@@ -311,8 +309,8 @@ impl Gateway {
         match self.inner.ops.get() {
             None => router,
             Some(ops) => router
-                .layer(crate::ops::OpsLayer::new(Arc::clone(ops)).unmatched_as("proxied"))
-                .merge(crate::ops::router().with_state(Arc::clone(ops))),
+                .layer(storefront_ops::OpsLayer::new(Arc::clone(ops)).unmatched_as("proxied"))
+                .merge(storefront_ops::router().with_state(Arc::clone(ops))),
         }
     }
 
@@ -322,18 +320,18 @@ impl Gateway {
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<crate::server::Drained> {
-        let server = crate::server::Server::new(crate::server::Limits::default());
+    ) -> std::io::Result<storefront_server::Drained> {
+        let server = storefront_server::Server::new(storefront_server::Limits::default());
         self.serve_with(&server, listener, shutdown).await
     }
 
     /// The same, on `server` (its limits, its figures).
     pub async fn serve_with(
         &self,
-        server: &crate::server::Server,
+        server: &storefront_server::Server,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<crate::server::Drained> {
+    ) -> std::io::Result<storefront_server::Drained> {
         server.serve(listener, self.router(), shutdown).await
     }
 

@@ -30,8 +30,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::Gateway;
 use crate::config::StageConfig;
+use storefront_gateway::Gateway;
 
 /// The environment variable that tells an instance which process started it.
 pub const PARENT_PID_ENV: &str = "STOREFRONT_GATEWAY_PID";
