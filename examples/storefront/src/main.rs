@@ -405,8 +405,16 @@ fn main() -> ExitCode {
             Some(Command::Services { action }) => services(action),
             Some(Command::Reshard(args)) => storefront::reshard_cli::run(args).await,
             Some(Command::Loadgen(args)) => Ok(storefront::loadgen::cli::loadgen(args).await?),
-            Some(Command::Evolve(args)) => Ok(storefront::loadgen::cli::evolve(args).await?),
-            Some(Command::BenchHttp(args)) => Ok(storefront::loadgen::cli::bench_http(args).await?),
+            Some(Command::Evolve(args)) => Ok(storefront::loadgen::cli::evolve(
+                args,
+                std::sync::Arc::new(storefront::catalog::BuiltinStages),
+            )
+            .await?),
+            Some(Command::BenchHttp(args)) => Ok(storefront::loadgen::cli::bench_http(
+                args,
+                std::sync::Arc::new(storefront::catalog::BuiltinStages),
+            )
+            .await?),
             Some(Command::BareHttp(args)) => Ok(storefront::loadgen::cli::bare_http(args).await?),
         }
     });

@@ -3,12 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::bench::{self, BenchOptions};
 use super::evolve::{self, RunInfo};
 use super::svg::report_chart;
 use super::{LoadOptions, Loadgen, Mix, Mode, Workload};
+use crate::stages::StageCatalog;
 
 /// Seconds on the command line: positive, finite, at most a day.
 fn seconds(flag: &str, s: f64, zero_ok: bool) -> Result<Duration, String> {
@@ -154,14 +156,14 @@ pub fn command_line() -> String {
 }
 
 /// Runs `storefront evolve`.
-pub async fn evolve(args: EvolveArgs) -> Result<(), String> {
+pub async fn evolve(args: EvolveArgs, catalog: Arc<dyn StageCatalog>) -> Result<(), String> {
     let stages = match &args.stages {
         Some(s) => evolve::parse_stages(s)?,
-        None => (1..=crate::config::BUILTIN.len() as u32).collect(),
+        None => catalog.numbers(),
     };
     // Refuse an unknown stage before running any.
     for &n in &stages {
-        evolve::builtin_stage(n)?;
+        evolve::builtin_stage(catalog.as_ref(), n)?;
     }
     let duration = seconds("--duration", args.duration, false)?;
     let warmup = seconds("--warmup", args.warmup, true)?;
@@ -171,7 +173,8 @@ pub async fn evolve(args: EvolveArgs) -> Result<(), String> {
     let mut load = String::new();
     for n in stages {
         eprintln!("stage {n}: starting ...");
-        let (result, described) = evolve::measure_stage(n, &options, warmup, duration).await?;
+        let (result, described) =
+            evolve::measure_stage(&catalog, n, &options, warmup, duration).await?;
         println!(
             "\nStage {n}. {}:\n\n{}",
             result.title,
@@ -213,7 +216,7 @@ pub struct BenchArgs {
 }
 
 /// Runs `storefront bench-http`.
-pub async fn bench_http(args: BenchArgs) -> Result<(), String> {
+pub async fn bench_http(args: BenchArgs, catalog: Arc<dyn StageCatalog>) -> Result<(), String> {
     let options = BenchOptions {
         concurrency: args.concurrency,
         rounds: args.rounds,
@@ -221,7 +224,7 @@ pub async fn bench_http(args: BenchArgs) -> Result<(), String> {
         warmup: seconds("--warmup", args.warmup, true)?,
         product: args.product,
     };
-    let text = bench::bench_http(&options, &command_line()).await?;
+    let text = bench::bench_http(&options, &command_line(), &catalog).await?;
     println!("\n{text}");
     Ok(())
 }

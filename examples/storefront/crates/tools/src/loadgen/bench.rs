@@ -33,8 +33,8 @@ pub async fn serve_bare(addr: SocketAddr) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    axum::serve(crate::server::no_delay(listener), bare_router())
-        .with_graceful_shutdown(crate::server::shutdown_signal())
+    axum::serve(storefront_server::no_delay(listener), bare_router())
+        .with_graceful_shutdown(storefront_server::shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }
@@ -115,7 +115,11 @@ impl Side {
 }
 
 /// Runs the comparison and returns it as Markdown.
-pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String, String> {
+pub async fn bench_http(
+    options: &BenchOptions,
+    command: &str,
+    catalog: &std::sync::Arc<dyn crate::stages::StageCatalog>,
+) -> Result<String, String> {
     if options.rounds == 0 {
         return Err("--rounds: give at least 1".into());
     }
@@ -134,7 +138,7 @@ pub async fn bench_http(options: &BenchOptions, command: &str) -> Result<String,
     );
     wait_bare(&mut bare.0, &bare_url).await?;
     eprintln!("starting stage 3 (PostgreSQL + Redis) ...");
-    let shop = launch_stage(3).await?;
+    let shop = launch_stage(catalog, 3).await?;
     let path = format!("/products/{}", options.product);
     let warm = HttpClient::new(&shop.url, Duration::from_secs(10))?;
     for _ in 0..3 {
