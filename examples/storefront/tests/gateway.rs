@@ -86,7 +86,7 @@ async fn spreads_requests_and_forwards_headers() {
         200
     );
     let snap = gw.snapshot();
-    assert_eq!(snap.requests, 81);
+    assert_eq!(snap.totals.requests, 81);
     assert_eq!(snap.instances.iter().map(|i| i.requests).sum::<u64>(), 81);
     assert!(snap
         .instances
@@ -119,8 +119,8 @@ async fn a_request_that_cannot_connect_goes_to_another_instance() {
         assert!(r.body.starts_with("live|"), "{}", r.body);
     }
     let snap = gw.snapshot();
-    assert!(snap.retries > 0, "{snap:?}");
-    assert_eq!(snap.retries, snap.upstream_errors, "{snap:?}");
+    assert!(snap.totals.retries > 0, "{snap:?}");
+    assert_eq!(snap.totals.retries, snap.totals.upstream_errors, "{snap:?}");
     assert!(instance(&snap, "app-1").failures + instance(&snap, "app-3").failures > 0);
     assert!(snap.instances.iter().all(|i| i.failed_after_send == 0));
 
@@ -171,7 +171,7 @@ async fn too_many_requests_from_one_address_get_429_with_retry_after() {
     clock.advance(Duration::from_millis(1));
     assert_eq!(http.get(&format!("{base}/")).await.unwrap().status, 200);
     let snap = gw.snapshot();
-    assert_eq!((snap.requests, snap.rate_limited), (6, 2));
+    assert_eq!((snap.totals.requests, snap.totals.rate_limited), (6, 2));
     assert_eq!(snap.instances[0].requests, 4);
 }
 
@@ -327,7 +327,7 @@ async fn killing_an_instance_under_load_loses_no_order() {
     let requests = tally.requests.load(Ordering::Relaxed);
     eprintln!(
         "{requests} requests, {failures} failed, {lost} in flight on the killed instance, {} retries, {} orders; before the kill: {:?}",
-        snap.retries,
+        snap.totals.retries,
         tally.orders.lock().unwrap().len(),
         before.instances.iter().map(|i| i.requests).collect::<Vec<_>>()
     );

@@ -193,7 +193,11 @@ async fn one_clients_failing_requests_open_no_breaker_and_cost_others_nothing() 
         1_000,
         "{snap:?}"
     );
-    assert_eq!((snap.unavailable, snap.retries), (0, 0), "{snap:?}");
+    assert_eq!(
+        (snap.totals.unavailable, snap.totals.retries),
+        (0, 0),
+        "{snap:?}"
+    );
 }
 
 /// Clients that give up while an instance works cost the instance nothing: no

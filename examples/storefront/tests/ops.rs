@@ -295,15 +295,30 @@ async fn gateway_figures_show_on_the_page() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
     let (app, ops) = app_over(store, 1);
     assert!(!get(&app, "/ops").await.2.contains("<h2>Gateway</h2>"));
-    ops.set_gateway(Arc::new(|| {
-        serde_json::json!({
-            "instances": [
-                {"name": "app-1", "addr": "127.0.0.1:9001", "healthy": true, "breaker": "closed", "in_flight": 1, "requests": 10, "failures": 0},
-                {"name": "app-2", "addr": "127.0.0.1:9002", "healthy": false, "breaker": "open", "in_flight": 0, "requests": 4, "failures": 4}
+    use storefront::gateway::{GatewayFigures, GatewayTotals, InstanceFigures};
+    let instance = |n: u16, healthy, breaker: &str, requests, failures| InstanceFigures {
+        name: format!("app-{n}"),
+        addr: format!("127.0.0.1:900{n}"),
+        healthy,
+        breaker: breaker.into(),
+        requests,
+        failures,
+        ..InstanceFigures::default()
+    };
+    ops.add_part(move || {
+        Some(GatewayFigures {
+            instances: vec![
+                instance(1, true, "closed", 10, 0),
+                instance(2, false, "open", 4, 4),
             ],
-            "totals": {"rate_limited": 12, "retries": 3, "upstream_errors": 4}
+            totals: GatewayTotals {
+                rate_limited: 12,
+                retries: 3,
+                upstream_errors: 4,
+                ..GatewayTotals::default()
+            },
         })
-    }));
+    });
     let (_, _, html) = get(&app, "/ops").await;
     assert!(html.contains("<h2>Gateway</h2>"));
     assert!(html.contains("Rate-limit rejections"));

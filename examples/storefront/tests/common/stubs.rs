@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{any, get};
 use axum::Router;
-use storefront::gateway::{Gateway, GatewaySnapshot, InstanceSnapshot};
+use storefront::gateway::{Gateway, GatewayFigures, InstanceFigures};
 
 use super::procs::free_addr;
 
@@ -61,6 +61,6 @@ pub async fn serve(gw: &Gateway) -> (String, tokio::sync::oneshot::Sender<()>) {
 }
 
 /// The instance called `name` in a snapshot.
-pub fn instance<'a>(snap: &'a GatewaySnapshot, name: &str) -> &'a InstanceSnapshot {
+pub fn instance<'a>(snap: &'a GatewayFigures, name: &str) -> &'a InstanceFigures {
     snap.instances.iter().find(|i| i.name == name).unwrap()
 }

@@ -56,7 +56,6 @@ use scalekit_breaker::{CircuitBreaker, Window};
 use scalekit_core::{Clock, MonotonicClock};
 use scalekit_limit::{KeyedRateLimiter, Quota};
 use scalekit_replica::{Event, Health, HealthCheck, Member, OutlierDetection, ReplicaSet};
-use serde::Serialize;
 
 pub use crate::config::GatewayConfig;
 
@@ -114,49 +113,9 @@ pub struct Gateway {
     inner: Arc<Inner>,
 }
 
-/// What the gateway knows, for dashboards (the ops page) and tests.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct GatewaySnapshot {
-    /// One entry per instance, in configuration order.
-    pub instances: Vec<InstanceSnapshot>,
-    /// Requests received (rate-limited ones included; `/livez` and `/readyz` not).
-    pub requests: u64,
-    /// Requests refused with 429.
-    pub rate_limited: u64,
-    /// Attempts made again on another instance.
-    pub retries: u64,
-    /// Attempts that failed to get a response from an instance.
-    pub upstream_errors: u64,
-    /// Requests refused with 503 because no instance could take them.
-    pub unavailable: u64,
-}
-
-/// One instance in a [`GatewaySnapshot`].
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct InstanceSnapshot {
-    /// Its name (`app-1`, ...).
-    pub name: String,
-    /// Where it listens.
-    pub addr: String,
-    /// Its last `/readyz` check passed (true until the first check says otherwise).
-    pub healthy: bool,
-    /// Taken out of rotation for failing calls in a row.
-    pub ejected: bool,
-    /// Its circuit breaker: `closed`, `open`, `half-open`, ...
-    pub breaker: String,
-    /// Requests on it now (until their response body has been sent).
-    pub in_flight: u64,
-    /// Attempts sent to it.
-    pub requests: u64,
-    /// Attempts that counted against the instance: no connection, no response,
-    /// or a `502`, `503` or `504` status (see the module docs).
-    pub failures: u64,
-    /// Answers with another `5xx` status (a `500` for one request), passed on and
-    /// not counted against the instance.
-    pub app_errors: u64,
-    /// Attempts that failed after the request was sent (in flight when it broke).
-    pub failed_after_send: u64,
-}
+/// What the gateway knows ([`Gateway::snapshot`]): the contract's typed figures,
+/// which the gateway also registers with the ops recorder.
+pub use storefront_contract::ops::gateway::{GatewayFigures, GatewayTotals, InstanceFigures};
 
 /// A gateway that cannot be built from its settings.
 #[derive(Debug)]
@@ -381,17 +340,17 @@ impl Gateway {
     }
 
     /// Per-instance state and totals.
-    pub fn snapshot(&self) -> GatewaySnapshot {
+    pub fn snapshot(&self) -> GatewayFigures {
         let stats = self.inner.set.stats();
         let t = &self.inner.totals;
-        GatewaySnapshot {
+        GatewayFigures {
             instances: self
                 .inner
                 .upstreams
                 .iter()
                 .map(|up| {
                     let s = stats.endpoints.iter().find(|e| e.name == up.name);
-                    InstanceSnapshot {
+                    InstanceFigures {
                         name: up.name.to_string(),
                         addr: up.addr.to_string(),
                         healthy: s.is_some_and(|s| s.healthy),
@@ -405,11 +364,13 @@ impl Gateway {
                     }
                 })
                 .collect(),
-            requests: t.requests.load(Ordering::Relaxed),
-            rate_limited: t.rate_limited.load(Ordering::Relaxed),
-            retries: t.retries.load(Ordering::Relaxed),
-            upstream_errors: t.upstream_errors.load(Ordering::Relaxed),
-            unavailable: t.unavailable.load(Ordering::Relaxed),
+            totals: GatewayTotals {
+                requests: t.requests.load(Ordering::Relaxed),
+                rate_limited: t.rate_limited.load(Ordering::Relaxed),
+                retries: t.retries.load(Ordering::Relaxed),
+                upstream_errors: t.upstream_errors.load(Ordering::Relaxed),
+                unavailable: t.unavailable.load(Ordering::Relaxed),
+            },
         }
     }
 }

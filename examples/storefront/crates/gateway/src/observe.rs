@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use parking_lot::Mutex;
-use serde_json::json;
 
 use super::{Gateway, Inner};
 use storefront_ops::replicas::{DatabaseView, ReadSplit};
@@ -71,29 +70,15 @@ impl Counts {
 impl Gateway {
     /// Shows this gateway on `ops`: its requests and latency (counted by
     /// [`router`](Self::router), so call this first), its instances, breakers and
-    /// rate-limit rejections ([`Ops::set_gateway`]), and the database queries and
+    /// rate-limit rejections ([`Ops::add_part`], as
+    /// [`GatewayFigures`](super::GatewayFigures)), and the database queries and
     /// cache lookups of its instances, read from their `/ops/data.json` every
     /// second ([`Ops::set_backends`]). Returns the polling task; the first call
     /// wins.
     pub fn attach_ops(&self, ops: Arc<Ops>) -> tokio::task::JoinHandle<()> {
         let _ = self.inner.ops.set(Arc::clone(&ops));
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        ops.set_gateway(Arc::new(move || match weak.upgrade() {
-            Some(inner) => {
-                let s = Gateway { inner }.snapshot();
-                json!({
-                    "instances": s.instances,
-                    "totals": {
-                        "requests": s.requests,
-                        "rate_limited": s.rate_limited,
-                        "retries": s.retries,
-                        "upstream_errors": s.upstream_errors,
-                        "unavailable": s.unavailable,
-                    },
-                })
-            }
-            None => serde_json::Value::Null,
-        }));
+        ops.add_part(move || weak.upgrade().map(|inner| Gateway { inner }.snapshot()));
         let counts = Arc::new(Mutex::new(vec![
             Counts::default();
             self.inner.upstreams.len()

@@ -340,7 +340,7 @@ async fn forward(
 /// answer when its database is unavailable, or an overloaded server's), and `502`
 /// and `504` (what a proxy in front of it says when it cannot reach it). Any other
 /// `5xx` is about one request (a `500` for input the app could not handle): it is
-/// passed on to the client and counted apart ([`InstanceSnapshot::app_errors`](super::InstanceSnapshot::app_errors)),
+/// passed on to the client and counted apart ([`InstanceFigures::app_errors`](super::InstanceFigures::app_errors)),
 /// neither for nor against the instance. Otherwise one client could send requests
 /// that fail, well within its rate limit, and open every instance's breaker for
 /// everyone. An instance that fails every request is still caught by its `/readyz`

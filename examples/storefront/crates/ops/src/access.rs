@@ -115,7 +115,7 @@ impl OpsAccess {
     ///
     /// ```
     /// use axum::http::{header, HeaderMap};
-    /// use storefront::ops::OpsAccess;
+    /// use storefront_ops::OpsAccess;
     /// let access = OpsAccess::token("s3cret");
     /// let mut headers = HeaderMap::new();
     /// assert!(!access.allows(&headers));

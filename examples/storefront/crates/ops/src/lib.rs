@@ -36,17 +36,14 @@
 //! on any `Router::layer` (it boxes each route again). Requests whose future is
 //! dropped before answering (the client went away) are not counted.
 //!
-//! ## The gateway
+//! ## The parts of a stage
 //!
-//! Stage 4's gateway attaches its own figures with [`Ops::set_gateway`]: a function
-//! returning a JSON object, shown on the page and in `/metrics` as
-//! `storefront_gateway_*`. The page reads, generically:
-//!
-//! ```json
-//! {"instances": [{"name": "app-1", "addr": "127.0.0.1:8081", "healthy": true,
-//!                 "breaker": "closed", "in_flight": 0, "requests": 10, "failures": 0}],
-//!  "totals": {"rate_limited": 0, "retries": 0, "upstream_errors": 0}}
-//! ```
+//! A part of a stage (stage 4's gateway, and what later stages add) registers a
+//! source of its typed figures with [`Ops::add_part`]: a struct of the contract
+//! that implements [`Figures`]. The snapshot carries them under the part's key, and
+//! the page and `/metrics` show every part the same way (a section with its totals
+//! and a table of its instances; `storefront_<key>_*`), so a new part needs no
+//! change here. See [`storefront_contract::ops::parts`] for the shape.
 //!
 //! Snapshots of several instances add up with [`Snapshot::merge`].
 
@@ -71,12 +68,34 @@ pub use access::{OpsAccess, OpsConfig};
 pub use layer::{OpsFuture, OpsLayer, OpsService};
 pub use page::router;
 pub use storefront_contract::ops::{
-    CacheTotals, Point, Snapshot, StageRef, TierFaults, TierTotals, Totals, Window,
+    CacheTotals, Figures, Point, Snapshot, StageRef, TierFaults, TierTotals, Totals, Window,
 };
 pub use topology::Topology;
 
-/// What the gateway reports about itself, as a JSON object (see the module docs).
-pub type GatewayFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// A registered part: its figures now, as JSON (see [`Ops::add_part`]).
+type PartFn = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
+
+/// A part of the stage that shows figures (see [`Ops::add_part`]).
+#[derive(Clone)]
+pub struct Part {
+    /// Its key in the snapshot ([`Figures::KEY`]).
+    pub key: &'static str,
+    /// Its section's title ([`Figures::TITLE`]).
+    pub title: &'static str,
+    /// Labels of its totals ([`Figures::LABELS`]).
+    pub labels: &'static [(&'static str, &'static str)],
+    /// Totals that stand out ([`Figures::HIGHLIGHT`]).
+    pub highlight: &'static [&'static str],
+    read: PartFn,
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Part")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The HTTP server's connection figures (see [`storefront_server::Server::stats`]).
 pub type ConnectionsFn = Arc<dyn Fn() -> storefront_server::ConnStats + Send + Sync>;
@@ -208,7 +227,7 @@ pub struct Ops {
     db_queries: Arc<AtomicU64>,
     cache: OnceLock<Arc<dyn CacheFigures>>,
     replicas: RwLock<Option<ReplicasFn>>,
-    gateway: RwLock<Option<GatewayFn>>,
+    parts: RwLock<Vec<Part>>,
     backends: RwLock<Option<BackendsFn>>,
     backend_replicas: RwLock<Option<BackendReplicasFn>>,
     shards: RwLock<Option<ShardsFn>>,
@@ -253,7 +272,7 @@ impl Ops {
             db_queries: Arc::new(AtomicU64::new(0)),
             replicas: RwLock::new(None),
             cache: OnceLock::new(),
-            gateway: RwLock::new(None),
+            parts: RwLock::new(Vec::new()),
             backends: RwLock::new(None),
             backend_replicas: RwLock::new(None),
             shards: RwLock::new(None),
@@ -299,9 +318,46 @@ impl Ops {
         let _ = self.cache.set(cache);
     }
 
-    /// Shows the gateway's figures (see the module docs) from now on.
-    pub fn set_gateway(&self, gateway: GatewayFn) {
-        *self.gateway.write() = Some(gateway);
+    /// Shows part `F`'s figures, read from `read` when asked, on the page, in
+    /// the snapshot (under [`Figures::KEY`]) and in `/metrics` from now on; a
+    /// part registered again with the same key replaces the first. `read` returns
+    /// `None` when the part has gone.
+    ///
+    /// ```
+    /// use storefront_contract::ops::gateway::{GatewayFigures, GatewayTotals};
+    /// use storefront_ops::Ops;
+    ///
+    /// let ops = Ops::default();
+    /// ops.add_part(|| {
+    ///     Some(GatewayFigures {
+    ///         totals: GatewayTotals { rate_limited: 3, ..GatewayTotals::default() },
+    ///         ..GatewayFigures::default()
+    ///     })
+    /// });
+    /// let gateway = ops.snapshot().part::<GatewayFigures>().unwrap();
+    /// assert_eq!(gateway.totals.rate_limited, 3);
+    /// assert!(ops.render_metrics().contains("storefront_gateway_rate_limited_total 3"));
+    /// ```
+    pub fn add_part<F, R>(&self, read: R)
+    where
+        F: Figures + 'static,
+        R: Fn() -> Option<F> + Send + Sync + 'static,
+    {
+        let part = Part {
+            key: F::KEY,
+            title: F::TITLE,
+            labels: F::LABELS,
+            highlight: F::HIGHLIGHT,
+            read: Arc::new(move || read().and_then(|f| serde_json::to_value(f).ok())),
+        };
+        let mut parts = self.parts.write();
+        parts.retain(|p| p.key != part.key);
+        parts.push(part);
+    }
+
+    /// The registered parts, in the order they were added.
+    pub fn parts(&self) -> Vec<Part> {
+        self.parts.read().clone()
     }
 
     /// Takes database and cache figures from `backends` from now on, added to this
@@ -475,10 +531,12 @@ impl Ops {
         connections.map(|f| f())
     }
 
-    /// The gateway's figures, if one is attached.
-    pub fn gateway(&self) -> Option<serde_json::Value> {
-        let gateway = self.gateway.read().clone();
-        gateway.map(|f| f())
+    /// The figures of every registered part that has some, by key.
+    pub fn part_figures(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.parts()
+            .iter()
+            .filter_map(|p| Some((p.key.to_owned(), (p.read)()?)))
+            .collect()
     }
 
     fn sample(&self) -> Sample {
@@ -542,10 +600,10 @@ impl Ops {
             window,
             history,
             topology: self.topology.clone(),
-            gateway: self.gateway(),
             replicas: self.read_split_and_replicas().1,
             shards: self.shards(),
             degraded: self.degraded(),
+            parts: self.part_figures(),
         }
     }
 

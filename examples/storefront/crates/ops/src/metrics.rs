@@ -41,15 +41,16 @@ struct View {
     db_queries: u64,
     cache: CacheTotals,
     uptime_secs: f64,
-    gateway: Option<Value>,
+    /// Each part's key and figures.
+    parts: Vec<(&'static str, Value)>,
     connections: Option<storefront_server::ConnStats>,
 }
 
 const NO_EXEMPLAR: Option<&Exemplar<NoLabelSet, u64>> = None;
 const NO_EXEMPLARS: Option<&HashMap<usize, Exemplar<NoLabelSet, f64>>> = None;
 
-/// `storefront_gateway_<key>`: lower case letters, digits and `_` only.
-fn metric_name(key: &str) -> String {
+/// `storefront_<part>_<key>`: lower case letters, digits and `_` only.
+fn metric_name(part: &str, key: &str) -> String {
     let name: String = key
         .chars()
         .map(|c| {
@@ -60,23 +61,29 @@ fn metric_name(key: &str) -> String {
             }
         })
         .collect();
-    format!("storefront_gateway_{}", name.trim_end_matches("_total"))
+    format!("storefront_{part}_{}", name.trim_end_matches("_total"))
 }
 
 impl View {
-    fn encode_gateway(gateway: &Value, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
-        if let Some(totals) = gateway.get("totals").and_then(Value::as_object) {
+    /// A part's figures (see [`storefront_contract::ops::parts`]): its totals as
+    /// counters, its instances' fields as gauges per instance.
+    fn encode_part(
+        part: &str,
+        figures: &Value,
+        encoder: &mut DescriptorEncoder<'_>,
+    ) -> fmt::Result {
+        if let Some(totals) = figures.get("totals").and_then(Value::as_object) {
             for (key, value) in totals {
                 if let Some(n) = value.as_f64() {
-                    let name = metric_name(key);
-                    let help = format!("The gateway's {key}, since start.");
+                    let name = metric_name(part, key);
+                    let help = format!("The {part}'s {key}, since start.");
                     encoder
                         .encode_descriptor(&name, &help, None, MetricType::Counter)?
                         .encode_counter(&n, NO_EXEMPLAR)?;
                 }
             }
         }
-        let Some(instances) = gateway.get("instances").and_then(Value::as_array) else {
+        let Some(instances) = figures.get("instances").and_then(Value::as_array) else {
             return Ok(());
         };
         // key -> [(instance, state or "", value)]
@@ -103,8 +110,8 @@ impl View {
             }
         }
         for (key, points) in series {
-            let name = metric_name(&format!("instance_{key}"));
-            let help = format!("Each gateway instance's {key} (a state is 1 on its label).");
+            let name = metric_name(part, &format!("instance_{key}"));
+            let help = format!("Each {part} instance's {key} (a state is 1 on its label).");
             let mut metric = encoder.encode_descriptor(&name, &help, None, MetricType::Gauge)?;
             for (instance, state, value) in &points {
                 if state.is_empty() {
@@ -280,8 +287,8 @@ impl Collector for View {
                 MetricType::Gauge,
             )?
             .encode_gauge(&self.uptime_secs)?;
-        if let Some(gateway) = &self.gateway {
-            Self::encode_gateway(gateway, &mut encoder)?;
+        for (part, figures) in &self.parts {
+            Self::encode_part(part, figures, &mut encoder)?;
         }
         if let Some(connections) = &self.connections {
             Self::encode_connections(connections, &mut encoder)?;
@@ -330,7 +337,11 @@ pub(crate) fn render(ops: &Ops) -> String {
         db_queries,
         cache,
         uptime_secs: ops.started.elapsed().as_secs_f64(),
-        gateway: ops.gateway(),
+        parts: ops
+            .parts()
+            .iter()
+            .filter_map(|p| Some((p.key, (p.read)()?)))
+            .collect(),
         connections: ops.connections(),
     };
     let mut registry = Registry::default();
@@ -356,8 +367,9 @@ pub(crate) fn render(ops: &Ops) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
+
+    use storefront_contract::ops::gateway::{GatewayFigures, GatewayTotals, InstanceFigures};
 
     use super::*;
 
@@ -366,15 +378,27 @@ mod tests {
         let ops = Ops::default();
         let id = ops.route_id("/products/{id}");
         ops.record(id, 200, Duration::from_millis(2));
-        ops.set_gateway(Arc::new(|| {
-            serde_json::json!({
-                "instances": [
-                    {"name": "app-1", "addr": "127.0.0.1:1", "healthy": true, "breaker": "closed", "in_flight": 2, "requests": 10, "failures": 1},
-                    {"name": "app-2", "addr": "127.0.0.1:2", "healthy": false, "breaker": "open", "in_flight": 0, "requests": 5, "failures": 5}
+        let instance = |name: &str, healthy, breaker: &str, in_flight| InstanceFigures {
+            name: name.into(),
+            healthy,
+            breaker: breaker.into(),
+            in_flight,
+            ..InstanceFigures::default()
+        };
+        ops.add_part(move || {
+            Some(GatewayFigures {
+                instances: vec![
+                    instance("app-1", true, "closed", 2),
+                    instance("app-2", false, "open", 0),
                 ],
-                "totals": {"rate_limited": 7, "retries": 3, "upstream_errors": 2}
+                totals: GatewayTotals {
+                    rate_limited: 7,
+                    retries: 3,
+                    upstream_errors: 2,
+                    ..GatewayTotals::default()
+                },
             })
-        }));
+        });
         let text = render(&ops);
         for line in [
             "storefront_gateway_rate_limited_total 7",

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use super::access::Authorized;
-use super::{metrics, Ops, Snapshot, Window};
+use super::{metrics, Ops, Part, Snapshot, Window};
 
 /// The ops routes, to merge into the app's router after its [`super::OpsLayer`] (so
 /// they are not counted themselves). Any state that holds the recorder will do
@@ -71,23 +71,29 @@ struct Figure {
     spark: String,
 }
 
-/// One cell of the gateway's instance table.
+/// One cell of a part's instance table.
 struct Cell {
     text: String,
     class: &'static str,
 }
 
-/// A gateway figure (from its `totals`).
-struct GatewayFigure {
+/// A part's figure (from its `totals`).
+struct PartFigure {
     label: String,
     value: String,
     class: &'static str,
 }
 
-struct GatewayView {
+/// A part's section (see [`storefront_contract::ops::parts`]).
+struct PartView {
+    key: &'static str,
+    title: &'static str,
+    /// `key=label;...` and `key;...` for the page's script.
+    labels: String,
+    highlight: String,
     columns: Vec<String>,
     rows: Vec<Vec<Cell>>,
-    figures: Vec<GatewayFigure>,
+    figures: Vec<PartFigure>,
 }
 
 #[derive(Template)]
@@ -101,7 +107,8 @@ struct OpsPage {
     cache_rows: Vec<(&'static str, u64, u64)>,
     /// The Redis tier's failed calls and calls skipped, apart from misses.
     faults: Option<super::TierFaults>,
-    gateway: Option<GatewayView>,
+    /// Each registered part's section, figures or not (the script fills them).
+    parts: Vec<PartView>,
     /// Stage 5: the primary and replicas of each database, and the read split.
     replicas: Vec<super::replicas::Row>,
     /// Stage 7: rows per shard database.
@@ -182,7 +189,7 @@ fn words(key: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A gateway value for people, and how to colour it.
+/// A part's value for people, and how to colour it.
 fn cell(key: &str, value: &Value) -> Cell {
     let (text, class) = match value {
         Value::Bool(b) if key == "healthy" => (
@@ -206,7 +213,7 @@ fn cell(key: &str, value: &Value) -> Cell {
     Cell { text, class }
 }
 
-/// The gateway's usual instance fields, in the order the table shows them.
+/// The usual instance fields, in the order the table shows them.
 const COLUMNS: [&str; 7] = [
     "name",
     "addr",
@@ -217,8 +224,9 @@ const COLUMNS: [&str; 7] = [
     "failures",
 ];
 
-fn gateway_view(gateway: &Value) -> GatewayView {
-    let instances: Vec<&serde_json::Map<String, Value>> = gateway
+fn part_view(part: &Part, data: Option<&Value>) -> PartView {
+    let instances: Vec<&serde_json::Map<String, Value>> = data
+        .unwrap_or(&Value::Null)
         .get("instances")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_object).collect())
@@ -247,28 +255,39 @@ fn gateway_view(gateway: &Value) -> GatewayView {
                 .collect()
         })
         .collect();
-    let mut figures = Vec::new();
-    let totals = gateway.get("totals").and_then(Value::as_object);
+    let totals = data
+        .and_then(|f| f.get("totals"))
+        .and_then(Value::as_object);
+    let mut shown = Vec::new();
     for (key, value) in totals.into_iter().flatten() {
-        let label = if key == "rate_limited" {
-            "Rate-limit rejections".to_owned()
-        } else {
-            words(key)
-        };
-        figures.push(GatewayFigure {
+        let label = part
+            .labels
+            .iter()
+            .find(|(k, _)| *k == key.as_str())
+            .map_or_else(|| words(key), |(_, l)| (*l).to_owned());
+        shown.push(PartFigure {
             label,
             value: cell(key, value).text,
-            class: if key == "rate_limited" {
+            class: if part.highlight.iter().any(|h| *h == key.as_str()) {
                 "highlight"
             } else {
                 ""
             },
         });
     }
-    GatewayView {
+    PartView {
+        key: part.key,
+        title: part.title,
+        labels: part
+            .labels
+            .iter()
+            .map(|(k, l)| format!("{k}={l}"))
+            .collect::<Vec<_>>()
+            .join(";"),
+        highlight: part.highlight.join(";"),
         columns: columns.iter().map(|c| words(c)).collect(),
         rows,
-        figures,
+        figures: shown,
     }
 }
 
@@ -318,7 +337,11 @@ async fn page(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
         figures,
         cache_rows,
         faults: cache.l2_faults,
-        gateway: snapshot.gateway.as_ref().map(gateway_view),
+        parts: ops
+            .parts()
+            .iter()
+            .map(|p| part_view(p, snapshot.parts.get(p.key)))
+            .collect(),
         replicas: super::replicas::rows(&snapshot.replicas),
         shard_rows: snapshot
             .shards
@@ -353,12 +376,16 @@ mod tests {
     }
 
     #[test]
-    fn gateway_table_is_generic() {
+    fn a_part_is_drawn_from_its_figures_alone() {
         let v = serde_json::json!({
             "instances": [{"name": "a", "healthy": false, "breaker": "open", "in_flight": 3}],
             "totals": {"rate_limited": 4}
         });
-        let g = gateway_view(&v);
+        let ops = Ops::default();
+        ops.add_part(|| Some(storefront_contract::ops::gateway::GatewayFigures::default()));
+        let g = part_view(&ops.parts()[0], Some(&v));
+        assert_eq!((g.key, g.title), ("gateway", "Gateway"));
+        assert_eq!(g.figures[0].class, "highlight");
         assert_eq!(g.columns, ["Name", "Healthy", "Breaker", "In flight"]);
         assert_eq!(g.rows[0][1].text, "down");
         assert_eq!(g.rows[0][2].class, "bad");

@@ -73,8 +73,8 @@
     if (m > 0) return m + " min " + (s % 60) + " s";
     return s + " s";
   }
-  function words(key) {
-    if (key === "rate_limited") return "Rate-limit rejections";
+  function words(key, labels) {
+    if (labels && labels[key]) return labels[key];
     var t = key.replace(/[_-]/g, " ");
     return t.charAt(0).toUpperCase() + t.slice(1);
   }
@@ -97,15 +97,21 @@
     if (cls) e.className = cls;
     return e;
   }
-  function gateway(g) {
-    var box = document.getElementById("gateway");
+  // A part of the stage (see storefront_contract::ops::parts): its totals as
+  // figures, its instances as a table; labels and highlights from the page.
+  function part(box, g) {
     box.textContent = "";
     if (!g) return;
-    box.appendChild(el("h2", "Gateway"));
+    var labels = {}, highlight = (box.getAttribute("data-highlight") || "").split(";");
+    (box.getAttribute("data-labels") || "").split(";").forEach(function (p) {
+      var i = p.indexOf("=");
+      if (i > 0) labels[p.slice(0, i)] = p.slice(i + 1);
+    });
+    box.appendChild(el("h2", box.getAttribute("data-title")));
     var figs = el("ul", undefined, "figures");
     Object.keys(g.totals || {}).forEach(function (k) {
-      var li = el("li", undefined, "figure" + (k === "rate_limited" ? " highlight" : ""));
-      li.appendChild(el("span", words(k), "label"));
+      var li = el("li", undefined, "figure" + (highlight.indexOf(k) >= 0 ? " highlight" : ""));
+      li.appendChild(el("span", words(k, labels), "label"));
       li.appendChild(el("span", cell(k, g.totals[k])[0], "value"));
       figs.appendChild(li);
     });
@@ -153,7 +159,9 @@
         var degraded = document.getElementById("degraded");
         degraded.hidden = !d.degraded;
         degraded.querySelector("[data-degraded]").textContent = d.degraded || "";
-        gateway(d.gateway);
+        document.querySelectorAll("[data-part]").forEach(function (box) {
+          part(box, d[box.getAttribute("data-part")]);
+        });
         replicas(d.replicas, d.totals);
         shards(d.shards);
         document.getElementById("live").textContent = "\u25cf live";

@@ -1,10 +1,13 @@
 //! `/ops/data.json`: the figures of one process, and how several add up.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::replicas::{merge_databases, DatabaseView, ReadSplit, SplitWindow};
 use super::shards::ShardsView;
 use super::topology::Topology;
+use super::Figures;
 
 /// Everything the ops page shows, as served at `/ops/data.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,8 +24,6 @@ pub struct Snapshot {
     pub history: Vec<Point>,
     /// What runs, for the picture.
     pub topology: Topology,
-    /// The gateway's own figures (stage 4 on), as it reports them.
-    pub gateway: Option<serde_json::Value>,
     /// Databases with replicas (stage 5 on): each replica's lag and state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<DatabaseView>,
@@ -33,6 +34,33 @@ pub struct Snapshot {
     /// after `degraded: `): its Redis cache tier down, for instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
+    /// The figures of the stage's parts, by [`Figures::KEY`] (`gateway`, ...):
+    /// top-level keys of the JSON. Read them typed with [`Snapshot::part`].
+    #[serde(flatten)]
+    pub parts: BTreeMap<String, serde_json::Value>,
+}
+
+impl Snapshot {
+    /// The figures of part `F`, if this snapshot has them (and they read as `F`).
+    ///
+    /// ```
+    /// use storefront_contract::ops::gateway::GatewayFigures;
+    /// use storefront_contract::ops::Snapshot;
+    ///
+    /// let json = r#"{"stage": {"number": 4, "title": "Load balancing"}, "uptime_secs": 1.0,
+    ///   "totals": {"requests": 0, "errors": 0, "db_queries": 0, "cache": {"l1": null}},
+    ///   "window": {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "db_qps": 0.0,
+    ///     "l1_hit_ratio": null, "l2_hit_ratio": null},
+    ///   "history": [], "topology": {"l1": false, "database": {"backend": "sqlite", "place": "x"}},
+    ///   "gateway": {"instances": [], "totals": {"requests": 5, "rate_limited": 1,
+    ///     "retries": 0, "upstream_errors": 0, "unavailable": 0}}}"#;
+    /// let snapshot: Snapshot = serde_json::from_str(json).unwrap();
+    /// let gateway = snapshot.part::<GatewayFigures>().unwrap();
+    /// assert_eq!(gateway.totals.rate_limited, 1);
+    /// ```
+    pub fn part<F: Figures>(&self) -> Option<F> {
+        serde_json::from_value(self.parts.get(F::KEY)?.clone()).ok()
+    }
 }
 
 /// A stage's number and title.
@@ -183,8 +211,8 @@ impl Snapshot {
     /// Adds another process's figures to these, for a whole cluster's view: totals
     /// are summed (cache tiers too), windows merged by [`Window::merge`], and
     /// histories aligned on their newest point (the points of one second) and merged
-    /// the same way. Stage, topology and gateway stay this snapshot's (the other's
-    /// gateway is taken if this one has none); uptime is the longer one; reads per
+    /// the same way. Stage, topology and parts stay this snapshot's (the other's
+    /// parts are taken where this one has none); uptime is the longer one; reads per
     /// database server add up ([`merge_databases`]).
     pub fn merge(&mut self, other: &Snapshot) {
         self.uptime_secs = self.uptime_secs.max(other.uptime_secs);
@@ -230,8 +258,10 @@ impl Snapshot {
             });
         }
         self.history = merged;
-        if self.gateway.is_none() {
-            self.gateway = other.gateway.clone();
+        for (key, figures) in &other.parts {
+            self.parts
+                .entry(key.clone())
+                .or_insert_with(|| figures.clone());
         }
         merge_databases(&mut self.replicas, &other.replicas);
         // Every process reads the same shard databases: one reading, not a sum.
@@ -287,7 +317,7 @@ mod tests {
                 })
                 .collect(),
             topology: Topology::default(),
-            gateway: None,
+            parts: BTreeMap::new(),
             replicas: Vec::new(),
             shards: None,
             degraded: None,

@@ -206,7 +206,7 @@ impl HttpClient {
 /// back with the form. `None` when the page has no such field.
 ///
 /// ```
-/// use storefront::loadgen::http::form_token;
+/// use storefront_tools::loadgen::http::form_token;
 ///
 /// let page = br#"<form><input type="hidden" name="csrf" value="ab12"></form>"#;
 /// assert_eq!(form_token(page).as_deref(), Some("ab12"));

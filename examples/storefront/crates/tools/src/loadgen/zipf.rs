@@ -20,7 +20,7 @@ impl ZipfIds {
     ///
     /// ```
     /// use rand::SeedableRng;
-    /// let ids = storefront::loadgen::ZipfIds::new(1_000, 1.0).unwrap();
+    /// let ids = storefront_tools::loadgen::ZipfIds::new(1_000, 1.0).unwrap();
     /// let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
     /// let id = ids.sample(&mut rng);
     /// assert!((1..=1_000).contains(&id));
