@@ -1,4 +1,9 @@
-//! The `storefront` command: serve a stage, seed the database, list the stages.
+//! The `storefront` command: it parses the command line and hands each command
+//! to the crate that does it (serve and instance: storefront-stage's
+//! composition root; loadgen, evolve, bench-http: storefront-tools; reshard:
+//! storefront-storage). See the README for the commands.
+
+mod reshard_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use storefront::app::{self, AppConfig, AppState, Passwords};
-use storefront::config::{DatabaseConfig, StageConfig};
-use storefront::seed::{self, SeedOptions};
-use storefront::server::{Limits, Server};
-use storefront::store;
+use storefront_stage::catalog::BuiltinStages;
+use storefront_stage::compose::{self, BoxError, BuildOptions};
+use storefront_stage::config::StageConfig;
+use storefront_stage::seed::{self, SeedOptions};
+use storefront_tools::loadgen::cli as tools;
+use storefront_web::Passwords;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,7 +65,7 @@ enum Command {
         /// the remaining connections are dropped: seconds ("10", "2.5s") or
         /// milliseconds ("500ms"). Default: the stage's server.drain_timeout_ms
         /// (10 s).
-        #[arg(long, value_name = "DURATION", value_parser = storefront::server::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = storefront_server::parse_duration)]
         drain_timeout: Option<Duration>,
     },
     /// Fill the stage's database with a made-up catalog and accounts.
@@ -90,59 +96,44 @@ enum Command {
         #[arg(long)]
         number: u32,
         /// As for `serve`.
-        #[arg(long, value_name = "DURATION", value_parser = storefront::server::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = storefront_server::parse_duration)]
         drain_timeout: Option<Duration>,
     },
     /// Move the sharded orders (stage 7) to more databases, online; or roll back.
-    Reshard(storefront::reshard_cli::ReshardArgs),
+    Reshard(reshard_cli::ReshardArgs),
     /// Drive a running shop with user journeys and measure it.
-    Loadgen(storefront::loadgen::cli::LoadgenArgs),
+    Loadgen(tools::LoadgenArgs),
     /// Run stages in turn under the same load and write docs/evolution.md.
-    Evolve(storefront::loadgen::cli::EvolveArgs),
+    Evolve(tools::EvolveArgs),
     /// Requests per second of a product page from L1 against a bare axum handler.
-    BenchHttp(storefront::loadgen::cli::BenchArgs),
+    BenchHttp(tools::BenchArgs),
     /// The bare axum server that bench-http compares with.
     #[command(hide = true)]
-    BareHttp(storefront::loadgen::cli::BareArgs),
+    BareHttp(tools::BareArgs),
 }
 
-fn load(target: &Target) -> Result<StageConfig, Box<dyn std::error::Error>> {
+fn load(target: &Target) -> Result<StageConfig, BoxError> {
     Ok(match &target.config {
         Some(path) => StageConfig::load(path)?,
         None => StageConfig::builtin(target.stage)?,
     })
 }
 
-fn describe(db: &DatabaseConfig, data_dir: &std::path::Path) -> String {
-    match db {
-        DatabaseConfig::Sqlite { file, .. } => {
-            format!("SQLite at {}", data_dir.join(file).display())
-        }
-        DatabaseConfig::Postgres { .. } => {
-            let url = db.postgres_url().unwrap_or_default();
-            // Do not print a password.
-            let shown = match (url.find("://"), url.rfind('@')) {
-                (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-                _ => url,
-            };
-            format!("PostgreSQL at {shown}")
-        }
-    }
-}
-
+/// `serve` and `instance`: a stage with a gateway starts its instances and the
+/// gateway (stage 4 on); otherwise this process is the stage's app.
 async fn serve(
     target: Target,
     addr: Option<SocketAddr>,
     drain_timeout: Option<Duration>,
     instance: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), BoxError> {
     let mut config = load(&target)?;
     if let Some(drain) = drain_timeout {
         config.server.drain_timeout_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
     }
     let addr = addr.unwrap_or(config.server.addr);
     if config.gateway.is_some() && !instance {
-        return storefront::supervisor::run_stage(
+        return storefront_stage::supervisor::run_stage(
             &config,
             target.stage,
             target.config.as_deref(),
@@ -151,118 +142,24 @@ async fn serve(
         )
         .await;
     }
-    tracing::info!(
-        stage = config.stage.number,
-        "{}: opening {}",
-        config.stage.title,
-        describe(&config.database, &target.data_dir)
-    );
-    let ops = std::sync::Arc::new(storefront::compose::ops_for(&config));
-    let opened = store::open_parts(&config.databases(), &target.data_dir).await?;
-    // Stage 7: the shard figures on the ops page, the admin pages over every shard.
-    let admin = app::admin::Admin::from_config(
-        config.admin.as_ref(),
-        opened.sharding.clone().map(|s| {
-            std::sync::Arc::new(s) as std::sync::Arc<dyn store::sharded::analytics::OrderAnalytics>
-        }),
-    );
-    if let Some(sharding) = opened.sharding {
-        storefront::compose::watch_shards(&ops, sharding);
-    }
-    let store = storefront::store::MeteredStore::wrap(opened.store, ops.db_query_counter());
-    let store = with_caches(store, &config, &ops).await?;
-    seed_if_empty(store.as_ref(), &config).await?;
-    let state = AppState::new(
-        store,
-        AppConfig {
-            page_size: config.server.page_size,
-            stage: (config.stage.number, config.stage.title.clone()),
-            auth: config.auth.clone(),
-            // An instance behind the stage's gateway (or stages/04-load-balancing/nginx.conf) takes
-            // the client's address from the proxy's X-Forwarded-For.
-            trust_forwarded: instance && config.gateway.is_some(),
-            ..AppConfig::default()
-        },
-    )
-    .with_ops(ops.clone());
-    ops.start();
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    tracing::info!(
-        "stage {} ({}) serving at http://{addr}",
-        config.stage.number,
-        config.stage.title
-    );
-    let app = app::router(state).merge(app::admin::router(admin));
-    let server = Arc::new(Server::new(
-        Limits::from_config(&config.server).fit_to_file_limit(1),
-    ));
-    let figures = Arc::clone(&server);
-    ops.set_connections(Arc::new(move || figures.stats()));
-    server
-        .serve(listener, app, storefront::server::shutdown_signal())
-        .await?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Stage 3 on: the caches in front of `store`, with their figures on `ops`.
-async fn with_caches(
-    store: Arc<dyn store::Store>,
-    config: &StageConfig,
-    ops: &Arc<storefront::ops::Ops>,
-) -> Result<Arc<dyn store::Store>, Box<dyn std::error::Error>> {
-    let Some(cache) = &config.cache else {
-        return Ok(store);
+    let options = BuildOptions {
+        data_dir: target.data_dir,
+        // An instance behind the stage's gateway (or stages/04-load-balancing/nginx.conf)
+        // takes the client's address from the proxy's X-Forwarded-For.
+        behind_proxy: instance && config.gateway.is_some(),
     };
-    tracing::info!(
-        "caches: L1 in this process, L2 and invalidations in Redis under \"{}\"",
-        cache.namespace
-    );
-    let cached = storefront::cache::CachedStore::connect(store, cache)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot set up the caches (Redis at {}): {e}",
-                cache.redis_url()
-            )
-        })?;
-    let cached = Arc::new(cached);
-    ops.set_cache(cached.clone());
-    Ok(cached)
+    compose::build(&config, &options).await?.serve(addr).await
 }
 
-/// An empty catalog gets the stage's demo products and ten accounts.
-async fn seed_if_empty(
-    store: &dyn store::Store,
-    config: &StageConfig,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let seed_if_empty = config.database.seed_if_empty();
-    if seed_if_empty > 0 && store.count_products().await? == 0 {
-        tracing::info!("the catalog is empty: adding {seed_if_empty} demo products (storefront seed adds more)");
-        let options = SeedOptions {
-            products: u64::from(seed_if_empty),
-            users: 10,
-            seed: 42,
-        };
-        seed::seed(store, options, &Passwords::recommended(), &|_| {}).await?;
-    }
-    Ok(())
-}
-
-async fn seed_command(
-    target: Target,
-    options: SeedOptions,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn seed_command(target: Target, options: SeedOptions) -> Result<(), BoxError> {
     let config = load(&target)?;
     println!(
         "Seeding {} with {} products and {} accounts",
-        describe(&config.database, &target.data_dir),
+        config.database.describe(&target.data_dir),
         options.products,
         options.users
     );
-    let store = store::open(&config.databases(), &target.data_dir).await?;
+    let store = storefront_storage::open(&config.databases(), &target.data_dir).await?;
     let bar = ProgressBar::new(options.products + options.users);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({per_sec}, {eta} left)")?
@@ -300,7 +197,7 @@ enum ServicesAction {
 /// directory; .ci/run runs the same file.
 const SERVICES_SCRIPT: &str = include_str!("../../../deploy/services.sh");
 
-fn services(action: ServicesAction) -> Result<(), Box<dyn std::error::Error>> {
+fn services(action: ServicesAction) -> Result<(), BoxError> {
     let arg = match action {
         ServicesAction::Up => "up",
         ServicesAction::Status => "status",
@@ -319,7 +216,7 @@ fn services(action: ServicesAction) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn stages() -> Result<(), Box<dyn std::error::Error>> {
+fn stages() -> Result<(), BoxError> {
     for s in StageConfig::all_builtin()? {
         println!(
             "{}. {} (storefront serve --stage {})",
@@ -378,7 +275,7 @@ fn main() -> ExitCode {
                 addr,
                 number,
                 drain_timeout,
-            }) => match storefront::supervisor::instance_setup() {
+            }) => match storefront_stage::supervisor::instance_setup() {
                 Ok(()) => {
                     tracing::info!("instance {number}");
                     serve(target, Some(addr), drain_timeout, true).await
@@ -403,19 +300,13 @@ fn main() -> ExitCode {
             }
             Some(Command::Stages) => stages(),
             Some(Command::Services { action }) => services(action),
-            Some(Command::Reshard(args)) => storefront::reshard_cli::run(args).await,
-            Some(Command::Loadgen(args)) => Ok(storefront::loadgen::cli::loadgen(args).await?),
-            Some(Command::Evolve(args)) => Ok(storefront::loadgen::cli::evolve(
-                args,
-                std::sync::Arc::new(storefront::catalog::BuiltinStages),
-            )
-            .await?),
-            Some(Command::BenchHttp(args)) => Ok(storefront::loadgen::cli::bench_http(
-                args,
-                std::sync::Arc::new(storefront::catalog::BuiltinStages),
-            )
-            .await?),
-            Some(Command::BareHttp(args)) => Ok(storefront::loadgen::cli::bare_http(args).await?),
+            Some(Command::Reshard(args)) => reshard_cli::run(args).await,
+            Some(Command::Loadgen(args)) => Ok(tools::loadgen(args).await?),
+            Some(Command::Evolve(args)) => Ok(tools::evolve(args, Arc::new(BuiltinStages)).await?),
+            Some(Command::BenchHttp(args)) => {
+                Ok(tools::bench_http(args, Arc::new(BuiltinStages)).await?)
+            }
+            Some(Command::BareHttp(args)) => Ok(tools::bare_http(args).await?),
         }
     });
     match result {

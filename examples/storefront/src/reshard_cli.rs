@@ -8,7 +8,7 @@ use storefront_storage::sharded::ShardedOrders;
 /// its `reshard_to` databases, printing each phase, or rolls back at a phase (a
 /// drill), or prints the layout and progress.
 #[derive(Debug, clap::Args)]
-pub struct ReshardArgs {
+pub(crate) struct ReshardArgs {
     /// The stage whose `[sharding]` section to use.
     #[arg(long, default_value_t = 7)]
     pub stage: u32,
@@ -28,10 +28,10 @@ pub struct ReshardArgs {
 }
 
 /// Runs `storefront reshard`.
-pub async fn run(args: ReshardArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn run(args: ReshardArgs) -> Result<(), storefront_stage::compose::BoxError> {
     let config = match &args.config {
-        Some(path) => crate::config::StageConfig::load(path)?,
-        None => crate::config::StageConfig::builtin(args.stage)?,
+        Some(path) => storefront_stage::config::StageConfig::load(path)?,
+        None => storefront_stage::config::StageConfig::builtin(args.stage)?,
     };
     let sharding = config
         .sharding

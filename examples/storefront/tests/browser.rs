@@ -12,6 +12,9 @@
 //! Needs `chromedriver` and `chromium` (Debian's `chromium-driver` and `chromium`;
 //! `.ci/run` installs them). Without them the tests are skipped with a message, and
 //! under `CI` they fail.
+//!
+//! A test here is one scenario told top to bottom against the real parts; a few
+//! run past 100 lines, kept whole so that each step and its check stay together.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use storefront::app::{router, AppConfig, AppState, Passwords};
+use storefront_web::{router, AppConfig, AppState, Passwords};
 
 /// Kills chromedriver (and with it chromium) however the test ends.
 struct Driver(Child);
@@ -240,7 +243,7 @@ async fn a_visitor_signs_up_searches_buys_and_finds_the_order() {
 /// browser and an attacker's account made through the API.
 struct Shop {
     base: String,
-    store: std::sync::Arc<dyn storefront::store::Store>,
+    store: std::sync::Arc<dyn storefront_storage::Store>,
     product: i64,
     victim: i64,
     server: tokio::task::JoinHandle<std::io::Result<()>>,

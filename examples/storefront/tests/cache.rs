@@ -1,6 +1,9 @@
 //! Stage 3 against a real Redis (`SCALEKIT_REDIS_URL`): two instances over one
 //! database, each with its own L1 and the shared Redis L2. Skipped without the
 //! variable; under `CI` a missing server fails. Each test uses its own namespace.
+//!
+//! A test here is one scenario told top to bottom against the real parts; a few
+//! run past 100 lines, kept whole so that each step and its check stay together.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,8 +13,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use storefront::cache::CachedStore;
-use storefront::store::{NewUser, Page, Store};
+use storefront_cache::CachedStore;
+use storefront_storage::{NewUser, Page, Store};
 
 const P1: Page = Page {
     number: 1,
@@ -231,11 +234,11 @@ async fn get(app: &axum::Router, path: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_redis_is_skipped_reported_and_taken_back() {
     use scalekit_core::ManualClock;
-    use storefront::app::{router, AppConfig, AppState};
-    use storefront::cache::TierOptions;
-    use storefront::config::CacheConfig;
-    use storefront::ops::Ops;
-    use storefront::store::MeteredStore;
+    use storefront_cache::TierOptions;
+    use storefront_ops::Ops;
+    use storefront_stage::config::CacheConfig;
+    use storefront_storage::MeteredStore;
+    use storefront_web::{router, AppConfig, AppState};
 
     let Some(program) = redis_server("degraded") else {
         return;

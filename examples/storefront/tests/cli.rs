@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use storefront::store::{SqliteStore, Store};
+use storefront_storage::{SqliteStore, Store};
 
 fn storefront(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_storefront"))

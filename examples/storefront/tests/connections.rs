@@ -1,4 +1,4 @@
-//! The server's connection limits (`storefront::server`): timeouts, the cap and
+//! The server's connection limits (`storefront_server`): timeouts, the cap and
 //! the drain against an in-process app on port 0; then the real `storefront serve`
 //! holding 2,000 idle sockets under a 1,024-descriptor limit, and stopping on
 //! SIGTERM within its drain deadline while clients hold connections open.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::routing::{get, post};
 use axum::Router;
 use common::procs::{free_addr, Http};
-use storefront::server::{ConnStats, Drained, Limits, Server};
+use storefront_server::{ConnStats, Drained, Limits, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
@@ -188,7 +188,7 @@ async fn half_sent_headers_silent_and_idle_connections_are_closed_after_their_ti
     .await;
     assert_eq!(s.server.stats().accepted, 3);
     // The figures in /metrics.
-    let ops = storefront::ops::Ops::default();
+    let ops = storefront_ops::Ops::default();
     let server = s.server.clone();
     ops.set_connections(Arc::new(move || server.stats()));
     let metrics = ops.render_metrics();
@@ -458,7 +458,7 @@ async fn two_thousand_idle_sockets_under_a_1024_file_limit_do_not_stop_the_shop(
         return;
     };
     // This process holds 2,000 sockets itself.
-    let files = storefront::server::raise_file_limit().unwrap_or(u64::MAX);
+    let files = storefront_server::raise_file_limit().unwrap_or(u64::MAX);
     assert!(
         files >= 2_100,
         "this test needs 2,100 descriptors, has {files}"

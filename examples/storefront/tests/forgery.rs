@@ -7,15 +7,18 @@
 //! - the API takes the session cookie only on requests another site cannot send;
 //! - `Secure` cookies when the stage file or a trusted proxy says so; the
 //!   `[auth]` section of a stage file.
+//!
+//! A test here is one scenario told top to bottom against the real parts; a few
+//! run past 100 lines, kept whole so that each step and its check stay together.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
-use storefront::app::signin::AuthConfig;
-use storefront::app::AppConfig;
-use storefront::config::StageConfig;
+use storefront_stage::config::StageConfig;
+use storefront_web::signin::AuthConfig;
+use storefront_web::AppConfig;
 
 mod common;
 
@@ -35,7 +38,7 @@ async fn forms_need_the_sessions_token_and_the_shops_origin() {
     let token = page.token();
     assert_eq!(
         token,
-        storefront::app::csrf::token_for(session.split_once('=').unwrap().1)
+        storefront_web::csrf::token_for(session.split_once('=').unwrap().1)
     );
     assert!(
         page.set_cookie("sf_csrf").is_empty(),
@@ -155,7 +158,7 @@ async fn login_forms_use_a_pre_session_cookie_and_the_origin_stops_a_tossed_one(
     let tossed = "sf_csrf=0123456789abcdef";
     let forged = format!(
         "{body}&csrf={}",
-        storefront::app::csrf::token_for("0123456789abcdef")
+        storefront_web::csrf::token_for("0123456789abcdef")
     );
     let r = s
         .post_form(

@@ -3,6 +3,9 @@
 //! against real instance processes: three on PostgreSQL, one killed under load;
 //! `storefront serve` restarting and stopping its own. Breakers and what counts
 //! against an instance: tests/gateway_breakers.rs.
+//!
+//! A test here is one scenario told top to bottom against the real parts; a few
+//! run past 100 lines, kept whole so that each step and its check stay together.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,9 +21,9 @@ use common::procs::{free_addr, Http, Instances};
 use common::stubs::{dead_addr, instance, serve, upstream};
 use scalekit_core::{Clock, ManualClock};
 use serde_json::json;
-use storefront::config::GatewayConfig;
-use storefront::gateway::Gateway;
-use storefront::supervisor::wait_ready;
+use storefront_gateway::Gateway;
+use storefront_stage::config::GatewayConfig;
+use storefront_stage::supervisor::wait_ready;
 
 #[tokio::test]
 async fn spreads_requests_and_forwards_headers() {
@@ -583,9 +586,9 @@ health_interval_ms = 100
 /// queries (the gateway itself queries none).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateways_ops_page_shows_the_instances_and_sums_their_queries() {
-    use storefront::app::{router, AppConfig, AppState};
-    use storefront::ops::Ops;
-    use storefront::store::MeteredStore;
+    use storefront_ops::Ops;
+    use storefront_storage::MeteredStore;
+    use storefront_web::{router, AppConfig, AppState};
 
     let (store, _dir) = common::sqlite().await;
     let ids = common::catalog(store.as_ref(), 5, 10).await;

@@ -17,8 +17,8 @@ use axum::routing::{any, get};
 use axum::Router;
 use common::procs::Http;
 use common::stubs::{instance, serve, upstream};
-use storefront::config::GatewayConfig;
-use storefront::gateway::Gateway;
+use storefront_gateway::Gateway;
+use storefront_stage::config::GatewayConfig;
 
 /// An instance that answers 503 (the app's answer when its database is
 /// unavailable) is unwell: its breaker opens.

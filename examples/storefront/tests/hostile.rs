@@ -6,6 +6,9 @@
 //! Every answer must be a 2xx, 3xx or 4xx within [`DEADLINE`] (a 5xx, a panic or
 //! a hang fails); a refusal under `/api` is JSON and on a page it is HTML; and a
 //! control character in a text field is refused with a 4xx.
+//!
+//! `requests()` is one table of hostile requests (over 100 lines on purpose: a
+//! row per route and form, read as a list).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,13 +26,13 @@ use http_body_util::BodyExt;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
-use storefront::app::admin::{self, Admin};
-use storefront::app::html::url_encode;
-use storefront::app::{router, AppConfig, AppState, Passwords};
-use storefront::store::sharded::analytics::{
+use storefront_storage::sharded::analytics::{
     AdminOrder, DayRevenue, OrderAnalytics, ProductSales, TopBy,
 };
-use storefront::store::{NewUser, SqliteStore, Store, StoreResult};
+use storefront_storage::{NewUser, SqliteStore, Store, StoreResult};
+use storefront_web::admin::{self, Admin};
+use storefront_web::html::url_encode;
+use storefront_web::{router, AppConfig, AppState, Passwords};
 use tower::ServiceExt;
 
 /// The longest a request may take: far above what any takes here, so only a hang
@@ -97,7 +100,7 @@ impl Shop {
         let state = AppState {
             store: store.clone(),
             passwords,
-            signin: Arc::new(storefront::app::signin::SignIn::new(&config.auth)),
+            signin: Arc::new(storefront_web::signin::SignIn::new(&config.auth)),
             config: Arc::new(config),
             ops: Arc::default(),
         };

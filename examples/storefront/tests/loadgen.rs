@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use storefront::app::{self, AppConfig, AppState, Passwords};
-use storefront::loadgen::{LoadOptions, Loadgen, Mix, Mode, Workload};
-use storefront::seed::{self, SeedOptions};
-use storefront::store::SqliteStore;
+use storefront_stage::seed::{self, SeedOptions};
+use storefront_storage::SqliteStore;
+use storefront_tools::loadgen::{LoadOptions, Loadgen, Mix, Mode, Workload};
+use storefront_web::{self as app, AppConfig, AppState, Passwords};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journeys_against_stage_one_succeed() {
@@ -129,7 +129,7 @@ fn evolve_runs_stage_one_and_writes_the_page() {
     assert_eq!(cells[5], "0", "{row}");
     assert!(page.contains("![Requests per second and latency by stage](evolution.svg)"));
     let svg = std::fs::read_to_string(dir.path().join("evolution.svg")).unwrap();
-    storefront::loadgen::svg::well_formed(&svg).unwrap();
+    storefront_tools::loadgen::svg::well_formed(&svg).unwrap();
 }
 
 /// `storefront loadgen` leaves no file behind without `--svg`, and writes the chart
@@ -192,5 +192,5 @@ async fn loadgen_writes_a_chart_only_when_asked() {
     );
     assert!(text.contains("Chart: "), "{text}");
     let svg = std::fs::read_to_string(&chart).unwrap();
-    storefront::loadgen::svg::well_formed(&svg).unwrap();
+    storefront_tools::loadgen::svg::well_formed(&svg).unwrap();
 }

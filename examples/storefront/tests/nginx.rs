@@ -2,6 +2,9 @@
 //! a child (not a daemon) with the configuration rendered into a temporary
 //! directory (ports from port 0, pid, logs and temp files there too). Skipped with a
 //! message when nginx is not installed; a failure under `CI`.
+//!
+//! A test here is one scenario told top to bottom against the real parts; a few
+//! run past 100 lines, kept whole so that each step and its check stay together.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::procs::{free_addr, Http, Instances};
-use storefront::supervisor::wait_ready;
+use storefront_stage::supervisor::wait_ready;
 
 /// nginx, stopped (SIGKILL) and reaped on drop.
 struct Nginx {

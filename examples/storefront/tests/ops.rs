@@ -14,12 +14,12 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sqlx::{Connection, Executor};
-use storefront::app::{router, AppConfig, AppState, Passwords};
-use storefront::cache::CachedStore;
-use storefront::config::StageConfig;
-use storefront::ops::{Ops, Snapshot};
-use storefront::store::MeteredStore;
-use storefront::store::{SqliteStore, Store};
+use storefront_cache::CachedStore;
+use storefront_ops::{Ops, Snapshot};
+use storefront_stage::config::StageConfig;
+use storefront_storage::MeteredStore;
+use storefront_storage::{SqliteStore, Store};
+use storefront_web::{router, AppConfig, AppState, Passwords};
 use tower::ServiceExt;
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, String, String) {
@@ -58,7 +58,7 @@ fn total(data: &Value, key: &str) -> u64 {
 /// An app over `store`, recording into an [`Ops`] for `stage`; the store is metered.
 fn app_over(store: Arc<dyn Store>, stage: u32) -> (Router, Arc<Ops>) {
     let config = StageConfig::builtin(stage).unwrap();
-    let ops = Arc::new(storefront::compose::ops_for(&config));
+    let ops = Arc::new(storefront_stage::compose::ops_for(&config));
     let metered = MeteredStore::wrap(store, ops.db_query_counter());
     (app_with(metered, &ops), ops)
 }
@@ -295,7 +295,7 @@ async fn gateway_figures_show_on_the_page() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
     let (app, ops) = app_over(store, 1);
     assert!(!get(&app, "/ops").await.2.contains("<h2>Gateway</h2>"));
-    use storefront::gateway::{GatewayFigures, GatewayTotals, InstanceFigures};
+    use storefront_gateway::{GatewayFigures, GatewayTotals, InstanceFigures};
     let instance = |n: u16, healthy, breaker: &str, requests, failures| InstanceFigures {
         name: format!("app-{n}"),
         addr: format!("127.0.0.1:900{n}"),
@@ -369,12 +369,12 @@ async fn stage_three_counts_cache_hits_and_no_query_on_a_hit() {
         return;
     };
     let ids = common::catalog(pg.as_ref(), 3, 5).await;
-    let ops = Arc::new(storefront::compose::ops_for(
+    let ops = Arc::new(storefront_stage::compose::ops_for(
         &StageConfig::builtin(3).unwrap(),
     ));
     // Stage 3 keeps its ops routes behind the admin token (tests/security.rs);
     // here they are read without one.
-    ops.set_access(storefront::ops::OpsAccess::Open);
+    ops.set_access(storefront_ops::OpsAccess::Open);
     let metered = MeteredStore::wrap(pg, ops.db_query_counter());
     let cached = Arc::new(CachedStore::connect(metered, &cache).await.unwrap());
     ops.set_cache(cached.clone());

@@ -19,11 +19,11 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
-use storefront::app::{router, AppConfig, AppState, Passwords};
-use storefront::config::ReplicasConfig;
-use storefront::ops::replicas::ReadSplit;
-use storefront::store::split::read_split_now;
-use storefront::store::{Db, NewProduct, PgStore, Store};
+use storefront_ops::replicas::ReadSplit;
+use storefront_stage::config::ReplicasConfig;
+use storefront_storage::split::read_split_now;
+use storefront_storage::{Db, NewProduct, PgStore, Store};
+use storefront_web::{router, AppConfig, AppState, Passwords};
 use tower::ServiceExt;
 
 /// Held by each test for its whole run.
@@ -611,7 +611,7 @@ async fn a_replica_that_is_down_takes_no_reads() {
     assert_eq!(view.database, name);
     let replica = &view.replicas[0];
     assert_eq!(replica.name, "127.0.0.1:1");
-    assert_eq!(replica.state, storefront::ops::replicas::ReplicaState::Down);
+    assert_eq!(replica.state, storefront_ops::replicas::ReplicaState::Down);
     drop(store);
     drop(db);
 }

@@ -3,6 +3,9 @@
 //! catalog, 4 shard databases), `storefront loadgen` buying while the orders
 //! move from 2 databases to 4, after rollbacks at two steps; then a checksum over
 //! every order. Also the admin pages' protection and contents.
+//!
+//! A test here is one scenario told top to bottom against the real parts; a few
+//! run past 100 lines, kept whole so that each step and its check stay together.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,14 +18,14 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use scalekit_shard::Phase;
 use sqlx::{Connection, Executor, PgConnection};
-use storefront::app::admin::{self, Admin};
-use storefront::app::{AppConfig, AppState, Passwords};
-use storefront::config::StageConfig;
-use storefront::loadgen::{HttpClient, LoadOptions, Loadgen, Mix, Mode, Workload};
-use storefront::store::sharded::analytics::OrderAnalytics;
-use storefront::store::sharded::reshard::Resharder;
-use storefront::store::sharded::{Checksum, ShardedOrders};
-use storefront::store::{OrderLine, OrderRepo};
+use storefront_stage::config::StageConfig;
+use storefront_storage::sharded::analytics::OrderAnalytics;
+use storefront_storage::sharded::reshard::Resharder;
+use storefront_storage::sharded::{Checksum, ShardedOrders};
+use storefront_storage::{OrderLine, OrderRepo};
+use storefront_tools::loadgen::{HttpClient, LoadOptions, Loadgen, Mix, Mode, Workload};
+use storefront_web::admin::{self, Admin};
+use storefront_web::{AppConfig, AppState, Passwords};
 use tower::ServiceExt;
 
 /// Fresh databases (`users`, `catalog`, `o0`..`o3`), dropped on drop.
@@ -215,14 +218,14 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
     let config = dbs.stage();
     let sharding_config = config.sharding.clone().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
-    let opened = storefront::store::open_parts(&config.databases(), data_dir.path())
+    let opened = storefront_storage::open_parts(&config.databases(), data_dir.path())
         .await
         .expect("open the stage 7 store");
     let sharding = opened.sharding.clone().expect("sharded orders");
     let passwords = Passwords::fast_insecure();
-    storefront::seed::seed(
+    storefront_stage::seed::seed(
         opened.store.as_ref(),
-        storefront::seed::SeedOptions {
+        storefront_stage::seed::SeedOptions {
             products: 300,
             users: 8,
             seed: 7,
@@ -234,9 +237,10 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
     .expect("seed");
 
     // The shop, served in process, with the shard figures on its ops page.
-    let ops = Arc::new(storefront::compose::ops_for(&config));
-    let watcher = storefront::compose::watch_shards(&ops, sharding.clone());
-    let store = storefront::store::MeteredStore::wrap(opened.store.clone(), ops.db_query_counter());
+    let ops = Arc::new(storefront_stage::compose::ops_for(&config));
+    let watcher = storefront_stage::compose::watch_shards(&ops, sharding.clone());
+    let store =
+        storefront_storage::MeteredStore::wrap(opened.store.clone(), ops.db_query_counter());
     let mut state = AppState::new(
         store,
         AppConfig {
@@ -250,7 +254,7 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, storefront::app::router(state)).await;
+        let _ = axum::serve(listener, storefront_web::router(state)).await;
     });
     let http = HttpClient::new(&base, Duration::from_secs(5)).unwrap();
     assert!(
@@ -510,12 +514,12 @@ async fn admin_pages_need_the_token_and_read_every_shard() {
     let shop = || async {
         let (store, _dir) = {
             let dir = tempfile::tempdir().unwrap();
-            let store = storefront::store::SqliteStore::open(&dir.path().join("shop.db"))
+            let store = storefront_storage::SqliteStore::open(&dir.path().join("shop.db"))
                 .await
                 .unwrap();
             (Arc::new(store), dir)
         };
-        storefront::app::router(AppState::new(store, AppConfig::default()))
+        storefront_web::router(AppState::new(store, AppConfig::default()))
     };
 
     // No token configured, or no shards: 404.
@@ -584,7 +588,7 @@ async fn admin_pages_need_the_token_and_read_every_shard() {
     assert_eq!(status, StatusCode::OK);
     let days = analytics.revenue_per_day(0).await.unwrap();
     let today = days.last().unwrap();
-    assert!(body.contains(&storefront::app::money(today.revenue_cents)));
+    assert!(body.contains(&storefront_web::money(today.revenue_cents)));
     let (status, body, _) = send(&app, get("/admin/top-products", bearer)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(

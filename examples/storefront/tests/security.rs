@@ -14,11 +14,11 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::Value;
-use storefront::app::admin::{self, Admin};
-use storefront::app::{router, AppConfig, AppError, AppState, Passwords};
-use storefront::config::StageConfig;
-use storefront::ops::{Ops, OpsAccess};
-use storefront::store::{NewUser, SqliteStore, Store, StoreError};
+use storefront_ops::{Ops, OpsAccess};
+use storefront_stage::config::StageConfig;
+use storefront_storage::{NewUser, SqliteStore, Store, StoreError};
+use storefront_web::admin::{self, Admin};
+use storefront_web::{router, AppConfig, AppError, AppState, Passwords};
 use tower::ServiceExt;
 
 struct Reply {
@@ -54,10 +54,10 @@ async fn send(app: &Router, req: Request<Body>) -> Reply {
 
 /// `req` with a pre-session anti-forgery cookie and its token as the form's first
 /// field, so that it passes the forgery check and reaches the route (see
-/// `storefront::app::csrf`).
+/// `storefront_web::csrf`).
 fn with_form_token(req: axum::http::request::Builder, body: &str) -> Request<Body> {
     let seed = "b".repeat(64);
-    let token = storefront::app::csrf::token_for(&seed);
+    let token = storefront_web::csrf::token_for(&seed);
     let body = if body.is_empty() || !body.contains('=') {
         format!("csrf={token}")
     } else {
@@ -102,7 +102,7 @@ async fn shop(ops: Arc<Ops>) -> Router {
     let state = AppState {
         store,
         passwords,
-        signin: Arc::new(storefront::app::signin::SignIn::new(&config.auth)),
+        signin: Arc::new(storefront_web::signin::SignIn::new(&config.auth)),
         config: Arc::new(config),
         ops,
     };
@@ -247,12 +247,12 @@ async fn the_stage_file_chooses_the_ops_access() {
             .clone()
             .expect("every stage file says who reads /ops");
         if stage.stage.number == 1 {
-            assert_eq!(ops.access, storefront::ops::access::AccessMode::Open);
+            assert_eq!(ops.access, storefront_ops::access::AccessMode::Open);
         } else {
             assert_eq!(
                 (ops.access, ops.token_env.as_deref()),
                 (
-                    storefront::ops::access::AccessMode::Token,
+                    storefront_ops::access::AccessMode::Token,
                     Some("SCALEKIT_ADMIN_TOKEN")
                 ),
                 "stage {}",
@@ -270,7 +270,7 @@ async fn the_stage_file_chooses_the_ops_access() {
         "[ops]\naccess = \"token\"\ntoken_env = \"SF_TEST_OPS_TOKEN_NEVER_SET_7f3a\"\n",
     )
     .unwrap();
-    let app = shop(Arc::new(storefront::compose::ops_for(&closed))).await;
+    let app = shop(Arc::new(storefront_stage::compose::ops_for(&closed))).await;
     assert_eq!(
         get(&app, "/ops/data.json").await.status,
         StatusCode::FORBIDDEN
@@ -286,7 +286,7 @@ async fn the_stage_file_chooses_the_ops_access() {
         return;
     };
     let set = stage_with_ops("[ops]\naccess = \"token\"\ntoken_env = \"PATH\"\n").unwrap();
-    let app = shop(Arc::new(storefront::compose::ops_for(&set))).await;
+    let app = shop(Arc::new(storefront_stage::compose::ops_for(&set))).await;
     assert_eq!(
         get(&app, "/ops/data.json").await.status,
         StatusCode::UNAUTHORIZED
@@ -502,9 +502,9 @@ async fn a_value_postgres_refuses_is_a_422_not_a_500() {
 /// the token (its own recorder's), and guards its own ops routes the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_reads_its_instances_figures_with_the_token() {
-    use storefront::config::GatewayConfig;
-    use storefront::gateway::Gateway;
-    use storefront::store::MeteredStore;
+    use storefront_gateway::Gateway;
+    use storefront_stage::config::GatewayConfig;
+    use storefront_storage::MeteredStore;
 
     const TOKEN: &str = "gateway-and-instances-share-this";
     let (store, _dir) = common::sqlite().await;

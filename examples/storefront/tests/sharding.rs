@@ -3,6 +3,9 @@
 //! and reading, monthly archives, the admin's scatter-gather queries against one
 //! database holding the same rows, and resharding 2 -> 4 under concurrent writers,
 //! with a rollback at each step.
+//!
+//! A test here is one scenario told top to bottom against the real parts; a few
+//! run past 100 lines, kept whole so that each step and its check stay together.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,13 +19,13 @@ use proptest::prelude::*;
 use scalekit_shard::Phase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection};
-use storefront::store::sharded::analytics::{OrderAnalytics, PlainAnalytics, TopBy};
-use storefront::store::sharded::archive::month_start;
-use storefront::store::sharded::reshard::Resharder;
-use storefront::store::sharded::{
+use storefront_storage::sharded::analytics::{OrderAnalytics, PlainAnalytics, TopBy};
+use storefront_storage::sharded::archive::month_start;
+use storefront_storage::sharded::reshard::Resharder;
+use storefront_storage::sharded::{
     slot_of_order, slot_of_user, Checksum, ShardedOrders, ShardingConfig,
 };
-use storefront::store::{Db, Order, OrderLine, OrderRepo};
+use storefront_storage::{Db, Order, OrderLine, OrderRepo};
 
 /// Fresh databases on the server, dropped on drop.
 struct Cluster {
@@ -286,7 +289,7 @@ fn analytics_equal_a_single_database() {
         config.reshard_to = Vec::new();
         let orders = ShardedOrders::connect(&config).await.unwrap();
         let single = cluster.pool(2).await;
-        storefront::store::sharded::SHARD_MIGRATIONS
+        storefront_storage::sharded::SHARD_MIGRATIONS
             .run(&single)
             .await
             .unwrap();

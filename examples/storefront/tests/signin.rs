@@ -17,8 +17,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use serde_json::json;
-use storefront::app::signin::{AuthConfig, HashPool, Limits, SignIn};
-use storefront::app::{router, AppConfig};
+use storefront_web::signin::{AuthConfig, HashPool, Limits, SignIn};
+use storefront_web::{router, AppConfig};
 
 mod common;
 

@@ -50,7 +50,7 @@ both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
     use std::time::Duration;
-    use storefront::config::{BuiltinStage, StageConfig};
+    use storefront_stage::config::{BuiltinStage, StageConfig};
 
     let dead = common::procs::free_addr().port();
     let dir = tempfile::tempdir().unwrap();
@@ -71,7 +71,7 @@ async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
         let config = StageConfig::parse(&builtin.origin(), &text).unwrap();
         let opened = tokio::time::timeout(
             Duration::from_secs(6),
-            storefront::store::open(&config.databases(), dir.path()),
+            storefront_storage::open(&config.databases(), dir.path()),
         )
         .await;
         let err = match opened {
@@ -94,7 +94,7 @@ async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
 #[tokio::test]
 async fn sqlite_files_and_folders_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    use storefront::store::{SqliteStore, Store};
+    use storefront_storage::{SqliteStore, Store};
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("storefront-data");

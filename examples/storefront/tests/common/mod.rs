@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
-use storefront::config::CacheConfig;
-use storefront::store::{NewProduct, PgStore, SqliteStore, Store};
+use storefront_stage::config::CacheConfig;
+use storefront_storage::{NewProduct, PgStore, SqliteStore, Store};
 
+pub mod domains;
 pub mod procs;
+pub mod shop;
 pub mod stubs;
 pub mod web;
 
@@ -180,7 +182,7 @@ pub async fn catalog(store: &dyn Store, n: i64, stock: i64) -> Vec<i64> {
     let page = store
         .list_products(
             None,
-            storefront::store::Page {
+            storefront_storage::Page {
                 number: 1,
                 size: 100,
             },

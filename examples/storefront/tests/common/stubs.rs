@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{any, get};
 use axum::Router;
-use storefront::gateway::{Gateway, GatewayFigures, InstanceFigures};
+use storefront_gateway::{Gateway, GatewayFigures, InstanceFigures};
 
 use super::procs::free_addr;
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use storefront::store::{NewUser, Page, Store, StoreError, MAX_QUANTITY};
+use storefront_storage::{NewUser, Page, Store, StoreError, MAX_QUANTITY};
 
 const P1: Page = Page {
     number: 1,

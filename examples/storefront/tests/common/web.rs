@@ -11,8 +11,8 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use storefront::app::{router, AppConfig, AppState, Passwords};
-use storefront::store::{SqliteStore, Store};
+use storefront_storage::{SqliteStore, Store};
+use storefront_web::{router, AppConfig, AppState, Passwords};
 use tower::ServiceExt;
 
 pub struct Shop {

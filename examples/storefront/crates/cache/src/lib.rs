@@ -12,7 +12,7 @@
 //!
 //! Everything else (accounts, sessions, carts, orders) goes straight to the store.
 //!
-//! Redis sits behind a circuit breaker ([`remote`]): when it is down, an L1 miss
+//! Redis sits behind a circuit breaker (`remote.rs`, its figures in [`RemoteStats`]): when it is down, an L1 miss
 //! goes to the database at once instead of waiting on it, `/readyz` says
 //! `degraded: <cause>` ([`Store::degraded`]), and the ops page and `/metrics` count
 //! its failures apart from its misses.

@@ -149,74 +149,12 @@ impl Gateway {
                 "the gateway needs at least one instance".into(),
             ));
         }
-        let b = &config.breaker;
-        let mut upstreams = Vec::with_capacity(addrs.len());
-        for (i, addr) in addrs.iter().enumerate() {
-            let name: Arc<str> = format!("app-{}", i + 1).into();
-            let log_name = Arc::clone(&name);
-            let breaker = CircuitBreaker::builder()
-                .window(Window::Count(b.window))
-                .minimum_calls(b.minimum_calls)
-                .failure_rate_threshold(f64::from(b.failure_rate))
-                .wait_in_open(Duration::from_secs(b.open_secs))
-                .half_open_probes(b.half_open_probes)
-                .on_transition(move |t| {
-                    tracing::warn!("gateway: {log_name}: breaker {} -> {}", t.from, t.to)
-                })
-                .clock(Arc::clone(&clock))
-                .build()
-                .map_err(|e| GatewayError(format!("gateway.breaker: {e}")))?;
-            upstreams.push(Arc::new(Upstream {
-                name,
-                addr: *addr,
-                breaker: Arc::new(breaker),
-                in_flight: AtomicU64::new(0),
-                requests: AtomicU64::new(0),
-                failures: AtomicU64::new(0),
-                app_errors: AtomicU64::new(0),
-                failed_after_send: AtomicU64::new(0),
-            }));
-        }
-        let e = &config.ejection;
-        let mut outliers = OutlierDetection::default();
-        outliers.consecutive_failures =
-            (e.consecutive_failures > 0).then_some(e.consecutive_failures);
-        outliers.base_ejection_time = Duration::from_secs(e.base_secs);
-        outliers.max_ejection_time = Duration::from_secs(e.base_secs.saturating_mul(10));
-        outliers.max_ejection_percent = e.max_percent;
-        let mut builder = ReplicaSet::builder_with_admission()
-            // An instance with no latency measured yet is assumed to answer in 5 ms
-            // (a page from the cache), not the set's 30 ms default: otherwise, with
-            // little concurrency, instances that answered once in 1 ms win every
-            // comparison and a new one is hardly ever tried.
-            .default_rtt(Duration::from_millis(5))
-            .failure_penalty_factor(f64::from(e.failure_penalty_factor))
-            .outlier_detection(outliers)
-            .clock(Arc::clone(&clock))
-            .on_event(|event| match event {
-                Event::Ejected {
-                    name,
-                    reason,
-                    duration,
-                } => tracing::warn!("gateway: {name} ejected for {duration:?} ({reason:?})"),
-                Event::Returned { name } => tracing::info!("gateway: {name} back in rotation"),
-                Event::Health { name, healthy } => {
-                    tracing::info!(
-                        "gateway: {name} is {}",
-                        if *healthy { "ready" } else { "not ready" }
-                    )
-                }
-                _ => {}
-            });
-        for up in &upstreams {
-            builder = builder.member(
-                Member::replica(Arc::clone(&up.name), Arc::clone(up))
-                    .admission(Arc::clone(&up.breaker)),
-            );
-        }
-        let set = builder
-            .build()
-            .map_err(|e| GatewayError(format!("gateway: {e}")))?;
+        let upstreams = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| upstream(config, i, *addr, &clock))
+            .collect::<Result<Vec<_>, _>>()?;
+        let set = replica_set(config, &upstreams, &clock)?;
         let rate = NonZeroU32::new(config.rate_per_sec)
             .ok_or_else(|| GatewayError("gateway.rate_per_sec: give at least 1".into()))?;
         let burst = NonZeroU32::new(config.burst)
@@ -274,7 +212,7 @@ impl Gateway {
     }
 
     /// Serves the gateway on `listener` with the default connection limits until
-    /// `shutdown` resolves, then drains (see [`crate::server`]).
+    /// `shutdown` resolves, then drains (see [`storefront_server`]).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -373,6 +311,88 @@ impl Gateway {
             },
         }
     }
+}
+
+/// Instance `i` (from 0) at `addr`, named `app-{i+1}`, with its breaker.
+fn upstream(
+    config: &GatewayConfig,
+    i: usize,
+    addr: SocketAddr,
+    clock: &Arc<dyn Clock>,
+) -> Result<Arc<Upstream>, GatewayError> {
+    let b = &config.breaker;
+    let name: Arc<str> = format!("app-{}", i + 1).into();
+    let log_name = Arc::clone(&name);
+    let breaker = CircuitBreaker::builder()
+        .window(Window::Count(b.window))
+        .minimum_calls(b.minimum_calls)
+        .failure_rate_threshold(f64::from(b.failure_rate))
+        .wait_in_open(Duration::from_secs(b.open_secs))
+        .half_open_probes(b.half_open_probes)
+        .on_transition(move |t| {
+            tracing::warn!("gateway: {log_name}: breaker {} -> {}", t.from, t.to)
+        })
+        .clock(Arc::clone(clock))
+        .build()
+        .map_err(|e| GatewayError(format!("gateway.breaker: {e}")))?;
+    Ok(Arc::new(Upstream {
+        name,
+        addr,
+        breaker: Arc::new(breaker),
+        in_flight: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+        app_errors: AtomicU64::new(0),
+        failed_after_send: AtomicU64::new(0),
+    }))
+}
+
+/// The set that picks an instance: power of two choices over peak-EWMA latency,
+/// each instance behind its breaker, failing ones ejected.
+fn replica_set(
+    config: &GatewayConfig,
+    upstreams: &[Arc<Upstream>],
+    clock: &Arc<dyn Clock>,
+) -> Result<Set, GatewayError> {
+    let e = &config.ejection;
+    let mut outliers = OutlierDetection::default();
+    outliers.consecutive_failures = (e.consecutive_failures > 0).then_some(e.consecutive_failures);
+    outliers.base_ejection_time = Duration::from_secs(e.base_secs);
+    outliers.max_ejection_time = Duration::from_secs(e.base_secs.saturating_mul(10));
+    outliers.max_ejection_percent = e.max_percent;
+    let mut builder = ReplicaSet::builder_with_admission()
+        // An instance with no latency measured yet is assumed to answer in 5 ms
+        // (a page from the cache), not the set's 30 ms default: otherwise, with
+        // little concurrency, instances that answered once in 1 ms win every
+        // comparison and a new one is hardly ever tried.
+        .default_rtt(Duration::from_millis(5))
+        .failure_penalty_factor(f64::from(e.failure_penalty_factor))
+        .outlier_detection(outliers)
+        .clock(Arc::clone(clock))
+        .on_event(|event| match event {
+            Event::Ejected {
+                name,
+                reason,
+                duration,
+            } => tracing::warn!("gateway: {name} ejected for {duration:?} ({reason:?})"),
+            Event::Returned { name } => tracing::info!("gateway: {name} back in rotation"),
+            Event::Health { name, healthy } => {
+                tracing::info!(
+                    "gateway: {name} is {}",
+                    if *healthy { "ready" } else { "not ready" }
+                )
+            }
+            _ => {}
+        });
+    for up in upstreams {
+        builder = builder.member(
+            Member::replica(Arc::clone(&up.name), Arc::clone(up))
+                .admission(Arc::clone(&up.breaker)),
+        );
+    }
+    builder
+        .build()
+        .map_err(|e| GatewayError(format!("gateway: {e}")))
 }
 
 async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {

@@ -260,15 +260,16 @@ fn part_view(part: &Part, data: Option<&Value>) -> PartView {
         .and_then(Value::as_object);
     let mut shown = Vec::new();
     for (key, value) in totals.into_iter().flatten() {
+        let name: &str = key;
         let label = part
             .labels
             .iter()
-            .find(|(k, _)| *k == key.as_str())
+            .find(|(k, _)| *k == name)
             .map_or_else(|| words(key), |(_, l)| (*l).to_owned());
         shown.push(PartFigure {
             label,
             value: cell(key, value).text,
-            class: if part.highlight.iter().any(|h| *h == key.as_str()) {
+            class: if part.highlight.contains(&name) {
                 "highlight"
             } else {
                 ""

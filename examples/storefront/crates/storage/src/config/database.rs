@@ -31,6 +31,24 @@ pub enum DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// Where the data is, for people: `SQLite at DIR/FILE` or `PostgreSQL at
+    /// postgres://…@host:port/db` (never a password).
+    pub fn describe(&self, data_dir: &std::path::Path) -> String {
+        match self {
+            Self::Sqlite { file, .. } => format!("SQLite at {}", data_dir.join(file).display()),
+            Self::Postgres { .. } => {
+                let url = self.postgres_url().unwrap_or_default();
+                let shown = match (url.find("://"), url.rfind('@')) {
+                    (Some(s), Some(at)) if at > s => {
+                        format!("{}://…@{}", &url[..s], &url[at + 1..])
+                    }
+                    _ => url,
+                };
+                format!("PostgreSQL at {shown}")
+            }
+        }
+    }
+
     /// Demo products to create on start when the catalog is empty.
     pub fn seed_if_empty(&self) -> u32 {
         match self {

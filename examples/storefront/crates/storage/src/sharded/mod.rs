@@ -16,8 +16,9 @@
 //!   ([`archive`]); reads go through views over both.
 //! * [`analytics`]: the admin's queries across every shard, by scatter-gather.
 //!
-//! Over 800 lines: the sharded order store and its routing state; issue 16 splits
-//! storage by domain and moves the routing state beside the resharding module.
+//! Over 800 lines: the sharded order store and the routing state every one of its
+//! methods reads (the epoch, the slot map, the writes mirrored during a move);
+//! the resharding steps are in [`reshard`], the layout's figures in `view.rs`.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -200,6 +200,40 @@ pub async fn bench_http(
     shop.stop().await;
     drop(bare);
 
+    Ok(render(
+        options,
+        &Header {
+            command,
+            machine: &machine,
+            path: &path,
+        },
+        &bare_side,
+        &shop_side,
+        &ops,
+    ))
+}
+
+/// What the page says of the run besides the figures.
+struct Header<'a> {
+    command: &'a str,
+    machine: &'a str,
+    path: &'a str,
+}
+
+/// The comparison as Markdown: the run, a row per round, the medians, CPU time
+/// per request, errors and the cache's figures.
+fn render(
+    options: &BenchOptions,
+    header: &Header<'_>,
+    bare_side: &Side,
+    shop_side: &Side,
+    ops: &OpsDelta,
+) -> String {
+    let Header {
+        command,
+        machine,
+        path,
+    } = header;
     let (b, s) = (bare_side.median_rps(), shop_side.median_rps());
     let ratio = if b > 0.0 { s / b } else { 0.0 };
     let mut out = String::new();
@@ -263,7 +297,7 @@ pub async fn bench_http(
         ops.l1_ratio
             .map_or_else(|| "n/a".to_owned(), |v| format!("{:.1}%", v * 100.0)),
     );
-    Ok(out)
+    out
 }
 
 /// Waits until the bare server answers on `/` (it has no `/readyz`).

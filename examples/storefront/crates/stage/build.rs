@@ -8,7 +8,7 @@ use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::env::var("CARGO_MANIFEST_DIR")?;
-    let stages = Path::new(&root).join("stages");
+    let stages = Path::new(&root).join("../../stages");
     println!("cargo:rerun-if-changed={}", stages.display());
     let mut dirs: Vec<String> = std::fs::read_dir(&stages)
         .map_err(|e| format!("cannot read {}: {e}", stages.display()))?

@@ -1,11 +1,14 @@
 //! Stage configurations: `stages/NN-name/stage.toml`, one per stage of the
 //! architecture evolution (the folder also holds its `about.md` and deploy
-//! files; `build.rs` lists the folders). They are built into the binary (so `storefront serve --stage 2` works
-//! from any directory) and can be overridden with `--config FILE`. A bad file is
+//! files; `build.rs` lists the folders). They are built into the binary (so
+//! `storefront serve --stage 2` works from any directory) and can be overridden with `--config FILE`. A bad file is
 //! rejected at load with the file, the field or line, and what to write instead.
 //!
-//! Over 800 lines: every stage's sections are parsed and checked here; issue 16
-//! (the storefront as parts) moves each section to the crate that uses it.
+//! Each section is owned, parsed and checked by the crate that uses it
+//! (`[server]` by storefront-server, `[database]`, `[domains]`, `[sharding]`,
+//! `[replicas]` by storefront-storage, `[cache]` by storefront-cache, `[gateway]`
+//! by storefront-gateway, `[ops]` by storefront-ops, `[auth]` and `[admin]` by
+//! storefront-web); this file puts them together and checks what ties them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -100,16 +103,16 @@ pub struct StageConfig {
     /// Streaming replicas of the PostgreSQL primary that take reads (stage 5 on).
     #[serde(default)]
     pub replicas: Option<ReplicasConfig>,
-    /// The admin pages' token (stage 7): see [`crate::app::admin`].
+    /// The admin pages' token (stage 7): see [`storefront_web::admin`].
     #[serde(default)]
-    pub admin: Option<crate::app::admin::AdminConfig>,
-    /// Who may read `/ops` and `/metrics`: see [`crate::ops::access`] (open
+    pub admin: Option<storefront_web::admin::AdminConfig>,
+    /// Who may read `/ops` and `/metrics`: see [`storefront_ops::access`] (open
     /// without the section).
     #[serde(default)]
-    pub ops: Option<crate::ops::OpsConfig>,
-    /// `Secure` cookies and the sign-in limits: see [`crate::app::signin`].
+    pub ops: Option<storefront_ops::OpsConfig>,
+    /// `Secure` cookies and the sign-in limits: see [`storefront_web::signin`].
     #[serde(default)]
-    pub auth: crate::app::signin::AuthConfig,
+    pub auth: storefront_web::signin::AuthConfig,
 }
 
 /// What a stage is, for `storefront stages`.
@@ -194,7 +197,7 @@ impl StageConfig {
     /// Parses and checks a stage file's text; `origin` names it in errors.
     ///
     /// ```
-    /// use storefront::config::StageConfig;
+    /// use storefront_stage::config::StageConfig;
     /// let err = StageConfig::parse("x.toml", "[stage]\nnumber = \"one\"\n").unwrap_err();
     /// assert!(err.to_string().contains("line 2"), "{err}");
     /// ```

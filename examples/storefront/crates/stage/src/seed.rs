@@ -2,10 +2,10 @@
 //! seed (the same run gives the same shop), inserted in batches of multi-row
 //! statements, one transaction per batch.
 
-use crate::app::Passwords;
 use std::fmt;
+use storefront_web::Passwords;
 
-use crate::store::{NewProduct, NewUser, Store, StoreError};
+use storefront_storage::{NewProduct, NewUser, Store, StoreError};
 
 /// What seeding can fail with.
 #[derive(Debug)]

@@ -250,7 +250,7 @@ pub async fn run_stage(
     config_file: Option<&Path>,
     data_dir: &Path,
     addr: SocketAddr,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), crate::compose::BoxError> {
     let gw = config
         .gateway
         .as_ref()
@@ -259,76 +259,19 @@ pub async fn run_stage(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let mut supervisor = None;
-    if gw.spawns_instances() {
-        // A taken port would only show as an instance restarting again and again.
-        for (k, a) in addrs.iter().enumerate() {
-            std::net::TcpListener::bind(a).map_err(|e| {
-                format!(
-                    "instance {} cannot listen on {a}: {e}; change gateway.base_port",
-                    k + 1
-                )
-            })?;
+    let supervisor = if gw.spawns_instances() {
+        match start_instances(config, stage, config_file, data_dir, &addrs).await? {
+            Some(sup) => Some(sup),
+            // Stopped before the instances were ready.
+            None => return Ok(()),
         }
-        let exe = std::env::current_exe()
-            .map_err(|e| format!("cannot find this program to start the instances: {e}"))?;
-        let mut args: Vec<OsString> = vec!["instance".into()];
-        match config_file {
-            Some(file) => {
-                args.push("--config".into());
-                args.push(std::path::absolute(file)?.into());
-            }
-            None => {
-                args.push("--stage".into());
-                args.push(stage.to_string().into());
-            }
-        }
-        args.push("--data-dir".into());
-        args.push(std::path::absolute(data_dir)?.into());
-        // The instances drain as the gateway does (the flag may have changed it);
-        // one still there a moment after its own deadline is killed.
-        let drain = Duration::from_millis(config.server.drain_timeout_ms);
-        args.push("--drain-timeout".into());
-        args.push(format!("{}ms", drain.as_millis()).into());
-        let mut sup = Supervisor::new(exe, args, drain + INSTANCE_STOP_MARGIN);
-        tracing::info!(
-            "starting {} app instances on {}",
-            addrs.len(),
-            addrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let ready = async {
-            let (first, rest) = addrs.split_first().ok_or("no instances")?;
-            sup.add(1, *first);
-            wait_ready(std::slice::from_ref(first), READY_TIMEOUT).await?;
-            for (i, a) in rest.iter().enumerate() {
-                sup.add(i as u32 + 2, *a);
-            }
-            wait_ready(rest, READY_TIMEOUT).await
-        };
-        let outcome = tokio::select! {
-            r = ready => r.map(|()| true),
-            () = crate::server::shutdown_signal() => Ok(false),
-        };
-        match outcome {
-            Ok(true) => supervisor = Some(sup),
-            Ok(false) => {
-                sup.stop().await;
-                return Ok(());
-            }
-            Err(e) => {
-                sup.stop().await;
-                return Err(e.into());
-            }
-        }
-    }
+    } else {
+        None
+    };
     let gateway = Gateway::new(gw, &addrs)?;
     // Each client connection may hold one to an instance: two descriptors.
-    let server = Arc::new(crate::server::Server::new(
-        crate::server::Limits::from_config(&config.server).fit_to_file_limit(2),
+    let server = Arc::new(storefront_server::Server::new(
+        storefront_server::Limits::from_config(&config.server).fit_to_file_limit(2),
     ));
     // The ops page at the gateway: its own figures and the instances' summed.
     let ops = Arc::new(crate::compose::ops_for(config));
@@ -344,7 +287,7 @@ pub async fn run_stage(
         addrs.len()
     );
     let served = gateway
-        .serve_with(&server, listener, crate::server::shutdown_signal())
+        .serve_with(&server, listener, storefront_server::shutdown_signal())
         .await;
     health.abort();
     poller.abort();
@@ -356,4 +299,79 @@ pub async fn run_stage(
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the instances of a stage whose gateway spawns them, the first alone
+/// (so that only it fills an empty catalog), and waits until all are ready.
+/// `None` when Ctrl-C or SIGTERM came first (they are stopped again).
+async fn start_instances(
+    config: &StageConfig,
+    stage: u32,
+    config_file: Option<&Path>,
+    data_dir: &Path,
+    addrs: &[SocketAddr],
+) -> Result<Option<Supervisor>, crate::compose::BoxError> {
+    // A taken port would only show as an instance restarting again and again.
+    for (k, a) in addrs.iter().enumerate() {
+        std::net::TcpListener::bind(a).map_err(|e| {
+            format!(
+                "instance {} cannot listen on {a}: {e}; change gateway.base_port",
+                k + 1
+            )
+        })?;
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find this program to start the instances: {e}"))?;
+    let mut args: Vec<OsString> = vec!["instance".into()];
+    match config_file {
+        Some(file) => {
+            args.push("--config".into());
+            args.push(std::path::absolute(file)?.into());
+        }
+        None => {
+            args.push("--stage".into());
+            args.push(stage.to_string().into());
+        }
+    }
+    args.push("--data-dir".into());
+    args.push(std::path::absolute(data_dir)?.into());
+    // The instances drain as the gateway does (the flag may have changed it);
+    // one still there a moment after its own deadline is killed.
+    let drain = Duration::from_millis(config.server.drain_timeout_ms);
+    args.push("--drain-timeout".into());
+    args.push(format!("{}ms", drain.as_millis()).into());
+    let mut sup = Supervisor::new(exe, args, drain + INSTANCE_STOP_MARGIN);
+    tracing::info!(
+        "starting {} app instances on {}",
+        addrs.len(),
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let ready = async {
+        let (first, rest) = addrs.split_first().ok_or("no instances")?;
+        sup.add(1, *first);
+        wait_ready(std::slice::from_ref(first), READY_TIMEOUT).await?;
+        for (i, a) in rest.iter().enumerate() {
+            sup.add(i as u32 + 2, *a);
+        }
+        wait_ready(rest, READY_TIMEOUT).await
+    };
+    let outcome = tokio::select! {
+        r = ready => r.map(|()| true),
+        () = storefront_server::shutdown_signal() => Ok(false),
+    };
+    match outcome {
+        Ok(true) => Ok(Some(sup)),
+        Ok(false) => {
+            sup.stop().await;
+            Ok(None)
+        }
+        Err(e) => {
+            sup.stop().await;
+            Err(e.into())
+        }
+    }
 }

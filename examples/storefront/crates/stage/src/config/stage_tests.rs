@@ -51,7 +51,7 @@ fn stage_5_has_a_replica_and_checks_the_section() {
 fn stage_6_names_the_three_databases_on_the_primary() {
     let stage = StageConfig::parse(
         "stages/06-business-split/stage.toml",
-        include_str!("../../stages/06-business-split/stage.toml"),
+        include_str!("../../../../stages/06-business-split/stage.toml"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stage.stage.number, 6);
@@ -73,8 +73,8 @@ fn stage_6_names_the_three_databases_on_the_primary() {
 
 #[test]
 fn the_stage_7_file_parses() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/07-sharding/stage.toml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../stages/07-sharding/stage.toml");
     let stage = StageConfig::load(&path).unwrap();
     assert_eq!(stage.stage.number, 7);
     let sharding = stage.sharding.unwrap();
