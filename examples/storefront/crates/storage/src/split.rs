@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use scalekit_replica::Role;
-use storefront_contract::ops::replicas::{DatabaseView, ReadSplit};
+use storefront_contract::ops::replicas::ReadSplit;
 
 static REPLICA_READS: AtomicU64 = AtomicU64::new(0);
 static PRIMARY_READS: AtomicU64 = AtomicU64::new(0);
@@ -33,9 +33,4 @@ pub fn read_split_now() -> ReadSplit {
         primary_reads: PRIMARY_READS.load(Ordering::Relaxed),
         primary_writes: PRIMARY_WRITES.load(Ordering::Relaxed),
     }
-}
-
-/// Every database with replicas in this process.
-pub fn databases() -> Vec<DatabaseView> {
-    crate::db::replica_views()
 }

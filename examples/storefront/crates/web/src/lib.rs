@@ -228,7 +228,7 @@ fn observe_store(ops: &Ops) {
     ops.set_replicas(Arc::new(|| {
         (
             storefront_storage::split::read_split_now(),
-            storefront_storage::split::databases(),
+            storefront_storage::db::replica_views(),
         )
     }));
 }
