@@ -223,20 +223,16 @@ impl DomainStore {
         let mut taken = Vec::with_capacity(wanted.len());
         let mut gone = Vec::new();
         for &(product_id, quantity) in wanted {
-            let row: Option<(String, i64)> = sqlx::query_as(
-                "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 \
-                 RETURNING name, price_cents",
-            )
-            .bind(quantity)
-            .bind(product_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let row: Option<(String, i64)> = sqlx::query_as(crate::statements::RESERVE_STOCK)
+                .bind(quantity)
+                .bind(product_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             let Some((name, unit_price_cents)) = row else {
-                let name: Option<String> =
-                    sqlx::query_scalar("SELECT name FROM products WHERE id = $1")
-                        .bind(product_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let name: Option<String> = sqlx::query_scalar(crate::statements::PRODUCT_NAME)
+                    .bind(product_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 match name {
                     Some(name) => return Err(StoreError::OutOfStock { product_id, name }),
                     None => {
@@ -306,13 +302,10 @@ impl DomainStore {
             .bind(user_id)
             .execute(&mut *cart)
             .await?;
-        let wanted: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 \
-             ORDER BY product_id FOR UPDATE",
-        )
-        .bind(user_id)
-        .fetch_all(&mut *cart)
-        .await?;
+        let wanted: Vec<(i64, i64)> = sqlx::query_as(crate::statements::CART_LINES_LOCKED)
+            .bind(user_id)
+            .fetch_all(&mut *cart)
+            .await?;
         if wanted.is_empty() {
             return Err(StoreError::EmptyCart);
         }
@@ -452,7 +445,7 @@ async fn give_back_in(
     taken: &[(i64, i64)],
 ) -> Result<(), sqlx::Error> {
     for &(product_id, quantity) in taken {
-        sqlx::query("UPDATE products SET stock = stock + $1 WHERE id = $2")
+        sqlx::query(crate::statements::RELEASE_STOCK)
             .bind(quantity)
             .bind(product_id)
             .execute(&mut *tx)
@@ -647,7 +640,7 @@ impl Store for DomainStore {
     }
 
     async fn update_product(&self, id: i64, price_cents: i64, stock: i64) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE products SET price_cents = $1, stock = $2 WHERE id = $3")
+        let done = sqlx::query(crate::statements::UPDATE_PRODUCT)
             .bind(price_cents)
             .bind(stock)
             .bind(id)
@@ -733,13 +726,10 @@ impl Store for DomainStore {
     async fn cart(&self, user_id: i64) -> StoreResult<Cart> {
         let wanted: Vec<(i64, i64)> = {
             let reader = self.carts.reader().await?;
-            sqlx::query_as(
-                "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 \
-                 ORDER BY product_id",
-            )
-            .bind(user_id)
-            .fetch_all(&*reader)
-            .await?
+            sqlx::query_as(crate::statements::CART_LINES)
+                .bind(user_id)
+                .fetch_all(&*reader)
+                .await?
         };
         if wanted.is_empty() {
             return Ok(Cart::default());
@@ -770,10 +760,7 @@ impl Store for DomainStore {
                 })
             })
             .collect();
-        let total_cents = lines
-            .iter()
-            .map(|l| l.price_cents.saturating_mul(l.quantity))
-            .sum();
+        let total_cents = CartLine::total(&lines);
         Ok(Cart { lines, total_cents })
     }
 

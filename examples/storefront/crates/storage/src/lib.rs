@@ -26,6 +26,7 @@ pub mod sharded;
 pub mod split;
 mod sql;
 mod sqlite;
+mod statements;
 
 pub use connect::{connect_pool, db_address, CONNECT_TIMEOUT};
 pub use db::{Db, Reader};
@@ -152,6 +153,16 @@ pub struct CartLine {
     pub stock: i64,
 }
 
+impl CartLine {
+    /// What `lines` cost at their current prices, in cents (saturating).
+    pub fn total(lines: &[CartLine]) -> i64 {
+        lines
+            .iter()
+            .map(|l| l.price_cents.saturating_mul(l.quantity))
+            .fold(0, i64::saturating_add)
+    }
+}
+
 /// A customer's cart.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Cart {
@@ -172,6 +183,29 @@ pub struct OrderLine {
     pub unit_price_cents: i64,
     /// Units ordered.
     pub quantity: i64,
+}
+
+impl OrderLine {
+    /// What `lines` cost at the prices paid, in cents (saturating): an order's
+    /// total, computed the same way by every store.
+    ///
+    /// ```
+    /// use storefront_storage::OrderLine;
+    /// let line = |unit_price_cents, quantity| OrderLine {
+    ///     product_id: 1,
+    ///     name: "Kettle".into(),
+    ///     unit_price_cents,
+    ///     quantity,
+    /// };
+    /// assert_eq!(OrderLine::total(&[line(250, 2), line(100, 1)]), 600);
+    /// assert_eq!(OrderLine::total(&[line(i64::MAX, 2), line(1, 1)]), i64::MAX);
+    /// ```
+    pub fn total(lines: &[OrderLine]) -> i64 {
+        lines
+            .iter()
+            .map(|l| l.unit_price_cents.saturating_mul(l.quantity))
+            .fold(0, i64::saturating_add)
+    }
 }
 
 /// An order, without its lines.

@@ -30,24 +30,18 @@ impl PgOrders {
 #[async_trait]
 impl OrderRepo for PgOrders {
     async fn place(&self, user_id: i64, lines: &[OrderLine], now: i64) -> StoreResult<Order> {
-        let total_cents: i64 = lines
-            .iter()
-            .map(|l| l.unit_price_cents.saturating_mul(l.quantity))
-            .sum();
+        let total_cents = OrderLine::total(lines);
         let mut tx = self.db.primary().begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO orders (user_id, total_cents, created_at) VALUES ($1, $2, $3) RETURNING id",
-        )
-        .bind(user_id)
-        .bind(total_cents)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        let id: i64 = sqlx::query_scalar(crate::statements::INSERT_ORDER)
+            .bind(user_id)
+            .bind(total_cents)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
         // 5 parameters a line: a chunk of 1,000 stays far under PostgreSQL's 65,535.
         for chunk in lines.chunks(1000) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "INSERT INTO order_items (order_id, product_id, name, unit_price_cents, quantity) ",
-            );
+            let mut qb =
+                sqlx::QueryBuilder::<sqlx::Postgres>::new(crate::statements::INSERT_ORDER_ITEMS);
             qb.push_values(chunk, |mut b, l| {
                 b.push_bind(id)
                     .push_bind(l.product_id)

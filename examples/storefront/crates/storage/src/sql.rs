@@ -148,7 +148,7 @@ macro_rules! impl_store {
                 price_cents: i64,
                 stock: i64,
             ) -> $crate::StoreResult<()> {
-                let done = sqlx::query("UPDATE products SET price_cents = $1, stock = $2 WHERE id = $3")
+                let done = sqlx::query($crate::statements::UPDATE_PRODUCT)
                     .bind(price_cents)
                     .bind(stock)
                     .bind(id)
@@ -263,7 +263,7 @@ macro_rules! impl_store {
                     .fetch_all(&*r)
                     .await,
                 )?;
-                let total_cents = lines.iter().map(|l| l.price_cents.saturating_mul(l.quantity)).sum();
+                let total_cents = $crate::CartLine::total(&lines);
                 Ok($crate::Cart { lines, total_cents })
             }
 
@@ -326,9 +326,7 @@ macro_rules! impl_store {
                 now: i64,
             ) -> $crate::StoreResult<$crate::Order> {
                 let mut tx = self.begin_write().await?;
-                let wanted: Vec<(i64, i64)> = sqlx::query_as(
-                    "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 ORDER BY product_id",
-                )
+                let wanted: Vec<(i64, i64)> = sqlx::query_as($crate::statements::CART_LINES)
                 .bind(user_id)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -338,17 +336,14 @@ macro_rules! impl_store {
                 let mut lines = Vec::with_capacity(wanted.len());
                 // In product order, so concurrent checkouts lock rows in the same order.
                 for (product_id, quantity) in wanted {
-                    let row: Option<(String, i64)> = sqlx::query_as(
-                        "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 \
-                         RETURNING name, price_cents",
-                    )
+                    let row: Option<(String, i64)> = sqlx::query_as($crate::statements::RESERVE_STOCK)
                     .bind(quantity)
                     .bind(product_id)
                     .fetch_optional(&mut *tx)
                     .await?;
                     let Some((name, unit_price_cents)) = row else {
                         let name: Option<String> =
-                            sqlx::query_scalar("SELECT name FROM products WHERE id = $1")
+                            sqlx::query_scalar($crate::statements::PRODUCT_NAME)
                                 .bind(product_id)
                                 .fetch_optional(&mut *tx)
                                 .await?;
@@ -359,19 +354,14 @@ macro_rules! impl_store {
                     };
                     lines.push($crate::OrderLine { product_id, name, unit_price_cents, quantity });
                 }
-                let total_cents: i64 =
-                    lines.iter().map(|l| l.unit_price_cents.saturating_mul(l.quantity)).sum();
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO orders (user_id, total_cents, created_at) VALUES ($1, $2, $3) RETURNING id",
-                )
+                let total_cents = $crate::OrderLine::total(&lines);
+                let id: i64 = sqlx::query_scalar($crate::statements::INSERT_ORDER)
                 .bind(user_id)
                 .bind(total_cents)
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO order_items (order_id, product_id, name, unit_price_cents, quantity) ",
-                );
+                let mut qb = sqlx::QueryBuilder::<$db>::new($crate::statements::INSERT_ORDER_ITEMS);
                 qb.push_values(&lines, |mut b, l| {
                     b.push_bind(id)
                         .push_bind(l.product_id)
@@ -380,7 +370,7 @@ macro_rules! impl_store {
                         .push_bind(l.quantity);
                 });
                 qb.build().execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM cart_items WHERE user_id = $1")
+                sqlx::query($crate::statements::CLEAR_CART)
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;

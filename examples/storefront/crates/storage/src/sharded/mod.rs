@@ -653,10 +653,7 @@ impl OrderRepo for ShardedOrders {
         }
         let slot = slot_of_user(user_id);
         let id = self.next_id(slot).await?;
-        let total_cents = lines
-            .iter()
-            .map(|l| l.unit_price_cents.saturating_mul(l.quantity))
-            .fold(0i64, i64::saturating_add);
+        let total_cents = OrderLine::total(lines);
         let order = StoredOrder {
             id,
             user_id,
