@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use storefront_cache::CachedStore;
+use storefront_storage::prelude::*;
 use storefront_storage::{NewUser, Page, Store};
 
 const P1: Page = Page {

@@ -5,7 +5,8 @@
 
 use std::process::Command;
 
-use storefront_storage::{SqliteStore, Store};
+use storefront_storage::prelude::*;
+use storefront_storage::SqliteStore;
 
 fn storefront(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_storefront"))

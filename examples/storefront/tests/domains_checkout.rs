@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use storefront_storage::prelude::*;
 use storefront_storage::{
-    domain_router, Db, DomainStore, Order, OrderLine, OrderRepo, OrderSummary, PgOrders, Store,
+    domain_router, Db, DomainStore, Order, OrderLine, OrderRepo, OrderSummary, PgOrders,
     StoreError, StoreResult,
 };
 

@@ -21,6 +21,7 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 use storefront_ops::replicas::ReadSplit;
 use storefront_stage::config::ReplicasConfig;
+use storefront_storage::prelude::*;
 use storefront_storage::split::read_split_now;
 use storefront_storage::{Db, NewProduct, PgStore, Store};
 use storefront_web::{router, AppConfig, AppState, Passwords};

@@ -94,7 +94,8 @@ async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
 #[tokio::test]
 async fn sqlite_files_and_folders_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    use storefront_storage::{SqliteStore, Store};
+    use storefront_storage::prelude::*;
+    use storefront_storage::SqliteStore;
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("storefront-data");

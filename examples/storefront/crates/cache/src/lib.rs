@@ -32,8 +32,9 @@ mod remote;
 pub use remote::{RemoteStats, TierOptions};
 
 use storefront_storage::{
-    context, Backend, Cart, Category, NewProduct, NewUser, Order, OrderSummary, Page, Product,
-    ProductPage, Store, StoreError, StoreResult, User,
+    context, Accounts, Backend, Cart, Carts, Catalog, Category, NewProduct, NewUser, Order,
+    OrderSummary, Orders, Page, Product, ProductPage, Seeding, Store, StoreError, StoreResult,
+    User,
 };
 
 /// What the caches hold.
@@ -251,11 +252,9 @@ impl Store for CachedStore {
     fn backend(&self) -> Backend {
         self.inner.backend()
     }
-
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
-
     fn degraded(&self) -> Option<String> {
         let mine = CachedStore::degraded(self);
         match (mine, self.inner.degraded()) {
@@ -263,7 +262,10 @@ impl Store for CachedStore {
             (a, b) => a.or(b),
         }
     }
+}
 
+#[async_trait]
+impl Catalog for CachedStore {
     async fn categories(&self) -> StoreResult<Vec<Category>> {
         let inner = &self.inner;
         match self
@@ -278,7 +280,6 @@ impl Store for CachedStore {
             ))),
         }
     }
-
     async fn list_products(&self, category: Option<&str>, page: Page) -> StoreResult<ProductPage> {
         let key = format!("l:{}:{}:{}", category.unwrap_or(""), page.number, page.size);
         let inner = &self.inner;
@@ -289,7 +290,6 @@ impl Store for CachedStore {
             .await?,
         )
     }
-
     async fn product(&self, id: i64) -> StoreResult<Option<Product>> {
         let inner = &self.inner;
         // A missing product is not cached: it may be added later.
@@ -308,7 +308,6 @@ impl Store for CachedStore {
             Err(e) => Err(StoreError::Loader(e)),
         }
     }
-
     async fn search(&self, query: &str, page: Page) -> StoreResult<ProductPage> {
         let query = normalise(query);
         let key = format!("s:{}:{}:{query}", page.number, page.size);
@@ -320,45 +319,43 @@ impl Store for CachedStore {
             .await?,
         )
     }
-
     async fn update_product(&self, id: i64, price_cents: i64, stock: i64) -> StoreResult<()> {
         let result = self.inner.update_product(id, price_cents, stock).await;
         self.forget_product(id).await;
         result
     }
-
     async fn count_products(&self) -> StoreResult<i64> {
         self.inner.count_products().await
     }
+}
 
+#[async_trait]
+impl Accounts for CachedStore {
     async fn create_user(&self, user: &NewUser, now: i64) -> StoreResult<User> {
         self.inner.create_user(user, now).await
     }
-
     async fn user_credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
         self.inner.user_credentials(email).await
     }
-
     async fn create_session(&self, token: &str, user_id: i64, expires_at: i64) -> StoreResult<()> {
         self.inner.create_session(token, user_id, expires_at).await
     }
-
     async fn session_user(&self, token: &str, now: i64) -> StoreResult<Option<User>> {
         self.inner.session_user(token, now).await
     }
-
     async fn delete_session(&self, token: &str) -> StoreResult<()> {
         self.inner.delete_session(token).await
     }
+}
 
+#[async_trait]
+impl Carts for CachedStore {
     async fn cart(&self, user_id: i64) -> StoreResult<Cart> {
         self.inner.cart(user_id).await
     }
-
     async fn add_to_cart(&self, user_id: i64, product_id: i64, quantity: i64) -> StoreResult<()> {
         self.inner.add_to_cart(user_id, product_id, quantity).await
     }
-
     async fn set_cart_quantity(
         &self,
         user_id: i64,
@@ -369,7 +366,10 @@ impl Store for CachedStore {
             .set_cart_quantity(user_id, product_id, quantity)
             .await
     }
+}
 
+#[async_trait]
+impl Orders for CachedStore {
     async fn checkout(&self, user_id: i64, now: i64) -> StoreResult<Order> {
         // A task of its own (in the request's context): a client that hangs up
         // mid-checkout drops this future, and the invalidation must still follow
@@ -400,15 +400,16 @@ impl Store for CachedStore {
             ))),
         }
     }
-
     async fn orders(&self, user_id: i64) -> StoreResult<Vec<OrderSummary>> {
         self.inner.orders(user_id).await
     }
-
     async fn order(&self, user_id: i64, order_id: i64) -> StoreResult<Option<Order>> {
         self.inner.order(user_id, order_id).await
     }
+}
 
+#[async_trait]
+impl Seeding for CachedStore {
     async fn insert_categories(
         &self,
         categories: &[(String, String)],
@@ -417,11 +418,9 @@ impl Store for CachedStore {
         let _ = self.listings.invalidate(&"c".to_owned()).await;
         result
     }
-
     async fn insert_products(&self, products: &[NewProduct], now: i64) -> StoreResult<()> {
         self.inner.insert_products(products, now).await
     }
-
     async fn insert_users(&self, users: &[NewUser], now: i64) -> StoreResult<()> {
         self.inner.insert_users(users, now).await
     }

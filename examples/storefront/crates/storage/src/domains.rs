@@ -51,6 +51,7 @@ use super::{
     User, MAX_QUANTITY,
 };
 use crate::config::DomainsConfig;
+use crate::{Accounts, Carts, Catalog, Orders, Seeding};
 
 /// The domain split of stage 6, in scalekit-shard's routing language: each logical
 /// table in one database. [`DomainStore`] needs `users`, `sessions` and
@@ -522,14 +523,16 @@ impl Store for DomainStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
     }
-
     async fn ping(&self) -> StoreResult<()> {
         for db in &self.all {
             sqlx::query("SELECT 1").execute(db.primary()).await?;
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl Catalog for DomainStore {
     async fn categories(&self) -> StoreResult<Vec<Category>> {
         let reader = self.catalog.reader().await?;
         Ok(
@@ -538,7 +541,6 @@ impl Store for DomainStore {
                 .await?,
         )
     }
-
     async fn list_products(&self, category: Option<&str>, page: Page) -> StoreResult<ProductPage> {
         let reader = self.catalog.reader().await?;
         let (items, total) = match category {
@@ -583,7 +585,6 @@ impl Store for DomainStore {
             page_size: page.size,
         })
     }
-
     async fn product(&self, id: i64) -> StoreResult<Option<Product>> {
         let reader = self.catalog.reader().await?;
         Ok(
@@ -593,7 +594,6 @@ impl Store for DomainStore {
                 .await?,
         )
     }
-
     async fn search(&self, query: &str, page: Page) -> StoreResult<ProductPage> {
         let patterns = super::like_patterns(query);
         if patterns.is_empty() {
@@ -638,7 +638,6 @@ impl Store for DomainStore {
             page_size: page.size,
         })
     }
-
     async fn update_product(&self, id: i64, price_cents: i64, stock: i64) -> StoreResult<()> {
         let done = sqlx::query(crate::statements::UPDATE_PRODUCT)
             .bind(price_cents)
@@ -652,14 +651,16 @@ impl Store for DomainStore {
         self.catalog.wrote().await;
         Ok(())
     }
-
     async fn count_products(&self) -> StoreResult<i64> {
         let reader = self.catalog.reader().await?;
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM products")
             .fetch_one(&*reader)
             .await?)
     }
+}
 
+#[async_trait]
+impl Accounts for DomainStore {
     async fn create_user(&self, user: &NewUser, now: i64) -> StoreResult<User> {
         let row = sqlx::query_as(
             "INSERT INTO users (email, name, password_hash, created_at) \
@@ -680,7 +681,6 @@ impl Store for DomainStore {
             Err(e) => Err(e.into()),
         }
     }
-
     async fn user_credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
         let reader = self.users.reader().await?;
         let row: Option<(i64, String, String, String)> =
@@ -690,7 +690,6 @@ impl Store for DomainStore {
                 .await?;
         Ok(row.map(|(id, email, name, hash)| (User { id, email, name }, hash)))
     }
-
     async fn create_session(&self, token: &str, user_id: i64, expires_at: i64) -> StoreResult<()> {
         sqlx::query("INSERT INTO sessions (token, user_id, expires_at) VALUES ($1, $2, $3)")
             .bind(super::token_digest(token))
@@ -701,7 +700,6 @@ impl Store for DomainStore {
         self.users.wrote().await;
         Ok(())
     }
-
     async fn session_user(&self, token: &str, now: i64) -> StoreResult<Option<User>> {
         let reader = self.users.reader().await?;
         Ok(sqlx::query_as(
@@ -713,7 +711,6 @@ impl Store for DomainStore {
         .fetch_optional(&*reader)
         .await?)
     }
-
     async fn delete_session(&self, token: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token = $1")
             .bind(super::token_digest(token))
@@ -722,7 +719,10 @@ impl Store for DomainStore {
         self.users.wrote().await;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Carts for DomainStore {
     async fn cart(&self, user_id: i64) -> StoreResult<Cart> {
         let wanted: Vec<(i64, i64)> = {
             let reader = self.carts.reader().await?;
@@ -763,7 +763,6 @@ impl Store for DomainStore {
         let total_cents = CartLine::total(&lines);
         Ok(Cart { lines, total_cents })
     }
-
     async fn add_to_cart(&self, user_id: i64, product_id: i64, quantity: i64) -> StoreResult<()> {
         self.require_product(product_id).await?;
         let quantity = quantity.clamp(1, MAX_QUANTITY);
@@ -781,7 +780,6 @@ impl Store for DomainStore {
         self.carts.wrote().await;
         Ok(())
     }
-
     async fn set_cart_quantity(
         &self,
         user_id: i64,
@@ -810,7 +808,10 @@ impl Store for DomainStore {
         self.carts.wrote().await;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Orders for DomainStore {
     async fn checkout(&self, user_id: i64, now: i64) -> StoreResult<Order> {
         // A task of its own: dropping this future (the client went away) must not
         // stop the saga between its steps. It runs in this request's context, so
@@ -826,11 +827,9 @@ impl Store for DomainStore {
             }
         }
     }
-
     async fn orders(&self, user_id: i64) -> StoreResult<Vec<OrderSummary>> {
         self.orders.orders(user_id).await
     }
-
     async fn order(&self, user_id: i64, order_id: i64) -> StoreResult<Option<Order>> {
         let Some(mut order) = self.orders.order(user_id, order_id).await? else {
             return Ok(None);
@@ -853,7 +852,10 @@ impl Store for DomainStore {
         }
         Ok(Some(order))
     }
+}
 
+#[async_trait]
+impl Seeding for DomainStore {
     async fn insert_categories(
         &self,
         categories: &[(String, String)],
@@ -872,7 +874,6 @@ impl Store for DomainStore {
         self.catalog.wrote().await;
         self.categories().await
     }
-
     async fn insert_products(&self, products: &[NewProduct], now: i64) -> StoreResult<()> {
         let mut tx = self.catalog.primary().begin().await?;
         // 6 parameters a row: 1,000 rows stay far under PostgreSQL's 65,535.
@@ -894,7 +895,6 @@ impl Store for DomainStore {
         self.catalog.wrote().await;
         Ok(())
     }
-
     async fn insert_users(&self, users: &[NewUser], now: i64) -> StoreResult<()> {
         let mut tx = self.users.primary().begin().await?;
         for chunk in users.chunks(1000) {

@@ -23,6 +23,12 @@ mod orders;
 mod orders_pg;
 mod postgres;
 pub mod sharded;
+
+/// The store's traits, for code that calls a domain's methods on a concrete
+/// store (`SqliteStore`, `PgStore`, ...) rather than on an `Arc<dyn Store>`.
+pub mod prelude {
+    pub use crate::{Accounts, Carts, Catalog, Orders, Seeding, Store};
+}
 pub mod split;
 mod sql;
 mod sqlite;
@@ -339,11 +345,18 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 /// Shorthand for results of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The shop's storage. Every method is one short transaction or less; inputs are
-/// bound as parameters, never spliced into SQL. Callers validate input first (the
-/// HTTP layer does); the store enforces integrity (unique emails, stock never below 0).
+/// The shop's storage: one repository per domain ([`Catalog`], [`Accounts`],
+/// [`Carts`], [`Orders`], and [`Seeding`] for the demo data), which every backend
+/// implements (SQLite and PostgreSQL in `sql.rs`, the business split's
+/// [`DomainStore`]) and every layer over a store passes on or changes
+/// (`MeteredStore`, the caches' `CachedStore`). The app holds an `Arc<dyn
+/// Store>`; the domain traits' methods are callable on it directly.
+///
+/// Every method is one short transaction or less; inputs are bound as
+/// parameters, never spliced into SQL. Callers validate input first (the HTTP
+/// layer does); the store enforces integrity (unique emails, stock never below 0).
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug + 'static {
+pub trait Store: Catalog + Accounts + Carts + Orders + Seeding + fmt::Debug + 'static {
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// Checks that the database answers (readiness).
@@ -354,7 +367,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn degraded(&self) -> Option<String> {
         None
     }
+}
 
+/// The catalog: categories and products (the catalog database from stage 6 on).
+#[async_trait]
+pub trait Catalog: Send + Sync {
     /// All categories, by name.
     async fn categories(&self) -> StoreResult<Vec<Category>>;
     /// A page of products by id, of one category (by slug) or all.
@@ -367,7 +384,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn update_product(&self, id: i64, price_cents: i64, stock: i64) -> StoreResult<()>;
     /// How many products the catalog holds.
     async fn count_products(&self) -> StoreResult<i64>;
+}
 
+/// Accounts and their sessions (the users database from stage 6 on).
+#[async_trait]
+pub trait Accounts: Send + Sync {
     /// Creates an account; [`StoreError::EmailTaken`] if the email is in use.
     async fn create_user(&self, user: &NewUser, now: i64) -> StoreResult<User>;
     /// An account and its password hash, by email.
@@ -380,7 +401,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn session_user(&self, token: &str, now: i64) -> StoreResult<Option<User>>;
     /// Ends a session (no error if it does not exist).
     async fn delete_session(&self, token: &str) -> StoreResult<()>;
+}
 
+/// Carts (beside the accounts from stage 6 on).
+#[async_trait]
+pub trait Carts: Send + Sync {
     /// A user's cart.
     async fn cart(&self, user_id: i64) -> StoreResult<Cart>;
     /// Adds units of a product to the cart (capped at [`MAX_QUANTITY`]).
@@ -392,14 +417,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         product_id: i64,
         quantity: i64,
     ) -> StoreResult<()>;
+}
+
+/// Checkout and the order history (the orders database from stage 6 on, its
+/// shards in stage 7; where an order is written is an [`OrderRepo`]).
+#[async_trait]
+pub trait Orders: Send + Sync {
     /// Turns the cart into an order: stock decremented, order written and cart
-    /// emptied in one transaction, or nothing changes.
+    /// emptied in one transaction (across databases: a saga that gives the stock
+    /// back), or nothing changes.
     async fn checkout(&self, user_id: i64, now: i64) -> StoreResult<Order>;
     /// A user's orders, newest first.
     async fn orders(&self, user_id: i64) -> StoreResult<Vec<OrderSummary>>;
     /// One of a user's orders.
     async fn order(&self, user_id: i64, order_id: i64) -> StoreResult<Option<Order>>;
+}
 
+/// Bulk inserts for the demo data (`storefront seed`).
+#[async_trait]
+pub trait Seeding: Send + Sync {
     /// Inserts categories (seeding), returning them with their ids.
     async fn insert_categories(
         &self,

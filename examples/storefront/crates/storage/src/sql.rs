@@ -25,12 +25,14 @@ macro_rules! impl_store {
             fn backend(&self) -> $crate::Backend {
                 Self::BACKEND
             }
-
             async fn ping(&self) -> $crate::StoreResult<()> {
                 sqlx::query("SELECT 1").execute(self.write_pool()).await?;
                 Ok(())
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::Catalog for $store {
             async fn categories(&self) -> $crate::StoreResult<Vec<$crate::Category>> {
                 let r = self.catalog_reader();
                 Ok(r.check(
@@ -39,7 +41,6 @@ macro_rules! impl_store {
                         .await,
                 )?)
             }
-
             async fn list_products(
                 &self,
                 category: Option<&str>,
@@ -87,7 +88,6 @@ macro_rules! impl_store {
                 };
                 Ok($crate::ProductPage { items, total, page: page.number, page_size: page.size })
             }
-
             async fn product(&self, id: i64) -> $crate::StoreResult<Option<$crate::Product>> {
                 let r = self.catalog_reader();
                 Ok(r.check(
@@ -97,7 +97,6 @@ macro_rules! impl_store {
                         .await,
                 )?)
             }
-
             async fn search(
                 &self,
                 query: &str,
@@ -141,7 +140,6 @@ macro_rules! impl_store {
                 let total: i64 = r.check(qb.build_query_scalar().fetch_one(&*r).await)?;
                 Ok($crate::ProductPage { items, total, page: page.number, page_size: page.size })
             }
-
             async fn update_product(
                 &self,
                 id: i64,
@@ -160,12 +158,14 @@ macro_rules! impl_store {
                 }
                 Ok(())
             }
-
             async fn count_products(&self) -> $crate::StoreResult<i64> {
                 let r = self.catalog_reader();
                 Ok(r.check(sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&*r).await)?)
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::Accounts for $store {
             async fn create_user(
                 &self,
                 user: &$crate::NewUser,
@@ -192,7 +192,6 @@ macro_rules! impl_store {
                     Err(e) => Err(e.into()),
                 }
             }
-
             async fn user_credentials(
                 &self,
                 email: &str,
@@ -207,7 +206,6 @@ macro_rules! impl_store {
                 .await?;
                 Ok(row.map(|(id, email, name, hash)| ($crate::User { id, email, name }, hash)))
             }
-
             async fn create_session(
                 &self,
                 token: &str,
@@ -223,7 +221,6 @@ macro_rules! impl_store {
                 self.wrote().await;
                 Ok(())
             }
-
             async fn session_user(
                 &self,
                 token: &str,
@@ -241,7 +238,6 @@ macro_rules! impl_store {
                     .await,
                 )?)
             }
-
             async fn delete_session(&self, token: &str) -> $crate::StoreResult<()> {
                 sqlx::query("DELETE FROM sessions WHERE token = $1")
                     .bind($crate::token_digest(token))
@@ -250,7 +246,10 @@ macro_rules! impl_store {
                 self.wrote().await;
                 Ok(())
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::Carts for $store {
             async fn cart(&self, user_id: i64) -> $crate::StoreResult<$crate::Cart> {
                 let r = self.session_reader().await?;
                 let lines: Vec<$crate::CartLine> = r.check(
@@ -266,7 +265,6 @@ macro_rules! impl_store {
                 let total_cents = $crate::CartLine::total(&lines);
                 Ok($crate::Cart { lines, total_cents })
             }
-
             async fn add_to_cart(
                 &self,
                 user_id: i64,
@@ -290,7 +288,6 @@ macro_rules! impl_store {
                 self.wrote().await;
                 Ok(())
             }
-
             async fn set_cart_quantity(
                 &self,
                 user_id: i64,
@@ -319,7 +316,10 @@ macro_rules! impl_store {
                 self.wrote().await;
                 Ok(())
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::Orders for $store {
             async fn checkout(
                 &self,
                 user_id: i64,
@@ -378,7 +378,6 @@ macro_rules! impl_store {
                 self.wrote().await;
                 Ok($crate::Order { id, total_cents, created_at: now, lines })
             }
-
             async fn orders(
                 &self,
                 user_id: i64,
@@ -393,7 +392,6 @@ macro_rules! impl_store {
                     .await,
                 )?)
             }
-
             async fn order(
                 &self,
                 user_id: i64,
@@ -426,7 +424,10 @@ macro_rules! impl_store {
                     lines,
                 }))
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::Seeding for $store {
             async fn insert_categories(
                 &self,
                 categories: &[(String, String)],
@@ -446,7 +447,6 @@ macro_rules! impl_store {
                     .fetch_all(self.write_pool())
                     .await?)
             }
-
             async fn insert_products(
                 &self,
                 products: &[$crate::NewProduct],
@@ -472,7 +472,6 @@ macro_rules! impl_store {
                 self.wrote().await;
                 Ok(())
             }
-
             async fn insert_users(
                 &self,
                 users: &[$crate::NewUser],

@@ -14,7 +14,8 @@ use super::{Backend, StoreResult};
 ///
 /// ```
 /// # tokio_test_block(async {
-/// use storefront_storage::{SqliteStore, Store};
+/// use storefront_storage::prelude::*; // the domains' traits: Catalog, Accounts, ...
+/// use storefront_storage::SqliteStore;
 /// let store = SqliteStore::in_memory().await?;
 /// assert_eq!(store.count_products().await?, 0);
 /// # Ok::<_, storefront_storage::StoreError>(()) });
