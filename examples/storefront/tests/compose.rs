@@ -60,7 +60,10 @@ async fn stage_1_is_built_seeded_and_metered() {
     assert!(page.contains("<h1>"), "{page}");
     let d = data(&app.router).await;
     assert_eq!(d["stage"]["number"], 1);
-    assert_eq!(d["topology"]["database"]["backend"], "sqlite");
+    // The picture: the web app's pieces and the data's, nothing else.
+    let tiers = &d["topology"]["tiers"];
+    assert_eq!(tiers.as_array().map(Vec::len), Some(3), "{d}");
+    assert_eq!(tiers[2]["nodes"][0]["title"], "SQLite file");
     // The product page reached the database through the metered store.
     assert!(d["totals"]["db_queries"].as_u64().unwrap() > 0, "{d}");
     assert!(
@@ -117,7 +120,10 @@ async fn stage_3_reports_its_caches_through_the_recorder() {
     let (statuses, d) = result.unwrap();
     assert_eq!(statuses, [StatusCode::OK; 3]);
     assert_eq!(d["stage"]["number"], 3);
-    assert_eq!(d["topology"]["l1"], true);
+    // The caches' pieces: an L1 badge on the app, Redis beside the database.
+    let tiers = &d["topology"]["tiers"];
+    assert_eq!(tiers[1]["nodes"][0]["badges"][0], "L1", "{d}");
+    assert_eq!(tiers[2]["nodes"][1]["title"], "Redis L2", "{d}");
     let l1 = &d["totals"]["cache"]["l1"];
     assert!(
         l1["hits"].as_u64().unwrap() >= 2,

@@ -1,6 +1,8 @@
 //! The stage file's `[cache]` section (stage 3 on).
 
 use serde::Deserialize;
+use storefront_contract::ops::topology::{Node, Piece, Tier};
+use storefront_contract::section::{Invalid, Section};
 
 /// The caches: an L1 in each process over a shared Redis L2 (see the [crate docs](crate)).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -49,9 +51,23 @@ impl CacheConfig {
     }
 }
 
-impl CacheConfig {
+impl Section for CacheConfig {
+    /// The pieces of the picture: an L1 in every app, Redis beside the database.
+    fn pieces(&self) -> Vec<Piece> {
+        vec![
+            Piece::Badge {
+                class: "app".into(),
+                text: "L1".into(),
+            },
+            Piece::Node(
+                Tier::Data,
+                Node::new("l2", "Redis L2", "shared cache, invalidations").dashed(),
+            ),
+        ]
+    }
+
     /// Checks the section; the first problem as (field, what to write instead).
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    fn check(&self) -> Result<(), Invalid> {
         if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
             return Err((
                 "cache.redis_url",

@@ -1,6 +1,8 @@
 //! What the storefront's server and its clients share on the wire, so that a
 //! client (the load generator, `evolve`, the gateway) depends on this crate and
-//! never on the server's web or storage code. No I/O; serde for the figures.
+//! never on the server's web or storage code; and what the stage file's
+//! sections give the composition root ([`section`]). No I/O; serde for the
+//! figures.
 //!
 //! | module | what |
 //! | --- | --- |
@@ -9,9 +11,11 @@
 //! | [`markup`] | escaping text for HTML and SVG |
 //! | [`demo`] | what the seeded demo accounts sign in with |
 //! | [`time`] | the date format of pages and reports |
-//! | [`ops`] | the figures of `/ops/data.json`: [`ops::Snapshot`] and its parts |
+//! | [`ops`] | the figures of `/ops/data.json`: [`ops::Snapshot`] and its parts, the picture's pieces |
+//! | [`section`] | what a stage file's section gives the composition root: its check and its pieces of the picture |
 
 pub mod ops;
+pub mod section;
 
 pub mod cookies {
     //! The cookies' names, as the server sets them and clients send them back.

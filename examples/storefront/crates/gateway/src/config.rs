@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 
 use serde::Deserialize;
+use storefront_contract::ops::topology::{Node, Piece, Tier};
+use storefront_contract::section::{Invalid, Section};
 
 /// The gateway of stage 4: how many app processes, where they listen, and how the
 /// gateway limits clients and protects itself from failing instances (see the [crate docs](crate)).
@@ -176,18 +178,28 @@ impl GatewayConfig {
         self.addresses.is_empty()
     }
 
-    /// Checks the values; `Err((field, message))`.
-    /// Checks the section against the gateway's own address; the first problem as
-    /// (field, what to write instead).
-    pub fn check(&self, server: SocketAddr) -> Result<(), (&'static str, String)> {
-        self.check_instances(server)?;
-        self.check_limits()?;
-        self.breaker.check()?;
-        self.ejection.check()
+    /// Whether the instances it starts stay off `server`, the gateway's own
+    /// address (the stage file's `[server] addr`); the problem as (field, what
+    /// to write instead).
+    pub fn check_beside(&self, server: SocketAddr) -> Result<(), Invalid> {
+        if !self.spawns_instances() || !server.ip().is_loopback() {
+            return Ok(());
+        }
+        let last = u32::from(self.base_port) + self.instances.saturating_sub(1);
+        if (u32::from(self.base_port)..=last).contains(&u32::from(server.port())) {
+            return Err((
+                "gateway.base_port",
+                format!(
+                    "{}: the instances' ports {}..={last} include the gateway's own ({server}); move base_port past it",
+                    self.base_port, self.base_port
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// How many instances, and where they listen.
-    fn check_instances(&self, server: SocketAddr) -> Result<(), (&'static str, String)> {
+    fn check_instances(&self) -> Result<(), Invalid> {
         if !(1..=64).contains(&self.instances) {
             return Err((
                 "gateway.instances",
@@ -204,17 +216,6 @@ impl GatewayConfig {
                         self.base_port,
                         self.base_port,
                         u32::from(u16::MAX) + 1 - self.instances
-                    ),
-                ));
-            }
-            if server.ip().is_loopback()
-                && (u32::from(self.base_port)..=last).contains(&u32::from(server.port()))
-            {
-                return Err((
-                    "gateway.base_port",
-                    format!(
-                        "{}: the instances' ports {}..={last} include the gateway's own ({server}); move base_port past it",
-                        self.base_port, self.base_port
                     ),
                 ));
             }
@@ -334,5 +335,32 @@ impl EjectionConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl Section for GatewayConfig {
+    /// Checks the section; the first problem as (field, what to write instead).
+    /// Its ports against the gateway's own address: [`GatewayConfig::check_beside`].
+    fn check(&self) -> Result<(), Invalid> {
+        self.check_instances()?;
+        self.check_limits()?;
+        self.breaker.check()?;
+        self.ejection.check()
+    }
+
+    /// The pieces of the picture: the gateway in front, the app running as
+    /// many times as it has instances.
+    fn pieces(&self) -> Vec<Piece> {
+        let sub = format!("{} instances", self.instances);
+        vec![
+            Piece::Node(
+                Tier::Front,
+                Node::new("gateway", "Gateway", &sub).linked("HTTP"),
+            ),
+            Piece::Replicas {
+                class: "app".into(),
+                count: self.instances,
+            },
+        ]
     }
 }

@@ -27,6 +27,7 @@
 //! front that serves only the shop's paths).
 
 use std::sync::Arc;
+use storefront_contract::section::{Invalid, Section};
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -59,9 +60,9 @@ pub enum AccessMode {
     Token,
 }
 
-impl OpsConfig {
+impl Section for OpsConfig {
     /// Checks the section; `Err((field, message))`.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    fn check(&self) -> Result<(), Invalid> {
         match (self.access, self.token_env.as_deref()) {
             (AccessMode::Token, None | Some("")) => Err((
                 "ops.token_env",

@@ -300,10 +300,11 @@ async fn page(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
         ("p99_ms", "Latency p99"),
         ("db_qps", "Database queries per second"),
     ];
-    if snapshot.topology.l1 {
+    // The caches' rows once they report (stage 3 on).
+    if snapshot.totals.cache.l1.is_some() {
         keys.push(("l1_hit_ratio", "L1 hit ratio (in process)"));
     }
-    if snapshot.topology.l2.is_some() {
+    if snapshot.totals.cache.l2.is_some() {
         keys.push(("l2_hit_ratio", "L2 hit ratio (Redis)"));
     }
     if !snapshot.replicas.is_empty() {

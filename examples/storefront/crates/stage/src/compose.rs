@@ -27,7 +27,7 @@ pub fn ops_for(config: &StageConfig) -> Ops {
             number: config.stage.number,
             title: config.stage.title.clone(),
         },
-        crate::topology::of(config),
+        config.topology(),
     );
     ops.set_access(OpsAccess::from_config(config.ops.as_ref()));
     ops

@@ -9,12 +9,17 @@
 //! `[replicas]` by storefront-storage, `[cache]` by storefront-cache, `[gateway]`
 //! by storefront-gateway, `[ops]` by storefront-ops, `[auth]` and `[admin]` by
 //! storefront-web); this file puts them together and checks what ties them.
+//! The sections that switch a component on are listed once, in
+//! `stage_config!`: each implements [`Section`] (its check and its pieces of
+//! the ops page's picture) in its own crate.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 pub use storefront_cache::CacheConfig;
+use storefront_contract::ops::topology::Topology;
+use storefront_contract::section::{Invalid, Section};
 pub use storefront_gateway::config::{BreakerConfig, EjectionConfig, GatewayConfig};
 pub use storefront_server::ServerConfig;
 
@@ -78,41 +83,66 @@ fn paragraphs(text: &str) -> String {
         .join("\n\n")
 }
 
-/// One stage's configuration.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct StageConfig {
-    /// What the stage is.
-    pub stage: StageInfo,
-    /// The HTTP server.
-    pub server: ServerConfig,
-    /// Where the data lives.
-    pub database: DatabaseConfig,
+/// `StageConfig` with the component sections listed after the fixed ones: each
+/// listed section becomes an optional field and is checked (and drawn) through
+/// its [`Section`] impl, so a new component's section is one line in the list.
+macro_rules! stage_config {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ty, )*) => {
+        /// One stage's configuration.
+        #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+        #[serde(deny_unknown_fields)]
+        pub struct StageConfig {
+            /// What the stage is.
+            pub stage: StageInfo,
+            /// The HTTP server.
+            pub server: ServerConfig,
+            /// Where the data lives.
+            pub database: DatabaseConfig,
+            /// Users, catalog and orders in databases of their own (stage 6 on).
+            #[serde(default)]
+            pub domains: Option<DomainsConfig>,
+            /// Orders sharded over several databases (stage 7).
+            #[serde(default)]
+            pub sharding: Option<ShardingConfig>,
+            /// Streaming replicas of the PostgreSQL primary that take reads (stage 5 on).
+            #[serde(default)]
+            pub replicas: Option<ReplicasConfig>,
+            /// `Secure` cookies and the sign-in limits: see [`storefront_web::signin`].
+            #[serde(default)]
+            pub auth: storefront_web::signin::AuthConfig,
+            $(
+                $(#[$doc])*
+                #[serde(default)]
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        impl StageConfig {
+            /// The component sections this stage file has, in the registry's order.
+            pub fn sections(&self) -> Vec<&dyn Section> {
+                let mut sections: Vec<&dyn Section> = Vec::new();
+                $(
+                    if let Some(section) = &self.$name {
+                        sections.push(section);
+                    }
+                )*
+                sections
+            }
+        }
+    };
+}
+
+// The registry of components: one line per section a stage file may have.
+stage_config! {
     /// Caches in front of the database (stage 3 on).
-    #[serde(default)]
-    pub cache: Option<CacheConfig>,
+    cache: CacheConfig,
     /// A gateway in front of several app processes (stage 4 on).
-    #[serde(default)]
-    pub gateway: Option<GatewayConfig>,
-    /// Users, catalog and orders in databases of their own (stage 6 on).
-    #[serde(default)]
-    pub domains: Option<DomainsConfig>,
-    /// Orders sharded over several databases (stage 7).
-    #[serde(default)]
-    pub sharding: Option<ShardingConfig>,
-    /// Streaming replicas of the PostgreSQL primary that take reads (stage 5 on).
-    #[serde(default)]
-    pub replicas: Option<ReplicasConfig>,
+    gateway: GatewayConfig,
     /// The admin pages' token (stage 7): see [`storefront_web::admin`].
-    #[serde(default)]
-    pub admin: Option<storefront_web::admin::AdminConfig>,
+    admin: storefront_web::admin::AdminConfig,
     /// Who may read `/ops` and `/metrics`: see [`storefront_ops::access`] (open
     /// without the section).
-    #[serde(default)]
-    pub ops: Option<storefront_ops::OpsConfig>,
-    /// `Secure` cookies and the sign-in limits: see [`storefront_web::signin`].
-    #[serde(default)]
-    pub auth: storefront_web::signin::AuthConfig,
+    ops: storefront_ops::OpsConfig,
 }
 
 /// What a stage is, for `storefront stages`.
@@ -244,19 +274,26 @@ impl StageConfig {
 
     /// Each section's own check, then what ties sections together; the first
     /// problem found, as (field, what to write instead).
-    fn check(&self) -> Result<(), (&'static str, String)> {
+    fn check(&self) -> Result<(), Invalid> {
         self.stage.check()?;
         self.server.check()?;
-        if let Some(cache) = &self.cache {
-            cache.check()?;
+        for section in self.sections() {
+            section.check()?;
         }
+        // What ties sections together.
         if let Some(gateway) = &self.gateway {
-            gateway.check(self.server.addr)?;
-        }
-        if let Some(ops) = &self.ops {
-            ops.check()?;
+            gateway.check_beside(self.server.addr)?;
         }
         self.databases().check()
+    }
+
+    /// The picture of the stage on the ops page: the web app's pieces, the
+    /// data's, and each component's.
+    pub fn topology(&self) -> Topology {
+        let web = storefront_web::pieces();
+        let data = self.databases().pieces();
+        let components = self.sections().into_iter().flat_map(|s| s.pieces());
+        Topology::of(web.into_iter().chain(data).chain(components))
     }
 
     /// The sections that say where the shop's data lives, for the storage layer.

@@ -8,7 +8,6 @@
 //! | [`compose`] | [`build`](compose::build): one process of a stage, from its file to a serving [`App`](compose::App) |
 //! | [`supervisor`] | stage 4 on: the gateway and the instance processes it keeps running |
 //! | [`catalog`] | the built-in stages as the tools see them (prose, a file prepared for one run) |
-//! | [`topology`] | the picture of a stage on the ops page |
 //! | [`seed`] | a made-up catalog and accounts, in batches |
 
 pub mod catalog;
@@ -16,4 +15,3 @@ pub mod compose;
 pub mod config;
 pub mod seed;
 pub mod supervisor;
-pub mod topology;

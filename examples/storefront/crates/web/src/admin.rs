@@ -18,6 +18,7 @@
 //! shop's [`OpsLayer`](storefront_ops::OpsLayer), like the ops routes).
 
 use std::sync::Arc;
+use storefront_contract::section::{Invalid, Section};
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -52,6 +53,20 @@ pub struct AdminConfig {
     /// The environment variable that holds the admin token; unset or empty
     /// turns the admin pages off (404).
     pub token_env: String,
+}
+
+impl Section for AdminConfig {
+    /// The variable's name must be one the environment can hold.
+    fn check(&self) -> Result<(), Invalid> {
+        let name = &self.token_env;
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err((
+                "admin.token_env",
+                format!("{name:?}: name an environment variable, like \"SCALEKIT_ADMIN_TOKEN\""),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What the admin pages need: the token and the analytics. Cheap to clone.

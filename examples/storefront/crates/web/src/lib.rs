@@ -19,6 +19,7 @@
 //! [`csrf`].
 
 use std::sync::Arc;
+use storefront_contract::ops::topology::{Node, Piece, Tier};
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -233,18 +234,35 @@ fn observe_store(ops: &Ops) {
     }));
 }
 
+/// The web app's pieces of the ops page's picture: the clients, and the app
+/// that serves them pages and the API.
+///
+/// ```
+/// use storefront_contract::ops::topology::{Tier, Topology};
+///
+/// let picture = Topology::of(storefront_web::pieces());
+/// assert_eq!(picture.nodes(Tier::Apps)[0].title, "App");
+/// ```
+pub fn pieces() -> Vec<Piece> {
+    vec![
+        Piece::Node(
+            Tier::Clients,
+            Node::new("browser", "Browser", "people, loadgen"),
+        ),
+        Piece::Node(
+            Tier::Apps,
+            Node::new("app", "App", "pages, API").linked("HTTP"),
+        ),
+    ]
+}
+
 /// An app alone over `backend`, where only the backend is known.
 fn topology_for(backend: storefront_storage::Backend) -> ops::Topology {
-    match backend {
-        storefront_storage::Backend::Sqlite => ops::Topology::default(),
-        storefront_storage::Backend::Postgres => ops::Topology {
-            database: storefront_contract::ops::topology::DatabaseNode {
-                backend: "postgres".into(),
-                place: "over TCP".into(),
-            },
-            ..ops::Topology::default()
-        },
-    }
+    let place = match backend {
+        storefront_storage::Backend::Sqlite => "storefront.db",
+        storefront_storage::Backend::Postgres => "over TCP",
+    };
+    ops::Topology::of(pieces().into_iter().chain([backend.piece(place)]))
 }
 
 #[cfg(test)]

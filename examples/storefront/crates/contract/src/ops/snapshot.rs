@@ -51,7 +51,7 @@ impl Snapshot {
     ///   "totals": {"requests": 0, "errors": 0, "db_queries": 0, "cache": {"l1": null}},
     ///   "window": {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "db_qps": 0.0,
     ///     "l1_hit_ratio": null, "l2_hit_ratio": null},
-    ///   "history": [], "topology": {"l1": false, "database": {"backend": "sqlite", "place": "x"}},
+    ///   "history": [], "topology": {"tiers": []},
     ///   "gateway": {"instances": [], "totals": {"requests": 5, "rate_limited": 1,
     ///     "retries": 0, "upstream_errors": 0, "unavailable": 0}}}"#;
     /// let snapshot: Snapshot = serde_json::from_str(json).unwrap();

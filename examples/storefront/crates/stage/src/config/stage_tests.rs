@@ -1,5 +1,6 @@
 //! The built-in stages' data sections, read through the whole stage file (the
-//! sections' own checks are tested in storefront-storage).
+//! sections' own checks are tested in storefront-storage), and the pictures
+//! their components' pieces make.
 
 use crate::config::{DatabaseConfig, StageConfig};
 
@@ -81,4 +82,43 @@ fn the_stage_7_file_parses() {
     sharding.validate().unwrap();
     assert_eq!(sharding.databases.len(), 2);
     assert_eq!(sharding.all_databases().len(), 4);
+}
+
+#[test]
+fn stage_pictures() {
+    use storefront_contract::ops::topology::Tier;
+    let picture = |n| {
+        StageConfig::builtin(n)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .topology()
+    };
+    let one = picture(1);
+    let tiers: Vec<_> = one.columns().map(|(t, _)| t).collect();
+    assert_eq!(tiers, [Tier::Clients, Tier::Apps, Tier::Data]);
+    let svg = storefront_ops::topology::svg(&one);
+    assert!(svg.contains("SQLite file") && !svg.contains("Redis") && !svg.contains(">L1<"));
+    let three = picture(3);
+    let svg = storefront_ops::topology::svg(&three);
+    assert!(svg.contains("PostgreSQL") && svg.contains("Redis L2") && svg.contains(">L1<"));
+    assert!(three.find("gateway").is_none());
+    let four = picture(4);
+    assert_eq!(four.find("app").map(|a| a.count), Some(3));
+    assert_eq!(four.nodes(Tier::Front).len(), 1);
+    let svg = storefront_ops::topology::svg(&four);
+    assert!(svg.contains("Gateway") && svg.contains("App 3") && !svg.contains("App 4"));
+    let place = |n| {
+        picture(n)
+            .find("database")
+            .map(|d| d.sub.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(place(5), "127.0.0.1:5434 + 1 replica");
+    assert_eq!(
+        place(6),
+        "127.0.0.1:5434 + 1 replica; users, catalog, orders"
+    );
+    assert_eq!(
+        place(7),
+        "127.0.0.1:5434 + 1 replica; users, catalog, orders in 2 shards"
+    );
 }

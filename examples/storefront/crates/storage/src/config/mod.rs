@@ -4,6 +4,7 @@
 
 mod database;
 mod domains;
+mod picture;
 mod replicas;
 mod sharding;
 
