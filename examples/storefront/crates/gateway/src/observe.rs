@@ -10,8 +10,9 @@ use http_body_util::{BodyExt, Full};
 use parking_lot::Mutex;
 
 use super::{Gateway, Inner};
-use storefront_ops::replicas::{DatabaseView, ReadSplit};
-use storefront_ops::{CacheTotals, Ops, Snapshot};
+use storefront_ops::replicas::{DatabaseView, ReadSplit, Replicas};
+use storefront_ops::shards::ShardsView;
+use storefront_ops::{CacheTotals, Figures, Ops, Snapshot};
 
 /// One instance's cumulative database and cache counts, kept across its restarts
 /// (a restarted instance counts from zero again).
@@ -84,23 +85,25 @@ impl Gateway {
             self.inner.upstreams.len()
         ]));
         let read = Arc::clone(&counts);
-        ops.set_backend_replicas(Arc::new(move || {
-            let counts = read.lock();
-            let split = counts.iter().fold(ReadSplit::default(), |sum, c| {
+        ops.set_backend_reads(Arc::new(move || {
+            read.lock().iter().fold(ReadSplit::default(), |sum, c| {
                 sum.plus(&c.split.0).plus(&c.split.1)
-            });
-            // Every instance sees the same replicas; reads per server add up.
-            let mut databases = Vec::new();
-            for c in counts.iter() {
-                storefront_ops::replicas::merge_databases(&mut databases, &c.databases);
-            }
-            (split, databases)
+            })
         }));
+        // Stage 5: every instance sees the same replicas; reads per server add up.
+        let read = Arc::clone(&counts);
+        ops.add_part(move || {
+            let mut all = Replicas::default();
+            for c in read.lock().iter() {
+                all.merge(&Replicas(c.databases.clone()));
+            }
+            (!all.0.is_empty()).then_some(all)
+        });
         // Stage 7: every instance reads the same shard databases; show the
         // latest reading any instance gave.
-        let shards: Arc<Mutex<Option<storefront_ops::shards::ShardsView>>> = Arc::default();
+        let shards: Arc<Mutex<Option<ShardsView>>> = Arc::default();
         let shown = Arc::clone(&shards);
-        ops.set_shards(Arc::new(move || shown.lock().clone()));
+        ops.add_part(move || shown.lock().clone());
         let read = Arc::clone(&counts);
         ops.set_backends(Arc::new(move || {
             read.lock()
@@ -182,8 +185,8 @@ async fn totals_of(
         snapshot.totals.cache,
         snapshot.uptime_secs,
         snapshot.totals.reads,
-        snapshot.replicas,
-        snapshot.shards,
+        snapshot.part::<Replicas>().map(|r| r.0).unwrap_or_default(),
+        snapshot.part::<ShardsView>(),
     ))
 }
 
@@ -194,7 +197,7 @@ type InstanceTotals = (
     f64,
     ReadSplit,
     Vec<DatabaseView>,
-    Option<storefront_ops::shards::ShardsView>,
+    Option<ShardsView>,
 );
 
 #[cfg(test)]

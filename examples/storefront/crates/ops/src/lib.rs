@@ -9,7 +9,7 @@
 //!   sits below the caches, so a cache hit counts no query) in
 //!   [`Ops::db_query_counter`];
 //! - the caches' hit counters are read from a [`CacheFigures`] when asked, the
-//!   read/write split from a [`ReplicasFn`].
+//!   read/write split from a [`ReadSplitFn`].
 //!
 //! Once a second ([`Ops::start`], or [`Ops::tick`] by hand) the recorder turns the
 //! counters into a point of the last minute's history: requests per second, p50 and
@@ -42,8 +42,10 @@
 //! source of its typed figures with [`Ops::add_part`]: a struct of the contract
 //! that implements [`Figures`]. The snapshot carries them under the part's key, and
 //! the page and `/metrics` show every part the same way (a section with its totals
-//! and a table of its instances; `storefront_<key>_*`), so a new part needs no
-//! change here. See [`storefront_contract::ops::parts`] for the shape.
+//! and a table of its instances; `storefront_<key>_*`), or as the part's own
+//! [`Figures::view`] and [`Figures::metrics`] say (stage 5's replicas, stage 7's
+//! shards), so a new part needs no change here. See
+//! [`storefront_contract::ops::parts`] for the shape.
 //!
 //! Snapshots of several instances add up with [`Snapshot::merge`].
 
@@ -72,8 +74,18 @@ pub use storefront_contract::ops::{
 };
 pub use topology::Topology;
 
-/// A registered part: its figures now, as JSON (see [`Ops::add_part`]).
-type PartFn = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
+/// A registered part: its figures now (see [`Ops::add_part`]).
+type PartFn = Arc<dyn Fn() -> Option<Shown> + Send + Sync>;
+
+/// A part's figures as the snapshot, the page and `/metrics` take them.
+pub(crate) struct Shown {
+    /// As JSON, for the snapshot (and the page's section when `view` is `None`).
+    pub(crate) json: serde_json::Value,
+    /// Its own section of the page ([`Figures::view`]).
+    pub(crate) view: Option<storefront_contract::ops::parts::View>,
+    /// Its own `/metrics` lines ([`Figures::metrics`]).
+    pub(crate) metrics: Option<String>,
+}
 
 /// A part of the stage that shows figures (see [`Ops::add_part`]).
 #[derive(Clone)]
@@ -100,10 +112,9 @@ impl std::fmt::Debug for Part {
 /// The HTTP server's connection figures (see [`storefront_server::Server::stats`]).
 pub type ConnectionsFn = Arc<dyn Fn() -> storefront_server::ConnStats + Send + Sync>;
 
-/// Reads by where they went, writes, and the databases with replicas, of this
-/// process (its stores count them): see [`Ops::set_replicas`].
-pub type ReplicasFn =
-    Arc<dyn Fn() -> (replicas::ReadSplit, Vec<replicas::DatabaseView>) + Send + Sync>;
+/// PostgreSQL reads by where they went, and writes, since start: see
+/// [`Ops::set_read_split`].
+pub type ReadSplitFn = Arc<dyn Fn() -> replicas::ReadSplit + Send + Sync>;
 
 /// The caches of a process, as the ops page reads them.
 pub trait CacheFigures: Send + Sync {
@@ -117,15 +128,6 @@ pub trait CacheFigures: Send + Sync {
 /// Database queries and cache lookups counted elsewhere (the gateway's instances),
 /// cumulative: see [`Ops::set_backends`].
 pub type BackendsFn = Arc<dyn Fn() -> (u64, CacheTotals) + Send + Sync>;
-
-/// Reads and writes counted elsewhere (the gateway's instances), cumulative, and
-/// their databases' replicas: see [`Ops::set_backend_replicas`].
-pub type BackendReplicasFn =
-    Arc<dyn Fn() -> (replicas::ReadSplit, Vec<replicas::DatabaseView>) + Send + Sync>;
-
-/// The shard layout and resharding state to show (stage 7): see
-/// [`Ops::set_shards`].
-pub type ShardsFn = Arc<dyn Fn() -> Option<shards::ShardsView> + Send + Sync>;
 
 /// The route label of requests no route matched (the 404 fallback).
 pub const UNMATCHED: &str = "unmatched";
@@ -226,11 +228,10 @@ pub struct Ops {
     latency: AtomicHistogram,
     db_queries: Arc<AtomicU64>,
     cache: OnceLock<Arc<dyn CacheFigures>>,
-    replicas: RwLock<Option<ReplicasFn>>,
+    read_split: RwLock<Option<ReadSplitFn>>,
     parts: RwLock<Vec<Part>>,
     backends: RwLock<Option<BackendsFn>>,
-    backend_replicas: RwLock<Option<BackendReplicasFn>>,
-    shards: RwLock<Option<ShardsFn>>,
+    backend_reads: RwLock<Option<ReadSplitFn>>,
     connections: RwLock<Option<ConnectionsFn>>,
     history: Mutex<History>,
     access: RwLock<OpsAccess>,
@@ -270,12 +271,11 @@ impl Ops {
             grow: Mutex::new(()),
             latency: AtomicHistogram::with_config(&LATENCY),
             db_queries: Arc::new(AtomicU64::new(0)),
-            replicas: RwLock::new(None),
+            read_split: RwLock::new(None),
             cache: OnceLock::new(),
             parts: RwLock::new(Vec::new()),
             backends: RwLock::new(None),
-            backend_replicas: RwLock::new(None),
-            shards: RwLock::new(None),
+            backend_reads: RwLock::new(None),
             access: RwLock::new(OpsAccess::Open),
             connections: RwLock::new(None),
             history: Mutex::new(History {
@@ -348,7 +348,14 @@ impl Ops {
             title: F::TITLE,
             labels: F::LABELS,
             highlight: F::HIGHLIGHT,
-            read: Arc::new(move || read().and_then(|f| serde_json::to_value(f).ok())),
+            read: Arc::new(move || {
+                let figures = read()?;
+                Some(Shown {
+                    json: serde_json::to_value(&figures).ok()?,
+                    view: figures.view(),
+                    metrics: figures.metrics(),
+                })
+            }),
         };
         let mut parts = self.parts.write();
         parts.retain(|p| p.key != part.key);
@@ -367,46 +374,26 @@ impl Ops {
         *self.backends.write() = Some(backends);
     }
 
-    /// Takes read/write counts and replica views from `backend` from now on: the
-    /// gateway's instances', added to this process's own.
-    pub fn set_backend_replicas(&self, backend: BackendReplicasFn) {
-        *self.backend_replicas.write() = Some(backend);
-    }
-
-    /// Shows the shard figures `shards` returns from now on (stage 7: the
-    /// process's own reading, [`shards::watch`], or one instance's at the gateway).
-    pub fn set_shards(&self, shards: ShardsFn) {
-        *self.shards.write() = Some(shards);
-    }
-
-    /// The shard figures, if this stage has shards and they were read.
-    pub fn shards(&self) -> Option<shards::ShardsView> {
-        let f = self.shards.read().clone();
-        f.and_then(|f| f())
+    /// Takes read/write counts from `backend` from now on: the gateway's
+    /// instances', added to this process's own.
+    pub fn set_backend_reads(&self, backend: ReadSplitFn) {
+        *self.backend_reads.write() = Some(backend);
     }
 
     /// PostgreSQL reads by where they went, and writes, since start: this
-    /// process's plus the backends' ([`Ops::set_backend_replicas`]); and the
-    /// databases with replicas (this process's, else the backends').
-    pub fn read_split_and_replicas(&self) -> (replicas::ReadSplit, Vec<replicas::DatabaseView>) {
-        let (own, databases) = self
-            .replicas
+    /// process's ([`Ops::set_read_split`]) plus the backends'
+    /// ([`Ops::set_backend_reads`]).
+    pub fn read_split(&self) -> replicas::ReadSplit {
+        let own = self
+            .read_split
             .read()
             .clone()
             .map(|f| f())
             .unwrap_or_default();
-        let backend = self.backend_replicas.read().clone();
+        let backend = self.backend_reads.read().clone();
         match backend {
-            None => (own, databases),
-            Some(f) => {
-                let (split, theirs) = f();
-                let databases = if databases.is_empty() {
-                    theirs
-                } else {
-                    databases
-                };
-                (own.plus(&split), databases)
-            }
+            None => own,
+            Some(f) => own.plus(&f()),
         }
     }
 
@@ -487,10 +474,10 @@ impl Ops {
         Arc::clone(&self.db_queries)
     }
 
-    /// Takes this process's read/write split and replica views from `replicas`
+    /// Takes this process's read/write split from `split`
     /// from now on (its stores count them).
-    pub fn set_replicas(&self, replicas: ReplicasFn) {
-        *self.replicas.write() = Some(replicas);
+    pub fn set_read_split(&self, split: ReadSplitFn) {
+        *self.read_split.write() = Some(split);
     }
 
     pub(crate) fn routes(&self) -> arc_swap::Guard<Arc<RouteTable>> {
@@ -535,7 +522,7 @@ impl Ops {
     pub fn part_figures(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
         self.parts()
             .iter()
-            .filter_map(|p| Some((p.key.to_owned(), (p.read)()?)))
+            .filter_map(|p| Some((p.key.to_owned(), (p.read)()?.json)))
             .collect()
     }
 
@@ -547,7 +534,7 @@ impl Ops {
             errors += e;
         }
         let (db_queries, cache) = self.db_queries_and_cache();
-        let (split, _) = self.read_split_and_replicas();
+        let split = self.read_split();
         Sample {
             at: Instant::now(),
             requests,
@@ -600,8 +587,6 @@ impl Ops {
             window,
             history,
             topology: self.topology.clone(),
-            replicas: self.read_split_and_replicas().1,
-            shards: self.shards(),
             degraded: self.degraded(),
             parts: self.part_figures(),
         }

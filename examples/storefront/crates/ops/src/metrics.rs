@@ -340,7 +340,11 @@ pub(crate) fn render(ops: &Ops) -> String {
         parts: ops
             .parts()
             .iter()
-            .filter_map(|p| Some((p.key, (p.read)()?)))
+            .filter_map(|p| {
+                let shown = (p.read)()?;
+                // Parts that write their own lines are added below.
+                shown.metrics.is_none().then_some((p.key, shown.json))
+            })
             .collect(),
         connections: ops.connections(),
     };
@@ -354,10 +358,11 @@ pub(crate) fn render(ops: &Ops) -> String {
     }
     if let Some(body) = out.strip_suffix("# EOF\n") {
         let mut text = body.to_owned();
-        let (split, databases) = ops.read_split_and_replicas();
-        super::replicas::render_metrics(&mut text, &split, &databases);
-        if let Some(shards) = ops.shards() {
-            super::shards::render_metrics(&mut text, &shards);
+        super::replicas::render_metrics(&mut text, &ops.read_split());
+        for part in ops.parts() {
+            if let Some(lines) = (part.read)().and_then(|shown| shown.metrics) {
+                text.push_str(&lines);
+            }
         }
         text.push_str("# EOF\n");
         out = text;

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use super::access::Authorized;
-use super::{metrics, Ops, Part, Snapshot, Window};
+use super::replicas::Replicas;
+use super::{metrics, Figures, Ops, Part, Snapshot, Window};
+use storefront_contract::ops::parts::{Cell, Fact, View};
 
 /// The ops routes, to merge into the app's router after its [`super::OpsLayer`] (so
 /// they are not counted themselves). Any state that holds the recorder will do
@@ -28,6 +30,7 @@ where
         .route("/ops", get(page))
         .route("/ops/ops.js", get(script))
         .route("/ops/data.json", get(data))
+        .route("/ops/parts.json", get(parts))
         .route("/metrics", get(prometheus))
         .layer(axum::middleware::map_response(
             storefront_server::headers::secure,
@@ -48,6 +51,33 @@ async fn script(_: Authorized) -> Response {
 
 async fn data(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(ops.snapshot())).into_response()
+}
+
+/// Each part's section as the page draws it, for the page's script.
+async fn parts(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(part_views(&ops)),
+    )
+        .into_response()
+}
+
+/// Every registered part's section, figures or not (the script fills them).
+fn part_views(ops: &Ops) -> Vec<PartView> {
+    ops.parts()
+        .iter()
+        .map(|p| {
+            let view = match (p.read)() {
+                None => View::default(),
+                Some(shown) => shown.view.unwrap_or_else(|| from_shape(p, &shown.json)),
+            };
+            PartView {
+                key: p.key,
+                title: p.title,
+                view,
+            }
+        })
+        .collect()
 }
 
 async fn prometheus(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
@@ -71,29 +101,13 @@ struct Figure {
     spark: String,
 }
 
-/// One cell of a part's instance table.
-struct Cell {
-    text: String,
-    class: &'static str,
-}
-
-/// A part's figure (from its `totals`).
-struct PartFigure {
-    label: String,
-    value: String,
-    class: &'static str,
-}
-
 /// A part's section (see [`storefront_contract::ops::parts`]).
+#[derive(serde::Serialize)]
 struct PartView {
     key: &'static str,
     title: &'static str,
-    /// `key=label;...` and `key;...` for the page's script.
-    labels: String,
-    highlight: String,
-    columns: Vec<String>,
-    rows: Vec<Vec<Cell>>,
-    figures: Vec<PartFigure>,
+    #[serde(flatten)]
+    view: View,
 }
 
 #[derive(Template)]
@@ -109,10 +123,6 @@ struct OpsPage {
     faults: Option<super::TierFaults>,
     /// Each registered part's section, figures or not (the script fills them).
     parts: Vec<PartView>,
-    /// Stage 5: the primary and replicas of each database, and the read split.
-    replicas: Vec<super::replicas::Row>,
-    /// Stage 7: rows per shard database.
-    shard_rows: Vec<super::shards::Row>,
 }
 
 /// The width and height of a sparkline, and the points it holds.
@@ -210,7 +220,7 @@ fn cell(key: &str, value: &Value) -> Cell {
         Value::Number(n) => (n.to_string(), ""),
         other => (other.to_string(), ""),
     };
-    Cell { text, class }
+    Cell::classed(text, class)
 }
 
 /// The usual instance fields, in the order the table shows them.
@@ -224,9 +234,10 @@ const COLUMNS: [&str; 7] = [
     "failures",
 ];
 
-fn part_view(part: &Part, data: Option<&Value>) -> PartView {
+/// A part's section drawn from the shape of its figures: `totals` as
+/// figures, `instances` as a table (see [`storefront_contract::ops::parts`]).
+fn from_shape(part: &Part, data: &Value) -> View {
     let instances: Vec<&serde_json::Map<String, Value>> = data
-        .unwrap_or(&Value::Null)
         .get("instances")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_object).collect())
@@ -255,40 +266,32 @@ fn part_view(part: &Part, data: Option<&Value>) -> PartView {
                 .collect()
         })
         .collect();
-    let totals = data
-        .and_then(|f| f.get("totals"))
-        .and_then(Value::as_object);
-    let mut shown = Vec::new();
-    for (key, value) in totals.into_iter().flatten() {
-        let name: &str = key;
-        let label = part
-            .labels
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map_or_else(|| words(key), |(_, l)| (*l).to_owned());
-        shown.push(PartFigure {
-            label,
-            value: cell(key, value).text,
-            class: if part.highlight.contains(&name) {
-                "highlight"
-            } else {
-                ""
-            },
-        });
-    }
-    PartView {
-        key: part.key,
-        title: part.title,
-        labels: part
-            .labels
-            .iter()
-            .map(|(k, l)| format!("{k}={l}"))
-            .collect::<Vec<_>>()
-            .join(";"),
-        highlight: part.highlight.join(";"),
+    let totals = data.get("totals").and_then(Value::as_object);
+    let figures = totals
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| {
+            let name: &str = key;
+            let label = part
+                .labels
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map_or_else(|| words(key), |(_, l)| (*l).to_owned());
+            Fact {
+                label,
+                value: cell(key, value).text,
+                class: if part.highlight.contains(&name) {
+                    "highlight".into()
+                } else {
+                    String::new()
+                },
+            }
+        })
+        .collect();
+    View {
+        figures,
         columns: columns.iter().map(|c| words(c)).collect(),
         rows,
-        figures: shown,
     }
 }
 
@@ -307,7 +310,8 @@ async fn page(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
     if snapshot.totals.cache.l2.is_some() {
         keys.push(("l2_hit_ratio", "L2 hit ratio (Redis)"));
     }
-    if !snapshot.replicas.is_empty() {
+    // Stage 5's rows once its replicas show.
+    if snapshot.parts.contains_key(Replicas::KEY) {
         keys.push(("primary_qps", "Primary queries per second"));
         keys.push(("replica_read_share", "Reads on replicas"));
     }
@@ -339,17 +343,7 @@ async fn page(_: Authorized, State(ops): State<Arc<Ops>>) -> Response {
         figures,
         cache_rows,
         faults: cache.l2_faults,
-        parts: ops
-            .parts()
-            .iter()
-            .map(|p| part_view(p, snapshot.parts.get(p.key)))
-            .collect(),
-        replicas: super::replicas::rows(&snapshot.replicas),
-        shard_rows: snapshot
-            .shards
-            .as_ref()
-            .map(super::shards::rows)
-            .unwrap_or_default(),
+        parts: part_views(&ops),
         snapshot,
     };
     match view.render() {
@@ -378,6 +372,50 @@ mod tests {
     }
 
     #[test]
+    fn a_part_of_another_shape_draws_itself() {
+        use storefront_contract::ops::shards::{ShardRows, ShardsView};
+        let ops = Ops::default();
+        ops.add_part(|| {
+            Some(ShardsView {
+                phase: "copy".into(),
+                rows: vec![ShardRows {
+                    database: "orders_0".into(),
+                    in_use: true,
+                    orders: 12,
+                    order_items: 30,
+                }],
+                ..ShardsView::default()
+            })
+        });
+        let views = part_views(&ops);
+        assert_eq!((views[0].key, views[0].title), ("shards", "Shards"));
+        assert_eq!(views[0].view.columns[0], "Database");
+        assert_eq!(views[0].view.rows[0][2].text, "12");
+        let json = serde_json::to_value(&views).unwrap_or_default();
+        assert_eq!(json[0]["rows"][0][1]["text"], "in use", "{json}");
+        let text = ops.render_metrics();
+        assert!(
+            text.contains("storefront_shard_orders{database=\"orders_0\"} 12\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("storefront_reshard_phase{phase=\"copy\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("storefront_shards_"),
+            "no lines from the generic shape: {text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+        // The snapshot keeps the figures' own JSON under the part's key.
+        let snapshot = ops.snapshot();
+        assert_eq!(
+            snapshot.part::<ShardsView>().map(|s| s.phase),
+            Some("copy".into())
+        );
+    }
+
+    #[test]
     fn a_part_is_drawn_from_its_figures_alone() {
         let v = serde_json::json!({
             "instances": [{"name": "a", "healthy": false, "breaker": "open", "in_flight": 3}],
@@ -385,8 +423,7 @@ mod tests {
         });
         let ops = Ops::default();
         ops.add_part(|| Some(storefront_contract::ops::gateway::GatewayFigures::default()));
-        let g = part_view(&ops.parts()[0], Some(&v));
-        assert_eq!((g.key, g.title), ("gateway", "Gateway"));
+        let g = from_shape(&ops.parts()[0], &v);
         assert_eq!(g.figures[0].class, "highlight");
         assert_eq!(g.columns, ["Name", "Healthy", "Breaker", "In flight"]);
         assert_eq!(g.rows[0][1].text, "down");

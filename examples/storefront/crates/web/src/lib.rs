@@ -224,14 +224,14 @@ pub fn date(unix: impl std::borrow::Borrow<i64>) -> String {
     storefront_contract::time::date(*unix.borrow())
 }
 
-/// Shows the read/write split of this process's stores (stage 5 on) on `ops`.
+/// Shows the read/write split of this process's stores on `ops`, and from
+/// stage 5 on their replicas (the [`Replicas`](ops::replicas::Replicas) part).
 fn observe_store(ops: &Ops) {
-    ops.set_replicas(Arc::new(|| {
-        (
-            storefront_storage::split::read_split_now(),
-            storefront_storage::db::replica_views(),
-        )
-    }));
+    ops.set_read_split(Arc::new(storefront_storage::split::read_split_now));
+    ops.add_part(|| {
+        let databases = storefront_storage::db::replica_views();
+        (!databases.is_empty()).then_some(ops::replicas::Replicas(databases))
+    });
 }
 
 /// The web app's pieces of the ops page's picture: the clients, and the app

@@ -1,7 +1,11 @@
 //! Stage 5's figures: where PostgreSQL reads went (replicas or the primary),
 //! writes on the primary, and each replica's lag and state.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
+
+use super::parts::{metric_label, Cell, Figures, View};
 
 /// Reads and writes of this process's PostgreSQL databases since start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +155,110 @@ pub fn merge_databases(into: &mut Vec<DatabaseView>, other: &[DatabaseView]) {
     }
 }
 
+/// Stage 5's part: the databases with replicas, each replica's state and lag
+/// (`replicas` in a snapshot: a list of [`DatabaseView`]). The read split
+/// itself is the recorder's ([`ReadSplit`] in the totals and the history).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Replicas(pub Vec<DatabaseView>);
+
+impl Figures for Replicas {
+    const KEY: &'static str = "replicas";
+    const TITLE: &'static str = "Read/write splitting";
+
+    /// The primary, then each replica, per database.
+    fn view(&self) -> Option<View> {
+        let columns = [
+            "Database",
+            "Server",
+            "State",
+            "Lag",
+            "WAL position",
+            "Reads",
+        ];
+        let mut rows = Vec::new();
+        for d in &self.0 {
+            rows.push(vec![
+                Cell::new(&d.database),
+                Cell::new("primary"),
+                Cell::new("writes"),
+                Cell::new("–"),
+                Cell::new(&d.primary_lsn),
+                Cell::new(d.primary_reads),
+            ]);
+            for r in &d.replicas {
+                let (state, class) = match r.state {
+                    ReplicaState::Serving => ("serving", "good"),
+                    ReplicaState::Lagging => ("lagging", "warn"),
+                    ReplicaState::Down => ("down", "bad"),
+                };
+                rows.push(vec![
+                    Cell::new(&d.database),
+                    Cell::new(&r.name),
+                    Cell::classed(state, class),
+                    Cell::new(format!("{} ms", r.lag_ms)),
+                    Cell::new(&r.replayed_lsn),
+                    Cell::new(r.reads),
+                ]);
+            }
+        }
+        Some(View {
+            figures: Vec::new(),
+            columns: columns.map(String::from).to_vec(),
+            rows,
+        })
+    }
+
+    /// Each replica's lag and whether it serves.
+    fn metrics(&self) -> Option<String> {
+        let mut out = String::new();
+        let replicas = || {
+            self.0.iter().flat_map(|d| {
+                d.replicas
+                    .iter()
+                    .map(move |r| (metric_label(&d.database), r))
+            })
+        };
+        if replicas().next().is_none() {
+            return Some(out);
+        }
+        out.push_str(
+            "# HELP storefront_replica_lag_seconds A replica's lag at its last health check.\n\
+             # TYPE storefront_replica_lag_seconds gauge\n",
+        );
+        for (database, r) in replicas() {
+            let _ = writeln!(
+                out,
+                "storefront_replica_lag_seconds{{database=\"{database}\",replica=\"{}\"}} {}",
+                metric_label(&r.name),
+                r.lag_ms as f64 / 1_000.0
+            );
+        }
+        out.push_str(
+            "# HELP storefront_replica_serving Whether a replica takes reads (1), lags (0) or is down (-1).\n\
+             # TYPE storefront_replica_serving gauge\n",
+        );
+        for (database, r) in replicas() {
+            let v = match r.state {
+                ReplicaState::Serving => 1,
+                ReplicaState::Lagging => 0,
+                ReplicaState::Down => -1,
+            };
+            let _ = writeln!(
+                out,
+                "storefront_replica_serving{{database=\"{database}\",replica=\"{}\"}} {v}",
+                metric_label(&r.name)
+            );
+        }
+        Some(out)
+    }
+
+    /// Reads per server add up ([`merge_databases`]).
+    fn merge(&mut self, other: &Self) {
+        merge_databases(&mut self.0, &other.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +285,46 @@ mod tests {
         assert_eq!(m, w);
         assert_eq!(SplitWindow::default().replica_read_share, None);
         assert_eq!(now.plus(&before).replica_reads, 50);
+    }
+
+    #[test]
+    fn instances_add_up_and_show_as_a_table() {
+        let view = |reads| DatabaseView {
+            database: "shop".into(),
+            primary_lsn: "0/10".into(),
+            primary_reads: reads,
+            replicas: vec![ReplicaView {
+                name: "r:5433".into(),
+                state: ReplicaState::Lagging,
+                lag_ms: 1500,
+                replayed_lsn: "0/10".into(),
+                reads: reads * 10,
+            }],
+        };
+        let mut all = Replicas(vec![view(1)]);
+        all.merge(&Replicas(vec![view(2)]));
+        assert_eq!(all.0.len(), 1);
+        assert_eq!(
+            (all.0[0].primary_reads, all.0[0].replicas[0].reads),
+            (3, 30)
+        );
+        let table = all.view().unwrap_or_default();
+        assert_eq!(table.rows.len(), 2);
+        assert_eq!(table.rows[1][2], Cell::classed("lagging", "warn"));
+        let text = all.metrics().unwrap_or_default();
+        assert!(
+            text.contains(
+                "storefront_replica_lag_seconds{database=\"shop\",replica=\"r:5433\"} 1.5\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("storefront_replica_serving{database=\"shop\",replica=\"r:5433\"} 0\n"),
+            "{text}"
+        );
+        assert_eq!(Replicas::default().metrics().as_deref(), Some(""));
+        // The JSON is the list itself, as `replicas` always was.
+        let json = serde_json::to_value(&all).unwrap_or_default();
+        assert_eq!(json[0]["database"], "shop");
     }
 }

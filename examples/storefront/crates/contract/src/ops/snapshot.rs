@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::replicas::{merge_databases, DatabaseView, ReadSplit, SplitWindow};
-use super::shards::ShardsView;
+use super::parts::merge_json;
+use super::replicas::{ReadSplit, Replicas, SplitWindow};
 use super::topology::Topology;
 use super::Figures;
 
@@ -24,18 +24,15 @@ pub struct Snapshot {
     pub history: Vec<Point>,
     /// What runs, for the picture.
     pub topology: Topology,
-    /// Databases with replicas (stage 5 on): each replica's lag and state.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replicas: Vec<DatabaseView>,
-    /// Stage 7: rows per shard database (`shards.rows`) and the resharding state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shards: Option<ShardsView>,
     /// Why this process serves in a degraded way, if it does (what `/readyz` says
     /// after `degraded: `): its Redis cache tier down, for instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
-    /// The figures of the stage's parts, by [`Figures::KEY`] (`gateway`, ...):
-    /// top-level keys of the JSON. Read them typed with [`Snapshot::part`].
+    /// The figures of the stage's parts, by [`Figures::KEY`]: top-level keys
+    /// of the JSON (`gateway`, `replicas` for stage 5's
+    /// [`Replicas`], `shards` for stage 7's
+    /// [`ShardsView`](super::shards::ShardsView), ...). Read them typed with
+    /// [`Snapshot::part`].
     #[serde(flatten)]
     pub parts: BTreeMap<String, serde_json::Value>,
 }
@@ -207,13 +204,17 @@ impl Window {
     }
 }
 
+/// Merges one part's figures (as JSON) into another's.
+type MergeFn = fn(&mut serde_json::Value, &serde_json::Value);
+
 impl Snapshot {
     /// Adds another process's figures to these, for a whole cluster's view: totals
     /// are summed (cache tiers too), windows merged by [`Window::merge`], and
     /// histories aligned on their newest point (the points of one second) and merged
-    /// the same way. Stage, topology and parts stay this snapshot's (the other's
-    /// parts are taken where this one has none); uptime is the longer one; reads per
-    /// database server add up ([`merge_databases`]).
+    /// the same way. Stage and topology stay this snapshot's; a part this one
+    /// lacks is taken from the other, one both have is merged by its
+    /// [`Figures::merge`] (reads per database server add up, for instance); uptime
+    /// is the longer one.
     pub fn merge(&mut self, other: &Snapshot) {
         self.uptime_secs = self.uptime_secs.max(other.uptime_secs);
         // Saturating: the other's figures may come from another process's JSON.
@@ -258,15 +259,20 @@ impl Snapshot {
             });
         }
         self.history = merged;
+        // The parts whose figures add up; the others are the same in every
+        // process (one reading of the shards, say), so one is kept.
+        let merges: [(&str, MergeFn); 1] = [(Replicas::KEY, merge_json::<Replicas>)];
         for (key, figures) in &other.parts {
-            self.parts
-                .entry(key.clone())
-                .or_insert_with(|| figures.clone());
-        }
-        merge_databases(&mut self.replicas, &other.replicas);
-        // Every process reads the same shard databases: one reading, not a sum.
-        if self.shards.is_none() {
-            self.shards = other.shards.clone();
+            match self.parts.get_mut(key) {
+                None => {
+                    self.parts.insert(key.clone(), figures.clone());
+                }
+                Some(mine) => {
+                    if let Some((_, merge)) = merges.iter().find(|(k, _)| k == key) {
+                        merge(mine, figures);
+                    }
+                }
+            }
         }
         self.degraded = match (self.degraded.take(), &other.degraded) {
             (Some(a), Some(b)) if a != *b => Some(format!("{a}; {b}")),
@@ -318,8 +324,6 @@ mod tests {
                 .collect(),
             topology: Topology::default(),
             parts: BTreeMap::new(),
-            replicas: Vec::new(),
-            shards: None,
             degraded: None,
         }
     }
@@ -357,6 +361,45 @@ mod tests {
         assert_eq!(a.history[1].figures.rps, 30.0);
         assert_eq!(a.history.last().map(|p| p.t), Some(3.0));
         assert!(a.history.windows(2).all(|w| w[0].t < w[1].t));
+    }
+
+    #[test]
+    fn merge_adds_up_the_parts_that_add_up() {
+        use crate::ops::replicas::DatabaseView;
+        use crate::ops::shards::ShardsView;
+        let with = |reads: u64, epoch: i64| {
+            let mut s = snapshot(1, 1.0, 1.0, 1.0, false, 1);
+            let db = DatabaseView {
+                database: "shop".into(),
+                primary_lsn: "0/1".into(),
+                primary_reads: reads,
+                replicas: Vec::new(),
+            };
+            let shards = ShardsView {
+                epoch,
+                ..ShardsView::default()
+            };
+            for (key, value) in [
+                ("replicas", serde_json::to_value(Replicas(vec![db]))),
+                ("shards", serde_json::to_value(shards)),
+            ] {
+                s.parts.insert(key.into(), value.unwrap_or_default());
+            }
+            s
+        };
+        let mut a = with(2, 1);
+        a.merge(&with(3, 2));
+        let replicas = a.part::<Replicas>().unwrap_or_default();
+        assert_eq!(replicas.0[0].primary_reads, 5, "reads per server add up");
+        let shards = a.part::<ShardsView>().unwrap_or_default();
+        assert_eq!(shards.epoch, 1, "one reading of the shards is kept");
+        let mut b = snapshot(1, 1.0, 1.0, 1.0, false, 1);
+        b.merge(&with(4, 3));
+        assert_eq!(
+            b.part::<ShardsView>().map(|s| s.epoch),
+            Some(3),
+            "taken where missing"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::http::HttpClient;
 use super::stats::Report;
 use super::{LoadOptions, Loadgen};
 use crate::stages::{About, Prepared, StageCatalog};
+use storefront_contract::ops::shards::ShardsView;
 use storefront_contract::ops::{Snapshot, TierTotals, Totals};
 
 mod page;
@@ -354,7 +355,7 @@ pub struct StageResult {
 /// Orders per shard database (stage 7), empty when the stage is not sharded.
 pub fn shard_rows(snapshot: &Snapshot) -> Vec<(String, u64)> {
     snapshot
-        .shards
+        .part::<ShardsView>()
         .iter()
         .flat_map(|s| &s.rows)
         .filter_map(|r| Some((r.database.clone(), u64::try_from(r.orders).ok()?)))
