@@ -75,16 +75,29 @@ pub use storefront_contract::ops::{
 pub use topology::Topology;
 
 /// A registered part: its figures now (see [`Ops::add_part`]).
-type PartFn = Arc<dyn Fn() -> Option<Shown> + Send + Sync>;
+type PartFn = Arc<dyn Fn() -> Option<Box<dyn Shown>> + Send + Sync>;
 
-/// A part's figures as the snapshot, the page and `/metrics` take them.
-pub(crate) struct Shown {
+/// A part's typed figures, shown each way only when asked: the snapshot wants
+/// the JSON, the page the view, `/metrics` the lines.
+pub(crate) trait Shown {
     /// As JSON, for the snapshot (and the page's section when `view` is `None`).
-    pub(crate) json: serde_json::Value,
+    fn json(&self) -> Option<serde_json::Value>;
     /// Its own section of the page ([`Figures::view`]).
-    pub(crate) view: Option<storefront_contract::ops::parts::View>,
+    fn view(&self) -> Option<storefront_contract::ops::parts::View>;
     /// Its own `/metrics` lines ([`Figures::metrics`]).
-    pub(crate) metrics: Option<String>,
+    fn metrics(&self) -> Option<String>;
+}
+
+impl<F: Figures> Shown for F {
+    fn json(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self).ok()
+    }
+    fn view(&self) -> Option<storefront_contract::ops::parts::View> {
+        Figures::view(self)
+    }
+    fn metrics(&self) -> Option<String> {
+        Figures::metrics(self)
+    }
 }
 
 /// A part of the stage that shows figures (see [`Ops::add_part`]).
@@ -348,14 +361,7 @@ impl Ops {
             title: F::TITLE,
             labels: F::LABELS,
             highlight: F::HIGHLIGHT,
-            read: Arc::new(move || {
-                let figures = read()?;
-                Some(Shown {
-                    json: serde_json::to_value(&figures).ok()?,
-                    view: figures.view(),
-                    metrics: figures.metrics(),
-                })
-            }),
+            read: Arc::new(move || read().map(|f| Box::new(f) as Box<dyn Shown>)),
         };
         let mut parts = self.parts.write();
         parts.retain(|p| p.key != part.key);
@@ -522,7 +528,7 @@ impl Ops {
     pub fn part_figures(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
         self.parts()
             .iter()
-            .filter_map(|p| Some((p.key.to_owned(), (p.read)()?.json)))
+            .filter_map(|p| Some((p.key.to_owned(), (p.read)()?.json()?)))
             .collect()
     }
 

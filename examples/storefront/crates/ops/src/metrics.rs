@@ -332,20 +332,22 @@ pub(crate) fn render(ops: &Ops) -> String {
         })
         .collect();
     let (db_queries, cache) = ops.db_queries_and_cache();
+    // Each part read once: its own lines, else its figures' shape.
+    let mut own_lines = String::new();
+    let mut parts = Vec::new();
+    for p in ops.parts() {
+        let Some(shown) = (p.read)() else { continue };
+        match shown.metrics() {
+            Some(lines) => own_lines.push_str(&lines),
+            None => parts.extend(shown.json().map(|json| (p.key, json))),
+        }
+    }
     let view = View {
         routes,
         db_queries,
         cache,
         uptime_secs: ops.started.elapsed().as_secs_f64(),
-        parts: ops
-            .parts()
-            .iter()
-            .filter_map(|p| {
-                let shown = (p.read)()?;
-                // Parts that write their own lines are added below.
-                shown.metrics.is_none().then_some((p.key, shown.json))
-            })
-            .collect(),
+        parts,
         connections: ops.connections(),
     };
     let mut registry = Registry::default();
@@ -359,11 +361,7 @@ pub(crate) fn render(ops: &Ops) -> String {
     if let Some(body) = out.strip_suffix("# EOF\n") {
         let mut text = body.to_owned();
         super::replicas::render_metrics(&mut text, &ops.read_split());
-        for part in ops.parts() {
-            if let Some(lines) = (part.read)().and_then(|shown| shown.metrics) {
-                text.push_str(&lines);
-            }
-        }
+        text.push_str(&own_lines);
         text.push_str("# EOF\n");
         out = text;
     }

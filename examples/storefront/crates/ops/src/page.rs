@@ -67,10 +67,11 @@ fn part_views(ops: &Ops) -> Vec<PartView> {
     ops.parts()
         .iter()
         .map(|p| {
-            let view = match (p.read)() {
-                None => View::default(),
-                Some(shown) => shown.view.unwrap_or_else(|| from_shape(p, &shown.json)),
-            };
+            let view = (p.read)().map_or_else(View::default, |shown| {
+                shown
+                    .view()
+                    .unwrap_or_else(|| from_shape(p, &shown.json().unwrap_or(Value::Null)))
+            });
             PartView {
                 key: p.key,
                 title: p.title,

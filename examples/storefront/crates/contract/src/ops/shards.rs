@@ -55,6 +55,9 @@ impl ShardsView {
     }
 }
 
+/// One figure of a shard database's row.
+type RowFigure = fn(&ShardRows) -> i64;
+
 impl Figures for ShardsView {
     const KEY: &'static str = "shards";
     const TITLE: &'static str = "Shards";
@@ -99,29 +102,24 @@ impl Figures for ShardsView {
     /// Rows per shard database, and the resharding's phase and progress.
     fn metrics(&self) -> Option<String> {
         let mut out = String::new();
-        out.push_str(
-            "# HELP storefront_shard_orders Orders (current and archived) in a shard database.\n\
-             # TYPE storefront_shard_orders gauge\n",
-        );
-        for r in &self.rows {
-            let database = metric_label(&r.database);
-            let _ = writeln!(
-                out,
-                "storefront_shard_orders{{database=\"{database}\"}} {}",
-                r.orders
-            );
-        }
-        out.push_str(
-            "# HELP storefront_shard_order_items Order lines in a shard database.\n\
-             # TYPE storefront_shard_order_items gauge\n",
-        );
-        for r in &self.rows {
-            let database = metric_label(&r.database);
-            let _ = writeln!(
-                out,
-                "storefront_shard_order_items{{database=\"{database}\"}} {}",
-                r.order_items
-            );
+        let per_database: [(&str, &str, RowFigure); 2] = [
+            (
+                "storefront_shard_orders",
+                "Orders (current and archived) in a shard database.",
+                |r| r.orders,
+            ),
+            (
+                "storefront_shard_order_items",
+                "Order lines in a shard database.",
+                |r| r.order_items,
+            ),
+        ];
+        for (name, help, value) in per_database {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for r in &self.rows {
+                let database = metric_label(&r.database);
+                let _ = writeln!(out, "{name}{{database=\"{database}\"}} {}", value(r));
+            }
         }
         let _ = writeln!(
             out,
