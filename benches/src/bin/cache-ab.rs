@@ -1,24 +1,29 @@
 //! The cache throughput workloads of `benches/cache.rs`, run in interleaved
-//! rounds: scalekit, then the peer, then the peer, then scalekit, and so on.
+//! rounds: scalekit, then the peer, then the peer, then scalekit, and so on;
+//! `--rounds` counts pairs of rounds.
 //! Each round runs both caches on the same keys at nearly the same moment, so
 //! the ratio of their times holds when the machine's load drifts during a run
 //! (criterion measures one cache after the other, seconds apart).
 //!
 //! ```text
-//! cargo run --release -p scalekit-benches --bin cache-ab -- [--threads 2] [--insert-every 4] [--rounds 21] [--ops 2000000] [--peer quick_cache]
+//! cargo run --release -p scalekit-benches --bin cache-ab -- [--threads 2] [--pattern mix] [--rounds 11] [--ops 500000] [--peer quick_cache]
 //! ```
 //!
-//! `--insert-every 0` is read-only; 4 is the 75% read / 25% insert mix. Prints
-//! the median time per operation (per concurrent pair at two threads) of each
-//! cache and the median and quartiles of the per-round ratio scalekit / peer.
+//! `--pattern` is `reads`, `mix` (75% reads, 25% inserts of present or new
+//! keys) or `cache-aside` (insert after each miss); see
+//! [`Pattern`](scalekit_benches::cache_workload::Pattern). Both caches walk
+//! the same stretch of the streams in a round, and no stretch is walked twice
+//! (`2 * rounds * ops` must fit in the streams). Prints the median time per
+//! operation (per concurrent pair at two threads) of each cache and the median
+//! and quartiles of the per-pair ratio scalekit / peer.
 
 use std::process::ExitCode;
 
-use scalekit_benches::cache_workload::{build, run, zipf_stream};
+use scalekit_benches::cache_workload::{build, run, streams, Cursor, Pattern, STREAM};
 
 struct Args {
     threads: usize,
-    insert_every: Option<usize>,
+    pattern: Pattern,
     rounds: usize,
     ops: u64,
     peer: String,
@@ -27,9 +32,9 @@ struct Args {
 fn parse(args: Vec<String>) -> Result<Args, String> {
     let mut out = Args {
         threads: 2,
-        insert_every: Some(4),
-        rounds: 21,
-        ops: 2_000_000,
+        pattern: Pattern::Mix,
+        rounds: 11,
+        ops: 500_000,
         peer: "quick_cache".to_owned(),
     };
     let mut iter = args.into_iter();
@@ -42,7 +47,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
         };
         match flag.as_str() {
             "--threads" => out.threads = (number()? as usize).clamp(1, 2),
-            "--insert-every" => out.insert_every = Some(number()? as usize).filter(|&n| n > 0),
+            "--pattern" => out.pattern = Pattern::parse(&value)?,
             "--rounds" => out.rounds = (number()? as usize).max(1),
             "--ops" => out.ops = number()?.max(1),
             "--peer" => match value.as_str() {
@@ -51,6 +56,12 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             },
             _ => return Err(format!("unknown flag {flag}")),
         }
+    }
+    if 2 * out.rounds as u64 * out.ops > STREAM as u64 {
+        return Err(format!(
+            "2 x --rounds {} x --ops {} is more than the {STREAM} keys of a stream: a round would replay keys",
+            out.rounds, out.ops
+        ));
     }
     Ok(out)
 }
@@ -65,18 +76,21 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => {
             eprintln!("cache-ab: {e}");
-            eprintln!("usage: cache-ab [--threads 1|2] [--insert-every N] [--rounds N] [--ops N] [--peer quick_cache|moka]");
+            eprintln!("usage: cache-ab [--threads 1|2] [--pattern reads|mix|cache-aside] [--rounds N] [--ops N] [--peer quick_cache|moka]");
             return ExitCode::from(2);
         }
     };
-    let streams: Vec<Vec<u64>> = (0..2).map(|t| zipf_stream(7 + t)).collect();
-    let warmup = zipf_stream(99);
+    let (streams, warmup) = streams(args.threads);
     let caches = [build("scalekit", &warmup), build(&args.peer, &warmup)];
-    let mut times = [Vec::new(), Vec::new()];
-    let mut ratios = Vec::new();
-    for round in 0..args.rounds {
-        // A new stretch of the streams each round; who goes first alternates.
-        let offset = round * 77_777;
+    let mut cursors = [Cursor::default(), Cursor::default()];
+    // Who goes first alternates, so each cache runs twice in a row (A B, B A,
+    // A B, ...): the second of those runs finds its structures still in the
+    // CPU's caches and is faster (by about 20% at one thread). A pair of
+    // rounds gives each cache one run of each kind, so the ratio is taken
+    // per pair: its sum of times over the peer's.
+    let mut pairs: Vec<[f64; 2]> = Vec::new();
+    for round in 0..args.rounds * 2 {
+        // A new stretch of the streams each round, the same for both caches.
         let mut per_op = [0.0; 2];
         for turn in 0..2 {
             let which = (round + turn) % 2;
@@ -85,23 +99,28 @@ fn main() -> ExitCode {
                 &streams,
                 args.threads,
                 args.ops,
-                args.insert_every,
-                offset,
+                args.pattern,
+                &mut cursors[which],
             );
             per_op[which] = time.as_nanos() as f64 / args.ops as f64;
         }
-        times[0].push(per_op[0]);
-        times[1].push(per_op[1]);
-        ratios.push(per_op[0] / per_op[1]);
+        if round % 2 == 0 {
+            pairs.push([0.0; 2]);
+        }
+        if let Some(pair) = pairs.last_mut() {
+            pair[0] += per_op[0] / 2.0;
+            pair[1] += per_op[1] / 2.0;
+        }
     }
-    let ours = median(&mut times[0]);
-    let theirs = median(&mut times[1]);
-    let ratio = median(&mut ratios);
+    let mut ours: Vec<f64> = pairs.iter().map(|p| p[0]).collect();
+    let mut theirs: Vec<f64> = pairs.iter().map(|p| p[1]).collect();
+    let mut ratios: Vec<f64> = pairs.iter().map(|p| p[0] / p[1]).collect();
+    let (ours, theirs, ratio) = (median(&mut ours), median(&mut theirs), median(&mut ratios));
     let (q1, q3) = (ratios[ratios.len() / 4], ratios[3 * ratios.len() / 4]);
     println!(
-        "threads={} insert_every={} rounds={}: scalekit {ours:.1} ns, {} {theirs:.1} ns; time ratio median {ratio:.3} (quartiles {q1:.3}-{q3:.3})",
+        "threads={} pattern={} pairs={}: scalekit {ours:.1} ns, {} {theirs:.1} ns; time ratio median {ratio:.3} (quartiles {q1:.3}-{q3:.3})",
         args.threads,
-        args.insert_every.unwrap_or(0),
+        args.pattern.name(),
         args.rounds,
         args.peer,
     );
