@@ -76,7 +76,7 @@ where
                 }
                 let earlier =
                     self.inner.on_read && !stale && self.on_read(&store, idx, node, now, deadline);
-                store.record_read(node);
+                store.record_read(node, hash);
                 self.inner.counters.hits.increment();
                 let value = node.value.clone();
                 let refresh =

@@ -74,14 +74,17 @@ pub(crate) struct Store<K, V> {
     window_max: u64,
     protected_max: u64,
     weight: u64,
+    /// Whether any entry ever weighed other than 1: until then a replace
+    /// need not read the entry's weight (it is 1).
+    weighted: bool,
     /// The weight of resident entries heavier than `share` (borrowed from the
     /// other shards), in all and by queue.
     heavy: u64,
     queue_heavy: [u64; 3],
     pub(crate) sketch: FrequencySketch,
     adapt: Adaptation,
-    next_stamp: [u64; 3],
-    head_stamp: [u64; 3],
+    next_stamp: [u32; 3],
+    head_stamp: [u32; 3],
     queue_len: [u64; 3],
     wheel: TimerWheel,
     /// Entries with a deadline are in the wheel; without any, it stays empty.
@@ -113,6 +116,7 @@ impl<K, V> Store<K, V> {
             window_max: 0,
             protected_max: 0,
             weight: 0,
+            weighted: false,
             heavy: 0,
             queue_heavy: [0; 3],
             sketch: FrequencySketch::new(sketch_entries),
@@ -216,11 +220,17 @@ impl<K, V> Store<K, V> {
             }
             let old_value = std::mem::replace(&mut node.value, value);
             node.touch();
-            let old_weight = std::mem::replace(&mut node.weight, weight);
             let queue = node.queue.index();
-            // The common replace (same weight, no deadline before or after)
+            let timed = expires_at != NEVER || node.expires_at.load(Relaxed) != NEVER;
+            // The common replace (no weigher, no deadline before or after)
             // touches nothing but the node.
-            if expires_at != NEVER || node.expires_at.load(Relaxed) != NEVER {
+            let old_weight = if self.weighted || weight != 1 {
+                self.weighted = true;
+                self.slab.set_weight(idx, weight)
+            } else {
+                1
+            };
+            if timed {
                 self.reschedule(idx, expires_at);
             }
             self.removals[RemovalCause::Replaced as usize] += 1;
@@ -241,6 +251,7 @@ impl<K, V> Store<K, V> {
             return (Some(idx), false);
         }
         self.sketch.increment(hash);
+        self.weighted |= weight != 1;
         if u64::from(weight) > self.max_weight {
             self.removals[RemovalCause::Size as usize] += 1;
             sink(key, value, RemovalCause::Size);
@@ -248,9 +259,9 @@ impl<K, V> Store<K, V> {
         }
         let idx = self
             .slab
-            .insert(Node::new(key, value, hash, weight, expires_at));
+            .insert(Node::new(key, value, expires_at), hash, weight);
         let slab = &self.slab;
-        self.table.insert_unique(hash, idx, |&i| slab.get(i).hash);
+        self.table.insert_unique(hash, idx, |&i| slab.hash(i));
         self.enqueue(idx, WINDOW);
         self.weight += u64::from(weight);
         self.inserts += 1;
@@ -296,8 +307,8 @@ impl<K, V> Store<K, V> {
     /// Unlinks a node from every structure and returns its key and value.
     fn detach(&mut self, idx: u32) -> (K, V) {
         let (hash, weight, scheduled) = {
-            let node = self.slab.get(idx);
-            (node.hash, node.weight, self.slab.timer(idx).bucket_is_set())
+            let meta = self.slab.meta(idx);
+            (meta.hash, meta.weight, self.slab.timer(idx).bucket_is_set())
         };
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
             entry.remove();
@@ -309,7 +320,7 @@ impl<K, V> Store<K, V> {
             self.scheduled -= 1;
         }
         let node = self.slab.take(idx);
-        self.sketch.add(node.hash, node.hits.load(Relaxed));
+        self.sketch.add(hash, node.hits.load(Relaxed));
         (node.key, node.value)
     }
 
@@ -387,7 +398,7 @@ impl<K, V> Store<K, V> {
             let mut idx = self.queues[queue].first;
             while idx != NIL {
                 let node = self.slab.get(idx);
-                let next = node.q_next;
+                let next = self.slab.meta(idx).q_next;
                 if !keep(&node.key, &node.value) {
                     self.remove_idx(idx, cause, sink);
                 }
@@ -406,14 +417,14 @@ impl<K, V> Store<K, V> {
             let mut idx = head.first;
             let mut prev = NIL;
             while idx != NIL {
-                let node = self.slab.get(idx);
+                let (node, meta) = (self.slab.get(idx), self.slab.meta(idx));
                 assert_eq!(node.queue.index(), queue);
-                assert_eq!(node.q_prev, prev);
-                weights[queue] += u64::from(node.weight);
-                heavy[queue] += self.heavy_part(node.weight);
+                assert_eq!(meta.q_prev, prev);
+                weights[queue] += u64::from(meta.weight);
+                heavy[queue] += self.heavy_part(meta.weight);
                 count += 1;
                 prev = idx;
-                idx = node.q_next;
+                idx = meta.q_next;
             }
             assert_eq!(head.last, prev);
             let expected = if head.first == NIL {

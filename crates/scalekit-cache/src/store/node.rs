@@ -1,26 +1,27 @@
-//! Entries, their slab, and the timer fields that only expiry and loading use.
+//! Entries, their slab, what writers keep beside them, and the timer fields
+//! that only expiry and loading use.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::list::{Links, QueueLink, TimerLink, NIL};
 pub(crate) use crate::wheel::NEVER;
 
-/// An entry and what the policy keeps of it: all that a read touches, in
-/// one cache line for small keys and values (64 bytes for `u64` and `u64`).
-#[repr(align(64))]
+/// An entry and what a read touches of it: 32 bytes for `u64` keys and
+/// values, so a cache line holds two and a Zipf stream's hot entries take
+/// half the CPU cache they took as one 64-byte node. What only writes and
+/// eviction read (the hash, the queue links, the weight) is in [`Meta`].
+#[repr(align(32))]
 pub(crate) struct Node<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
-    pub(crate) hash: u64,
     /// Deadline in clock nanoseconds, or [`NEVER`]. Readers may move it
     /// (time-to-idle, `Expiry::expire_after_read`); the timer wheel re-reads
     /// it before expiring.
     pub(crate) expires_at: AtomicU64,
-    /// Position in its queue: the queue's counter when the node joined it.
-    pub(super) stamp: u64,
-    pub(super) q_prev: u32,
-    pub(super) q_next: u32,
-    pub(crate) weight: u32,
+    /// Position in its queue: the queue's counter when the node joined it
+    /// (wrapping; only the distance to the queue's head is read, see
+    /// `Store::record_hit`).
+    pub(super) stamp: u32,
     pub(super) queue: Queue,
     pub(crate) visited: AtomicBool,
     /// Accesses while resident, since the sketch's last halving (0 to 15):
@@ -29,8 +30,27 @@ pub(crate) struct Node<K, V> {
     pub(super) hits: AtomicU8,
 }
 
+/// What the writers and eviction keep of an entry beside its [`Node`]: the
+/// read path never loads it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Meta {
+    pub(super) hash: u64,
+    pub(super) q_prev: u32,
+    pub(super) q_next: u32,
+    pub(super) weight: u32,
+}
+
+impl Meta {
+    const EMPTY: Meta = Meta {
+        hash: 0,
+        q_prev: NIL,
+        q_next: NIL,
+        weight: 0,
+    };
+}
+
 /// Which queue a node is in. An enum rather than a `u8` so that `Slot`'s
-/// `Free` fits in its unused values: a slot stays one 64-byte line.
+/// `Free` fits in its unused values: a slot is no bigger than its node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(super) enum Queue {
@@ -48,19 +68,15 @@ impl Queue {
 }
 
 impl<K, V> Node<K, V> {
-    pub(super) fn new(key: K, value: V, hash: u64, weight: u32, expires_at: u64) -> Self {
+    pub(super) fn new(key: K, value: V, expires_at: u64) -> Self {
         Self {
             key,
             value,
-            hash,
-            weight,
             queue: Queue::Window,
             visited: AtomicBool::new(false),
             hits: AtomicU8::new(0),
             expires_at: AtomicU64::new(expires_at),
             stamp: 0,
-            q_prev: NIL,
-            q_next: NIL,
         }
     }
 
@@ -177,9 +193,12 @@ pub(super) enum Slot<K, V> {
     Free,
 }
 
-/// The slab of nodes, addressed by `u32` index, and their timers.
+/// The slab of nodes, addressed by `u32` index, with their metadata and
+/// their timers.
 pub(crate) struct Slab<K, V> {
     pub(super) slots: Vec<Slot<K, V>>,
+    /// As long as `slots`; a free slot's is stale.
+    meta: Vec<Meta>,
     free: Vec<u32>,
     /// Empty until first needed; then as long as `slots`.
     pub(super) timers: Vec<Timer>,
@@ -189,9 +208,33 @@ impl<K, V> Slab<K, V> {
     pub(super) fn new() -> Self {
         Self {
             slots: Vec::new(),
+            meta: Vec::new(),
             free: Vec::new(),
             timers: Vec::new(),
         }
+    }
+
+    /// What writers keep of the entry.
+    #[inline]
+    pub(super) fn meta(&self, idx: u32) -> &Meta {
+        &self.meta[idx as usize]
+    }
+
+    /// The key's hash.
+    #[inline]
+    pub(super) fn hash(&self, idx: u32) -> u64 {
+        self.meta[idx as usize].hash
+    }
+
+    /// The entry's weight.
+    #[inline]
+    pub(super) fn weight(&self, idx: u32) -> u32 {
+        self.meta[idx as usize].weight
+    }
+
+    /// Sets the entry's weight and returns the old one.
+    pub(super) fn set_weight(&mut self, idx: u32, weight: u32) -> u32 {
+        std::mem::replace(&mut self.meta[idx as usize].weight, weight)
     }
 
     /// The node's timer fields (the empty timer when none was ever set).
@@ -249,10 +292,16 @@ impl<K, V> Slab<K, V> {
         matches!(self.slots.get(idx as usize), Some(Slot::Used(_)))
     }
 
-    pub(super) fn insert(&mut self, node: Node<K, V>) -> u32 {
+    pub(super) fn insert(&mut self, node: Node<K, V>, hash: u64, weight: u32) -> u32 {
+        let meta = Meta {
+            hash,
+            weight,
+            ..Meta::EMPTY
+        };
         match self.free.pop() {
             Some(idx) => {
                 self.slots[idx as usize] = Slot::Used(node);
+                self.meta[idx as usize] = meta;
                 if let Some(timer) = self.timers.get_mut(idx as usize) {
                     *timer = Timer::empty();
                 }
@@ -260,6 +309,7 @@ impl<K, V> Slab<K, V> {
             }
             None => {
                 self.slots.push(Slot::Used(node));
+                self.meta.push(meta);
                 (self.slots.len() - 1) as u32
             }
         }
@@ -286,16 +336,16 @@ impl<K, V> Slab<K, V> {
 
 impl<K, V> Links<QueueLink> for Slab<K, V> {
     fn prev(&self, idx: u32) -> u32 {
-        self.get(idx).q_prev
+        self.meta[idx as usize].q_prev
     }
     fn next(&self, idx: u32) -> u32 {
-        self.get(idx).q_next
+        self.meta[idx as usize].q_next
     }
     fn set_prev(&mut self, idx: u32, to: u32) {
-        self.get_mut(idx).q_prev = to;
+        self.meta[idx as usize].q_prev = to;
     }
     fn set_next(&mut self, idx: u32, to: u32) {
-        self.get_mut(idx).q_next = to;
+        self.meta[idx as usize].q_next = to;
     }
 }
 
@@ -323,7 +373,8 @@ impl<K, V> Links<TimerLink> for Slab<K, V> {
 #[cfg(test)]
 mod layout {
     #[test]
-    fn a_slot_of_small_keys_and_values_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<super::Slot<u64, u64>>(), 64);
+    fn a_slot_of_small_keys_and_values_is_half_a_cache_line() {
+        assert_eq!(std::mem::size_of::<super::Slot<u64, u64>>(), 32);
+        assert_eq!(std::mem::align_of::<super::Slot<u64, u64>>(), 32);
     }
 }

@@ -37,7 +37,7 @@ impl<K, V> Store<K, V> {
                 let Some(candidate) = self.clock_victim(WINDOW) else {
                     break;
                 };
-                let candidate_weight = u64::from(self.slab.get(candidate).weight);
+                let candidate_weight = u64::from(self.slab.weight(candidate));
                 let main_room = self.room().saturating_sub(self.window_max);
                 if main + candidate_weight <= main_room {
                     self.adapt.window_ghost.depart(0, false);
@@ -47,13 +47,13 @@ impl<K, V> Store<K, V> {
                 match self.main_victim() {
                     Some(victim) if self.admit(candidate, victim) => {
                         self.adapt.window_ghost.depart(0, false);
-                        let hash = self.slab.get(victim).hash;
+                        let hash = self.slab.hash(victim);
                         self.adapt.main_ghost.depart(hash, true);
                         self.evict_idx(victim, now, sink);
                         self.move_to(candidate, PROBATION);
                     }
                     _ => {
-                        let hash = self.slab.get(candidate).hash;
+                        let hash = self.slab.hash(candidate);
                         self.adapt.window_ghost.depart(hash, true);
                         self.evict_idx(candidate, now, sink);
                     }
@@ -61,7 +61,7 @@ impl<K, V> Store<K, V> {
             } else {
                 match self.main_victim() {
                     Some(victim) => {
-                        let hash = self.slab.get(victim).hash;
+                        let hash = self.slab.hash(victim);
                         self.adapt.main_ghost.depart(hash, true);
                         self.evict_idx(victim, now, sink);
                     }
@@ -85,11 +85,11 @@ impl<K, V> Store<K, V> {
 
     pub(super) fn enqueue(&mut self, idx: u32, queue: usize) {
         let stamp = self.next_stamp[queue];
-        self.next_stamp[queue] += 1;
+        self.next_stamp[queue] = stamp.wrapping_add(1);
         let node = self.slab.get_mut(idx);
         node.queue = Queue::ALL[queue];
         node.stamp = stamp;
-        let weight = node.weight;
+        let weight = self.slab.weight(idx);
         if self.queues[queue].is_empty() {
             self.head_stamp[queue] = stamp;
         }
@@ -102,9 +102,8 @@ impl<K, V> Store<K, V> {
     }
 
     pub(super) fn dequeue(&mut self, idx: u32) {
-        let node = self.slab.get(idx);
-        let queue = node.queue.index();
-        let weight = node.weight;
+        let queue = self.slab.get(idx).queue.index();
+        let weight = self.slab.weight(idx);
         let was_first = self.queues[queue].first == idx;
         self.queues[queue].unlink::<QueueLink, _>(&mut self.slab, idx);
         self.queue_weight[queue] -= u64::from(weight);
@@ -133,7 +132,7 @@ impl<K, V> Store<K, V> {
     #[inline]
     pub(crate) fn record_hit(&self, node: &Node<K, V>) {
         let queue = node.queue.index();
-        let mut distance = node.stamp.wrapping_sub(self.head_stamp[queue]);
+        let mut distance = u64::from(node.stamp.wrapping_sub(self.head_stamp[queue]));
         if queue == PROTECTED {
             distance = distance.saturating_add(self.queue_len[PROBATION]);
         }
@@ -197,16 +196,16 @@ impl<K, V> Store<K, V> {
     /// A resident entry's estimated popularity: the sketch's history of its
     /// key plus the accesses it counted while resident.
     fn frequency(&self, idx: u32) -> u8 {
-        let node = self.slab.get(idx);
-        (self.sketch.frequency(node.hash) + node.hits.load(Relaxed)).min(15)
+        let hits = self.slab.get(idx).hits.load(Relaxed);
+        (self.sketch.frequency(self.slab.hash(idx)) + hits).min(15)
     }
 
     /// Counts a read of a resident entry for the policy.
     #[inline]
-    pub(crate) fn record_read(&self, node: &Node<K, V>) {
+    pub(crate) fn record_read(&self, node: &Node<K, V>, hash: u64) {
         node.touch();
         if node.count_hit() {
-            self.sketch.count_sample(node.hash);
+            self.sketch.count_sample(hash);
         }
         self.record_hit(node);
     }

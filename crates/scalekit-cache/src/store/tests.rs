@@ -49,7 +49,7 @@ proptest! {
                 }
                 Op::Get(k) => {
                     if let Some(idx) = store.find(mix(k), &k) {
-                        store.record_read(store.node(idx));
+                        store.record_read(store.node(idx), mix(k));
                     }
                 }
                 Op::Remove(k) => {
@@ -104,7 +104,7 @@ fn replay(store: &mut Store<u64, ()>, keys: impl Iterator<Item = u64>) -> f64 {
         let hash = mix(key);
         if let Some(idx) = store.find(hash, &key) {
             hits += 1;
-            store.record_read(store.node(idx));
+            store.record_read(store.node(idx), hash);
         } else {
             store.insert(hash, key, (), 1, NEVER, &mut |_, _, _| {});
             store.evict_to(store.share(), 0, &mut |_, _, _| {});
