@@ -172,7 +172,8 @@ impl Cursor {
 
 /// Runs `iters` operations of `pattern` on each of `threads` threads (thread
 /// `t` walks `streams[t]` from the cursor, which moves on by `iters`);
-/// returns the wall time from the common start to the last thread's end.
+/// returns the wall time from the first thread's start to the last thread's
+/// end.
 pub fn run(
     cache: &dyn Bench,
     streams: &[Vec<u64>],
@@ -184,34 +185,49 @@ pub fn run(
     let offset = cursor.offset;
     cursor.offset = (offset + iters as usize) % STREAM;
     cursor.walked += iters;
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        for stream in streams.iter().take(threads) {
-            let barrier = &barrier;
-            scope.spawn(move || {
-                barrier.wait();
-                let mut hits = 0u64;
-                for i in 0..iters as usize {
-                    let key = stream[(i + offset) & (STREAM - 1)];
-                    match pattern {
-                        Pattern::Mix if i % 4 == 3 => cache.insert(key, key),
-                        Pattern::CacheAside => {
-                            if cache.get(key).is_some() {
-                                hits += 1;
-                            } else {
-                                cache.insert(key, key);
+    // Each thread times its own operations: a start taken by the spawning
+    // thread after the barrier can come late when that thread is not
+    // scheduled at once (on a busy machine, after the workers have finished),
+    // and the run then looks faster than it was.
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = streams
+            .iter()
+            .take(threads)
+            .map(|stream| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    let mut hits = 0u64;
+                    for i in 0..iters as usize {
+                        let key = stream[(i + offset) & (STREAM - 1)];
+                        match pattern {
+                            Pattern::Mix if i % 4 == 3 => cache.insert(key, key),
+                            Pattern::CacheAside => {
+                                if cache.get(key).is_some() {
+                                    hits += 1;
+                                } else {
+                                    cache.insert(key, key);
+                                }
                             }
+                            _ => hits += u64::from(cache.get(key).is_some()),
                         }
-                        _ => hits += u64::from(cache.get(key).is_some()),
                     }
-                }
-                black_box(hits);
-                barrier.wait();
-            });
-        }
-        barrier.wait();
-        let start = Instant::now();
-        barrier.wait();
-        start.elapsed()
-    })
+                    black_box(hits);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|worker| worker.join().ok())
+            .collect()
+    });
+    let first = spans.iter().map(|s| s.0).min();
+    let last = spans.iter().map(|s| s.1).max();
+    match (first, last) {
+        (Some(first), Some(last)) => last.duration_since(first),
+        _ => Duration::ZERO,
+    }
 }
