@@ -2,3 +2,4 @@
 //! (`src/bin/`); results and commands are in `docs/benchmarks.md`.
 
 pub mod cache_workload;
+pub mod trace_families;

@@ -3,14 +3,24 @@
 //! ```text
 //! hit-ratio --trace FILE --capacity N --policy P
 //! hit-ratio --zipf ALPHA --keys N --requests R --seed S --capacity N --policy P
-//! hit-ratio --reference [--policy P[,P...]] [--jobs J]
+//! hit-ratio --family NAME --capacity N --policy P
+//! hit-ratio --reference [--file FILE.json] [--set S] [--policy P[,P...]] [--jobs J]
 //! ```
 //!
 //! `P` is one of `scalekit`, `moka`, `quick_cache`, `lru`. A single run prints
 //! `hit_ratio=NN.NN` as its last line. `--reference` replays every row of the
 //! traces' `reference.json` (folder from `SCALEKIT_TRACES_DIR`, by default
-//! `../shared/data/traces` beside the workspace) and prints, per policy, the gap
-//! to each row's best reference policy, then the mean and worst gaps.
+//! `../shared/data/traces` beside the workspace), or of `--file`, and prints,
+//! per policy, the gap to each row's best reference policy, then the mean and
+//! worst gaps (and, when rows name a `set` and a `family`, the same by set and
+//! by family). `--set` keeps the rows of one set.
+//!
+//! A row's trace is a generated family trace when its name is one
+//! (`scalekit_benches::trace_families`, e.g. `loop-3`: generated again here,
+//! no file needed), a Zipf workload when it is `zipf<ALPHA>`, otherwise the
+//! file `<trace>.trace.gz` beside the reference file. The families'
+//! reference is `benches/hit-ratio/families.json` (see
+//! `benches/hit-ratio/README.md`).
 //!
 //! Every request is a lookup; a miss inserts the key (size 1), as the
 //! reference simulator does.
@@ -24,6 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use flate2::read::GzDecoder;
 use scalekit_benches::cache_workload::zipf_keys;
+use scalekit_benches::trace_families;
 use scalekit_cache::Cache;
 
 const POLICIES: [&str; 4] = ["scalekit", "moka", "quick_cache", "lru"];
@@ -37,7 +48,8 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("hit-ratio: {message}");
             eprintln!("usage: hit-ratio --trace FILE | --zipf ALPHA [--keys N --requests R --seed S] --capacity N --policy P");
-            eprintln!("       hit-ratio --reference [--policy P[,P...]] [--jobs J]");
+            eprintln!("       hit-ratio --family NAME --capacity N --policy P");
+            eprintln!("       hit-ratio --reference [--file FILE.json] [--set S] [--policy P[,P...]] [--jobs J]");
             ExitCode::from(2)
         }
     }
@@ -83,7 +95,15 @@ fn run(args: Vec<String>) -> Result<(), String> {
         |j| j.max(1) as usize,
     );
     if options.contains_key("reference") {
-        return reference(&policies, jobs);
+        let file = options
+            .get("file")
+            .map_or_else(|| traces_dir().join("reference.json"), PathBuf::from);
+        return reference(
+            &file,
+            options.get("set").map(String::as_str),
+            &policies,
+            jobs,
+        );
     }
     let capacity = number("capacity")?.ok_or("--capacity is required")?;
     let trace = if let Some(file) = options.get("trace") {
@@ -98,8 +118,12 @@ fn run(args: Vec<String>) -> Result<(), String> {
             number("requests")?.unwrap_or(ZIPF_REQUESTS),
             number("seed")?.unwrap_or(ZIPF_SEED),
         )?
+    } else if let Some(name) = options.get("family") {
+        trace_families::by_name(name)
+            .ok_or_else(|| format!("no generated trace {name:?} (trace-gen --list)"))?
+            .keys()
     } else {
-        return Err("give --trace FILE, --zipf ALPHA or --reference".into());
+        return Err("give --trace FILE, --zipf ALPHA, --family NAME or --reference".into());
     };
     let [policy] = policies.as_slice() else {
         return Err("a single run takes exactly one --policy".into());
@@ -194,27 +218,42 @@ struct Row {
     trace: String,
     capacity: u64,
     best: f64,
+    /// The row's set and family (generated traces), for the summaries.
+    set: Option<String>,
+    family: Option<String>,
 }
 
-fn reference(policies: &[String], jobs: usize) -> Result<(), String> {
-    let dir = traces_dir();
-    let path = dir.join("reference.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn reference(
+    path: &Path,
+    set: Option<&str>,
+    policies: &[String],
+    jobs: usize,
+) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text_field = |row: &serde_json::Value, name: &str| {
+        row.get(name).and_then(|v| v.as_str()).map(String::from)
+    };
     let rows: Vec<Row> = json
         .as_array()
-        .ok_or("reference.json: expected an array of rows")?
+        .ok_or_else(|| format!("{}: expected an array of rows", path.display()))?
         .iter()
         .map(|row| {
             Some(Row {
                 trace: row.get("trace")?.as_str()?.to_string(),
                 capacity: row.get("capacity")?.as_u64()?,
                 best: row.get("best")?.as_f64()?,
+                set: text_field(row, "set"),
+                family: text_field(row, "family"),
             })
         })
-        .collect::<Option<_>>()
-        .ok_or("reference.json: a row lacks trace, capacity or best")?;
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("{}: a row lacks trace, capacity or best", path.display()))?
+        .into_iter()
+        .filter(|row| set.is_none_or(|set| row.set.as_deref() == Some(set)))
+        .collect();
 
     // Load every workload once.
     let mut workloads: BTreeMap<String, Arc<Vec<u64>>> = BTreeMap::new();
@@ -222,7 +261,9 @@ fn reference(policies: &[String], jobs: usize) -> Result<(), String> {
         if workloads.contains_key(&row.trace) {
             continue;
         }
-        let keys = if let Some(alpha) = row.trace.strip_prefix("zipf") {
+        let keys = if let Some(spec) = trace_families::by_name(&row.trace) {
+            spec.keys()
+        } else if let Some(alpha) = row.trace.strip_prefix("zipf") {
             let alpha: f64 = alpha.parse().map_err(|e| format!("{}: {e}", row.trace))?;
             zipf_keys(alpha, ZIPF_KEYS, ZIPF_REQUESTS, ZIPF_SEED)?
         } else {
@@ -276,12 +317,56 @@ fn reference(policies: &[String], jobs: usize) -> Result<(), String> {
     }
     println!();
     for (policy, gaps) in policies.iter().zip(&gaps) {
-        let mean = gaps.iter().sum::<f64>() / gaps.len().max(1) as f64;
-        let worst = gaps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (mean, worst) = mean_worst(gaps.iter().copied());
         println!(
             "{policy}: mean gap {mean:.2}, worst gap {worst:.2} over {} rows",
             gaps.len()
         );
     }
+    // By set and by family, when the rows say.
+    let mut groups: BTreeMap<(u8, String), Vec<usize>> = BTreeMap::new();
+    for (r, row) in rows.iter().enumerate() {
+        if let Some(set) = &row.set {
+            groups.entry((0, format!("set {set}"))).or_default().push(r);
+        }
+        if let Some(family) = &row.family {
+            groups
+                .entry((1, format!("family {family}")))
+                .or_default()
+                .push(r);
+        }
+    }
+    if !groups.is_empty() {
+        println!();
+        print!("| group | rows |");
+        for policy in policies {
+            print!(" {policy} mean | {policy} worst |");
+        }
+        println!();
+        print!("|---|---:|");
+        for _ in policies {
+            print!("---:|---:|");
+        }
+        println!();
+        for ((_, name), members) in &groups {
+            print!("| {name} | {} |", members.len());
+            for gaps in &gaps {
+                let (mean, worst) = mean_worst(members.iter().map(|&r| gaps[r]));
+                print!(" {mean:.2} | {worst:.2} |");
+            }
+            println!();
+        }
+    }
     Ok(())
+}
+
+/// The mean and the largest of some gaps.
+fn mean_worst(gaps: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut sum, mut n, mut worst) = (0.0, 0usize, f64::NEG_INFINITY);
+    for gap in gaps {
+        sum += gap;
+        n += 1;
+        worst = worst.max(gap);
+    }
+    (sum / n.max(1) as f64, worst)
 }
