@@ -11,7 +11,13 @@
 //! protected; protected's overflow falls back to probation (`policy.rs`).
 //!
 //! The window's share is not fixed: it moves towards whichever space earns
-//! more hits at its margin (`adapt.rs`).
+//! more hits at its margin (`adapt.rs`), up to `WINDOW_CAP`: a main space
+//! always remains, so the policy never degenerates to CLOCK alone.
+//!
+//! A candidate that lost the duel gets a second chance if it comes back soon,
+//! as S3-FIFO and ARC admit on a ghost hit, but only while the window is
+//! beyond its smallest shares, that is while the adaptation finds recency
+//! worth more than frequency (`admit.rs`).
 //!
 //! # Capacity
 //!
@@ -33,6 +39,7 @@
 //! So reads never wait for each other.
 
 mod adapt;
+mod admit;
 mod node;
 mod policy;
 #[cfg(test)]
@@ -48,6 +55,7 @@ use crate::removal::RemovalCause;
 use crate::sketch::FrequencySketch;
 use crate::wheel::TimerWheel;
 use adapt::{Adaptation, Move};
+use admit::Rejected;
 pub(crate) use node::{Node, Slab, WriteInfo, NEVER};
 
 const WINDOW: usize = 0;
@@ -58,6 +66,8 @@ const PROTECTED: usize = 2;
 const INITIAL_WINDOW: f64 = 0.01;
 /// Protected's share of the main space.
 const PROTECTED_SHARE: f64 = 0.80;
+/// The window's largest share: beyond it, the adaptation's growth stops.
+const WINDOW_CAP: f64 = 0.80;
 
 /// A shard's entries, queues, sketch and timer wheel. All methods that take
 /// `&mut self` run under the shard's exclusive lock; readers use `find` and the
@@ -95,6 +105,8 @@ pub(crate) struct Store<K, V> {
     /// Removals by cause (`RemovalCause as usize`).
     pub(crate) removals: [u64; 4],
     expired: Vec<u32>,
+    /// Candidates that lost the admission duel lately.
+    rejected: Rejected,
 }
 
 impl<K, V> Store<K, V> {
@@ -130,13 +142,14 @@ impl<K, V> Store<K, V> {
             inserts: 0,
             removals: [0; 4],
             expired: Vec::new(),
+            rejected: Rejected::default(),
         };
         store.set_window((share as f64 * INITIAL_WINDOW) as u64);
         store
     }
 
     fn set_window(&mut self, window: u64) {
-        self.window_max = window.min(self.share);
+        self.window_max = window.min((self.share as f64 * WINDOW_CAP) as u64);
         self.protected_max = ((self.share - self.window_max) as f64 * PROTECTED_SHARE) as u64;
     }
 
@@ -266,6 +279,9 @@ impl<K, V> Store<K, V> {
         self.weight += u64::from(weight);
         self.inserts += 1;
         self.adapt.on_new_key(hash);
+        if self.rejected.returned(hash, self.inserts, self.share) {
+            self.slab.set_returned(idx);
+        }
         if expires_at != NEVER {
             self.wheel.schedule(&mut self.slab, idx, expires_at);
             self.scheduled += 1;
@@ -374,6 +390,9 @@ impl<K, V> Store<K, V> {
             }
         }
         let full = self.weight >= self.room();
+        if full {
+            self.rejected.resize(self.table.len());
+        }
         match self.adapt.decide(self.inserts, full, self.table.len()) {
             Move::Grow(step) => self.set_window(self.window_max.saturating_add(step)),
             Move::Shrink(step) => self.set_window(self.window_max.saturating_sub(step)),

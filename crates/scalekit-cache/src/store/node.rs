@@ -38,6 +38,9 @@ pub(super) struct Meta {
     pub(super) q_prev: u32,
     pub(super) q_next: u32,
     pub(super) weight: u32,
+    /// The key lost the admission duel lately and came back soon (see
+    /// `Store::admit`).
+    pub(super) returned: bool,
 }
 
 impl Meta {
@@ -46,6 +49,7 @@ impl Meta {
         q_prev: NIL,
         q_next: NIL,
         weight: 0,
+        returned: false,
     };
 }
 
@@ -216,6 +220,11 @@ impl<K, V> Slab<K, V> {
 
     /// What writers keep of the entry.
     #[inline]
+    /// Marks an entry whose key lost the admission duel lately.
+    pub(super) fn set_returned(&mut self, idx: u32) {
+        self.meta[idx as usize].returned = true;
+    }
+
     pub(super) fn meta(&self, idx: u32) -> &Meta {
         &self.meta[idx as usize]
     }

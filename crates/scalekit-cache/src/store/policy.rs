@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use super::admit::SECOND_CHANCE_WINDOW;
 use super::node::{Node, Queue};
 use super::{Store, PROBATION, PROTECTED, WINDOW};
 use crate::list::{QueueLink, NIL};
@@ -54,6 +55,7 @@ impl<K, V> Store<K, V> {
                     }
                     _ => {
                         let hash = self.slab.hash(candidate);
+                        self.rejected.remember(hash, self.inserts);
                         self.adapt.window_ghost.depart(hash, true);
                         self.evict_idx(candidate, now, sink);
                     }
@@ -210,8 +212,15 @@ impl<K, V> Store<K, V> {
         self.record_hit(node);
     }
 
-    /// TinyLFU admission: the candidate replaces the victim if it is more popular.
+    /// TinyLFU admission: the candidate replaces the victim if it is more
+    /// popular, or if it lost a duel lately and came back soon while the
+    /// window holds more than `SECOND_CHANCE_WINDOW` of the share.
     fn admit(&mut self, candidate: u32, victim: u32) -> bool {
+        if self.slab.meta(candidate).returned
+            && self.window_max as f64 >= self.share as f64 * SECOND_CHANCE_WINDOW
+        {
+            return true;
+        }
         let candidate_freq = self.frequency(candidate);
         let victim_freq = self.frequency(victim);
         if candidate_freq > victim_freq {
