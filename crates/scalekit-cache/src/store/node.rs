@@ -218,13 +218,13 @@ impl<K, V> Slab<K, V> {
         }
     }
 
-    /// What writers keep of the entry.
-    #[inline]
     /// Marks an entry whose key lost the admission duel lately.
     pub(super) fn set_returned(&mut self, idx: u32) {
         self.meta[idx as usize].returned = true;
     }
 
+    /// What writers keep of the entry.
+    #[inline]
     pub(super) fn meta(&self, idx: u32) -> &Meta {
         &self.meta[idx as usize]
     }
