@@ -279,7 +279,7 @@ impl<K, V> Store<K, V> {
         self.weight += u64::from(weight);
         self.inserts += 1;
         self.adapt.on_new_key(hash);
-        if self.rejected.returned(hash, self.inserts, self.share) {
+        if self.losers_kept() && self.rejected.returned(hash, self.inserts, self.share) {
             self.slab.set_returned(idx);
         }
         if expires_at != NEVER {

@@ -55,7 +55,9 @@ impl<K, V> Store<K, V> {
                     }
                     _ => {
                         let hash = self.slab.hash(candidate);
-                        self.rejected.remember(hash, self.inserts);
+                        if self.losers_kept() {
+                            self.rejected.remember(hash, self.inserts);
+                        }
                         self.adapt.window_ghost.depart(hash, true);
                         self.evict_idx(candidate, now, sink);
                     }
@@ -212,13 +214,29 @@ impl<K, V> Store<K, V> {
         self.record_hit(node);
     }
 
+    /// Whether candidates that lost the duel get a second chance: while the
+    /// window holds at least `SECOND_CHANCE_WINDOW` of the share (the
+    /// adaptation finds recency worth more than frequency).
+    #[inline]
+    pub(super) fn second_chances(&self) -> bool {
+        self.window_max as f64 >= self.share as f64 * SECOND_CHANCE_WINDOW
+    }
+
+    /// Whether the losers of the duel are remembered (and new keys looked up
+    /// among them): from half the window's share at which they get second
+    /// chances, so the table is current when they start. Below, a new key
+    /// costs no lookup in it: a frequency-biased workload, whose window stays
+    /// near its smallest, pays nothing for second chances.
+    #[inline]
+    pub(super) fn losers_kept(&self) -> bool {
+        self.window_max as f64 >= self.share as f64 * SECOND_CHANCE_WINDOW / 2.0
+    }
+
     /// TinyLFU admission: the candidate replaces the victim if it is more
     /// popular, or if it lost a duel lately and came back soon while the
     /// window holds more than `SECOND_CHANCE_WINDOW` of the share.
     fn admit(&mut self, candidate: u32, victim: u32) -> bool {
-        if self.slab.meta(candidate).returned
-            && self.window_max as f64 >= self.share as f64 * SECOND_CHANCE_WINDOW
-        {
+        if self.slab.meta(candidate).returned && self.second_chances() {
             return true;
         }
         let candidate_freq = self.frequency(candidate);
