@@ -97,7 +97,7 @@ fn compile_parts(model: &ClientFeatures, opts: &Options) -> Result<Parts, FlagsE
             .map(|s| c.strategy(f, &name, s))
             .collect();
         let vstick = stickiness(f.variants.first().and_then(|v| v.stickiness.as_deref()));
-        let variants = c.variants(&f.variants, vstick, name.clone());
+        let variants = c.variants(&f.variants, vstick, &name);
         let deps = f
             .dependencies
             .iter()
