@@ -1,7 +1,7 @@
 //! Toggle name -> index, the first step of every evaluation.
 
 use crate::compile::text::StrList;
-use crate::context::bytes_eq;
+use crate::context::{bytes_eq, short_key};
 
 /// Toggle name -> index: open addressing with linear probing over a power-of-two
 /// table at most half full.
@@ -36,27 +36,15 @@ const EXACT: usize = 32;
 
 /// A name's key: with its length, four words that determine a name of at most 32
 /// bytes. From 16 bytes: the first 16 and the last 16 (overlapping when shorter
-/// than 32); from 8: the first and last eight; from 4: the first and last four;
-/// below that the first, middle and last byte.
+/// than 32); below that the [`short_key`] and two zeros.
 #[inline(always)]
 fn key(b: &[u8]) -> [u64; 4] {
     let n = b.len();
     if n >= 16 {
         [word(b, 0), word(b, 8), word(b, n - 16), word(b, n - 8)]
-    } else if n >= 8 {
-        [word(b, 0), word(b, n - 8), 0, 0]
-    } else if let (Some(a), Some(z)) = (b.first_chunk::<4>(), b.last_chunk::<4>()) {
-        let a = u64::from(u32::from_le_bytes(*a));
-        let z = u64::from(u32::from_le_bytes(*z));
-        [a, z, 0, 0]
     } else {
-        let at = |i: usize| u64::from(b.get(i).copied().unwrap_or(0));
-        [
-            at(0) | at(n / 2) << 8 | at(n.wrapping_sub(1)) << 16,
-            0,
-            0,
-            0,
-        ]
+        let (a, z) = short_key(b);
+        [a, z, 0, 0]
     }
 }
 
