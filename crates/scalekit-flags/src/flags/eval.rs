@@ -30,21 +30,19 @@ impl<C: Clock> Flags<C> {
     #[inline]
     fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
         let generation = self.inner.generation.load(Ordering::Acquire);
-        CACHE.with(|cell| {
-            // Taken out (not borrowed) so that a custom strategy that evaluates a
-            // toggle re-entrantly finds an empty cache instead of a borrowed one.
-            let cached = match cell.take() {
-                Some(c) if c.id == self.inner.id && c.generation == generation => c,
-                _ => Cached {
-                    id: self.inner.id,
-                    generation,
-                    snapshot: self.inner.current.load_full(),
-                },
-            };
-            let r = f(&cached.snapshot);
-            cell.set(Some(cached));
-            r
-        })
+        // Taken out (not borrowed) so that a custom strategy that evaluates a toggle
+        // re-entrantly finds an empty cache instead of a borrowed one.
+        let cached = match CACHE.take() {
+            Some(c) if c.id == self.inner.id && c.generation == generation => c,
+            _ => Cached {
+                id: self.inner.id,
+                generation,
+                snapshot: self.inner.current.load_full(),
+            },
+        };
+        let r = f(&cached.snapshot);
+        CACHE.set(Some(cached));
+        r
     }
 
     /// Whether the toggle is on for this context (off when it does not exist).
