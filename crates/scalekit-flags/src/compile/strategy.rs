@@ -197,7 +197,10 @@ impl Compiler<'_> {
 impl CStrategy {
     #[inline]
     pub(super) fn matches(&self, ctx: &Context) -> bool {
-        if self.kind_first {
+        if matches!(self.kind, Kind::Always) {
+            // `default`: only the constraints (none: it holds), without the call.
+            self.constraints.iter().all(|c| c.holds(ctx))
+        } else if self.kind_first {
             self.kind_holds(ctx) && self.constraints.iter().all(|c| c.holds(ctx))
         } else {
             self.constraints.iter().all(|c| c.holds(ctx)) && self.kind_holds(ctx)
