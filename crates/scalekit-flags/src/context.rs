@@ -99,6 +99,7 @@ impl Field {
         }
     }
 
+    #[inline(always)]
     fn slot(&self) -> Option<usize> {
         Some(match self {
             Field::UserId => 0,
@@ -239,12 +240,8 @@ impl Context {
     pub(crate) fn field(&self, f: &Field) -> Option<&str> {
         match f {
             Field::Property(name) => self.find_property(name),
-            Field::UserId => self.builtin(0),
-            Field::SessionId => self.builtin(1),
-            Field::RemoteAddress => self.builtin(2),
-            Field::Environment => self.builtin(3),
-            Field::AppName => self.builtin(4),
-            Field::CurrentTime => self.builtin(5),
+            // One span read indexed by the field, not one inlined read per field.
+            builtin => self.fields.get(builtin.slot()?).and_then(|s| self.text(*s)),
         }
     }
 
