@@ -58,7 +58,32 @@ pub(crate) enum Field {
     Environment,
     AppName,
     CurrentTime,
-    Property(Box<str>),
+    Property(Name),
+}
+
+/// A property name with its [`short_key`], compared with a context's property
+/// names as two words (and, past 16 bytes, the rest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Name {
+    text: Box<str>,
+    key: (u64, u64),
+}
+
+impl Name {
+    fn new(text: &str) -> Self {
+        Name {
+            key: short_key(text.as_bytes()),
+            text: text.into(),
+        }
+    }
+
+    /// Whether `b` is this name.
+    #[inline(always)]
+    fn is(&self, b: &[u8]) -> bool {
+        b.len() == self.text.len()
+            && same_key(short_key(b), self.key)
+            && (b.len() <= 16 || bytes_eq(b, self.text.as_bytes()))
+    }
 }
 
 impl Field {
@@ -70,10 +95,11 @@ impl Field {
             "environment" => Field::Environment,
             "appName" => Field::AppName,
             "currentTime" => Field::CurrentTime,
-            other => Field::Property(other.into()),
+            other => Field::Property(Name::new(other)),
         }
     }
 
+    #[inline(always)]
     fn slot(&self) -> Option<usize> {
         Some(match self {
             Field::UserId => 0,
@@ -213,30 +239,75 @@ impl Context {
     #[inline]
     pub(crate) fn field(&self, f: &Field) -> Option<&str> {
         match f {
-            Field::UserId => self.builtin(0),
-            Field::SessionId => self.builtin(1),
-            Field::RemoteAddress => self.builtin(2),
-            Field::Environment => self.builtin(3),
-            Field::AppName => self.builtin(4),
-            Field::CurrentTime => self.builtin(5),
-            Field::Property(name) => {
-                let name = name.as_bytes();
-                let buf = self.buf.as_bytes();
-                for (k, v) in self.props() {
-                    if k.len as usize == name.len() {
-                        let start = k.start as usize;
-                        if buf
-                            .get(start..start + name.len())
-                            .is_some_and(|key| bytes_eq(key, name))
-                        {
-                            return self.text(*v);
-                        }
-                    }
-                }
-                None
-            }
+            Field::Property(name) => self.find_property(name),
+            // One span read indexed by the field, not one inlined read per field.
+            builtin => self.fields.get(builtin.slot()?).and_then(|s| self.text(*s)),
         }
     }
+
+    /// The property `name`: the inline ones first, compared by length and then
+    /// key, then (out of line) the rest.
+    #[inline]
+    fn find_property(&self, name: &Name) -> Option<&str> {
+        let n = usize::from(self.inline_len).min(INLINE);
+        for (k, v) in &self.inline[..n] {
+            if k.len as usize == name.text.len() && self.key_is(*k, name) {
+                return self.text(*v);
+            }
+        }
+        if self.more.is_empty() {
+            None
+        } else {
+            self.property_beyond_inline(name)
+        }
+    }
+
+    #[inline(never)]
+    fn property_beyond_inline(&self, name: &Name) -> Option<&str> {
+        self.more
+            .iter()
+            .find(|(k, _)| self.key_is(*k, name))
+            .and_then(|(_, v)| self.text(*v))
+    }
+
+    /// Whether the property name at `k` is `name`.
+    #[inline(always)]
+    fn key_is(&self, k: Span, name: &Name) -> bool {
+        let start = k.start as usize;
+        self.buf
+            .as_bytes()
+            .get(start..start.saturating_add(k.len as usize))
+            .is_some_and(|key| name.is(key))
+    }
+}
+
+/// The first and last eight bytes of `b`, as two words (overlapping when `b` is
+/// shorter than 16 bytes; the first and last four, or the first, middle and last
+/// byte, when it is shorter than eight). With the length they determine a string
+/// of at most 16 bytes, so two such strings are equal when their lengths and keys
+/// are.
+#[inline(always)]
+pub(crate) fn short_key(b: &[u8]) -> (u64, u64) {
+    let n = b.len();
+    if let (Some(a), Some(z)) = (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+        (u64::from_le_bytes(*a), u64::from_le_bytes(*z))
+    } else if let (Some(a), Some(z)) = (b.first_chunk::<4>(), b.last_chunk::<4>()) {
+        (
+            u64::from(u32::from_le_bytes(*a)),
+            u64::from(u32::from_le_bytes(*z)),
+        )
+    } else {
+        let at = |i: usize| u64::from(b.get(i).copied().unwrap_or(0));
+        (at(0) | at(n / 2) << 8 | at(n.wrapping_sub(1)) << 16, 0)
+    }
+}
+
+/// Whether two [`short_key`]s are equal, compared as integers (a comparison the
+/// compiler may turn into vector loads of a key just stored word by word, which
+/// stalls on store forwarding).
+#[inline(always)]
+pub(crate) fn same_key(a: (u64, u64), b: (u64, u64)) -> bool {
+    ((a.0 ^ b.0) | (a.1 ^ b.1)) == 0
 }
 
 /// String equality that rejects on length and first byte before comparing the rest.
@@ -292,6 +363,20 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn short_key_determines_short_strings(a in "[ab\u{e9}]{0,12}", b in "[ab\u{e9}]{0,12}") {
+            let (x, y) = (a.as_bytes(), b.as_bytes());
+            if x.len() == y.len() && x.len() <= 16 {
+                proptest::prop_assert_eq!(same_key(short_key(x), short_key(y)), x == y);
+            }
+        }
+
+        #[test]
+        fn properties_are_found_by_name(a in "p[ab]{0,24}", b in "p[ab]{0,24}") {
+            let c = Context::new().property("q", "0").property(&a, "1");
+            proptest::prop_assert_eq!(c.get(&b), (a == b).then_some("1"));
+        }
+
         #[test]
         fn bytes_eq_is_equality(a in ".{0,80}", b in ".{0,80}") {
             proptest::prop_assert_eq!(fast_eq(&a, &b), a == b);

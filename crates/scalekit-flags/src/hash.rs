@@ -2,8 +2,9 @@
 //!
 //! Every Unleash SDK computes `murmur3_32("{group}:{identifier}", seed) % modulus + 1`
 //! (seed 0 and modulus 100 for rollouts, seed [`VARIANT_SEED`] and the variants' total
-//! weight for variants). We hash the three parts as one stream, so the hot path never
-//! builds the joined string. The function is written here rather than taken from the
+//! weight for variants). We hash the parts as one stream, so the hot path never
+//! builds the joined string, and the state after `{group}:` is computed once, when a
+//! state is compiled, so evaluation hashes only the identifier. The function is written here rather than taken from the
 //! `murmur3` crate because that crate hashes through `std::io::Read` and returns an
 //! `io::Result` (a fallible, allocating path for what is forty lines of arithmetic);
 //! the tests check it against the published reference vectors.
@@ -68,43 +69,89 @@ pub fn murmur3_32(parts: &[&[u8]], seed: u32) -> u32 {
     fmix(h)
 }
 
-/// MurmurHash3 of `g ++ ":" ++ i` without copying either part: the blocks of `g`,
-/// one block stitched from `g`'s tail, the colon and `i`'s head, then `i`'s blocks.
-#[inline]
-fn murmur3_joined(g: &[u8], i: &[u8], seed: u32) -> u32 {
-    let mut h = seed;
-    let mut gc = g.chunks_exact(4);
-    for c in &mut gc {
-        h = block(h, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+/// MurmurHash3's state after hashing `{group}:` with a seed, computed once (when a
+/// state is compiled), so that bucketing hashes only the identifier: the full
+/// blocks of the prefix are mixed in, the last zero to three bytes are carried.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prefix {
+    h: u32,
+    /// The bytes carried into the next block, little-endian.
+    carry: u32,
+    /// How many bytes `carry` holds (0 to 3).
+    filled: u32,
+    /// The prefix's length (only its low 32 bits count, as in MurmurHash3).
+    len: u32,
+}
+
+impl Prefix {
+    /// The state after `group`, a colon, and nothing else yet.
+    pub(crate) fn new(group: &str, seed: u32) -> Self {
+        let mut p = Prefix {
+            h: seed,
+            carry: 0,
+            filled: 0,
+            len: 0,
+        };
+        for &b in group.as_bytes().iter().chain(b":") {
+            p.carry |= u32::from(b) << (8 * p.filled);
+            p.filled += 1;
+            if p.filled == 4 {
+                p.h = block(p.h, p.carry);
+                p.carry = 0;
+                p.filled = 0;
+            }
+        }
+        p.len = (group.len() as u32).wrapping_add(1);
+        p
     }
-    let gr = gc.remainder();
-    let mut carry = [0u8; 4];
-    let mut n = gr.len();
-    carry[..n].copy_from_slice(gr);
-    carry[n] = b':';
-    n += 1;
-    let take = (4 - n).min(i.len());
-    carry[n..n + take].copy_from_slice(&i[..take]);
-    n += take;
-    let tail: &[u8] = if n == 4 {
-        h = block(h, u32::from_le_bytes(carry));
-        let mut ic = i[take..].chunks_exact(4);
-        for c in &mut ic {
+
+    /// MurmurHash3 x86 32-bit of the prefix followed by `id`.
+    #[inline]
+    pub(crate) fn hash(&self, id: &[u8]) -> u32 {
+        let mut h = self.h;
+        let mut k = self.carry;
+        let mut filled = self.filled;
+        let mut rest = id;
+        if filled > 0 {
+            while filled < 4 {
+                let Some((&b, r)) = rest.split_first() else {
+                    break;
+                };
+                k |= u32::from(b) << (8 * filled);
+                filled += 1;
+                rest = r;
+            }
+            if filled == 4 {
+                h = block(h, k);
+                k = 0;
+                filled = 0;
+            }
+        }
+        let mut chunks = rest.chunks_exact(4);
+        for c in &mut chunks {
             h = block(h, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
         }
-        ic.remainder()
-    } else {
-        &carry[..n]
-    };
-    if !tail.is_empty() {
-        let mut k = 0u32;
-        for &b in tail.iter().rev() {
-            k = (k << 8) | u32::from(b);
+        // Either `filled` is 0 here or `rest` was used up completing the carry.
+        for &b in chunks.remainder() {
+            k |= u32::from(b) << (8 * filled);
+            filled += 1;
         }
-        h ^= mix_k(k);
+        if filled > 0 {
+            h ^= mix_k(k);
+        }
+        h ^= self.len.wrapping_add(id.len() as u32);
+        fmix(h)
     }
-    h ^= (g.len() + 1 + i.len()) as u32;
-    fmix(h)
+
+    /// Unleash's normalised hash of the prefix and `id`: in `1..=modulus` (0 when
+    /// `modulus` is 0).
+    #[inline]
+    pub(crate) fn normalized(&self, id: &str, modulus: u32) -> u32 {
+        if modulus == 0 {
+            return 0;
+        }
+        self.hash(id.as_bytes()) % modulus + 1
+    }
 }
 
 #[cfg(test)]
@@ -151,10 +198,7 @@ fn fmix(mut h: u32) -> u32 {
 /// ```
 #[inline]
 pub fn normalized_hash(group: &str, id: &str, modulus: u32, seed: u32) -> u32 {
-    if modulus == 0 {
-        return 0;
-    }
-    murmur3_joined(group.as_bytes(), id.as_bytes(), seed) % modulus + 1
+    Prefix::new(group, seed).normalized(id, modulus)
 }
 
 #[cfg(test)]
@@ -199,8 +243,10 @@ mod tests {
             let whole = murmur3_32(&[&data], seed);
             proptest::prop_assert_eq!(murmur3_32(&[&data[..a], &data[a..b], &data[b..]], seed), whole);
             proptest::prop_assert_eq!(murmur3_32_contiguous(&data, seed), whole);
-            let joined = [&data[..a], b":", &data[a..]].concat();
-            proptest::prop_assert_eq!(murmur3_joined(&data[..a], &data[a..], seed), murmur3_32(&[&joined], seed));
+            let group = String::from_utf8_lossy(&data[..a]);
+            let id = &data[a..];
+            let joined = [group.as_bytes(), b":", id].concat();
+            proptest::prop_assert_eq!(Prefix::new(&group, seed).hash(id), murmur3_32(&[&joined], seed));
         }
     }
 }

@@ -7,9 +7,9 @@
 //! field names become an enum, lists become sets, numbers, dates, versions, networks
 //! and regexes are parsed, segments are inlined, parents resolved to indices. The
 //! compiled state is swapped in atomically (`arc-swap`); evaluations allocate
-//! nothing. Each thread caches the snapshot it last used and checks a generation
-//! counter (one plain atomic load) before reusing it, so the common path takes no
-//! read-modify-write at all; the price is that a thread keeps its last snapshot
+//! nothing. Each thread caches the snapshot it last used and checks the store's
+//! stamp (one plain atomic load; every swap in any store takes a new one) before
+//! reusing it, so the common path takes no read-modify-write at all; the price is that a thread keeps its last snapshot
 //! alive until it next evaluates (or exits). A bad update never reaches the serving state:
 //! it is refused with an [`Event::Rejected`] naming what is wrong, and the last good
 //! state keeps serving. Earlier versions are kept for [`Flags::rollback`].

@@ -73,6 +73,13 @@ impl Compiled {
 
     #[inline]
     pub(crate) fn is_enabled(&self, i: usize, ctx: &Context, killed: &[bool]) -> bool {
+        if let Some(t) = self.toggles.get(i) {
+            if t.strategies.is_empty() && t.deps.is_empty() {
+                // No strategy and no parent: on unless disabled or killed (what
+                // `matched` decides), without the call.
+                return t.enabled && !killed.get(i).copied().unwrap_or(false);
+            }
+        }
         self.matched(i, ctx, killed).is_ok()
     }
 

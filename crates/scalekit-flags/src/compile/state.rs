@@ -66,7 +66,7 @@ fn compile_parts(model: &ClientFeatures, opts: &Options) -> Result<Parts, FlagsE
     let mut index = NameIndex::new(&names);
     let mut by_name: AHashMap<&str, u32> = AHashMap::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
-        if !index.insert(name, i as u32, &names) {
+        if !index.insert(name, i as u32) {
             return Err(FlagsError::invalid(format!(
                 "toggle {name:?} is defined twice"
             )));
@@ -97,7 +97,7 @@ fn compile_parts(model: &ClientFeatures, opts: &Options) -> Result<Parts, FlagsE
             .map(|s| c.strategy(f, &name, s))
             .collect();
         let vstick = stickiness(f.variants.first().and_then(|v| v.stickiness.as_deref()));
-        let variants = c.variants(&f.variants, vstick, name.clone());
+        let variants = c.variants(&f.variants, vstick, &name);
         let deps = f
             .dependencies
             .iter()

@@ -2,7 +2,7 @@
 //! rollout test, and the random fallback when there is none.
 
 use crate::context::{Context, Field};
-use crate::hash::normalized_hash;
+use crate::hash::Prefix;
 
 #[derive(Clone)]
 pub(super) enum Stickiness {
@@ -43,7 +43,7 @@ pub(super) fn random_in(n: u32) -> u32 {
 }
 
 #[inline]
-pub(super) fn rollout_hit(pct: f64, stick: &Stickiness, group: &str, ctx: &Context) -> bool {
+pub(super) fn rollout_hit(pct: f64, stick: &Stickiness, group: &Prefix, ctx: &Context) -> bool {
     if pct <= 0.0 {
         return false;
     }
@@ -58,5 +58,5 @@ pub(super) fn rollout_hit(pct: f64, stick: &Stickiness, group: &str, ctx: &Conte
             None => return false,
         },
     };
-    f64::from(normalized_hash(group, id, 100, 0)) <= pct
+    f64::from(group.normalized(id, 100)) <= pct
 }

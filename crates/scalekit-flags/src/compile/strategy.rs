@@ -9,6 +9,7 @@ use crate::compile::text::StrSet;
 use crate::compile::variants::Variants;
 use crate::context::{Context, Field};
 use crate::custom::CustomStrategy;
+use crate::hash::Prefix;
 use crate::model::{Feature, Strategy};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -31,7 +32,8 @@ pub(super) enum Kind {
     Rollout {
         pct: f64,
         stick: Stickiness,
-        group: Arc<str>,
+        /// The bucketing hash's state after `{groupId}:`.
+        group: Prefix,
     },
     Random(f64),
     Remote(Box<[Cidr]>),
@@ -48,7 +50,7 @@ fn percent(params: &BTreeMap<String, String>, key: &str) -> Option<f64> {
 impl Compiler<'_> {
     /// What the strategy itself tests (without its constraints), from its name
     /// and parameters.
-    fn kind(&mut self, f: &Feature, s: &Strategy, group: Arc<str>) -> Kind {
+    fn kind(&mut self, f: &Feature, s: &Strategy, group: &str) -> Kind {
         let p = &s.parameters;
         let kind = match s.name.as_str() {
             "default" => Kind::Always,
@@ -68,7 +70,7 @@ impl Compiler<'_> {
                     } else {
                         Field::SessionId
                     }),
-                    group: group.clone(),
+                    group: Prefix::new(group, 0),
                 },
                 None => Kind::Never,
             },
@@ -80,7 +82,7 @@ impl Compiler<'_> {
                 Some(pct) => Kind::Rollout {
                     pct,
                     stick: stickiness(p.get("stickiness").map(String::as_str)),
-                    group,
+                    group: Prefix::new(group, 0),
                 },
                 None => Kind::Never,
             },
@@ -143,11 +145,11 @@ impl Compiler<'_> {
         s: &Strategy,
     ) -> CStrategy {
         let p = &s.parameters;
-        let group: Arc<str> = match p.get("groupId") {
-            Some(g) if !g.is_empty() => Arc::from(g.as_str()),
-            _ => toggle_name.clone(),
+        let group: &str = match p.get("groupId") {
+            Some(g) if !g.is_empty() => g,
+            _ => toggle_name,
         };
-        let mut kind = self.kind(f, s, group.clone());
+        let mut kind = self.kind(f, s, group);
         let mut constraints: Vec<CConstraint> = s
             .constraints
             .iter()
@@ -195,7 +197,10 @@ impl Compiler<'_> {
 impl CStrategy {
     #[inline]
     pub(super) fn matches(&self, ctx: &Context) -> bool {
-        if self.kind_first {
+        if matches!(self.kind, Kind::Always) {
+            // `default`: only the constraints (none: it holds), without the call.
+            self.constraints.iter().all(|c| c.holds(ctx))
+        } else if self.kind_first {
             self.kind_holds(ctx) && self.constraints.iter().all(|c| c.holds(ctx))
         } else {
             self.constraints.iter().all(|c| c.holds(ctx)) && self.kind_holds(ctx)

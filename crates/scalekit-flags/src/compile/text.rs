@@ -1,7 +1,7 @@
 //! Strings as evaluation reads them: short lists in one buffer, sets, numbers and
 //! ASCII lowering on the stack.
 
-use crate::context::bytes_eq;
+use crate::context::{bytes_eq, same_key, short_key};
 use ahash::AHashSet;
 
 /// Parses a context value as a number: a fast path for plain integers, else Rust's
@@ -51,22 +51,47 @@ impl StrList {
             .iter()
             .filter_map(|&(a, l)| self.text.get(a as usize..(a + l) as usize))
     }
+}
 
-    /// Whether `s` is one of the values (length compared before any byte).
+/// A short list of strings with each one's [`short_key`], so that looking a value
+/// up compares integers (and bytes only for values over 16 bytes).
+pub(crate) struct KeyedList {
+    list: StrList,
+    keys: Box<[(u64, u64)]>,
+}
+
+impl KeyedList {
+    fn new(list: StrList) -> Self {
+        let keys = list.iter().map(|v| short_key(v.as_bytes())).collect();
+        KeyedList { list, keys }
+    }
+
+    /// Whether `s` is one of the values.
     #[inline]
-    pub(super) fn contains(&self, s: &str) -> bool {
-        let b = self.text.as_bytes();
-        self.spans.iter().any(|&(a, l)| {
-            l as usize == s.len()
-                && b.get(a as usize..(a + l) as usize)
-                    .is_some_and(|x| bytes_eq(x, s.as_bytes()))
-        })
+    fn contains(&self, s: &str) -> bool {
+        let b = s.as_bytes();
+        let k = short_key(b);
+        self.list
+            .spans
+            .iter()
+            .zip(self.keys.iter())
+            .any(|(&(a, l), &key)| {
+                l as usize == b.len()
+                    && same_key(k, key)
+                    && (b.len() <= 16
+                        || self
+                            .list
+                            .text
+                            .as_bytes()
+                            .get(a as usize..(a + l) as usize)
+                            .is_some_and(|x| bytes_eq(x, b)))
+            })
     }
 }
 
 /// A set of strings: a short list compared in order, or a hash set.
 pub(crate) enum StrSet {
-    Small(StrList),
+    Small(KeyedList),
     Hashed(AHashSet<Box<str>>),
 }
 
@@ -74,7 +99,7 @@ impl StrSet {
     pub(super) fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(values: I) -> Self {
         let list = StrList::new(values);
         if list.len() <= 8 {
-            StrSet::Small(list)
+            StrSet::Small(KeyedList::new(list))
         } else {
             StrSet::Hashed(list.iter().map(Box::from).collect())
         }
@@ -111,4 +136,23 @@ fn ascii_lower<'b>(s: &str, buf: &'b mut [u8; 128]) -> Option<&'b str> {
     out.copy_from_slice(s.as_bytes());
     out.make_ascii_lowercase();
     std::str::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn sets_contain_exactly_their_values(
+            values in proptest::collection::vec("[ab\u{e9}]{0,20}", 0..12),
+            probe in "[ab\u{e9}]{0,20}",
+        ) {
+            let set = StrSet::new(&values);
+            proptest::prop_assert_eq!(set.contains(&probe), values.contains(&probe));
+            for v in &values {
+                proptest::prop_assert!(set.contains(v));
+            }
+        }
+    }
 }

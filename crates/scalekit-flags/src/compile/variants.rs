@@ -5,7 +5,7 @@ use crate::compile::compiler::Compiler;
 use crate::compile::stickiness::{random_in, Stickiness};
 use crate::compile::text::StrSet;
 use crate::context::{Context, Field};
-use crate::hash::{normalized_hash, VARIANT_SEED};
+use crate::hash::{Prefix, VARIANT_SEED};
 use crate::model::{Payload, Variant as ModelVariant};
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ pub(crate) struct Variants {
     list: Box<[CVariant]>,
     total: u32,
     stick: Stickiness,
-    group: Arc<str>,
+    /// The bucketing hash's state after `{groupId}:`.
+    group: Prefix,
     has_overrides: bool,
 }
 
@@ -30,7 +31,7 @@ impl Compiler<'_> {
         &mut self,
         list: &[ModelVariant],
         stick: Stickiness,
-        group: Arc<str>,
+        group: &str,
     ) -> Option<Variants> {
         if list.is_empty() {
             return None;
@@ -67,7 +68,7 @@ impl Compiler<'_> {
             list: out.into_boxed_slice(),
             total,
             stick,
-            group,
+            group: Prefix::new(group, VARIANT_SEED),
             has_overrides,
         })
     }
@@ -94,7 +95,7 @@ impl Variants {
             Stickiness::Field(f) => ctx.field(f),
         };
         let target = match seed {
-            Some(s) => normalized_hash(&self.group, s, self.total, VARIANT_SEED),
+            Some(s) => self.group.normalized(s, self.total),
             None => random_in(self.total),
         };
         let mut acc = 0u32;

@@ -3,7 +3,7 @@
 use crate::compile::{compile, Compiled, Options};
 use crate::custom::CustomStrategy;
 use crate::event::{Event, Hook};
-use crate::flags::store::{next_id, Flags, Inner, Pending, Snapshot};
+use crate::flags::store::{next_stamp, Flags, Inner, Pending, Snapshot};
 use crate::impression::{ImpressionEvent, ImpressionHook};
 use crate::metrics::WallAnchor;
 use crate::model::ClientFeatures;
@@ -125,8 +125,7 @@ impl<C: Clock> FlagsBuilder<C> {
         let now = self.clock.now_nanos();
         Flags {
             inner: Arc::new(Inner {
-                id: next_id(),
-                generation: AtomicU64::new(0),
+                stamp: AtomicU64::new(next_stamp()),
                 current: ArcSwap::from_pointee(Snapshot {
                     compiled: Arc::new(empty),
                     killed: Box::new([]),

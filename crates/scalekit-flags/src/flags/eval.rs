@@ -13,15 +13,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 struct Cached {
-    id: u64,
-    generation: u64,
+    /// The store's stamp when `snapshot` was serving (unique across stores).
+    stamp: u64,
     snapshot: Arc<Snapshot>,
 }
 
 thread_local! {
     /// The snapshot this thread last evaluated against. Evaluation checks the store's
-    /// generation (a plain load) and reuses it while it is current, which saves the
-    /// two read-modify-write operations of an `ArcSwap` load and guard drop.
+    /// stamp (a plain load) and reuses it while it is current, which saves the two
+    /// read-modify-write operations of an `ArcSwap` load and guard drop.
     static CACHE: Cell<Option<Cached>> = const { Cell::new(None) };
 }
 
@@ -29,20 +29,18 @@ impl<C: Clock> Flags<C> {
     /// Runs `f` on the serving snapshot, through this thread's cache.
     #[inline]
     fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
-        let generation = self.inner.generation.load(Ordering::Acquire);
+        let stamp = self.inner.stamp.load(Ordering::Acquire);
         // Taken out (not borrowed) so that a custom strategy that evaluates a toggle
         // re-entrantly finds an empty cache instead of a borrowed one.
-        let cached = CACHE.with(Cell::take);
-        let cached = match cached {
-            Some(c) if c.id == self.inner.id && c.generation == generation => c,
+        let cached = match CACHE.take() {
+            Some(c) if c.stamp == stamp => c,
             _ => Cached {
-                id: self.inner.id,
-                generation,
+                stamp,
                 snapshot: self.inner.current.load_full(),
             },
         };
         let r = f(&cached.snapshot);
-        CACHE.with(|c| c.set(Some(cached)));
+        CACHE.set(Some(cached));
         r
     }
 

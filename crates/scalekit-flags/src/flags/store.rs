@@ -32,10 +32,10 @@ pub(super) struct Pending {
 }
 
 pub(super) struct Inner<C> {
-    /// This store's id, for the per-thread snapshot cache.
-    pub(super) id: u64,
-    /// Bumped on every swap; evaluation compares it with its cached snapshot's.
-    pub(super) generation: AtomicU64,
+    /// The serving snapshot's stamp: a fresh [`next_stamp`] on every swap, unique
+    /// across all stores, so that the per-thread snapshot cache tells which store
+    /// and which version it holds by this one number.
+    pub(super) stamp: AtomicU64,
     pub(super) current: ArcSwap<Snapshot>,
     pub(super) history: Mutex<VecDeque<(u64, Arc<Compiled>)>>,
     pub(super) keep: usize,
@@ -93,12 +93,12 @@ impl<C: Clock> fmt::Debug for Flags<C> {
     }
 }
 
-/// Each store's id, for the per-thread snapshot cache.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// The last stamp handed out (see `Inner::stamp`).
+static LAST_STAMP: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh store id.
-pub(super) fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+/// A stamp no store has had.
+pub(super) fn next_stamp() -> u64 {
+    LAST_STAMP.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 impl<C: Clock> Flags<C> {
@@ -160,7 +160,7 @@ impl<C: Clock> Flags<C> {
             killed,
             version,
         }));
-        self.inner.generation.fetch_add(1, Ordering::Release);
+        self.inner.stamp.store(next_stamp(), Ordering::Release);
         if old.version != 0 {
             let mut h = self.inner.history.lock();
             h.push_back((old.version, old.compiled.clone()));
@@ -295,7 +295,7 @@ impl<C: Clock> Flags<C> {
             killed,
             version,
         }));
-        self.inner.generation.fetch_add(1, Ordering::Release);
+        self.inner.stamp.store(next_stamp(), Ordering::Release);
         self.retire(&old.compiled);
         self.emit(Event::RolledBack { version });
         Ok(version)
@@ -320,7 +320,7 @@ impl<C: Clock> Flags<C> {
             killed,
             version: cur.version,
         }));
-        self.inner.generation.fetch_add(1, Ordering::Release);
+        self.inner.stamp.store(next_stamp(), Ordering::Release);
     }
 
     /// Forces a toggle off, whatever its strategies say, until [`revive`](Self::revive).
