@@ -11,7 +11,7 @@
 //!
 //! `--pattern` is `reads`, `mix` (75% reads, 25% inserts of present or new
 //! keys) or `cache-aside` (insert after each miss); see
-//! [`Pattern`](scalekit_benches::cache_workload::Pattern). Both caches walk
+//! `scalekit_benches::cache_workload::Pattern`. Both caches walk
 //! the same stretch of the streams in a round, and no stretch is walked twice
 //! (`2 * rounds * ops` must fit in the streams). Prints the median time per
 //! operation (per concurrent pair at two threads) of each cache and the median
