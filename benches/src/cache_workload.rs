@@ -231,3 +231,48 @@ pub fn run(
         _ => Duration::ZERO,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_parse_by_name() {
+        for pattern in Pattern::ALL {
+            assert_eq!(Pattern::parse(pattern.name()), Ok(pattern));
+        }
+        assert!(Pattern::parse("writes").is_err());
+    }
+
+    #[test]
+    fn runs_walk_on_and_cache_aside_inserts_after_misses() {
+        let stream: Vec<u64> = (0..STREAM as u64).collect();
+        let streams = [stream];
+        let cache = scalekit_cache::Cache::<u64, u64>::new(CAPACITY);
+        let mut cursor = Cursor::default();
+        run(&cache, &streams, 1, 1000, Pattern::Reads, &mut cursor);
+        assert_eq!(cache.entry_count(), 0, "reads insert nothing");
+        run(&cache, &streams, 1, 1000, Pattern::CacheAside, &mut cursor);
+        // Keys 1000..2000, all new: each missed and was inserted.
+        assert_eq!(cache.entry_count(), 1000);
+        assert!(cache.contains_key(&1999) && !cache.contains_key(&999));
+        run(&cache, &streams, 1, 1000, Pattern::Mix, &mut cursor);
+        // Every fourth of keys 2000..3000 was written.
+        assert_eq!(cache.entry_count(), 1250);
+        assert!(cache.contains_key(&2003) && !cache.contains_key(&2004));
+        assert_eq!(cursor.walked(), 3000);
+        run(
+            &cache,
+            &streams,
+            1,
+            STREAM as u64 - 3000,
+            Pattern::Reads,
+            &mut cursor,
+        );
+        run(&cache, &streams, 1, 1, Pattern::CacheAside, &mut cursor);
+        assert!(
+            cache.contains_key(&0),
+            "the cursor wraps to the stream's start"
+        );
+    }
+}
