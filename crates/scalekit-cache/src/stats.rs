@@ -86,12 +86,24 @@ impl Default for Striped {
     }
 }
 
+/// This thread's stripe. The thread-local is const-initialised (no lazy
+/// registration to check on every read) and takes its number on first use.
+#[inline]
 fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+        static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }
-    STRIPE.try_with(|s| *s).unwrap_or(0)
+    STRIPE
+        .try_with(|s| {
+            let mut stripe = s.get();
+            if stripe == usize::MAX {
+                stripe = NEXT.fetch_add(1, Relaxed) % STRIPES;
+                s.set(stripe);
+            }
+            stripe
+        })
+        .unwrap_or(0)
 }
 
 impl Striped {
