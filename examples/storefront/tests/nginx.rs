@@ -11,6 +11,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +20,9 @@ use axum::http::StatusCode;
 use common::procs::{free_addr, Http, Instances};
 use storefront_stage::supervisor::wait_ready;
 
-/// nginx, stopped (SIGKILL) and reaped on drop.
+/// nginx in a process group of its own (master and workers), stopped on
+/// drop: SIGTERM to the group (nginx's fast shutdown), SIGKILL to the group if
+/// the master is still there five seconds later, and the master reaped.
 struct Nginx {
     child: Child,
     dir: PathBuf,
@@ -28,9 +31,24 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Killing the master alone left its workers running, reparented to
+        // init: they do not notice the master's death.
+        let group = format!("-{}", self.child.id());
+        let signal = |name: &str| {
+            let _ = Command::new("kill")
+                .args([name, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            signal("-KILL");
+        }
         let _ = self.child.wait();
-        // The master is gone; its workers notice and exit. Nothing else to stop.
     }
 }
 
@@ -115,6 +133,7 @@ fn start_nginx(nginx: &Path, listen: SocketAddr, instances: &[SocketAddr]) -> Ng
             dir.join("error.log").display()
         ))
         .stdout(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("start nginx");
     Nginx {
