@@ -159,6 +159,19 @@ pub(super) enum State {
 /// The most recent requests a `Recency` generator repeats from.
 const HISTORY: usize = 1 << 14;
 
+/// The parts' weights as running shares of their total (the last is 1.0).
+fn cumulative(parts: &[(f64, Gen)]) -> Vec<f64> {
+    let total: f64 = parts.iter().map(|(w, _)| w).sum();
+    let mut acc = 0.0;
+    parts
+        .iter()
+        .map(|(w, _)| {
+            acc += w / total;
+            acc
+        })
+        .collect()
+}
+
 impl State {
     pub(super) fn new(gen: &Gen, spaces: &mut u64) -> State {
         match gen {
@@ -177,16 +190,8 @@ impl State {
                 }
             }
             Gen::Mix(parts) => {
-                let total: f64 = parts.iter().map(|(w, _)| w).sum();
-                let mut acc = 0.0;
                 return State::Mix {
-                    weights: parts
-                        .iter()
-                        .map(|(w, _)| {
-                            acc += w / total;
-                            acc
-                        })
-                        .collect(),
+                    weights: cumulative(parts),
                     parts: parts.iter().map(|(_, g)| State::new(g, spaces)).collect(),
                 };
             }
@@ -205,17 +210,9 @@ impl State {
                 }
             }
             Gen::Phases { cycles, parts } => {
-                let total: f64 = parts.iter().map(|(w, _)| w).sum();
-                let mut acc = 0.0;
                 return State::Phases {
                     cycles: (*cycles).max(1),
-                    bounds: parts
-                        .iter()
-                        .map(|(w, _)| {
-                            acc += w / total;
-                            acc
-                        })
-                        .collect(),
+                    bounds: cumulative(parts),
                     parts: parts.iter().map(|(_, g)| State::new(g, spaces)).collect(),
                     requests: 0,
                 };

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
 
+use super::recent::RecentKeys;
+
 /// The adaptation's probe distance, as a share of the entries: it weighs the
 /// hits the last `delta` entries of each space earn.
 const DELTA_SHARE: f64 = 0.05;
@@ -26,56 +28,32 @@ const MIN_EVIDENCE: f64 = 32.0;
 const ADAPT_PATIENCE: u64 = 8;
 
 /// Recently dropped keys, for the adaptation's "what if the boundary were
-/// elsewhere" counts. A direct-mapped table of (fingerprint, stamp) pairs,
-/// where the stamp counts the departures from the key's space: a returning key
-/// is a ghost hit if it left within the last `delta` departures, that is, if a
-/// space `delta` larger would still have held it. O(1), no allocation.
+/// elsewhere" counts, stamped with the departures from the key's space: a
+/// returning key is a ghost hit if it left within the last `delta`
+/// departures, that is, if a space `delta` larger would still have held it.
 #[derive(Debug, Default)]
 pub(super) struct Ghost {
-    slots: Vec<u64>,
+    keys: RecentKeys,
     /// Departures from the space so far.
     clock: u32,
 }
 
 impl Ghost {
-    #[inline]
-    fn slot(&self, hash: u64) -> (usize, u32) {
-        let mixed = scalekit_core::mix64(hash);
-        // Multiply-shift maps the low half onto 0..len without a division.
-        let slot = ((mixed & 0xffff_ffff) * self.slots.len() as u64) >> 32;
-        (slot as usize, (mixed >> 32) as u32 | 1)
-    }
-
     /// Counts a departure; remembers the key if it is gone from the cache.
     pub(super) fn depart(&mut self, hash: u64, dropped: bool) {
         self.clock = self.clock.wrapping_add(1);
-        if dropped && !self.slots.is_empty() {
-            let (slot, print) = self.slot(hash);
-            self.slots[slot] = u64::from(print) << 32 | u64::from(self.clock);
+        if dropped {
+            self.keys.remember(hash, self.clock);
         }
     }
 
     /// Whether the key left within the last `delta` departures (and forgets it).
     fn take(&mut self, hash: u64, delta: u64) -> bool {
-        if self.slots.is_empty() {
-            return false;
-        }
-        let (slot, print) = self.slot(hash);
-        let entry = self.slots[slot];
-        if (entry >> 32) as u32 != print {
-            return false;
-        }
-        self.slots[slot] = 0;
-        u64::from(self.clock.wrapping_sub(entry as u32)) < delta
+        self.keys.take(hash, self.clock, delta)
     }
 
     fn resize(&mut self, cap: usize) {
-        let len = cap.max(1);
-        // Resized (and so forgotten) only on a real change of scale.
-        let current = self.slots.len();
-        if len > current + current / 4 || len < current - current / 4 {
-            self.slots = vec![0; len];
-        }
+        self.keys.resize(cap.max(1));
     }
 }
 

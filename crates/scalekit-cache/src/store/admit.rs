@@ -13,62 +13,44 @@
 //! cache keeps the window small (its hits are in main), so its candidates
 //! still duel and the resident part of the loop stays.
 
+use super::recent::RecentKeys;
+
 /// Slots of the table per resident entry.
 const REJECTED_SLOTS: f64 = 0.5;
 /// The window's share (of the store's share) from which a returning loser is
 /// admitted without the duel.
 pub(super) const SECOND_CHANCE_WINDOW: f64 = 0.05;
 
-/// Candidates that lost the duel: a direct-mapped table of (fingerprint,
-/// stamp) pairs, the stamp being the store's count of new keys at the loss.
-/// O(1), bounded, no allocation but on a change of scale.
-#[derive(Debug, Default)]
+/// Candidates that lost the duel, stamped with the store's count of new keys
+/// at the loss.
+#[derive(Debug)]
 pub(super) struct Rejected {
-    slots: Vec<u64>,
+    keys: RecentKeys,
+}
+
+impl Default for Rejected {
+    fn default() -> Self {
+        // Another salt than the adaptation's ghosts, so collisions differ.
+        Rejected {
+            keys: RecentKeys::with_salt(0x5bd1_e995),
+        }
+    }
 }
 
 impl Rejected {
-    #[inline]
-    fn slot(&self, hash: u64) -> (usize, u32) {
-        // Another mix than the adaptation's ghosts, so collisions differ.
-        let mixed = scalekit_core::mix64(hash ^ 0x5bd1_e995);
-        // Multiply-shift maps the low half onto 0..len without a division.
-        let slot = ((mixed & 0xffff_ffff) * self.slots.len() as u64) >> 32;
-        (slot as usize, (mixed >> 32) as u32 | 1)
-    }
-
     /// Remembers a key that lost the duel after `inserts` new keys.
     pub(super) fn remember(&mut self, hash: u64, inserts: u64) {
-        if self.slots.is_empty() {
-            return;
-        }
-        let (slot, print) = self.slot(hash);
-        self.slots[slot] = u64::from(print) << 32 | (inserts & 0xffff_ffff);
+        self.keys.remember(hash, inserts as u32);
     }
 
     /// Whether a key arriving after `inserts` new keys lost the duel within
     /// the last `horizon` new keys (and forgets it).
     pub(super) fn returned(&mut self, hash: u64, inserts: u64, horizon: u64) -> bool {
-        if self.slots.is_empty() {
-            return false;
-        }
-        let (slot, print) = self.slot(hash);
-        let entry = self.slots[slot];
-        if (entry >> 32) as u32 != print {
-            return false;
-        }
-        self.slots[slot] = 0;
-        let age = (inserts as u32).wrapping_sub(entry as u32);
-        u64::from(age) < horizon
+        self.keys.take(hash, inserts as u32, horizon)
     }
 
-    /// Sizes the table for `entries` resident entries (resized, and so
-    /// forgotten, only on a real change of scale).
+    /// Sizes the table for `entries` resident entries.
     pub(super) fn resize(&mut self, entries: usize) {
-        let len = (entries as f64 * REJECTED_SLOTS) as usize;
-        let current = self.slots.len();
-        if len == 0 || len > current + current / 4 || len < current - current / 4 {
-            self.slots = vec![0; len];
-        }
+        self.keys.resize((entries as f64 * REJECTED_SLOTS) as usize);
     }
 }

@@ -42,6 +42,7 @@ mod adapt;
 mod admit;
 mod node;
 mod policy;
+mod recent;
 #[cfg(test)]
 mod tests;
 
