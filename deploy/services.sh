@@ -12,6 +12,17 @@
 #   PostgreSQL replica   127.0.0.1:5433  cluster scalekit_replica: pg_basebackup of the
 #                                        primary, hot standby, streaming
 #   Redis                127.0.0.1:6379  stages 3 to 7
+#   Redis Cluster        127.0.0.1:7000  three masters (7000-7002 at creation) and three
+#                        to 7005         replicas, Debian's redis-server; state under
+#                                        $STATE_DIR/redis-cluster/<port>; stages 3 to 7
+#                                        when their stage file names it, the crates'
+#                                        cluster tests (SCALEKIT_REDIS_CLUSTER_URLS)
+#
+#   services.sh redis-cluster up|status|down   the cluster alone (tests that kill a
+#                                        node run `up` to bring it back)
+#
+# A short node timeout (2 s) makes a replica take over from a killed master within a
+# few seconds; a killed node started again by `up` rejoins as a replica.
 #
 # Databases on the primary (they replicate): storefront (stage 5), storefront_users,
 # storefront_catalog, storefront_orders (stage 6), storefront_orders_0 to _3 (stage 7:
@@ -172,6 +183,109 @@ up_redis() {
   die "Redis is not answering on 127.0.0.1:6379"
 }
 
+# --- Redis Cluster -------------------------------------------------------------------
+CBASE="${SCALEKIT_REDIS_CLUSTER_PORT:-7000}"
+CPORTS=()
+for i in 0 1 2 3 4 5; do CPORTS+=("$((CBASE + i))"); done
+cli() { local port="$1"; shift; redis-cli -h 127.0.0.1 -p "$port" "$@"; }
+node_up() { cli "$1" ping 2>/dev/null | grep -q PONG; }
+cinfo() { cli "$1" cluster info 2>/dev/null | tr -d '\r' | awk -F: -v k="$2" '$1 == k { print $2 }'; }
+
+start_node() {
+  local port="$1" dir="$STATE_DIR/redis-cluster/$1"
+  node_up "$port" && return 0
+  mkdir -p "$dir"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$port" \
+    --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 \
+    --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" >&2 \
+    || die "cannot start redis-server on port $port"
+  touch "$dir/started"
+  for _ in $(seq 1 50); do node_up "$port" && return 0; sleep 0.1; done
+  die "redis-server on port $port does not answer"
+}
+
+# Every node sees all 16384 slots served, the cluster ok, and every master a replica.
+cluster_whole() {
+  local port
+  for port in "${CPORTS[@]}"; do
+    [ "$(cinfo "$port" cluster_state)" = ok ] || return 1
+    [ "$(cinfo "$port" cluster_slots_ok)" = 16384 ] || return 1
+    [ "$(cinfo "$port" cluster_known_nodes)" = 6 ] || return 1
+  done
+  [ "$(cli "${CPORTS[0]}" cluster nodes | grep -c 'slave' || true)" = 3 ] || return 1
+  [ "$(cli "${CPORTS[0]}" cluster nodes | grep -c 'fail' || true)" = 0 ]
+}
+
+cluster_create() {
+  local port addrs=()
+  # A node that half-joined an earlier, failed creation would refuse to join again.
+  for port in "${CPORTS[@]}"; do
+    cli "$port" flushall >/dev/null 2>&1 || true
+    cli "$port" cluster reset hard >/dev/null || die "cannot reset node $port"
+    addrs+=("127.0.0.1:$port")
+  done
+  log "creating the Redis Cluster: ${addrs[*]}"
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >&2 \
+    || die "redis-cli --cluster create failed"
+}
+
+up_redis_cluster() {
+  command -v redis-server >/dev/null || up_redis
+  local port
+  for port in "${CPORTS[@]}"; do start_node "$port"; done
+  if ! cluster_whole; then
+    # Restarted nodes find each other from their nodes.conf, and a node that was
+    # killed rejoins as a replica: give them time before creating afresh.
+    if [ "$(cinfo "${CPORTS[0]}" cluster_known_nodes)" != 1 ]; then
+      for _ in $(seq 1 75); do cluster_whole && break; sleep 0.2; done
+    fi
+    if ! cluster_whole && [ "$(cinfo "${CPORTS[0]}" cluster_slots_ok)" != 16384 ]; then
+      cluster_create
+    fi
+  fi
+  for _ in $(seq 1 150); do cluster_whole && break; sleep 0.2; done
+  cluster_whole || die "the Redis Cluster is not whole 30 s after start"
+}
+
+cluster_urls() {
+  local urls=() port
+  for port in "${CPORTS[@]}"; do urls+=("redis://127.0.0.1:$port"); done
+  (IFS=,; printf '%s\n' "${urls[*]}")
+}
+
+status_redis_cluster() {
+  local port
+  for port in "${CPORTS[@]}"; do
+    node_up "$port" || continue
+    printf '%-20s %-16s state %s, %s of 16384 slots served, seeds %s\n' "Redis Cluster" \
+      "127.0.0.1:$port" "$(cinfo "$port" cluster_state)" "$(cinfo "$port" cluster_slots_ok)" "$(cluster_urls)"
+    # id addr flags master ping pong epoch link slots...
+    cli "$port" cluster nodes | tr -d '\r' | sort -k2 | awk '{
+      role = ($3 ~ /master/) ? "master" : "replica"
+      if ($3 ~ /fail/) role = role " (failing)"
+      slots = ""
+      for (i = 9; i <= NF; i++) slots = slots " " $i
+      sub(/@.*/, "", $2)
+      printf "  %-18s %-16s %s, link %s%s\n", "", $2, role, $8, (slots == "" ? "" : ", slots" slots)
+    }'
+    for port in "${CPORTS[@]}"; do
+      node_up "$port" || printf '  %-18s 127.0.0.1:%-6s down\n' "" "$port"
+    done
+    return 0
+  done
+  printf '%-20s %-16s %s\n' "Redis Cluster" "127.0.0.1:$CBASE" "down (services up)"
+}
+
+down_redis_cluster() {
+  local port
+  for port in "${CPORTS[@]}"; do
+    [ -e "$STATE_DIR/redis-cluster/$port/started" ] || continue
+    cli "$port" shutdown nosave >/dev/null 2>&1 || true
+    rm -f "$STATE_DIR/redis-cluster/$port/started"
+  done
+  log "stopped the Redis Cluster"
+}
+
 status() {
   local state lag
   printf '%-20s %-16s %s\n' service address state
@@ -190,6 +304,7 @@ status() {
   printf '%-20s %-16s %s\n' "PostgreSQL replica" "127.0.0.1:$RPORT" "$state"
   if redis_up; then state=up; else state=down; fi
   printf '%-20s %-16s %s\n' Redis 127.0.0.1:6379 "$state"
+  status_redis_cluster
 }
 
 down() {
@@ -206,10 +321,20 @@ down() {
     rm -f "$STATE_DIR/started-redis"
     log "stopped Redis"
   fi
+  down_redis_cluster
   log "services down: what \`up\` started is stopped (the main cluster is left alone)"
 }
 
 cmd="${1:-status}"
+if [ "$cmd" = redis-cluster ]; then
+  case "${2:-status}" in
+    up) up_redis_cluster; status_redis_cluster ;;
+    status) status_redis_cluster ;;
+    down) down_redis_cluster ;;
+    *) die "unknown command \"redis-cluster ${2:-}\": up, status or down" ;;
+  esac
+  exit 0
+fi
 if ! command -v pg_createcluster >/dev/null || ! command -v pg_basebackup >/dev/null; then
   [ "$cmd" = up ] || die "PostgreSQL is not installed (services up installs it)"
   log "installing PostgreSQL"
@@ -225,6 +350,7 @@ case "$cmd" in
     up_primary
     up_replica
     up_redis
+    up_redis_cluster
     status
     ;;
   status) status ;;
