@@ -1,4 +1,6 @@
-//! Coherence across processes over Redis pub/sub (feature `redis`).
+//! Coherence across processes over Redis pub/sub (feature `redis`): plain
+//! pub/sub on one server, sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`) on a Redis
+//! Cluster, so that the messages travel only within the channel's shard.
 //!
 //! Each [`TieredCache`](crate::TieredCache) with coherence is an *instance*
 //! with a random 64-bit id. A write or invalidation in one instance publishes
@@ -8,7 +10,10 @@
 //! go up by one. Pub/sub is at-most-once, so three things repair lost
 //! messages by clearing L1 (everything in it may be stale):
 //! - the subscription connection dropped: on re-subscribing, L1 is cleared
-//!   (messages sent meanwhile were not delivered);
+//!   (messages sent meanwhile were not delivered). On a cluster the channel's
+//!   node may die (its replica takes over) or the channel's slot may move: the
+//!   cluster client re-subscribes at the slot's new owner by itself, and the
+//!   server's confirmation of that re-subscription clears L1 the same way;
 //! - a gap in a sender's numbers (its publish failed, or its queue was full):
 //!   the receiver clears L1 (Hazelcast's near cache does the same);
 //! - a sender that lost a message and then goes quiet: each instance also
@@ -22,8 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
-use redis::{AsyncConnectionConfig, ProtocolVersion, PushKind};
+use redis::PushKind;
+use scalekit_core::redis::{RedisConnection, RedisOptions, RedisTarget};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -207,9 +212,10 @@ where
 /// Cross-process coherence of L1 caches through Redis pub/sub.
 ///
 /// Given to [`TieredCacheBuilder::coherence`]. All tiered caches whose tiers
-/// share a namespace (on one Redis) share one channel,
+/// share a namespace (on one Redis, or one Redis Cluster) share one channel,
 /// `{namespace}:invalidations`, and drop from their L1 whatever another one
-/// writes or invalidates. See the [crate docs](crate#coherence-across-processes)
+/// writes or invalidates. On a cluster the channel is a sharded one: it lives
+/// on the shard of its slot, and survives that shard's failover. See the [crate docs](crate#coherence-across-processes)
 /// for how lost messages are detected and repaired, and what that costs.
 ///
 /// Two background tasks run per tiered cache: a publisher (sends this
@@ -224,8 +230,8 @@ where
 /// use std::time::Duration;
 /// use scalekit_cache::{Cache, RedisCoherence, RedisTier, TieredCache, WritePolicy};
 ///
-/// let client = redis::Client::open("redis://127.0.0.1:6379").expect("a valid URL");
-/// let tier: RedisTier<u64, String> = RedisTier::builder(client, "users").build().await?;
+/// let target = "redis://127.0.0.1:6379".parse().expect("a valid URL");
+/// let tier: RedisTier<u64, String> = RedisTier::builder(target, "users").build().await?;
 /// let l1 = Cache::builder()
 ///     .max_capacity(10_000)
 ///     .time_to_live(Duration::from_secs(60)) // bounds staleness if all else fails
@@ -241,8 +247,8 @@ where
 /// ```
 #[derive(Clone)]
 pub struct RedisCoherence {
-    client: redis::Client,
-    publisher: ConnectionManager,
+    target: RedisTarget,
+    publisher: RedisConnection,
     runtime: tokio::runtime::Handle,
     channel: String,
     /// `scalekit-inv:{namespace}:` (CLIENT SETNAME takes no spaces).
@@ -270,7 +276,7 @@ impl RedisCoherence {
     /// Coherence on `tier`'s Redis and namespace, with its time limit.
     pub fn new<K, V>(tier: &RedisTier<K, V>) -> Self {
         Self {
-            client: tier.client.clone(),
+            target: tier.target.clone(),
             publisher: tier.conn.clone(),
             runtime: tier.runtime.clone(),
             channel: format!("{}:invalidations", tier.namespace),
@@ -316,17 +322,6 @@ impl RedisCoherence {
         self
     }
 
-    fn subscriber_client(&self) -> Result<redis::Client, redis::RedisError> {
-        // RESP3, so one connection can both subscribe and answer PING (and be
-        // named for CLIENT LIST).
-        let info = self.client.get_connection_info().clone();
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        redis::Client::open(info.set_redis_settings(settings))
-    }
-
     fn start<K, V, S, C>(self, local: Local<K, V, S, C>) -> Box<dyn Broadcast<K>>
     where
         K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -349,13 +344,9 @@ impl RedisCoherence {
             self.timeout,
             self.heartbeat,
         ));
-        let subscriber_client = self.subscriber_client();
-        let subscriber = self.runtime.spawn(subscribe_loop(
-            subscriber_client,
-            self.clone(),
-            origin,
-            receiver,
-        ));
+        let subscriber = self
+            .runtime
+            .spawn(subscribe_loop(self.clone(), origin, receiver));
         Box::new(RedisBus {
             tx,
             dropped,
@@ -412,7 +403,7 @@ impl Drop for RedisBus {
 
 #[allow(clippy::too_many_arguments)]
 async fn publish_loop(
-    mut conn: ConnectionManager,
+    mut conn: RedisConnection,
     channel: String,
     origin: u64,
     mut rx: mpsc::Receiver<Vec<u8>>,
@@ -435,7 +426,7 @@ async fn publish_loop(
                 for key in batch.drain(..) {
                     seq = seq.saturating_add(1 + dropped.swap(0, Relaxed));
                     let message = Message { origin, seq, key: Some(key) };
-                    pipe.publish(&channel, message.encode()).ignore();
+                    pipe.add_command(conn.publish_cmd(&channel, message.encode())).ignore();
                 }
                 match tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn)).await {
                     Ok(Ok(())) => counters.invalidations_sent.fetch_add(n as u64, Relaxed),
@@ -446,7 +437,7 @@ async fn publish_loop(
             _ = ticker.tick() => {
                 seq = seq.saturating_add(dropped.swap(0, Relaxed));
                 let message = Message { origin, seq, key: None };
-                let cmd = redis::cmd("PUBLISH").arg(&channel).arg(message.encode()).clone();
+                let cmd = conn.publish_cmd(&channel, message.encode());
                 // A lost heartbeat costs nothing: the next one says the same.
                 let _ = tokio::time::timeout(timeout, cmd.query_async::<()>(&mut conn)).await;
             }
@@ -455,7 +446,6 @@ async fn publish_loop(
 }
 
 async fn subscribe_loop<K, V, S, C>(
-    client: Result<redis::Client, redis::RedisError>,
     config: RedisCoherence,
     origin: u64,
     receiver: Receiver<K, V, S, C>,
@@ -465,51 +455,84 @@ async fn subscribe_loop<K, V, S, C>(
     S: BuildHasher,
     C: Clock,
 {
-    let Ok(client) = client else {
-        return; // a URL the RESP3 client rejects; the tier itself reports it
-    };
     let (min, max) = config.backoff;
     let mut backoff = min;
+    let options = RedisOptions::new(config.timeout).retries(2);
+    let cluster = config.target.is_cluster();
     loop {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let connected =
             tokio::time::timeout(config.timeout.max(Duration::from_millis(100)) * 2, async {
-                let conn_config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(config.timeout))
-                    .set_response_timeout(Some(config.timeout))
-                    .set_push_sender(tx);
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(&conn_config)
+                let mut conn = config
+                    .target
+                    .subscribe(&config.channel, &options, tx)
                     .await?;
-                redis::cmd("CLIENT")
-                    .arg("SETNAME")
-                    .arg(format!("{}{origin:016x}", config.name_prefix))
-                    .query_async::<()>(&mut conn)
-                    .await?;
-                conn.subscribe(&config.channel).await?;
+                if !cluster {
+                    // On a cluster the name would land on one node of many.
+                    redis::cmd("CLIENT")
+                        .arg("SETNAME")
+                        .arg(format!("{}{origin:016x}", config.name_prefix))
+                        .query_async::<()>(&mut conn)
+                        .await?;
+                }
                 Ok::<_, redis::RedisError>(conn)
             })
             .await;
         if let Ok(Ok(mut conn)) = connected {
             backoff = min;
             receiver.on_subscribed();
+            // On a cluster the client re-subscribes by itself: between a loss
+            // (a disconnection, the slot moving away, a failed probe) and the
+            // server's confirmation of the new subscription, invalidations are
+            // not heard; the confirmation clears L1.
+            let mut lost = false;
+            let mut failed_probes = 0u32;
+            let probe = conn.probe_cmd(&config.channel);
             let mut ping = tokio::time::interval(config.heartbeat);
             ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     push = rx.recv() => match push {
                         None => break,
-                        Some(push) if push.kind == PushKind::Disconnection => break,
-                        Some(push) => {
-                            if let Some(msg) = redis::Msg::from_push_info(push) {
-                                receiver.on_payload(msg.get_payload_bytes());
+                        Some(push) => match push.kind {
+                            PushKind::Message | PushKind::SMessage => {
+                                if let Some(msg) = redis::Msg::from_push_info(push) {
+                                    receiver.on_payload(msg.get_payload_bytes());
+                                }
                             }
-                        }
+                            PushKind::Disconnection | PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                                if !cluster {
+                                    break;
+                                }
+                                if !lost {
+                                    lost = true;
+                                    receiver.on_unsubscribed();
+                                }
+                            }
+                            PushKind::SSubscribe | PushKind::Subscribe if lost => {
+                                lost = false;
+                                failed_probes = 0;
+                                receiver.on_subscribed();
+                            }
+                            _ => {}
+                        },
                     },
                     _ = ping.tick() => {
-                        let ping_cmd = redis::cmd("PING");
-                        let pong = ping_cmd.query_async::<()>(&mut conn);
-                        if !matches!(tokio::time::timeout(config.timeout, pong).await, Ok(Ok(()))) {
+                        let pong = probe.query_async::<redis::Value>(&mut conn);
+                        if matches!(tokio::time::timeout(config.timeout, pong).await, Ok(Ok(_))) {
+                            failed_probes = 0;
+                            continue;
+                        }
+                        if !cluster {
+                            break;
+                        }
+                        if !lost {
+                            lost = true;
+                            receiver.on_unsubscribed();
+                        }
+                        // The client cannot find the channel's node: start over.
+                        failed_probes += 1;
+                        if failed_probes >= 10 {
                             break;
                         }
                     }

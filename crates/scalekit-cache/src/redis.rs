@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use scalekit_core::redis::{RedisConnection, RedisOptions, RedisTarget};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -17,15 +17,28 @@ const MGET_CHUNK: usize = 128;
 
 /// A [`Tier`] stored in Redis.
 ///
-/// - **One multiplexed connection** ([`redis::aio::ConnectionManager`]): every
-///   call from every task shares it, pipelined on the wire, and it reconnects
-///   by itself (with backoff) after the connection drops or Redis restarts. It
-///   connects lazily: a tier built while Redis is down works once Redis is up.
+/// - **One server or a Redis Cluster**, by its [`RedisTarget`]
+///   (`"redis://host:6379"`, or a comma-separated list of a cluster's nodes):
+///   the code using the tier is the same. On a server, one multiplexed
+///   connection ([`redis::aio::ConnectionManager`]) that every call from every
+///   task shares, pipelined on the wire, reconnecting by itself (with backoff)
+///   after the connection drops or Redis restarts. On a cluster, redis-rs's
+///   cluster client: one multiplexed connection per node, each command sent to
+///   its key's slot's master, `MOVED`/`ASK` followed and the slot map refreshed
+///   after a failover or a migration. Either connects lazily: a tier built while
+///   Redis is down works once Redis is up.
 /// - **A time limit on every call** ([`timeout`](RedisTierBuilder::timeout),
 ///   default 100 ms): a slow or unreachable Redis gives
 ///   [`TierError::Timeout`], never a hung read.
-/// - **Multi-get** is a pipeline of `MGET`s of up to 128 keys: one round
-///   trip.
+/// - **Multi-get** is `MGET`s of up to 128 keys. On a server they go as one
+///   pipeline: one round trip. On a cluster the client splits each `MGET` by
+///   slot (a cluster refuses a command whose keys span slots) and sends the
+///   parts to their nodes at once, pipelined on each node's connection: one
+///   round trip per node, in parallel. Keys are not hash-tagged, so a batch
+///   spreads over the cluster like the rest of the data; a namespace that
+///   wants its keys on one shard can be given in braces (`{users}` makes every
+///   key `{users}:v1:...`, one slot), at the price of that shard holding them
+///   all.
 /// - **Keys** are `{namespace}:v{version}:{key}`, the key written with its
 ///   [`Display`]: readable in `redis-cli`, and the same in every process and
 ///   program version as long as `Display` is. `Display` must tell keys apart
@@ -45,8 +58,9 @@ const MGET_CHUNK: usize = 128;
 /// use std::time::Duration;
 /// use scalekit_cache::{RedisTier, Tier};
 ///
-/// let client = redis::Client::open("redis://127.0.0.1:6379").expect("a valid URL");
-/// let tier: RedisTier<u64, String> = RedisTier::builder(client, "users")
+/// // Or "redis://127.0.0.1:7000,redis://127.0.0.1:7001" for a Redis Cluster.
+/// let target = "redis://127.0.0.1:6379".parse().expect("a valid URL");
+/// let tier: RedisTier<u64, String> = RedisTier::builder(target, "users")
 ///     .version(3)
 ///     .timeout(Duration::from_millis(50))
 ///     .build()
@@ -57,8 +71,8 @@ const MGET_CHUNK: usize = 128;
 /// # Ok(()) }
 /// ```
 pub struct RedisTier<K, V> {
-    pub(crate) conn: ConnectionManager,
-    pub(crate) client: redis::Client,
+    pub(crate) conn: RedisConnection,
+    pub(crate) target: RedisTarget,
     pub(crate) namespace: String,
     prefix: String,
     pub(crate) timeout: Duration,
@@ -70,7 +84,7 @@ impl<K, V> Clone for RedisTier<K, V> {
     fn clone(&self) -> Self {
         Self {
             conn: self.conn.clone(),
-            client: self.client.clone(),
+            target: self.target.clone(),
             namespace: self.namespace.clone(),
             prefix: self.prefix.clone(),
             timeout: self.timeout,
@@ -83,6 +97,7 @@ impl<K, V> Clone for RedisTier<K, V> {
 impl<K, V> fmt::Debug for RedisTier<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisTier")
+            .field("target", &self.target)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -92,7 +107,7 @@ impl<K, V> fmt::Debug for RedisTier<K, V> {
 /// Options of a [`RedisTier`]; from [`RedisTier::builder`].
 #[derive(Debug)]
 pub struct RedisTierBuilder<K, V> {
-    client: redis::Client,
+    target: RedisTarget,
     namespace: String,
     version: u32,
     timeout: Duration,
@@ -100,10 +115,11 @@ pub struct RedisTierBuilder<K, V> {
 }
 
 impl<K, V> RedisTier<K, V> {
-    /// A builder for a tier over `client`, with its keys under `namespace`.
-    pub fn builder(client: redis::Client, namespace: impl Into<String>) -> RedisTierBuilder<K, V> {
+    /// A builder for a tier on `target` (one server or a cluster), with its
+    /// keys under `namespace`.
+    pub fn builder(target: RedisTarget, namespace: impl Into<String>) -> RedisTierBuilder<K, V> {
         RedisTierBuilder {
-            client,
+            target,
             namespace: namespace.into(),
             version: 1,
             timeout: Duration::from_millis(100),
@@ -116,8 +132,14 @@ impl<K, V> RedisTier<K, V> {
         &self.prefix
     }
 
+    /// Where the tier's data lives.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
     /// The server's id of the tier's current connection (`CLIENT ID`): to find
-    /// it in `CLIENT LIST`, or to close it with `CLIENT KILL ID` in a drill.
+    /// it in `CLIENT LIST`, or to close it with `CLIENT KILL ID` in a drill (on
+    /// a cluster, the id on whichever node answers).
     pub async fn connection_id(&self) -> Result<i64, TierError> {
         let cmd = redis::cmd("CLIENT").arg("ID").clone();
         self.bounded("client id", |mut conn| {
@@ -141,7 +163,7 @@ impl<K, V> RedisTier<K, V> {
     /// command the tier sends is idempotent.
     async fn bounded<T, F, Fut>(&self, operation: &'static str, mut call: F) -> Result<T, TierError>
     where
-        F: FnMut(ConnectionManager) -> Fut,
+        F: FnMut(RedisConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let attempts = async {
@@ -208,17 +230,13 @@ impl<K, V> RedisTierBuilder<K, V> {
         }
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|e| TierError::Backend(Box::new(e)))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+        let conn = self
+            .target
+            .connect_lazy(&RedisOptions::new(self.timeout).retries(2))
             .map_err(|e| TierError::Backend(Box::new(e)))?;
         Ok(RedisTier {
             conn,
-            client: self.client,
+            target: self.target,
             prefix: format!("{}:v{}:", self.namespace, self.version),
             namespace: self.namespace,
             timeout: self.timeout,
@@ -230,7 +248,7 @@ impl<K, V> RedisTierBuilder<K, V> {
 
 async fn query<T: redis::FromRedisValue>(
     cmd: &redis::Cmd,
-    mut conn: ConnectionManager,
+    mut conn: RedisConnection,
 ) -> redis::RedisResult<T> {
     cmd.query_async(&mut conn).await
 }
@@ -272,17 +290,38 @@ where
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for chunk in keys.chunks(MGET_CHUNK) {
-            let names: Vec<String> = chunk.iter().map(|k| self.redis_key(k)).collect();
-            pipe.cmd("MGET").arg(names);
-        }
-        let chunks: Vec<Vec<Option<Vec<u8>>>> = self
-            .bounded("get_many", |mut conn| {
+        let mgets: Vec<redis::Cmd> = keys
+            .chunks(MGET_CHUNK)
+            .map(|chunk| {
+                let names: Vec<String> = chunk.iter().map(|k| self.redis_key(k)).collect();
+                redis::cmd("MGET").arg(names).clone()
+            })
+            .collect();
+        let chunks: Vec<Vec<Option<Vec<u8>>>> = if self.conn.is_cluster() {
+            // A pipeline must keep to one slot on a cluster: send the MGETs
+            // side by side instead; the client splits each by slot.
+            self.bounded("get_many", |conn| {
+                let mgets = mgets.clone();
+                async move {
+                    futures_util::future::try_join_all(mgets.iter().map(|cmd| {
+                        let mut conn = conn.clone();
+                        async move { cmd.query_async(&mut conn).await }
+                    }))
+                    .await
+                }
+            })
+            .await?
+        } else {
+            let mut pipe = redis::pipe();
+            for cmd in &mgets {
+                pipe.add_command(cmd.clone());
+            }
+            self.bounded("get_many", |mut conn| {
                 let pipe = pipe.clone();
                 async move { pipe.query_async(&mut conn).await }
             })
-            .await?;
+            .await?
+        };
         // A value that does not decode reads as absent here (rather than
         // failing the whole batch); the next load overwrites it.
         let values: Vec<Option<V>> = chunks

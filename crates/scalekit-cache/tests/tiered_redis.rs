@@ -1,8 +1,9 @@
-//! The tiered cache against a real Redis (`SCALEKIT_REDIS_URL`): coherence
-//! between two caches, connections killed mid-test, lost invalidations, TTLs
-//! in Redis, and the background tasks stopping on drop.
+//! The tiered cache against a real Redis (`SCALEKIT_REDIS_URL`) and a real
+//! Redis Cluster (`SCALEKIT_REDIS_CLUSTER_URLS`): coherence between two caches,
+//! connections killed mid-test, lost invalidations, TTLs in Redis, multi-gets
+//! across slots, and the background tasks stopping on drop.
 //!
-//! Without `SCALEKIT_REDIS_URL` these tests say they were skipped; under `CI`
+//! Without the variables these tests say they were skipped; under `CI`
 //! an unreachable server fails them. Every test uses its own random namespace,
 //! and kills only its own connections (never the shared server).
 #![cfg(feature = "redis")]
@@ -12,41 +13,47 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use scalekit_cache::{Cache, RedisCoherence, RedisTier, Tier, TieredCache, WritePolicy};
-use scalekit_test_support::services::redis_url;
+use scalekit_core::redis::{RedisConnection, RedisOptions, RedisTarget};
+use scalekit_test_support::services::{redis_cluster_urls, redis_url};
 use tokio::time::Instant;
 
 /// The longest any test waits for something to happen.
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Redis {
-    client: redis::Client,
-    admin: MultiplexedConnection,
+    target: RedisTarget,
+    admin: RedisConnection,
     namespace: String,
 }
 
 /// Connects to the test Redis, or says why the test is skipped (and fails
 /// under `CI`, as `scalekit_test_support::services` does).
 async fn redis(test: &str) -> Option<Redis> {
-    let url = redis_url(test)?;
+    connect(test, redis_url(test)?).await
+}
+
+/// The same on the test Redis Cluster.
+async fn cluster(test: &str) -> Option<Redis> {
+    connect(test, redis_cluster_urls(test)?).await
+}
+
+async fn connect(test: &str, url: String) -> Option<Redis> {
     let ci = std::env::var_os("CI").is_some();
-    let connected = async {
-        let client = redis::Client::open(url.as_str())?;
-        let admin = client.get_multiplexed_async_connection().await?;
-        Ok::<_, redis::RedisError>((client, admin))
-    };
-    let failure = match tokio::time::timeout(Duration::from_secs(2), connected).await {
-        Ok(Ok((client, admin))) => {
+    let target: RedisTarget = url.parse().expect("a valid target");
+    let options = RedisOptions::new(Duration::from_secs(1));
+    let connected = target.connect(&options);
+    let failure = match tokio::time::timeout(Duration::from_secs(5), connected).await {
+        Ok(Ok(admin)) => {
             let salt = std::collections::hash_map::RandomState::new().hash_one(test);
             return Some(Redis {
-                client,
+                target,
                 admin,
                 namespace: format!("scalekit-test:{test}:{salt:016x}"),
             });
         }
         Ok(Err(e)) => format!("Redis at {url} is unreachable: {e}"),
-        Err(_) => format!("Redis at {url} did not answer within 2 s"),
+        Err(_) => format!("Redis at {url} did not answer within 5 s"),
     };
     assert!(!ci, "CI: {failure}");
     eprintln!("skipped {test}: {failure}");
@@ -68,7 +75,7 @@ async fn eventually<F: Future<Output = bool>>(mut condition: impl FnMut() -> F) 
 }
 
 async fn tier(redis: &Redis) -> RedisTier<u64, String> {
-    RedisTier::builder(redis.client.clone(), redis.namespace.as_str())
+    RedisTier::builder(redis.target.clone(), redis.namespace.as_str())
         .timeout(Duration::from_millis(500))
         .build()
         .await
@@ -138,9 +145,19 @@ async fn value(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_in_one_cache_leaves_the_others_l1() {
-    let Some(redis) = redis("coherence").await else {
-        return;
-    };
+    if let Some(redis) = redis("coherence").await {
+        writes_leave_the_others_l1(&redis).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_write_in_one_cache_leaves_the_others_l1() {
+    if let Some(redis) = cluster("cluster-coherence").await {
+        writes_leave_the_others_l1(&redis).await;
+    }
+}
+
+async fn writes_leave_the_others_l1(redis: &Redis) {
     for policy in [WritePolicy::InvalidateOnWrite, WritePolicy::WriteThrough] {
         let (a, _) = coherent(&redis, policy, 64).await;
         let (b, _) = coherent(&redis, policy, 64).await;
@@ -176,9 +193,21 @@ async fn a_write_in_one_cache_leaves_the_others_l1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_carry_a_ttl_in_redis_and_multi_get_is_one_pipeline() {
-    let Some(redis) = redis("ttl").await else {
-        return;
-    };
+    if let Some(redis) = redis("ttl").await {
+        ttls_and_multi_gets(&redis).await;
+    }
+}
+
+/// On a cluster the 300 keys of the multi-get spread over all three masters'
+/// slots: the client splits the MGETs by slot and the answer keeps the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_entries_carry_a_ttl_and_multi_get_spans_slots() {
+    if let Some(redis) = cluster("cluster-ttl").await {
+        ttls_and_multi_gets(&redis).await;
+    }
+}
+
+async fn ttls_and_multi_gets(redis: &Redis) {
     let tier = tier(&redis).await;
     let cache = TieredCache::builder(Cache::new(100), tier.clone())
         .l2_ttl(Duration::from_secs(120))
@@ -279,9 +308,19 @@ async fn killed_connections_fail_no_read_and_coherence_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_invalidations_show_as_a_sequence_gap_and_clear_l1() {
-    let Some(redis) = redis("gap").await else {
-        return;
-    };
+    if let Some(redis) = redis("gap").await {
+        lost_invalidations_clear_l1(&redis).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_lost_invalidations_show_as_a_gap_and_clear_l1() {
+    if let Some(redis) = cluster("cluster-gap").await {
+        lost_invalidations_clear_l1(&redis).await;
+    }
+}
+
+async fn lost_invalidations_clear_l1(redis: &Redis) {
     // A's queue holds one message: a burst of writes overflows it, and the
     // overflow is lost (as it would be if Redis refused the PUBLISH).
     let (a, _) = coherent(&redis, WritePolicy::InvalidateOnWrite, 1).await;
@@ -337,8 +376,8 @@ async fn dropping_the_cache_stops_its_subscriber() {
 /// reconnecting subscriber. Needs no Redis, so it always runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_redis_fails_no_read() {
-    let client = redis::Client::open("redis://127.0.0.1:1").expect("a valid URL");
-    let tier: RedisTier<u64, String> = RedisTier::builder(client, "scalekit-test:down")
+    let target = "redis://127.0.0.1:1".parse().expect("a valid URL");
+    let tier: RedisTier<u64, String> = RedisTier::builder(target, "scalekit-test:down")
         .timeout(Duration::from_millis(100))
         .build()
         .await

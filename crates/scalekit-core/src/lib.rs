@@ -8,6 +8,8 @@
 //! * [`placement`]: the [`Placement`] trait.
 //! * [`admission`]: the [`Admission`] and [`KeyedAdmission`] traits and their values.
 //! * `tower` (feature `tower`): the generic admission layer.
+//! * `redis` (feature `redis`): one Redis server or a Redis Cluster behind one
+//!   connection type, for the crates' Redis parts.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod admission;
@@ -15,6 +17,8 @@ pub mod clock;
 pub mod config;
 pub mod hash;
 pub mod placement;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "tower")]
 pub mod tower;
 

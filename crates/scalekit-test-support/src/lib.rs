@@ -5,6 +5,8 @@
 //! * [`services`]: the addresses of the real servers some tests need (Redis,
 //!   PostgreSQL), with the kit's rule: skipped with a message on a laptop without
 //!   them, a failure under `CI`.
+//! * [`redis_cluster`]: drills on the test Redis Cluster (kill a master, fail
+//!   over, move slots), one at a time, leaving the cluster whole.
 //!
 //! ```
 //! // In a test binary (tests/alloc_free.rs):
@@ -19,4 +21,5 @@
 #![allow(unsafe_code)]
 
 pub mod alloc;
+pub mod redis_cluster;
 pub mod services;

@@ -42,3 +42,13 @@ pub fn redis_url(test: &str) -> Option<String> {
 pub fn pg_url(test: &str) -> Option<String> {
     required("SCALEKIT_PG_URL", test, "a PostgreSQL server")
 }
+
+/// `SCALEKIT_REDIS_CLUSTER_URLS` (a Redis Cluster's nodes, comma-separated), or
+/// `None` after saying why `test` is skipped.
+pub fn redis_cluster_urls(test: &str) -> Option<String> {
+    required(
+        "SCALEKIT_REDIS_CLUSTER_URLS",
+        test,
+        "a Redis Cluster (deploy/services.sh up starts one)",
+    )
+}

@@ -1,0 +1,292 @@
+//! Drills on the test Redis Cluster (`deploy/services.sh`'s, on loopback): find
+//! which node serves a slot, kill a master with `SIGKILL`, fail over by hand,
+//! move slots, and put the cluster back whole.
+//!
+//! Every drill holds [`Drill`], a lock on a file shared by all test processes, so
+//! two drills never overlap; [`Drill`]'s drop runs `deploy/services.sh
+//! redis-cluster up`, which restarts any killed node (it rejoins as a replica)
+//! and waits until all slots are served again, so the cluster is whole after
+//! every drill, even one that failed. The nodes are driven with `redis-cli`, as
+//! an operator would.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One node of the cluster, as `CLUSTER NODES` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// The node's id.
+    pub id: String,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Whether it is a master.
+    pub master: bool,
+    /// Whether it is flagged as failing (`fail` or `fail?`).
+    pub failing: bool,
+    /// For a replica, the id of its master.
+    pub master_id: Option<String>,
+    /// Its slot ranges (masters), inclusive.
+    pub slots: Vec<(u16, u16)>,
+}
+
+/// Runs `redis-cli -p port args...` and returns its standard output.
+pub fn cli(port: u16, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run redis-cli: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "redis-cli -p {port} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The ports of `urls` (`redis://127.0.0.1:7000,...`).
+pub fn ports(urls: &str) -> Vec<u16> {
+    urls.split(',')
+        .filter_map(|u| {
+            u.trim()
+                .rsplit(':')
+                .next()?
+                .trim_end_matches('/')
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// The cluster as the first answering node among `ports` sees it.
+pub fn nodes(ports: &[u16]) -> Result<Vec<Node>, String> {
+    let mut last = String::from("no ports");
+    for &port in ports {
+        match cli(port, &["cluster", "nodes"]) {
+            Ok(text) if !text.trim().is_empty() => return Ok(parse_nodes(&text)),
+            Ok(_) => last = format!("{port}: empty answer"),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn parse_nodes(text: &str) -> Vec<Node> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 8 {
+                return None;
+            }
+            let port = f[1].split('@').next()?.rsplit(':').next()?.parse().ok()?;
+            let slots = f[8..]
+                .iter()
+                .filter(|s| !s.starts_with('['))
+                .filter_map(|s| match s.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => s.parse().ok().map(|x| (x, x)),
+                })
+                .collect();
+            Some(Node {
+                id: f[0].to_string(),
+                port,
+                master: f[2].contains("master"),
+                failing: f[2].contains("fail"),
+                master_id: (f[3] != "-").then(|| f[3].to_string()),
+                slots,
+            })
+        })
+        .collect()
+}
+
+/// The master serving `slot`, if one does.
+pub fn master_of(ports: &[u16], slot: u16) -> Result<Option<Node>, String> {
+    Ok(nodes(ports)?
+        .into_iter()
+        .find(|n| n.master && !n.failing && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot))))
+}
+
+/// The Redis Cluster slot of `key` (CRC16 of the key or its hash tag, mod 16384),
+/// as the server computes it (`CLUSTER KEYSLOT`).
+pub fn slot_of(port: u16, key: &str) -> Result<u16, String> {
+    cli(port, &["cluster", "keyslot", key])?
+        .trim()
+        .parse()
+        .map_err(|e| format!("CLUSTER KEYSLOT {key}: {e}"))
+}
+
+/// Polls `condition` every 50 ms for up to `limit`; the time it took to hold.
+pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Exclusive use of the test cluster for one drill; restores it when dropped.
+#[derive(Debug)]
+pub struct Drill {
+    /// The cluster's node ports.
+    pub ports: Vec<u16>,
+    _lock: File,
+}
+
+fn services_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/services.sh")
+}
+
+/// `deploy/services.sh redis-cluster up`: starts the nodes that are down and
+/// waits until the cluster is whole (each master with a replica).
+pub fn restore() -> Result<(), String> {
+    let out = Command::new("bash")
+        .arg(services_script())
+        .args(["redis-cluster", "up"])
+        .output()
+        .map_err(|e| format!("cannot run services.sh: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "services.sh redis-cluster up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl Drill {
+    /// Takes the cluster whose nodes `urls` names (waiting for any other drill
+    /// to end), after making sure it is whole.
+    pub fn begin(urls: &str) -> Result<Self, String> {
+        let path = std::env::temp_dir().join("scalekit-redis-cluster-drill.lock");
+        let lock = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("lock {}: {e}", path.display()))?;
+        restore()?;
+        Ok(Self {
+            ports: ports(urls),
+            _lock: lock,
+        })
+    }
+
+    /// Kills the master serving `slot` with `SIGKILL`; its port.
+    pub fn kill_master_of(&self, slot: u16) -> Result<u16, String> {
+        let master =
+            master_of(&self.ports, slot)?.ok_or(format!("no master serves slot {slot}"))?;
+        let info = cli(master.port, &["info", "server"])?;
+        let pid = info
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .ok_or("no process_id in INFO server")?;
+        let status = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .map_err(|e| format!("kill: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -9 {pid} failed"));
+        }
+        Ok(master.port)
+    }
+
+    /// Waits until a master other than `old` serves `slot`; how long it took.
+    pub fn wait_promoted(&self, slot: u16, old: u16, limit: Duration) -> Option<Duration> {
+        let alive: Vec<u16> = self.ports.iter().copied().filter(|&p| p != old).collect();
+        wait_for(
+            limit,
+            || matches!(master_of(&alive, slot), Ok(Some(n)) if n.port != old),
+        )
+    }
+
+    /// `CLUSTER FAILOVER` on the replica of the master serving `slot`: the two
+    /// swap roles without losing a write. The new master's port.
+    pub fn manual_failover(&self, slot: u16) -> Result<u16, String> {
+        let all = nodes(&self.ports)?;
+        let master =
+            master_of(&self.ports, slot)?.ok_or(format!("no master serves slot {slot}"))?;
+        let replica = all
+            .iter()
+            .find(|n| n.master_id.as_deref() == Some(master.id.as_str()) && !n.failing)
+            .ok_or(format!("master {} has no replica", master.port))?;
+        cli(replica.port, &["cluster", "failover"])?;
+        let port = replica.port;
+        wait_for(
+            Duration::from_secs(20),
+            || matches!(master_of(&self.ports, slot), Ok(Some(n)) if n.port == port),
+        )
+        .ok_or(format!("replica {port} did not take over slot {slot}"))?;
+        Ok(port)
+    }
+
+    /// Moves `count` slots from the master serving `slot` to another master with
+    /// `redis-cli --cluster reshard` (keys migrated one by one: clients meet
+    /// `ASK` during the move and `MOVED` after). Returns the target's port.
+    pub fn reshard_from(&self, slot: u16, count: u32) -> Result<u16, String> {
+        let all = nodes(&self.ports)?;
+        let from = master_of(&self.ports, slot)?.ok_or(format!("no master serves slot {slot}"))?;
+        let to = all
+            .iter()
+            .find(|n| n.master && !n.failing && n.id != from.id)
+            .ok_or("no other master")?;
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{}", from.port)])
+            .args(["--cluster-from", &from.id, "--cluster-to", &to.id])
+            .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
+            .output()
+            .map_err(|e| format!("redis-cli --cluster reshard: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "reshard failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(to.port)
+    }
+}
+
+impl Drop for Drill {
+    fn drop(&mut self) {
+        if let Err(e) = restore() {
+            eprintln!("the Redis Cluster could not be restored after a drill: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_nodes_lines_parse() {
+        let text = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7003@17003 slave a1 0 1 1 connected
+c3 127.0.0.1:7001@17001 master,fail? - 0 1 2 connected 5461-10922 12000 [5-<-x]
+";
+        let n = parse_nodes(text);
+        assert_eq!(n.len(), 3);
+        assert_eq!(
+            (n[0].port, n[0].master, n[0].slots.clone()),
+            (7000, true, vec![(0, 5460)])
+        );
+        assert_eq!(
+            (n[1].master, n[1].master_id.as_deref()),
+            (false, Some("a1"))
+        );
+        assert!(n[2].failing);
+        assert_eq!(n[2].slots, vec![(5461, 10922), (12000, 12000)]);
+        assert_eq!(
+            ports("redis://127.0.0.1:7000,redis://127.0.0.1:7001/"),
+            vec![7000, 7001]
+        );
+    }
+}
