@@ -213,7 +213,16 @@ cluster_whole() {
     [ "$(cinfo "$port" cluster_known_nodes)" = 6 ] || return 1
   done
   [ "$(cli "${CPORTS[0]}" cluster nodes | grep -c 'slave' || true)" = 3 ] || return 1
-  [ "$(cli "${CPORTS[0]}" cluster nodes | grep -c 'fail' || true)" = 0 ]
+  [ "$(cli "${CPORTS[0]}" cluster nodes | grep -c 'fail' || true)" = 0 ] || return 1
+  # Each replica is in sync (a node that just rejoined may still be loading its
+  # master's data: a failover then would wait for it).
+  local repl
+  for port in "${CPORTS[@]}"; do
+    repl="$(cli "$port" info replication 2>/dev/null | tr -d '\r')"
+    grep -q '^role:slave' <<<"$repl" || continue
+    grep -q '^master_link_status:up' <<<"$repl" || return 1
+    grep -q '^master_sync_in_progress:0' <<<"$repl" || return 1
+  done
 }
 
 cluster_create() {
