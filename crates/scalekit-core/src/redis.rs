@@ -188,7 +188,7 @@ impl RedisTarget {
             Self::Cluster(seeds) => {
                 let client = Self::cluster_client(seeds, options, None)?;
                 Ok(RedisConnection(Inner::Cluster(Arc::new(LazyCluster {
-                    client,
+                    client: Some(client),
                     conn: tokio::sync::OnceCell::new(),
                 }))))
             }
@@ -255,7 +255,7 @@ impl RedisTarget {
                 let mut conn = client.get_async_connection().await?;
                 conn.ssubscribe(channel).await?;
                 Ok(RedisConnection(Inner::Cluster(Arc::new(LazyCluster {
-                    client,
+                    client: Some(client),
                     conn: tokio::sync::OnceCell::new_with(Some(conn)),
                 }))))
             }
@@ -360,14 +360,20 @@ enum Inner {
 }
 
 struct LazyCluster {
-    client: ClusterClient,
+    /// `None` when the connection came opened.
+    client: Option<ClusterClient>,
     conn: tokio::sync::OnceCell<ClusterConnection>,
 }
 
 impl LazyCluster {
     async fn get(&self) -> Result<ClusterConnection, RedisError> {
         self.conn
-            .get_or_try_init(|| self.client.get_async_connection())
+            .get_or_try_init(|| async {
+                match &self.client {
+                    Some(client) => client.get_async_connection().await,
+                    None => Err(RedisError::from(std::io::Error::other("no cluster client"))),
+                }
+            })
             .await
             .cloned()
     }
@@ -409,6 +415,30 @@ impl RedisConnection {
         } else {
             redis::cmd("PING")
         }
+    }
+}
+
+impl From<MultiplexedConnection> for RedisConnection {
+    /// A connection to one server, opened by the caller.
+    fn from(conn: MultiplexedConnection) -> Self {
+        Self(Inner::Plain(conn))
+    }
+}
+
+impl From<ConnectionManager> for RedisConnection {
+    /// A reconnecting connection to one server, opened by the caller.
+    fn from(conn: ConnectionManager) -> Self {
+        Self(Inner::Manager(conn))
+    }
+}
+
+impl From<ClusterConnection> for RedisConnection {
+    /// A connection to a cluster, opened by the caller.
+    fn from(conn: ClusterConnection) -> Self {
+        Self(Inner::Cluster(Arc::new(LazyCluster {
+            client: None,
+            conn: tokio::sync::OnceCell::new_with(Some(conn)),
+        })))
     }
 }
 

@@ -3,8 +3,10 @@
 //! server time, EVALSHA after a script flush, the window keys' TTLs, and fail
 //! open / fail closed.
 //!
-//! Needs `SCALEKIT_REDIS_URL` (for example `redis://127.0.0.1:6379`); without it
-//! the tests say they were skipped. Under `CI` an unreachable server fails them.
+//! Each runs on one server (`SCALEKIT_REDIS_URL`, for example
+//! `redis://127.0.0.1:6379`) and on a Redis Cluster
+//! (`SCALEKIT_REDIS_CLUSTER_URLS`); without them the tests say they were
+//! skipped. Under `CI` an unreachable server fails them.
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,11 +14,12 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use scalekit_core::redis::{RedisConnection, RedisOptions, RedisTarget};
 use scalekit_core::{mix64, ManualClock};
 use scalekit_limit::{
     DenyKind, KeyedSlidingWindow, OnError, Quota, RateLimiter, RedisRateLimiter, RedisSlidingWindow,
 };
-use scalekit_test_support::services::redis_url;
+use scalekit_test_support::services::{redis_cluster_urls, redis_url};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -37,11 +40,19 @@ fn prefix(test: &str) -> String {
     )
 }
 
-async fn connect(url: &str, test: &str) -> Option<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url).unwrap();
+/// The test's targets: the single server and the cluster, those that are set.
+fn targets(test: &str) -> Vec<String> {
+    [redis_url(test), redis_cluster_urls(test)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+async fn connect(url: &str, test: &str) -> Option<RedisConnection> {
+    let target: RedisTarget = url.parse().unwrap();
     match tokio::time::timeout(
-        Duration::from_secs(2),
-        client.get_multiplexed_async_connection(),
+        Duration::from_secs(5),
+        target.connect(&RedisOptions::new(Duration::from_secs(2))),
     )
     .await
     {
@@ -70,9 +81,10 @@ proptest! {
         burst in 1u32..10,
         reqs in prop::collection::vec((prop_oneof![Just(0u64), 0u64..50_000, 0u64..2_000_000], prop_oneof![3 => Just(1u32), 1 => 1u32..4]), 1..80),
     ) {
-        let Some(url) = redis_url("redis_and_local_gcra_decide_alike") else { return Ok(()) };
         // Intervals in whole microseconds: the script counts in microseconds.
         let quota = Quota::with_interval(Duration::from_micros(1_000_000 / u64::from(rate))).unwrap().allow_burst(nz(burst));
+        for url in targets("redis_and_local_gcra_decide_alike") {
+        let reqs = reqs.clone();
         runtime().block_on(async {
             let Some(conn) = connect(&url, "redis_and_local_gcra_decide_alike").await else { return Ok(()) };
             let clock = ManualClock::starting_at(Duration::from_secs(1));
@@ -101,6 +113,7 @@ proptest! {
             }
             Ok(())
         })?;
+        }
     }
 }
 
@@ -115,44 +128,43 @@ impl NowNanos for ManualClock {
 
 #[test]
 fn server_time_burst_then_denial_and_noscript_recovery() {
-    let Some(url) = redis_url("server_time_burst") else {
-        return;
-    };
-    runtime().block_on(async {
-        let Some(mut conn) = connect(&url, "server_time_burst").await else {
-            return;
-        };
-        let limiter = RedisRateLimiter::builder(Quota::per_minute(nz(5)))
-            .prefix(prefix("server"))
-            .timeout(Duration::from_secs(2))
-            .build(conn.clone())
-            .unwrap();
-        limiter.ping().await.unwrap();
-        for left in (0..5).rev() {
-            assert_eq!(limiter.check_key("a").await.unwrap().remaining(), left);
-        }
-        let d = limiter.check_key("a").await.unwrap_err();
-        assert_eq!(d.kind(), DenyKind::RateLimited);
-        let wait = d.retry_after().unwrap();
-        assert!(
-            wait > Duration::from_secs(11) && wait <= Duration::from_secs(12),
-            "{wait:?}"
-        );
-        // Another key has its own bucket.
-        assert!(limiter.check_key("b").await.is_ok());
-        // After SCRIPT FLUSH the script is loaded again on NOSCRIPT.
-        let _: () = redis::cmd("SCRIPT")
-            .arg("FLUSH")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(limiter.check_key("c").await.is_ok());
-        assert_eq!(
-            limiter.check_key_n("c", 6).await.unwrap_err().kind(),
-            DenyKind::ExceedsBurst
-        );
-        assert_eq!(limiter.errors(), 0);
-    });
+    for url in targets("server_time_burst") {
+        runtime().block_on(async {
+            let Some(mut conn) = connect(&url, "server_time_burst").await else {
+                return;
+            };
+            let limiter = RedisRateLimiter::builder(Quota::per_minute(nz(5)))
+                .prefix(prefix("server"))
+                .timeout(Duration::from_secs(2))
+                .build(conn.clone())
+                .unwrap();
+            limiter.ping().await.unwrap();
+            for left in (0..5).rev() {
+                assert_eq!(limiter.check_key("a").await.unwrap().remaining(), left);
+            }
+            let d = limiter.check_key("a").await.unwrap_err();
+            assert_eq!(d.kind(), DenyKind::RateLimited);
+            let wait = d.retry_after().unwrap();
+            assert!(
+                wait > Duration::from_secs(11) && wait <= Duration::from_secs(12),
+                "{wait:?}"
+            );
+            // Another key has its own bucket.
+            assert!(limiter.check_key("b").await.is_ok());
+            // After SCRIPT FLUSH the script is loaded again on NOSCRIPT.
+            let _: () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(limiter.check_key("c").await.is_ok());
+            assert_eq!(
+                limiter.check_key_n("c", 6).await.unwrap_err().kind(),
+                DenyKind::ExceedsBurst
+            );
+            assert_eq!(limiter.errors(), 0);
+        });
+    }
 }
 
 proptest! {
@@ -164,7 +176,8 @@ proptest! {
         window_ms in prop_oneof![Just(1_000u64), 10u64..3_000],
         reqs in prop::collection::vec((prop_oneof![Just(0u64), 0u64..400, 0u64..4_000], 0u8..3, prop_oneof![4 => Just(1u32), 1 => 1u32..25]), 1..80),
     ) {
-        let Some(url) = redis_url("redis_and_local_sliding_windows_decide_alike") else { return Ok(()) };
+        for url in targets("redis_and_local_sliding_windows_decide_alike") {
+        let reqs = reqs.clone();
         runtime().block_on(async {
             let Some(conn) = connect(&url, "redis_and_local_sliding_windows_decide_alike").await else { return Ok(()) };
             // Whole milliseconds: Redis counts in milliseconds.
@@ -200,74 +213,74 @@ proptest! {
             }
             Ok(())
         })?;
+        }
     }
 }
 
 #[test]
 fn sliding_window_on_server_time_with_one_key_per_window_and_ttls() {
-    let Some(url) = redis_url("sliding_window_on_server_time") else {
-        return;
-    };
-    runtime().block_on(async {
-        let Some(mut conn) = connect(&url, "sliding_window_on_server_time").await else {
-            return;
-        };
-        let prefix = prefix("window-server");
-        let limiter = RedisSlidingWindow::builder(5, Duration::from_secs(3600))
-            .prefix(prefix.clone())
-            .timeout(Duration::from_secs(2))
-            .build(conn.clone())
-            .unwrap();
-        limiter.ping().await.unwrap();
-        for left in (0..5).rev() {
-            assert_eq!(limiter.check_key("a").await.unwrap().remaining(), left);
-        }
-        let d = limiter.check_key("a").await.unwrap_err();
-        assert_eq!(d.kind(), DenyKind::RateLimited);
-        assert!(d.retry_after().unwrap() <= Duration::from_secs(2 * 3600));
-        assert!(
-            limiter.check_key("b").await.is_ok(),
-            "another key, its own windows"
-        );
-        assert_eq!(
-            limiter.check_key_n("b", 6).await.unwrap_err().kind(),
-            DenyKind::ExceedsBurst
-        );
-        // One Redis key per fixed window of each client key, expiring two
-        // windows after it starts at the latest.
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{{{prefix}*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(keys.len(), 2, "{keys:?}");
-        for key in &keys {
+    for url in targets("sliding_window_on_server_time") {
+        runtime().block_on(async {
+            let Some(mut conn) = connect(&url, "sliding_window_on_server_time").await else {
+                return;
+            };
+            let prefix = prefix("window-server");
+            let limiter = RedisSlidingWindow::builder(5, Duration::from_secs(3600))
+                .prefix(prefix.clone())
+                .timeout(Duration::from_secs(2))
+                .build(conn.clone())
+                .unwrap();
+            limiter.ping().await.unwrap();
+            for left in (0..5).rev() {
+                assert_eq!(limiter.check_key("a").await.unwrap().remaining(), left);
+            }
+            let d = limiter.check_key("a").await.unwrap_err();
+            assert_eq!(d.kind(), DenyKind::RateLimited);
+            assert!(d.retry_after().unwrap() <= Duration::from_secs(2 * 3600));
             assert!(
-                key.starts_with(&format!("{{{prefix}a}}:"))
-                    || key.starts_with(&format!("{{{prefix}b}}:")),
-                "{key}"
+                limiter.check_key("b").await.is_ok(),
+                "another key, its own windows"
             );
-            let ttl: i64 = redis::cmd("PTTL")
-                .arg(key)
+            assert_eq!(
+                limiter.check_key_n("b", 6).await.unwrap_err().kind(),
+                DenyKind::ExceedsBurst
+            );
+            // One Redis key per fixed window of each client key, expiring two
+            // windows after it starts at the latest.
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{{{prefix}*"))
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            assert!(ttl > 3_600_000 && ttl <= 7_200_000, "{key}: {ttl} ms");
-        }
-        // After SCRIPT FLUSH the script is loaded again on NOSCRIPT.
-        let _: () = redis::cmd("SCRIPT")
-            .arg("FLUSH")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(limiter.check_key("c").await.is_ok());
-        assert_eq!(limiter.errors(), 0);
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    });
+            assert_eq!(keys.len(), 2, "{keys:?}");
+            for key in &keys {
+                assert!(
+                    key.starts_with(&format!("{{{prefix}a}}:"))
+                        || key.starts_with(&format!("{{{prefix}b}}:")),
+                    "{key}"
+                );
+                let ttl: i64 = redis::cmd("PTTL")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert!(ttl > 3_600_000 && ttl <= 7_200_000, "{key}: {ttl} ms");
+            }
+            // After SCRIPT FLUSH the script is loaded again on NOSCRIPT.
+            let _: () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(limiter.check_key("c").await.is_ok());
+            assert_eq!(limiter.errors(), 0);
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        });
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use scalekit_core::redis::{RedisConnection, RedisOptions, RedisTarget};
 use scalekit_core::{Clock, ConfigError, MonotonicClock};
 
 use crate::gcra::{Denied, DenyKind, RateLimitState};
@@ -95,26 +95,25 @@ pub(crate) fn check_timeout(component: &'static str, timeout: Duration) -> Resul
     Ok(())
 }
 
-/// Opens a multiplexed connection to `url`, waiting at most `timeout` (at
-/// least a second).
+/// Opens a connection to `target` (one server's URL, or a cluster's nodes,
+/// comma-separated: see [`RedisTarget`]'s `FromStr`), waiting at most
+/// `timeout` (at least a second).
 pub(crate) async fn open_connection(
-    url: &str,
+    target: &str,
     timeout: Duration,
-) -> Result<MultiplexedConnection, RedisLimitError> {
-    let client = redis::Client::open(url)?;
-    tokio::time::timeout(
-        timeout.max(Duration::from_secs(1)),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .map_err(|_| RedisLimitError::Timeout(timeout))?
-    .map_err(RedisLimitError::from)
+) -> Result<RedisConnection, RedisLimitError> {
+    let target: RedisTarget = target.parse()?;
+    let limit = timeout.max(Duration::from_secs(1));
+    tokio::time::timeout(limit * 2, target.connect(&RedisOptions::new(limit)))
+        .await
+        .map_err(|_| RedisLimitError::Timeout(timeout))?
+        .map_err(RedisLimitError::from)
 }
 
 /// Runs `invocation` (loading the script again on `NOSCRIPT`), waiting at most
 /// `timeout`, and reads the reply as integers.
 async fn run(
-    conn: &MultiplexedConnection,
+    conn: &RedisConnection,
     invocation: &redis::ScriptInvocation<'_>,
     timeout: Duration,
 ) -> Result<Vec<i64>, RedisLimitError> {
@@ -127,7 +126,7 @@ async fn run(
 
 /// Checks that Redis answers and that `script` is loaded.
 async fn ping(
-    conn: &MultiplexedConnection,
+    conn: &RedisConnection,
     script: &redis::Script,
     timeout: Duration,
 ) -> Result<(), RedisLimitError> {
@@ -172,7 +171,7 @@ impl<C> Settings<C> {
     }
 
     /// The limit's link to Redis: `conn` and the script `lua`.
-    pub(crate) fn into_remote(self, conn: MultiplexedConnection, lua: &str) -> Remote<C> {
+    pub(crate) fn into_remote(self, conn: RedisConnection, lua: &str) -> Remote<C> {
         Remote {
             conn,
             script: redis::Script::new(lua),
@@ -188,7 +187,7 @@ impl<C> Settings<C> {
 /// A Redis limit's link to Redis: the connection, its script, and how a call
 /// goes (the prefix, the timeout, whose clock, what a failure means).
 pub(crate) struct Remote<C> {
-    conn: MultiplexedConnection,
+    conn: RedisConnection,
     script: redis::Script,
     prefix: String,
     timeout: Duration,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use scalekit_core::redis::RedisConnection;
 use scalekit_core::{Clock, ConfigError, MonotonicClock};
 
 use super::common::{
@@ -77,21 +77,30 @@ impl<C: Clock> RedisRateLimiterBuilder<C> {
         }
     }
 
-    /// Builds the limiter on an open connection.
+    /// Builds the limiter on an open connection: a redis-rs
+    /// `MultiplexedConnection` or `ConnectionManager` to one server, a cluster
+    /// connection, or a [`RedisConnection`] from a
+    /// [`RedisTarget`](scalekit_core::redis::RedisTarget).
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] when the timeout is zero or over a minute.
-    pub fn build(self, conn: MultiplexedConnection) -> Result<RedisRateLimiter<C>, ConfigError> {
+    pub fn build(
+        self,
+        conn: impl Into<RedisConnection>,
+    ) -> Result<RedisRateLimiter<C>, ConfigError> {
         check_timeout(COMPONENT, self.settings.timeout)?;
         Ok(RedisRateLimiter {
-            remote: self.settings.into_remote(conn, GCRA_LUA),
+            remote: self.settings.into_remote(conn.into(), GCRA_LUA),
             quota: AtomicQuota::new(self.quota),
         })
     }
 
-    /// Connects to `url` (a multiplexed connection, shared by all checks) and
-    /// builds the limiter.
+    /// Connects to `url` and builds the limiter: one server's URL
+    /// (`redis://127.0.0.1:6379`: a multiplexed connection shared by all
+    /// checks), or a Redis Cluster's nodes, comma-separated
+    /// (`redis://127.0.0.1:7000,redis://127.0.0.1:7001`: the cluster client,
+    /// each check sent to its key's slot's master).
     ///
     /// # Errors
     ///

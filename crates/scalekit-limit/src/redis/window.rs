@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use scalekit_core::redis::RedisConnection;
 use scalekit_core::{Clock, ConfigError, MonotonicClock};
 
 use super::common::{check_timeout, open_connection, OnError, RedisLimitError, Remote, Settings};
@@ -118,23 +118,32 @@ impl<C: Clock> RedisSlidingWindowBuilder<C> {
         Ok(())
     }
 
-    /// Builds the limiter on an open connection.
+    /// Builds the limiter on an open connection: a redis-rs
+    /// `MultiplexedConnection` or `ConnectionManager` to one server, a cluster
+    /// connection, or a [`RedisConnection`] from a
+    /// [`RedisTarget`](scalekit_core::redis::RedisTarget).
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming `limit`, `window` (whole milliseconds, 1 ms to
     /// a year) or `timeout` when it cannot work.
-    pub fn build(self, conn: MultiplexedConnection) -> Result<RedisSlidingWindow<C>, ConfigError> {
+    pub fn build(
+        self,
+        conn: impl Into<RedisConnection>,
+    ) -> Result<RedisSlidingWindow<C>, ConfigError> {
         self.validate()?;
         Ok(RedisSlidingWindow {
             limit: u64::from(self.limit),
             window_ms: self.window.as_millis() as u64,
-            remote: self.settings.into_remote(conn, WINDOW_LUA),
+            remote: self.settings.into_remote(conn.into(), WINDOW_LUA),
         })
     }
 
-    /// Connects to `url` (a multiplexed connection, shared by all checks) and
-    /// builds the limiter.
+    /// Connects to `url` and builds the limiter: one server's URL
+    /// (`redis://127.0.0.1:6379`: a multiplexed connection shared by all
+    /// checks), or a Redis Cluster's nodes, comma-separated
+    /// (`redis://127.0.0.1:7000,redis://127.0.0.1:7001`: the cluster client,
+    /// each check sent to its key's slot's master).
     ///
     /// # Errors
     ///
