@@ -267,6 +267,7 @@ mod http {
 #[cfg(feature = "redis")]
 mod redis_source {
     use super::*;
+    use scalekit_core::redis::{RedisOptions, RedisTarget};
     use scalekit_flags::sources::RedisSource;
     use std::time::Duration;
 
@@ -282,34 +283,41 @@ mod redis_source {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_processes_share_live_config_through_redis() {
-        let Some(url) = scalekit_test_support::services::redis_url(
-            "two_processes_share_live_config_through_redis",
-        ) else {
-            return;
-        };
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let mut con = match tokio::time::timeout(
-            Duration::from_secs(5),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            other => {
-                let msg = format!("Redis at {url} is unreachable: {other:?}");
-                if std::env::var_os("CI").is_some() {
-                    panic!("{msg}");
+        let test = "two_processes_share_live_config_through_redis";
+        if let Some(url) = scalekit_test_support::services::redis_url(test) {
+            share_live_config(&url).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_processes_share_live_config_through_a_redis_cluster() {
+        let test = "two_processes_share_live_config_through_a_redis_cluster";
+        if let Some(urls) = scalekit_test_support::services::redis_cluster_urls(test) {
+            share_live_config(&urls).await;
+        }
+    }
+
+    async fn share_live_config(url: &str) {
+        let target: RedisTarget = url.parse().unwrap();
+        let options = RedisOptions::new(Duration::from_secs(2));
+        let mut con =
+            match tokio::time::timeout(Duration::from_secs(5), target.connect(&options)).await {
+                Ok(Ok(c)) => c,
+                other => {
+                    let msg = format!("Redis at {url} is unreachable: {other:?}");
+                    if std::env::var_os("CI").is_some() {
+                        panic!("{msg}");
+                    }
+                    eprintln!("skipped: {msg}");
+                    return;
                 }
-                eprintln!("skipped: {msg}");
-                return;
-            }
-        };
+            };
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
         let key = format!("scalekit-test:{}:{nanos}:flags", std::process::id());
-        let source = RedisSource::builder(&url, &key).build().unwrap();
+        let source = RedisSource::builder(url, &key).build().unwrap();
         let (a, a_events) = recording();
         let (b, _) = recording();
         let ta = source.clone().spawn(a.clone());
@@ -334,12 +342,15 @@ mod redis_source {
             // publish refuses a bad state before it reaches Redis.
             assert!(source.publish("{\"features\": 5}").await.is_err());
             // A bad state written behind its back is rejected by every reader.
-            let _: () = redis::pipe()
-                .set(&key, "{\"features\": 5}")
-                .ignore()
-                .publish(format!("{key}:changed"), "x")
-                .ignore()
+            let _: () = redis::cmd("SET")
+                .arg(&key)
+                .arg("{\"features\": 5}")
                 .query_async(&mut con)
+                .await
+                .unwrap();
+            let _: () = con
+                .publish_cmd(&format!("{key}:changed"), "x")
+                .query_async(&mut con.clone())
                 .await
                 .unwrap();
             until("the bad state to be rejected", || {

@@ -3,17 +3,26 @@
 use crate::error::FlagsError;
 use crate::flags::Flags;
 use crate::sources::backoff::{backoff, fingerprint, looks_like_toml};
-use futures_util::StreamExt;
+use redis::PushKind;
+use scalekit_core::redis::{RedisConnection, RedisOptions, RedisTarget};
 use scalekit_core::{Clock, ConfigError};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, OnceCell};
 
 /// Shared configuration in Redis: a key holds the state (Unleash JSON, or our TOML
 /// form), and a message on a pub/sub channel says it changed. Every process that
 /// runs a `RedisSource` on the same key serves the same flags (stage 11 of the
 /// storefront: split applications sharing live configuration).
 ///
-/// On start, and after every reconnection, the key is read; each message on the
-/// channel reads it again. Content identical to what is serving is not re-applied.
+/// The URL names one server (`redis://127.0.0.1:6379`) or a Redis Cluster's
+/// nodes, comma-separated (`redis://127.0.0.1:7000,redis://127.0.0.1:7001`): on
+/// a cluster the key lives on its slot's master and the notification is a
+/// sharded message (`SPUBLISH`/`SSUBSCRIBE`) on the channel's shard, followed
+/// there after a failover or a slot migration.
+///
+/// On start, and after every reconnection or re-subscription, the key is read;
+/// each message on the channel reads it again. Content identical to what is serving is not re-applied.
 /// [`publish`](Self::publish) writes a new state and notifies everyone, after
 /// checking that it parses and compiles, so a bad state never reaches Redis
 /// through it.
@@ -29,7 +38,9 @@ use std::time::Duration;
 /// ```
 #[derive(Clone, Debug)]
 pub struct RedisSource {
-    client: redis::Client,
+    target: RedisTarget,
+    /// One connection for reads and writes, opened on first use.
+    conn: Arc<OnceCell<RedisConnection>>,
     key: String,
     channel: String,
     max_backoff: Duration,
@@ -77,12 +88,12 @@ impl RedisSourceBuilder {
 
     /// The source, or the first setting that cannot work.
     pub fn build(self) -> Result<RedisSource, ConfigError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
+        let target: RedisTarget = self.url.parse().map_err(|e: ConfigError| {
             ConfigError::new(
                 COMPONENT,
                 "url",
                 format!("{:?} ({e})", self.url),
-                "a Redis URL such as redis://127.0.0.1:6379",
+                "a Redis URL such as redis://127.0.0.1:6379, or a cluster's nodes, comma-separated",
             )
         })?;
         if self.key.is_empty() {
@@ -102,7 +113,8 @@ impl RedisSourceBuilder {
             ));
         }
         Ok(RedisSource {
-            client,
+            target,
+            conn: Arc::new(OnceCell::new()),
             channel: self
                 .channel
                 .unwrap_or_else(|| format!("{}:changed", self.key)),
@@ -113,8 +125,8 @@ impl RedisSourceBuilder {
 }
 
 impl RedisSource {
-    /// A builder for a source reading `key` at the Redis server `url`, notified on
-    /// the channel `<key>:changed`.
+    /// A builder for a source reading `key` at `url` (one server, or a cluster's
+    /// nodes, comma-separated), notified on the channel `<key>:changed`.
     pub fn builder(url: impl Into<String>, key: impl Into<String>) -> RedisSourceBuilder {
         RedisSourceBuilder {
             url: url.into(),
@@ -134,24 +146,41 @@ impl RedisSource {
         &self.channel
     }
 
+    /// Where the state lives.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
+    fn options() -> RedisOptions {
+        RedisOptions::new(Duration::from_secs(2))
+    }
+
+    async fn connection(&self) -> Result<RedisConnection, FlagsError> {
+        self.conn
+            .get_or_try_init(|| async { self.target.connect_lazy(&Self::options()) })
+            .await
+            .cloned()
+            .map_err(|e| redis_err(format!("connecting to {} for {}", self.target, self.key), e))
+    }
+
     /// Validates `state` (parse and compile, without loading it anywhere), writes it
     /// to the key and publishes a notification.
     pub async fn publish(&self, state: &str) -> Result<(), FlagsError> {
         let probe = Flags::builder().metrics(false).history(0).build();
         probe.load_text(state, &self.key, looks_like_toml(state))?;
-        let mut con = self
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| redis_err(format!("connecting to redis for {}", self.key), e))?;
-        redis::pipe()
-            .set(&self.key, state)
-            .ignore()
-            .publish(&self.channel, "changed")
-            .ignore()
+        let mut con = self.connection().await?;
+        // SET, then the notification: on a cluster the key and the channel may
+        // live on different shards, so they cannot share a pipeline.
+        redis::cmd("SET")
+            .arg(&self.key)
+            .arg(state)
             .query_async::<()>(&mut con)
             .await
-            .map_err(|e| redis_err(format!("SET {} + PUBLISH {}", self.key, self.channel), e))
+            .map_err(|e| redis_err(format!("SET {}", self.key), e))?;
+        con.publish_cmd(&self.channel, "changed")
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(|e| redis_err(format!("PUBLISH {}", self.channel), e))
     }
 
     /// Reads the key once and applies it if it changed. `Ok(false)` when the key is
@@ -161,11 +190,7 @@ impl RedisSource {
         flags: &Flags<C>,
         last: &mut Option<u64>,
     ) -> Result<bool, FlagsError> {
-        let mut con = self
-            .client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| redis_err(format!("connecting to redis for {}", self.key), e))?;
+        let mut con = self.connection().await?;
         let text: Option<String> = redis::cmd("GET")
             .arg(&self.key)
             .query_async(&mut con)
@@ -189,23 +214,53 @@ impl RedisSource {
         last: &mut Option<u64>,
         subscribed: &mut bool,
     ) -> Result<(), FlagsError> {
-        let mut pubsub = self
-            .client
-            .get_async_pubsub()
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut sub = self
+            .target
+            .subscribe(&self.channel, &Self::options(), tx)
             .await
             .map_err(|e| redis_err(format!("subscribing to {}", self.channel), e))?;
-        pubsub
-            .subscribe(&self.channel)
-            .await
-            .map_err(|e| redis_err(format!("SUBSCRIBE {}", self.channel), e))?;
         *subscribed = true;
         // Read after subscribing, so that no change between the two is missed.
         let _ = self.fetch_once(flags, last).await;
-        let mut messages = pubsub.on_message();
-        while messages.next().await.is_some() {
-            if let Err(e) = self.fetch_once(flags, last).await {
-                if matches!(e, FlagsError::Source { .. }) {
-                    return Err(e);
+        let cluster = self.target.is_cluster();
+        let probe = sub.probe_cmd(&self.channel);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failed_probes = 0u32;
+        loop {
+            let reread = tokio::select! {
+                push = rx.recv() => match push.map(|p| p.kind) {
+                    None => break,
+                    Some(PushKind::Message | PushKind::SMessage) => true,
+                    // On a cluster the client re-subscribes by itself at the
+                    // slot's owner; a change may have been missed meanwhile.
+                    Some(PushKind::SSubscribe) => true,
+                    Some(PushKind::Disconnection | PushKind::Unsubscribe) if !cluster => break,
+                    Some(_) => false,
+                },
+                _ = tick.tick() => {
+                    let answered = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        probe.query_async::<redis::Value>(&mut sub),
+                    )
+                    .await;
+                    if matches!(answered, Ok(Ok(_))) {
+                        failed_probes = 0;
+                    } else {
+                        failed_probes += 1;
+                        if !cluster || failed_probes >= 10 {
+                            break;
+                        }
+                    }
+                    false
+                }
+            };
+            if reread {
+                if let Err(e) = self.fetch_once(flags, last).await {
+                    if matches!(e, FlagsError::Source { .. }) {
+                        return Err(e);
+                    }
                 }
             }
         }
