@@ -1,6 +1,7 @@
-//! Stage 3 against a real Redis (`SCALEKIT_REDIS_URL`): two instances over one
-//! database, each with its own L1 and the shared Redis L2. Skipped without the
-//! variable; under `CI` a missing server fails. Each test uses its own namespace.
+//! Stage 3 against a real Redis (`SCALEKIT_REDIS_URL`), and against a real Redis
+//! Cluster (`SCALEKIT_REDIS_CLUSTER_URLS`): two instances over one database, each
+//! with its own L1 and the shared Redis L2. Skipped without the variables; under
+//! `CI` a missing server fails. Each test uses its own namespace.
 //!
 //! A test here is one scenario told top to bottom against the real parts; a few
 //! run past 100 lines, kept whole so that each step and its check stay together.
@@ -43,7 +44,31 @@ async fn instances(
     Vec<i64>,
     tempfile::TempDir,
 )> {
-    let config = common::cache_config(test)?;
+    instances_on(common::cache_config(test)?).await
+}
+
+/// The same on the Redis Cluster.
+async fn cluster_instances(
+    test: &str,
+) -> Option<(
+    Arc<CachedStore>,
+    Arc<CachedStore>,
+    Arc<dyn Store>,
+    Vec<i64>,
+    tempfile::TempDir,
+)> {
+    instances_on(common::cluster_cache_config(test)?).await
+}
+
+async fn instances_on(
+    config: storefront_stage::config::CacheConfig,
+) -> Option<(
+    Arc<CachedStore>,
+    Arc<CachedStore>,
+    Arc<dyn Store>,
+    Vec<i64>,
+    tempfile::TempDir,
+)> {
     let (db, dir) = common::sqlite().await;
     let ids = common::catalog(db.as_ref(), 4, 3).await;
     let a = Arc::new(
@@ -68,6 +93,23 @@ async fn product_updates_invalidate_across_instances() {
     let Some((a, b, _db, ids, _dir)) = instances("update").await else {
         return;
     };
+    updates_invalidate_across(&a, &b, &ids).await;
+}
+
+/// Stage 3 with its caches on a Redis Cluster: the same coherence, the
+/// invalidations travelling as sharded messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_product_updates_invalidate_across_instances() {
+    let Some((a, b, _db, ids, _dir)) = cluster_instances("cluster-update").await else {
+        return;
+    };
+    updates_invalidate_across(&a, &b, &ids).await;
+    // Listings come from L2 on the cluster too.
+    let first = b.list_products(None, P1).await.unwrap();
+    assert_eq!(a.list_products(None, P1).await.unwrap(), first);
+}
+
+async fn updates_invalidate_across(a: &CachedStore, b: &CachedStore, ids: &[i64]) {
     let id = ids[0];
     assert_eq!(a.product(id).await.unwrap().unwrap().price_cents, 100);
     assert_eq!(b.product(id).await.unwrap().unwrap().price_cents, 100);
@@ -251,6 +293,8 @@ async fn a_dead_redis_is_skipped_reported_and_taken_back() {
     let config = CacheConfig {
         redis_url_env: None,
         redis_url: format!("redis://127.0.0.1:{port}"),
+        redis_cluster_env: None,
+        redis_cluster: Vec::new(),
         namespace: "storefront-test:degraded".into(),
         l1_capacity: 1_000,
         product_ttl_secs: 600,

@@ -38,6 +38,38 @@ pub fn cache_config(test: &str) -> Option<CacheConfig> {
     Some(CacheConfig {
         redis_url_env: None,
         redis_url: url,
+        redis_cluster_env: None,
+        redis_cluster: Vec::new(),
+        namespace: format!("storefront-test:{test}:{salt:016x}"),
+        l1_capacity: 1_000,
+        product_ttl_secs: 600,
+        listing_ttl_secs: 600,
+    })
+}
+
+/// The same settings on the Redis Cluster from `SCALEKIT_REDIS_CLUSTER_URLS`, as
+/// a stage file names one (`redis_cluster = [...]`), or `None` (test skipped)
+/// without it. Under `CI`, a missing variable fails.
+pub fn cluster_cache_config(test: &str) -> Option<CacheConfig> {
+    let urls = match std::env::var("SCALEKIT_REDIS_CLUSTER_URLS") {
+        Ok(urls) if !urls.is_empty() => urls,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: SCALEKIT_REDIS_CLUSTER_URLS must be set under CI"
+            );
+            eprintln!(
+                "skipped {test}: SCALEKIT_REDIS_CLUSTER_URLS is not set (it needs a Redis Cluster)"
+            );
+            return None;
+        }
+    };
+    let salt = std::collections::hash_map::RandomState::new().hash_one(test);
+    Some(CacheConfig {
+        redis_url_env: None,
+        redis_url: "redis://127.0.0.1:6379".into(),
+        redis_cluster_env: None,
+        redis_cluster: urls.split(',').map(str::to_owned).collect(),
         namespace: format!("storefront-test:{test}:{salt:016x}"),
         l1_capacity: 1_000,
         product_ttl_secs: 600,

@@ -1,5 +1,6 @@
 //! The stage file's `[cache]` section (stage 3 on).
 
+use scalekit_core::redis::RedisTarget;
 use serde::Deserialize;
 use storefront_contract::ops::topology::{Node, Piece, Tier};
 use storefront_contract::section::{Invalid, Section};
@@ -13,6 +14,16 @@ pub struct CacheConfig {
     pub redis_url_env: Option<String>,
     /// The Redis URL to use when `redis_url_env` is unset or not set.
     pub redis_url: String,
+    /// The environment variable that holds a Redis Cluster's nodes
+    /// (comma-separated URLs), if set: when it is set and not empty, the caches
+    /// live on that cluster.
+    #[serde(default)]
+    pub redis_cluster_env: Option<String>,
+    /// A Redis Cluster's nodes (some of them suffice): when given (and
+    /// `redis_cluster_env` names no set variable), the caches live on this
+    /// cluster instead of the server at `redis_url`.
+    #[serde(default)]
+    pub redis_cluster: Vec<String>,
     /// Key prefix in Redis: instances with the same namespace share the caches.
     #[serde(default = "default_namespace")]
     pub namespace: String,
@@ -49,6 +60,30 @@ impl CacheConfig {
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| self.redis_url.clone())
     }
+
+    /// The cluster's nodes in effect: `redis_cluster_env`'s value (split at
+    /// commas), else `redis_cluster`; empty when the caches use one server.
+    pub fn redis_cluster(&self) -> Vec<String> {
+        match self
+            .redis_cluster_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|v| !v.trim().is_empty())
+        {
+            Some(list) => list.split(',').map(|u| u.trim().to_owned()).collect(),
+            None => self.redis_cluster.clone(),
+        }
+    }
+
+    /// Where the caches live: the cluster when one is named, else the server.
+    pub fn redis_target(&self) -> Result<RedisTarget, scalekit_core::ConfigError> {
+        let cluster = self.redis_cluster();
+        if cluster.is_empty() {
+            RedisTarget::server(self.redis_url())
+        } else {
+            RedisTarget::cluster(cluster)
+        }
+    }
 }
 
 impl Section for CacheConfig {
@@ -61,7 +96,16 @@ impl Section for CacheConfig {
             },
             Piece::Node(
                 Tier::Data,
-                Node::new("l2", "Redis L2", "shared cache, invalidations").dashed(),
+                if self.redis_cluster().is_empty() {
+                    Node::new("l2", "Redis L2", "shared cache, invalidations").dashed()
+                } else {
+                    Node::new(
+                        "l2",
+                        "Redis Cluster L2",
+                        "shared cache, sharded invalidations",
+                    )
+                    .dashed()
+                },
             ),
         ]
     }
@@ -74,6 +118,18 @@ impl Section for CacheConfig {
                 format!(
                     "{:?}: use a URL like \"redis://127.0.0.1:6379\"",
                     self.redis_url
+                ),
+            ));
+        }
+        if let Some(bad) = self
+            .redis_cluster
+            .iter()
+            .find(|u| RedisTarget::server(u.as_str()).is_err())
+        {
+            return Err((
+                "cache.redis_cluster",
+                format!(
+                    "{bad:?}: list the cluster's nodes as URLs like \"redis://127.0.0.1:7000\""
                 ),
             ));
         }

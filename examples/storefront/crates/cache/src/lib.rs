@@ -94,7 +94,8 @@ fn normalise(query: &str) -> String {
 }
 
 impl CachedStore {
-    /// Wraps `inner`, with L2 and invalidations in the Redis at `config`'s URL, under
+    /// Wraps `inner`, with L2 and invalidations in the Redis (one server or a
+    /// cluster) `config` names, under
     /// `config.namespace` (instances that share a namespace share the caches).
     pub async fn connect(inner: Arc<dyn Store>, config: &CacheConfig) -> Result<Self, TierError> {
         Self::connect_with(inner, config, TierOptions::default()).await
@@ -107,12 +108,10 @@ impl CachedStore {
         config: &CacheConfig,
         options: TierOptions,
     ) -> Result<Self, TierError> {
-        let url = config.redis_url();
-        let client =
-            redis::Client::open(url.as_str()).map_err(|e| TierError::Unavailable(Box::new(e)))?;
-        let remote = remote::Remote::new(&url, &options)?;
+        let target = config.redis_target().map_err(TierError::Config)?;
+        let remote = remote::Remote::new(&target.to_string(), &options)?;
         let tier = |name: &str| {
-            RedisTier::builder(client.clone(), format!("{}:{name}", config.namespace))
+            RedisTier::builder(target.clone(), format!("{}:{name}", config.namespace))
                 .timeout(options.timeout)
                 .build()
         };

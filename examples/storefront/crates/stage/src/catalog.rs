@@ -118,6 +118,12 @@ fn isolated(
             table.insert("namespace".into(), toml::Value::String(tag.to_owned()));
             table.insert("redis_url".into(), toml::Value::String(cache.redis_url()));
             table.remove("redis_url_env");
+            let cluster = cache.redis_cluster();
+            table.remove("redis_cluster_env");
+            if !cluster.is_empty() {
+                let nodes = cluster.into_iter().map(toml::Value::String).collect();
+                table.insert("redis_cluster".into(), toml::Value::Array(nodes));
+            }
         }
     }
     lift_limits(&mut doc);

@@ -171,7 +171,9 @@ async fn with_caches(
     let cached = CachedStore::connect(store, cache).await.map_err(|e| {
         format!(
             "cannot set up the caches (Redis at {}): {e}",
-            cache.redis_url()
+            cache
+                .redis_target()
+                .map_or_else(|_| cache.redis_url(), |t| t.to_string())
         )
     })?;
     let cached = Arc::new(cached);

@@ -446,6 +446,25 @@ file = "a.db"
         );
         let ok = format!("{GOOD}[cache]\nredis_url = \"redis://x\"\n");
         assert!(StageConfig::parse("f.toml", &ok).is_ok());
+        // A cluster by its nodes: it replaces the server.
+        let cluster = format!(
+            "{GOOD}[cache]\nredis_url = \"redis://x\"\nredis_cluster = [\"redis://a:7000\", \"redis://b:7001\"]\n"
+        );
+        let parsed = StageConfig::parse("f.toml", &cluster).expect("a cluster");
+        let target = parsed
+            .cache
+            .expect("a cache")
+            .redis_target()
+            .expect("a target");
+        assert!(target.is_cluster());
+        assert_eq!(target.to_string(), "redis://a:7000,redis://b:7001");
+        let bad =
+            format!("{GOOD}[cache]\nredis_url = \"redis://x\"\nredis_cluster = [\"a:7000\"]\n");
+        assert!(
+            err(&bad).starts_with("f.toml: cache.redis_cluster: "),
+            "{}",
+            err(&bad)
+        );
     }
 
     #[test]
