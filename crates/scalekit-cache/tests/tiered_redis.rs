@@ -159,8 +159,8 @@ async fn on_a_cluster_a_write_in_one_cache_leaves_the_others_l1() {
 
 async fn writes_leave_the_others_l1(redis: &Redis) {
     for policy in [WritePolicy::InvalidateOnWrite, WritePolicy::WriteThrough] {
-        let (a, _) = coherent(&redis, policy, 64).await;
-        let (b, _) = coherent(&redis, policy, 64).await;
+        let (a, _) = coherent(redis, policy, 64).await;
+        let (b, _) = coherent(redis, policy, 64).await;
         let key = if policy == WritePolicy::WriteThrough {
             2
         } else {
@@ -208,7 +208,7 @@ async fn on_a_cluster_entries_carry_a_ttl_and_multi_get_spans_slots() {
 }
 
 async fn ttls_and_multi_gets(redis: &Redis) {
-    let tier = tier(&redis).await;
+    let tier = tier(redis).await;
     let cache = TieredCache::builder(Cache::new(100), tier.clone())
         .l2_ttl(Duration::from_secs(120))
         .build()
@@ -323,8 +323,8 @@ async fn on_a_cluster_lost_invalidations_show_as_a_gap_and_clear_l1() {
 async fn lost_invalidations_clear_l1(redis: &Redis) {
     // A's queue holds one message: a burst of writes overflows it, and the
     // overflow is lost (as it would be if Redis refused the PUBLISH).
-    let (a, _) = coherent(&redis, WritePolicy::InvalidateOnWrite, 1).await;
-    let (b, _) = coherent(&redis, WritePolicy::InvalidateOnWrite, 64).await;
+    let (a, _) = coherent(redis, WritePolicy::InvalidateOnWrite, 1).await;
+    let (b, _) = coherent(redis, WritePolicy::InvalidateOnWrite, 64).await;
     // Keys A never writes: only a clear removes them from B.
     for k in 1000..1010 {
         assert_eq!(b.get_with(k, value("kept")).await, "kept");

@@ -133,11 +133,18 @@ pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> Option<
 }
 
 /// Exclusive use of the test cluster for one drill; restores it when dropped.
-#[derive(Debug)]
 pub struct Drill {
     /// The cluster's node ports.
     pub ports: Vec<u16>,
-    _lock: File,
+    _lock: fd_lock::RwLockWriteGuard<'static, File>,
+}
+
+impl std::fmt::Debug for Drill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drill")
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
 }
 
 fn services_script() -> PathBuf {
@@ -167,8 +174,12 @@ impl Drill {
     /// to end), after making sure it is whole.
     pub fn begin(urls: &str) -> Result<Self, String> {
         let path = std::env::temp_dir().join("scalekit-redis-cluster-drill.lock");
-        let lock = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        lock.lock()
+        let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // One lock per drill, leaked: a few bytes per drill in a test process.
+        let lock: &'static mut fd_lock::RwLock<File> =
+            Box::leak(Box::new(fd_lock::RwLock::new(file)));
+        let lock = lock
+            .write()
             .map_err(|e| format!("lock {}: {e}", path.display()))?;
         restore()?;
         Ok(Self {
