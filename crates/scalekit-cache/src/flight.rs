@@ -202,13 +202,24 @@ impl<K: Hash + Eq, V: Clone, C: Clock> Leader<'_, K, V, C> {
     /// Lands the flight: its waiters get `state`.
     pub(crate) fn land(mut self, state: State<V>) {
         let success = matches!(state, State::Done(_));
-        self.retire(state, success);
+        self.retire(state, Some(success));
     }
 
-    fn retire(&mut self, state: State<V>, success: bool) {
+    /// Lands the flight with a value found already in the cache (another
+    /// flight landed it between this caller's lookup and its joining): its
+    /// waiters get it, and no load is counted, since none ran.
+    pub(crate) fn land_found(mut self, value: V) {
+        self.retire(State::Done(value), None);
+    }
+
+    /// Retires the flight; `load` is the outcome of a load that ran, counted
+    /// in the stats, or `None` when none did.
+    fn retire(&mut self, state: State<V>, load: Option<bool>) {
         if let Some(key) = self.key.take() {
-            let nanos = self.clock.now_nanos().saturating_sub(self.started);
-            self.counters.record_load(success, nanos);
+            if let Some(success) = load {
+                let nanos = self.clock.now_nanos().saturating_sub(self.started);
+                self.counters.record_load(success, nanos);
+            }
             let mut map = lock(&self.flights.map);
             if map.get(&key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
                 map.remove(&key);
@@ -223,7 +234,7 @@ impl<K: Hash + Eq, V: Clone, C: Clock> Drop for Leader<'_, K, V, C> {
     fn drop(&mut self) {
         // Reached with the key still held only if the loader panicked or the
         // future was dropped: let a waiter lead a new flight.
-        self.retire(State::Abandoned, false);
+        self.retire(State::Abandoned, Some(false));
     }
 }
 

@@ -196,7 +196,7 @@ where
             match flights.join(&key, &self.inner.counters, &self.inner.clock) {
                 Role::Leader(leader) => {
                     if let Some(value) = self.peek(&key).filter(|v| keep(v)) {
-                        leader.land(State::Done(value.clone()));
+                        leader.land_found(value.clone());
                         return (value, false);
                     }
                     let Some(init) = init.take() else {
@@ -232,7 +232,7 @@ where
                 if stale.is_none() {
                     if let Some(value) = self.peek(key) {
                         // Another flight landed between our lookup and now.
-                        leader.land(State::Done(value.clone()));
+                        leader.land_found(value.clone());
                         return Step::Value(value);
                     }
                 }
