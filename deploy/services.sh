@@ -242,14 +242,18 @@ up_redis_cluster() {
   command -v redis-server >/dev/null || up_redis
   local port
   for port in "${CPORTS[@]}"; do start_node "$port"; done
-  if ! cluster_whole; then
+  cluster_whole && return 0
+  if [ "$(cinfo "${CPORTS[0]}" cluster_known_nodes)" = 1 ]; then
+    cluster_create
+  else
     # Restarted nodes find each other from their nodes.conf, and a node that was
-    # killed rejoins as a replica: give them time before creating afresh.
-    if [ "$(cinfo "${CPORTS[0]}" cluster_known_nodes)" != 1 ]; then
-      for _ in $(seq 1 75); do cluster_whole && break; sleep 0.2; done
-    fi
-    if ! cluster_whole && [ "$(cinfo "${CPORTS[0]}" cluster_slots_ok)" != 16384 ]; then
-      cluster_create
+    # killed rejoins as a replica: give them time.
+    for _ in $(seq 1 75); do cluster_whole && break; sleep 0.2; done
+    if ! cluster_whole; then
+      # A failover right after a slot migration can leave a node that does not
+      # know it owns a slot, or a slot half-migrated: redis-cli repairs both.
+      log "repairing the Redis Cluster (redis-cli --cluster fix)"
+      yes yes 2>/dev/null | head -n 50 | redis-cli --cluster fix "127.0.0.1:${CPORTS[0]}" >&2 || true
     fi
   fi
   for _ in $(seq 1 150); do cluster_whole && break; sleep 0.2; done

@@ -11,9 +11,11 @@
 //! messages by clearing L1 (everything in it may be stale):
 //! - the subscription connection dropped: on re-subscribing, L1 is cleared
 //!   (messages sent meanwhile were not delivered). On a cluster the channel's
-//!   node may die (its replica takes over) or the channel's slot may move: the
-//!   cluster client re-subscribes at the slot's new owner by itself, and the
-//!   server's confirmation of that re-subscription clears L1 the same way;
+//!   node may die (its replica takes over) or the channel's slot may move: a
+//!   disconnection from any node, the server's unsubscription of the channel,
+//!   or a failed probe of the channel's slot ends the subscription, and the
+//!   next one, on a fresh view of the cluster, reaches the slot's new owner and
+//!   clears L1 the same way;
 //! - a gap in a sender's numbers (its publish failed, or its queue was full):
 //!   the receiver clears L1 (Hazelcast's near cache does the same);
 //! - a sender that lost a message and then goes quiet: each instance also
@@ -475,18 +477,24 @@ async fn subscribe_loop<K, V, S, C>(
                         .query_async::<()>(&mut conn)
                         .await?;
                 }
+                // The channel's node answers: on a cluster whose master just
+                // died the subscription can land on a replica while commands
+                // to the slot still fail; that is no subscription to count on
+                // (nor to clear L1 for), so wait and try again.
+                conn.probe_cmd(&config.channel)
+                    .query_async::<redis::Value>(&mut conn)
+                    .await?;
                 Ok::<_, redis::RedisError>(conn)
             })
             .await;
         if let Ok(Ok(mut conn)) = connected {
             backoff = min;
             receiver.on_subscribed();
-            // On a cluster the client re-subscribes by itself: between a loss
-            // (a disconnection, the slot moving away, a failed probe) and the
-            // server's confirmation of the new subscription, invalidations are
-            // not heard; the confirmation clears L1.
-            let mut lost = false;
-            let mut failed_probes = 0u32;
+            // Any sign that the subscription may be gone ends this one: the
+            // connection dropped (on a cluster, any node's), the channel was
+            // unsubscribed (its slot moved away), or the channel's node did not
+            // answer a probe. The next subscription starts from a fresh view of
+            // the cluster and clears L1 (messages in between were not heard).
             let probe = conn.probe_cmd(&config.channel);
             let mut ping = tokio::time::interval(config.heartbeat);
             ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -500,39 +508,15 @@ async fn subscribe_loop<K, V, S, C>(
                                     receiver.on_payload(msg.get_payload_bytes());
                                 }
                             }
-                            PushKind::Disconnection | PushKind::Unsubscribe | PushKind::SUnsubscribe => {
-                                if !cluster {
-                                    break;
-                                }
-                                if !lost {
-                                    lost = true;
-                                    receiver.on_unsubscribed();
-                                }
-                            }
-                            PushKind::SSubscribe | PushKind::Subscribe if lost => {
-                                lost = false;
-                                failed_probes = 0;
-                                receiver.on_subscribed();
-                            }
+                            PushKind::Disconnection
+                            | PushKind::Unsubscribe
+                            | PushKind::SUnsubscribe => break,
                             _ => {}
                         },
                     },
                     _ = ping.tick() => {
                         let pong = probe.query_async::<redis::Value>(&mut conn);
-                        if matches!(tokio::time::timeout(config.timeout, pong).await, Ok(Ok(_))) {
-                            failed_probes = 0;
-                            continue;
-                        }
-                        if !cluster {
-                            break;
-                        }
-                        if !lost {
-                            lost = true;
-                            receiver.on_unsubscribed();
-                        }
-                        // The client cannot find the channel's node: start over.
-                        failed_probes += 1;
-                        if failed_probes >= 10 {
+                        if !matches!(tokio::time::timeout(config.timeout, pong).await, Ok(Ok(_))) {
                             break;
                         }
                     }

@@ -218,12 +218,15 @@ impl RedisTarget {
     /// `Disconnection` notices) arrive on `push`: `SUBSCRIBE` on a server,
     /// `SSUBSCRIBE` (sharded pub/sub, the channel's slot's shard) on a cluster.
     ///
-    /// On a server the subscription ends with the connection (a
-    /// `Disconnection` push): subscribe again. On a cluster the client
-    /// re-subscribes by itself once it finds the slot's new owner (after a
-    /// failover or a migration), and each re-subscription is confirmed by an
-    /// `SSubscribe` push; [`RedisConnection::probe_cmd`] sends a command to the
-    /// channel's node, which makes the client notice a dead node.
+    /// The subscription may end without a word from the server: when the
+    /// connection drops (a `Disconnection` push; on a cluster, from any of its
+    /// nodes), when a cluster moves the channel's slot away (an `SUnsubscribe`
+    /// push), or when the channel's node dies (then
+    /// [`RedisConnection::probe_cmd`] fails). The kit's subscribers take each
+    /// of those as the end and subscribe again with a new call, which on a
+    /// cluster starts from a fresh slot map; they do not rely on the cluster
+    /// client's own re-subscription, which waits for a slot map refresh that
+    /// nothing may trigger.
     pub async fn subscribe(
         &self,
         channel: &str,

@@ -239,17 +239,31 @@ impl Drill {
 
     /// Moves `count` slots from the master serving `slot` to another master with
     /// `redis-cli --cluster reshard` (keys migrated one by one: clients meet
-    /// `ASK` during the move and `MOVED` after). Returns the target's port.
-    pub fn reshard_from(&self, slot: u16, count: u32) -> Result<u16, String> {
-        let all = nodes(&self.ports)?;
+    /// `ASK` during the move and `MOVED` after). Returns the two masters' ports,
+    /// from and to, for [`reshard`](Self::reshard) to move them back.
+    pub fn reshard_from(&self, slot: u16, count: u32) -> Result<(u16, u16), String> {
         let from = master_of(&self.ports, slot)?.ok_or(format!("no master serves slot {slot}"))?;
-        let to = all
-            .iter()
+        let to = nodes(&self.ports)?
+            .into_iter()
             .find(|n| n.master && !n.failing && n.id != from.id)
             .ok_or("no other master")?;
+        self.reshard(from.port, to.port, count)?;
+        Ok((from.port, to.port))
+    }
+
+    /// Moves `count` slots from the master on port `from` to the one on `to`.
+    pub fn reshard(&self, from: u16, to: u16, count: u32) -> Result<(), String> {
+        let all = nodes(&self.ports)?;
+        let id = |port: u16| {
+            all.iter()
+                .find(|n| n.port == port && n.master)
+                .map(|n| n.id.clone())
+                .ok_or(format!("no master on port {port}"))
+        };
+        let (from_id, to_id) = (id(from)?, id(to)?);
         let out = Command::new("redis-cli")
-            .args(["--cluster", "reshard", &format!("127.0.0.1:{}", from.port)])
-            .args(["--cluster-from", &from.id, "--cluster-to", &to.id])
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
             .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
             .output()
             .map_err(|e| format!("redis-cli --cluster reshard: {e}"))?;
@@ -260,7 +274,7 @@ impl Drill {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        Ok(to.port)
+        Ok(())
     }
 }
 

@@ -223,20 +223,19 @@ impl RedisSource {
         *subscribed = true;
         // Read after subscribing, so that no change between the two is missed.
         let _ = self.fetch_once(flags, last).await;
-        let cluster = self.target.is_cluster();
+        // Any sign that the subscription may be gone ends it (a disconnection,
+        // on a cluster from any node; the channel unsubscribed by the server as
+        // its slot moved; a failed probe of the channel's node): the next one
+        // starts from a fresh view of the cluster and reads the key again.
         let probe = sub.probe_cmd(&self.channel);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failed_probes = 0u32;
         loop {
             let reread = tokio::select! {
                 push = rx.recv() => match push.map(|p| p.kind) {
-                    None => break,
+                    None
+                    | Some(PushKind::Disconnection | PushKind::Unsubscribe | PushKind::SUnsubscribe) => break,
                     Some(PushKind::Message | PushKind::SMessage) => true,
-                    // On a cluster the client re-subscribes by itself at the
-                    // slot's owner; a change may have been missed meanwhile.
-                    Some(PushKind::SSubscribe) => true,
-                    Some(PushKind::Disconnection | PushKind::Unsubscribe) if !cluster => break,
                     Some(_) => false,
                 },
                 _ = tick.tick() => {
@@ -245,13 +244,8 @@ impl RedisSource {
                         probe.query_async::<redis::Value>(&mut sub),
                     )
                     .await;
-                    if matches!(answered, Ok(Ok(_))) {
-                        failed_probes = 0;
-                    } else {
-                        failed_probes += 1;
-                        if !cluster || failed_probes >= 10 {
-                            break;
-                        }
+                    if !matches!(answered, Ok(Ok(_))) {
+                        break;
                     }
                     false
                 }
