@@ -229,11 +229,16 @@ impl Drill {
             .ok_or(format!("master {} has no replica", master.port))?;
         cli(replica.port, &["cluster", "failover"])?;
         let port = replica.port;
-        wait_for(
-            Duration::from_secs(20),
-            || matches!(master_of(&self.ports, slot), Ok(Some(n)) if n.port == port),
-        )
-        .ok_or(format!("replica {port} did not take over slot {slot}"))?;
+        // Every node's view, not one: the roles spread by gossip, and a tool
+        // asked to act on a stale view refuses ("not known or not a master").
+        wait_for(Duration::from_secs(20), || {
+            self.ports
+                .iter()
+                .all(|&p| matches!(master_of(&[p], slot), Ok(Some(n)) if n.port == port))
+        })
+        .ok_or(format!(
+            "replica {port} did not take over slot {slot} in every node's view"
+        ))?;
         Ok(port)
     }
 
@@ -261,20 +266,32 @@ impl Drill {
                 .ok_or(format!("no master on port {port}"))
         };
         let (from_id, to_id) = (id(from)?, id(to)?);
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
-            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
-            .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
-            .output()
-            .map_err(|e| format!("redis-cli --cluster reshard: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "reshard failed: {}{}",
+        let mut last = String::new();
+        // redis-cli checks that every node agrees first; right after a
+        // failover gossip may still be spreading: try again for a few seconds.
+        for _ in 0..20 {
+            let out = Command::new("redis-cli")
+                .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+                .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
+                .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
+                .output()
+                .map_err(|e| format!("redis-cli --cluster reshard: {e}"))?;
+            let text = format!(
+                "{}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
-            ));
+            );
+            if out.status.success() && !text.contains("*** ") {
+                return Ok(());
+            }
+            let retry = text.contains("not known or not a master") || text.contains("don't agree");
+            last = text;
+            if !retry {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
-        Ok(())
+        Err(format!("reshard failed: {last}"))
     }
 }
 
