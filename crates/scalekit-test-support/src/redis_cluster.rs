@@ -266,6 +266,20 @@ impl Drill {
                 .ok_or(format!("no master on port {port}"))
         };
         let (from_id, to_id) = (id(from)?, id(to)?);
+        // Start only from a settled cluster: every node's view the same, no
+        // slot open (right after a failover gossip may still be spreading).
+        let port = self.ports.first().copied().ok_or("no ports")?;
+        let settled = || {
+            Command::new("redis-cli")
+                .args(["--cluster", "check", &format!("127.0.0.1:{port}")])
+                .output()
+                .is_ok_and(|o| {
+                    let text = String::from_utf8_lossy(&o.stdout);
+                    !text.contains("[ERR]") && !text.contains("[WARNING]")
+                })
+        };
+        wait_for(Duration::from_secs(15), settled)
+            .ok_or("the cluster did not settle before resharding")?;
         let mut last = String::new();
         // redis-cli checks that every node agrees first; right after a
         // failover gossip may still be spreading: try again for a few seconds.
