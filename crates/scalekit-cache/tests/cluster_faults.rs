@@ -15,8 +15,7 @@ use std::time::Duration;
 use scalekit_cache::{Cache, RedisCoherence, RedisTier, Tier, TieredCache, WritePolicy};
 use scalekit_core::redis::RedisTarget;
 use scalekit_shard::redis_cluster_slot;
-use scalekit_test_support::redis_cluster::{master_of, Drill};
-use scalekit_test_support::services::redis_cluster_urls;
+use scalekit_test_support::redis_cluster::{begin_drill, master_of};
 use tokio::time::Instant;
 
 /// The tier's time limit on each Redis call.
@@ -120,16 +119,9 @@ async fn until<F: std::future::Future<Output = bool>>(
 /// and the remote tier and coherence come back by themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_fails_no_read_and_the_cache_recovers() {
-    let Some(urls) = redis_cluster_urls("cluster kill drill") else {
+    let Some((urls, drill)) = begin_drill("cluster kill drill").await else {
         return;
     };
-    let drill = tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || Drill::begin(&urls)
-    })
-    .await
-    .unwrap()
-    .expect("the cluster is whole");
     let target: RedisTarget = urls.parse().unwrap();
     let ns = namespace("kill");
     let (a, tier_a) = coherent(&target, &ns).await;
@@ -149,7 +141,6 @@ async fn a_killed_master_fails_no_read_and_the_cache_recovers() {
             matches!(master_of(&drill.ports, slot), Ok(Some(n)) if n.port == channel_master)
         })
         .expect("a key on the channel's master");
-    let drill = Arc::new(drill);
 
     let stop = Arc::new(tokio::sync::Notify::new());
     let (load, tasks) = run_load(&b, 500, 200_000, Arc::clone(&stop));
@@ -224,16 +215,9 @@ async fn a_killed_master_fails_no_read_and_the_cache_recovers() {
 /// follows MOVED and ASK, and no call of the tier fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_and_resharding_fail_no_call() {
-    let Some(urls) = redis_cluster_urls("cluster failover drill") else {
+    let Some((urls, drill)) = begin_drill("cluster failover drill").await else {
         return;
     };
-    let drill = tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || Drill::begin(&urls)
-    })
-    .await
-    .unwrap()
-    .expect("the cluster is whole");
     let target: RedisTarget = urls.parse().unwrap();
     let ns = namespace("failover");
     let tier: RedisTier<u64, String> = RedisTier::builder(target, ns.as_str())
@@ -247,7 +231,6 @@ async fn failover_and_resharding_fail_no_call() {
             .unwrap();
     }
     let slot = redis_cluster_slot(tier.redis_key(&0).as_bytes());
-    let drill = Arc::new(drill);
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));

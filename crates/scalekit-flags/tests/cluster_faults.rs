@@ -12,8 +12,7 @@ use std::time::Duration;
 use scalekit_flags::sources::RedisSource;
 use scalekit_flags::{Context, Flags};
 use scalekit_shard::redis_cluster_slot;
-use scalekit_test_support::redis_cluster::Drill;
-use scalekit_test_support::services::redis_cluster_urls;
+use scalekit_test_support::redis_cluster::begin_drill;
 use tokio::time::Instant;
 
 fn state(name: &str) -> String {
@@ -22,17 +21,9 @@ fn state(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_survive_a_killed_master_and_hear_the_next_state() {
-    let Some(urls) = redis_cluster_urls("flags kill drill") else {
+    let Some((urls, drill)) = begin_drill("flags kill drill").await else {
         return;
     };
-    let drill = tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || Drill::begin(&urls)
-    })
-    .await
-    .unwrap()
-    .expect("the cluster is whole");
-    let drill = Arc::new(drill);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

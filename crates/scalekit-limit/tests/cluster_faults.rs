@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use scalekit_limit::{DenyKind, OnError, Quota, RedisRateLimiter};
 use scalekit_shard::redis_cluster_slot;
-use scalekit_test_support::redis_cluster::{master_of, Drill};
-use scalekit_test_support::services::redis_cluster_urls;
+use scalekit_test_support::redis_cluster::{begin_drill, master_of};
 use tokio::time::Instant;
 
 /// What one limiter saw.
@@ -56,17 +55,9 @@ fn worst_excess(quota: Quota, admitted: &[Duration]) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_failed_open_or_closed_as_configured() {
-    let Some(urls) = redis_cluster_urls("limiter kill drill") else {
+    let Some((urls, drill)) = begin_drill("limiter kill drill").await else {
         return;
     };
-    let drill = tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || Drill::begin(&urls)
-    })
-    .await
-    .unwrap()
-    .expect("the cluster is whole");
-    let drill = Arc::new(drill);
     // 20 per second, bursts of 10: the load asks far more often, so Redis
     // denies most, and every admission counts against the bound.
     let quota = Quota::with_interval(Duration::from_millis(50))

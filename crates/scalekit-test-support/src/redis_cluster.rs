@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One node of the cluster, as `CLUSTER NODES` describes it.
@@ -129,6 +130,27 @@ pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> Option<
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// For a Tokio test: the test cluster's URLs (`SCALEKIT_REDIS_CLUSTER_URLS`) and
+/// a [`Drill`] on it, begun off the runtime's threads; `None` after saying why
+/// the test is skipped (a failure under `CI`, as
+/// [`services`](crate::services) does).
+///
+/// # Panics
+///
+/// When the cluster cannot be made whole.
+pub async fn begin_drill(test: &str) -> Option<(String, Arc<Drill>)> {
+    let urls = crate::services::redis_cluster_urls(test)?;
+    let begin = {
+        let urls = urls.clone();
+        tokio::task::spawn_blocking(move || Drill::begin(&urls))
+    };
+    match begin.await {
+        Ok(Ok(drill)) => Some((urls, Arc::new(drill))),
+        Ok(Err(e)) => panic!("{test}: the Redis Cluster is not whole: {e}"),
+        Err(e) => panic!("{test}: beginning the drill failed: {e}"),
     }
 }
 

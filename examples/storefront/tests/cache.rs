@@ -34,41 +34,27 @@ async fn eventually<F: Future<Output = bool>>(mut condition: impl FnMut() -> F) 
     false
 }
 
-/// Two instances (A and B) over one SQLite database and one Redis namespace.
-async fn instances(
-    test: &str,
-) -> Option<(
+/// Instances A and B, the database they share, the product ids, and the
+/// database's folder (kept alive while the test runs).
+type Instances = Option<(
     Arc<CachedStore>,
     Arc<CachedStore>,
     Arc<dyn Store>,
     Vec<i64>,
     tempfile::TempDir,
-)> {
+)>;
+
+/// Two instances (A and B) over one SQLite database and one Redis namespace.
+async fn instances(test: &str) -> Instances {
     instances_on(common::cache_config(test)?).await
 }
 
 /// The same on the Redis Cluster.
-async fn cluster_instances(
-    test: &str,
-) -> Option<(
-    Arc<CachedStore>,
-    Arc<CachedStore>,
-    Arc<dyn Store>,
-    Vec<i64>,
-    tempfile::TempDir,
-)> {
+async fn cluster_instances(test: &str) -> Instances {
     instances_on(common::cluster_cache_config(test)?).await
 }
 
-async fn instances_on(
-    config: storefront_stage::config::CacheConfig,
-) -> Option<(
-    Arc<CachedStore>,
-    Arc<CachedStore>,
-    Arc<dyn Store>,
-    Vec<i64>,
-    tempfile::TempDir,
-)> {
+async fn instances_on(config: storefront_stage::config::CacheConfig) -> Instances {
     let (db, dir) = common::sqlite().await;
     let ids = common::catalog(db.as_ref(), 4, 3).await;
     let a = Arc::new(
