@@ -147,44 +147,40 @@ async fn a_killed_master_fails_no_read_and_the_cache_recovers() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let killed_at = Instant::now();
-    let old = tokio::task::spawn_blocking({
-        let drill = Arc::clone(&drill);
-        move || drill.kill_master_of(channel_slot)
-    })
-    .await
-    .unwrap()
-    .expect("a master killed");
-    let promotion = tokio::task::spawn_blocking({
-        let drill = Arc::clone(&drill);
-        move || drill.wait_promoted(channel_slot, old, Duration::from_secs(30))
-    });
-
-    // The tier answers again on the killed master's slots.
-    let tier_back = until(Duration::from_secs(30), || async {
-        tier_a
-            .set(&probe_key, &"p".to_string(), Duration::from_secs(60))
-            .await
-            .is_ok()
-            && tier_a.get(&probe_key).await.ok().flatten().as_deref() == Some("p")
-    })
-    .await
-    .map(|_| killed_at.elapsed());
-    // Coherence works again: A's write leaves B's L1.
-    let coherence_back = until(Duration::from_secs(30), || async {
-        let _ = b.get_with(probe_key, async { "old".to_string() }).await;
-        if a.insert(probe_key, "new".to_string()).await.is_err() {
-            return false;
-        }
-        until(Duration::from_millis(500), || async {
-            !b.l1().contains_key(&probe_key)
+    let old = drill
+        .run(move |d| d.kill_master_of(channel_slot))
+        .await
+        .expect("a master killed");
+    // Measured side by side: the promotion, and the cache's recovery.
+    let promotion = drill.run(move |d| d.wait_promoted(channel_slot, old, Duration::from_secs(30)));
+    let recovery = async {
+        // The tier answers again on the killed master's slots.
+        let tier_back = until(Duration::from_secs(30), || async {
+            tier_a
+                .set(&probe_key, &"p".to_string(), Duration::from_secs(60))
+                .await
+                .is_ok()
+                && tier_a.get(&probe_key).await.ok().flatten().as_deref() == Some("p")
         })
         .await
-        .is_some()
-    })
-    .await
-    .map(|_| killed_at.elapsed());
-
-    let promoted = promotion.await.unwrap();
+        .map(|_| killed_at.elapsed());
+        // Coherence works again: A's write leaves B's L1.
+        let coherence_back = until(Duration::from_secs(30), || async {
+            let _ = b.get_with(probe_key, async { "old".to_string() }).await;
+            if a.insert(probe_key, "new".to_string()).await.is_err() {
+                return false;
+            }
+            until(Duration::from_millis(500), || async {
+                !b.l1().contains_key(&probe_key)
+            })
+            .await
+            .is_some()
+        })
+        .await
+        .map(|_| killed_at.elapsed());
+        (tier_back, coherence_back)
+    };
+    let (promoted, (tier_back, coherence_back)) = tokio::join!(promotion, recovery);
     stop.notify_waiters();
     for task in tasks {
         task.await.expect("no read failed or panicked");
@@ -269,9 +265,8 @@ async fn failover_and_resharding_fail_no_call() {
         })
     };
 
-    let (failed_over, resharded) = tokio::task::spawn_blocking({
-        let d = Arc::clone(&drill);
-        move || {
+    let (failed_over, resharded) = drill
+        .run(move |d| {
             std::thread::sleep(Duration::from_millis(300));
             let started = std::time::Instant::now();
             let failover = d
@@ -291,10 +286,8 @@ async fn failover_and_resharding_fail_no_call() {
             };
             std::thread::sleep(Duration::from_millis(300));
             (failover, reshard.and_then(|r| back.map(|()| r)))
-        }
-    })
-    .await
-    .unwrap();
+        })
+        .await;
     stop.store(true, Relaxed);
     worker.await.unwrap();
     eprintln!(

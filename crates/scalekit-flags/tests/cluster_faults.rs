@@ -6,7 +6,6 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use scalekit_flags::sources::RedisSource;
@@ -59,13 +58,10 @@ async fn readers_survive_a_killed_master_and_hear_the_next_state() {
 
     let slot = redis_cluster_slot(source.channel().as_bytes());
     let killed_at = Instant::now();
-    let old = tokio::task::spawn_blocking({
-        let drill = Arc::clone(&drill);
-        move || drill.kill_master_of(slot)
-    })
-    .await
-    .unwrap()
-    .expect("killed");
+    let old = drill
+        .run(move |d| d.kill_master_of(slot))
+        .await
+        .expect("killed");
     // The readers keep what they serve while the shard has no master.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(both("before")());

@@ -132,19 +132,13 @@ async fn a_killed_master_is_failed_open_or_closed_as_configured() {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = start.elapsed();
-    let old = tokio::task::spawn_blocking({
-        let drill = Arc::clone(&drill);
-        move || drill.kill_master_of(slot)
-    })
-    .await
-    .unwrap()
-    .expect("killed");
-    let promoted = tokio::task::spawn_blocking({
-        let drill = Arc::clone(&drill);
-        move || drill.wait_promoted(slot, old, Duration::from_secs(30))
-    })
-    .await
-    .unwrap();
+    let old = drill
+        .run(move |d| d.kill_master_of(slot))
+        .await
+        .expect("killed");
+    let promoted = drill
+        .run(move |d| d.wait_promoted(slot, old, Duration::from_secs(30)))
+        .await;
     let open_tally = open_task.await.unwrap();
     let closed_tally = closed_task.await.unwrap();
 

@@ -331,6 +331,21 @@ impl Drill {
     }
 }
 
+impl Drill {
+    /// Runs `step` (a kill, a wait for a promotion, a failover: each blocks on
+    /// `redis-cli` or sleeps) off a Tokio test's threads, so the load it
+    /// measures keeps running.
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        step: impl FnOnce(&Drill) -> T + Send + 'static,
+    ) -> T {
+        let drill = Arc::clone(self);
+        tokio::task::spawn_blocking(move || step(&drill))
+            .await
+            .unwrap_or_else(|e| panic!("a drill step failed: {e}"))
+    }
+}
+
 impl Drop for Drill {
     fn drop(&mut self) {
         if let Err(e) = restore() {
