@@ -184,8 +184,9 @@ impl Drop for Machines {
     }
 }
 
-/// The children of `pid`, from `/proc/*/stat`'s parent field.
-fn children(pid: u32) -> Vec<u32> {
+/// The children of `pid`, from `/proc/*/stat`'s parent field: a gateway's app
+/// instances, a postmaster's backends.
+pub fn children(pid: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -202,6 +203,65 @@ fn children(pid: u32) -> Vec<u32> {
                     rest.split_whitespace().nth(1)?.parse::<u32>().ok()
                 })
                 == Some(pid)
+        })
+        .collect()
+}
+
+/// The process that listens on TCP `port` of this host (IPv4 or IPv6, any
+/// address): the server to put on a machine (a PostgreSQL postmaster, a Redis
+/// server). `None` when nothing listens there, or the socket's owner is not
+/// visible (another user's process, without root).
+///
+/// Read from `/proc/net/tcp{,6}` (the listening socket's inode) and the
+/// processes' open files (`/proc/<pid>/fd`): no client of the server's
+/// protocol is needed. A forked child that kept the socket (none of
+/// PostgreSQL's or Redis's do) would make the answer the first one found.
+///
+/// ```no_run
+/// let postgres = storefront_machines::listener_pid(5432);
+/// println!("PostgreSQL's postmaster: {postgres:?}");
+/// ```
+pub fn listener_pid(port: u16) -> Option<u32> {
+    let inodes: Vec<u64> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| fs::read_to_string(f).ok())
+        .flat_map(|text| listening_inodes(&text, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let mut pids: Vec<u32> = fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect();
+    // The oldest process first: the server before any child that kept the socket.
+    pids.sort_unstable();
+    pids.into_iter().find(|pid| {
+        fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                fs::read_link(fd.path())
+                    .is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+            })
+        })
+    })
+}
+
+/// The inodes of the sockets listening on `port` in a `/proc/net/tcp` table.
+fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    const LISTEN: &str = "0A";
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            let (_, hex_port) = local.rsplit_once(':')?;
+            let p = u16::from_str_radix(hex_port, 16).ok()?;
+            (p == port && *fields.get(3)? == LISTEN)
+                .then(|| fields.get(9)?.parse::<u64>().ok())
+                .flatten()
         })
         .collect()
 }
@@ -277,5 +337,37 @@ impl Machine {
             field("nr_throttled "),
             Duration::from_nanos(field("throttled_time ")),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listening_socket_is_found_by_port_and_state() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1538 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000   107        0 999 1 0000000000000000 20 4 30 10 -1
+   2: 00000000:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 77 1 0000000000000000 100 0 0 10 0
+garbage line
+";
+        // 0x1538 = 5432: the listener, not the established connection.
+        assert_eq!(listening_inodes(table, 5432), [4242]);
+        assert_eq!(listening_inodes(table, 6379), [77]);
+        assert!(listening_inodes(table, 80).is_empty());
+    }
+
+    #[test]
+    fn this_process_is_found_listening() {
+        let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            return;
+        };
+        let Ok(addr) = listener.local_addr() else {
+            return;
+        };
+        assert_eq!(listener_pid(addr.port()), Some(std::process::id()));
+        drop(listener);
+        assert_eq!(listener_pid(addr.port()), None);
     }
 }

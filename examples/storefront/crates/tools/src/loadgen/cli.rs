@@ -27,12 +27,20 @@ fn seconds(flag: &str, s: f64, zero_ok: bool) -> Result<Duration, String> {
 pub struct LoadArgs {
     /// Open loop: start this many journeys per second (latency counts from the
     /// intended start, so a server that falls behind shows it).
-    #[arg(long, conflicts_with = "concurrency")]
+    #[arg(long, conflicts_with_all = ["concurrency", "customers"])]
     pub rate: Option<f64>,
     /// Closed loop: this many customers at once, each starting a journey when the
     /// last one ends (the default, with 32).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "customers")]
     pub concurrency: Option<usize>,
+    /// Closed loop with think time: this many customers in the shop, each
+    /// pausing `--think` seconds on average per request between journeys.
+    #[arg(long)]
+    pub customers: Option<usize>,
+    /// Seconds a customer of `--customers` thinks per request, on average
+    /// (exponentially distributed).
+    #[arg(long, default_value_t = 5.0)]
+    pub think: f64,
     /// Journey weights browse,search,buy.
     #[arg(long, default_value = "70,15,15")]
     pub mix: Mix,
@@ -52,9 +60,13 @@ pub struct LoadArgs {
 
 impl LoadArgs {
     fn options(&self, target: String, path: Option<String>) -> Result<LoadOptions, String> {
-        let mode = match (self.rate, self.concurrency) {
-            (Some(rate), _) => Mode::Open { rate },
-            (None, c) => Mode::Closed {
+        let mode = match (self.rate, self.customers, self.concurrency) {
+            (Some(rate), _, _) => Mode::Open { rate },
+            (None, Some(customers), _) => Mode::Customers {
+                customers,
+                think: seconds("--think", self.think, true)?,
+            },
+            (None, None, c) => Mode::Closed {
                 concurrency: c.unwrap_or(32),
             },
         };

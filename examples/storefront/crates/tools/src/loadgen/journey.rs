@@ -5,7 +5,7 @@
 //! HTML, as a browser sends it; the login and sign-up forms use the token and
 //! pre-session cookie of one visit to the login page, see [`FormKey`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -218,13 +218,26 @@ async fn sign_up(http: &HttpClient, key: &FormKey, email: &str) -> Result<String
 /// Runs journeys against one target and records them.
 #[derive(Debug)]
 pub struct Runner<'a> {
-    /// The client.
-    pub http: &'a HttpClient,
-    /// Where samples go.
-    pub rec: &'a Recorder,
+    http: &'a HttpClient,
+    rec: &'a Recorder,
+    sent: AtomicU32,
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    /// A runner sending with `http` and recording into `rec`.
+    pub fn new(http: &'a HttpClient, rec: &'a Recorder) -> Self {
+        Self {
+            http,
+            rec,
+            sent: AtomicU32::new(0),
+        }
+    }
+
+    /// Requests sent so far (answered or failed).
+    pub fn sent(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     fn finish(
         &self,
         step: Step,
@@ -232,6 +245,7 @@ impl Runner<'_> {
         result: Result<Answer, String>,
         ok: u16,
     ) -> Option<Answer> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let done = Instant::now();
         match result {
             Ok(a) if a.status == ok => {

@@ -38,6 +38,7 @@ pub mod cli;
 pub mod evolve;
 pub mod http;
 pub mod journey;
+pub mod ramp;
 pub mod stats;
 pub mod svg;
 pub mod zipf;
@@ -62,6 +63,17 @@ pub enum Mode {
         /// Customers at once.
         concurrency: usize,
     },
+    /// This many customers, each pausing between journeys as people read a
+    /// page: a random pause (exponential) of `think` on average per request the
+    /// journey made, so each customer asks about once per `think` plus the
+    /// response time. The population a shop *carries*: by Little's law its
+    /// requests a second are `customers / (think + response time)`.
+    Customers {
+        /// Customers in the shop.
+        customers: usize,
+        /// Mean pause per request.
+        think: Duration,
+    },
 }
 
 impl std::fmt::Display for Mode {
@@ -71,6 +83,11 @@ impl std::fmt::Display for Mode {
             Mode::Closed { concurrency } => {
                 write!(f, "closed loop, {concurrency} concurrent customers")
             }
+            Mode::Customers { customers, think } => write!(
+                f,
+                "closed loop, {customers} customers thinking {} s between requests",
+                think.as_secs_f64()
+            ),
         }
     }
 }
@@ -159,6 +176,7 @@ impl Loadgen {
                     "--concurrency {concurrency}: give 1 to 100000 customers"
                 ))
             }
+            Mode::Customers { customers, think } => check_customers(customers, think)?,
             _ => {}
         }
         if options.max_in_flight == 0 {
@@ -209,6 +227,14 @@ impl Loadgen {
     /// Runs the load for `length` and reports on it. With `progress`, a progress
     /// bar with that label is drawn on the terminal (when stderr is one).
     pub async fn run(&self, length: Duration, progress: Option<&str>) -> Report {
+        self.run_as(self.options.mode, length, progress).await
+    }
+
+    /// [`run`](Self::run) paced by `mode` instead of the options' (a ramp
+    /// changes the number of customers step by step over one set of logged-in
+    /// sessions). A mode that [`connect`](Self::connect) would refuse runs no
+    /// load and reports nothing.
+    pub async fn run_as(&self, mode: Mode, length: Duration, progress: Option<&str>) -> Report {
         // At most a day (the command line's bound), so time arithmetic cannot overflow.
         let length = length.min(Duration::from_secs(86_400));
         // A short lead so the first intended send times are not already late.
@@ -232,11 +258,18 @@ impl Loadgen {
                 }
             })
         });
-        match self.options.mode {
-            Mode::Open { rate } => self.open_loop(&rec, start, length, rate).await,
-            Mode::Closed { concurrency } => {
+        match mode {
+            Mode::Open { rate } if rate > 0.0 && rate <= 1_000_000.0 => {
+                self.open_loop(&rec, start, length, rate).await
+            }
+            Mode::Closed { concurrency } if concurrency <= 100_000 => {
                 self.closed_loop(&rec, start, length, concurrency).await
             }
+            Mode::Customers { customers, think } if check_customers(customers, think).is_ok() => {
+                self.customers_loop(&rec, start, length, customers, think)
+                    .await
+            }
+            _ => {}
         }
         if let Some(t) = ticker {
             t.abort();
@@ -247,11 +280,9 @@ impl Loadgen {
         rec.report(length.as_secs_f64())
     }
 
-    async fn one(&self, rec: &Recorder, intended: Instant, rng: &mut SmallRng) {
-        let runner = Runner {
-            http: &self.http,
-            rec,
-        };
+    /// One journey (or raw request); returns how many requests it sent.
+    async fn one(&self, rec: &Recorder, intended: Instant, rng: &mut SmallRng) -> u32 {
+        let runner = Runner::new(&self.http, rec);
         match (&self.options.workload, &self.shop) {
             (Workload::Raw { path }, _) => runner.raw(path, intended).await,
             (Workload::Journeys(mix), Some(shop)) => {
@@ -260,6 +291,7 @@ impl Loadgen {
             }
             (Workload::Journeys(_), None) => {}
         }
+        runner.sent()
     }
 
     fn rng(&self) -> SmallRng {
@@ -342,6 +374,59 @@ impl Loadgen {
         }
     }
 
+    async fn customers_loop(
+        &self,
+        rec: &Arc<Recorder>,
+        start: Instant,
+        length: Duration,
+        customers: usize,
+        think: Duration,
+    ) {
+        let end = start + length;
+        // Journeys in flight at most (a customer past it waits, and the wait
+        // counts from when the customer meant to ask).
+        let slots = Arc::new(Semaphore::new(self.options.max_in_flight));
+        let mean = think.as_secs_f64();
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..customers {
+            let rec = Arc::clone(rec);
+            let this = self.clone_handle();
+            let slots = Arc::clone(&slots);
+            let mut rng = self.rng();
+            workers.spawn(async move {
+                // Customers already shopping: the first journey comes after a
+                // pause drawn as the later ones are (a journey makes about
+                // three requests), so the load is steady from the start.
+                let mut pause = pause(&mut rng, mean * JOURNEY_REQUESTS);
+                loop {
+                    let wake = Instant::now() + pause;
+                    if wake >= end {
+                        break;
+                    }
+                    tokio::time::sleep_until(wake.max(start).into()).await;
+                    let Ok(permit) = slots.acquire().await else {
+                        break;
+                    };
+                    let sent = this.one(&rec, wake.max(start), &mut rng).await;
+                    drop(permit);
+                    pause = pause_for(&mut rng, mean, sent);
+                }
+            });
+        }
+        let deadline = self
+            .options
+            .timeout
+            .saturating_mul(4)
+            .saturating_add(Duration::from_secs(1));
+        let drained = tokio::time::timeout(length.saturating_add(deadline), async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            workers.abort_all();
+        }
+    }
+
     fn clone_handle(&self) -> Arc<Self> {
         Arc::new(Self {
             options: self.options.clone(),
@@ -350,6 +435,45 @@ impl Loadgen {
             journeys_started: AtomicU64::new(0),
         })
     }
+}
+
+/// Requests in an average journey of the default mix (browse 3, search 2,
+/// buy 5), for the first pause of a customer.
+const JOURNEY_REQUESTS: f64 = 3.0;
+
+/// The longest think time a customer may have.
+pub const MAX_THINK: Duration = Duration::from_secs(3_600);
+
+fn check_customers(customers: usize, think: Duration) -> Result<(), String> {
+    if !(1..=1_000_000).contains(&customers) {
+        return Err(format!(
+            "--customers {customers}: give 1 to 1000000 customers"
+        ));
+    }
+    if think > MAX_THINK {
+        return Err(format!(
+            "--think {} s: give at most {} s",
+            think.as_secs_f64(),
+            MAX_THINK.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+/// An exponential pause of `mean` seconds on average (none for a mean of 0).
+fn pause<R: Rng + ?Sized>(rng: &mut R, mean: f64) -> Duration {
+    if mean <= 0.0 {
+        return Duration::ZERO;
+    }
+    // 1 - u is in (0, 1]: its logarithm is finite.
+    let u: f64 = rng.random();
+    Duration::from_secs_f64((-(1.0 - u).ln() * mean).min(MAX_THINK.as_secs_f64() * 20.0))
+}
+
+/// The pause after a journey of `sent` requests: `mean` per request (at least
+/// one, so a journey cut short by an error is not followed at once by another).
+fn pause_for<R: Rng + ?Sized>(rng: &mut R, mean: f64, sent: u32) -> Duration {
+    pause(rng, mean * f64::from(sent.max(1)))
 }
 
 fn progress_bar(label: &str, length: Duration) -> ProgressBar {
@@ -499,6 +623,53 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn thinking_customers_ask_once_per_think_time() {
+        let app = axum::Router::new().route("/slow", get(|| async { "done" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e}"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mode = Mode::Customers {
+            customers: 40,
+            think: Duration::from_millis(200),
+        };
+        let options = LoadOptions {
+            max_in_flight: 64,
+            ..raw(format!("http://{addr}"), mode)
+        };
+        let load = Loadgen::connect(options)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            load.describe(),
+            "closed loop, 40 customers thinking 0.2 s between requests; every request GET /slow"
+        );
+        // 40 customers asking every 0.2 s: 200 requests a second, not the
+        // thousands a closed loop without pauses would send.
+        let r = load.run(Duration::from_secs(2), None).await;
+        assert_eq!(r.total.errors, 0, "{}", r.table());
+        assert!(
+            (300..=500).contains(&r.total.count),
+            "{} requests in 2 s",
+            r.total.count
+        );
+        // Twice the customers, twice the requests.
+        let twice = Mode::Customers {
+            customers: 80,
+            think: Duration::from_millis(200),
+        };
+        let r = load.run_as(twice, Duration::from_secs(2), None).await;
+        assert!(
+            (650..=950).contains(&r.total.count),
+            "{} requests in 2 s",
+            r.total.count
+        );
+    }
+
     #[tokio::test]
     async fn bad_options_are_refused_with_what_to_write() {
         let err =
@@ -516,6 +687,15 @@ mod tests {
         })
         .await;
         assert!(e.starts_with("--concurrency 0"), "{e}");
+        let e = err(LoadOptions {
+            mode: Mode::Customers {
+                customers: 0,
+                think: Duration::from_secs(5),
+            },
+            ..base.clone()
+        })
+        .await;
+        assert!(e.starts_with("--customers 0"), "{e}");
         let e = err(LoadOptions {
             target: "https://example.com".into(),
             ..base.clone()

@@ -235,6 +235,8 @@ pub struct Row {
     pub p99_ms: f64,
     /// Slowest, ms.
     pub max_ms: f64,
+    /// Mean, ms.
+    pub mean_ms: f64,
     /// Requests per second over the window.
     pub rps: f64,
 }
@@ -257,6 +259,11 @@ impl Row {
             p90_ms: ms(0.9),
             p99_ms: ms(0.99),
             max_ms: h.max() as f64 / 1_000.0,
+            mean_ms: if h.is_empty() {
+                0.0
+            } else {
+                h.mean() / 1_000.0
+            },
             rps: if seconds > 0.0 {
                 h.len() as f64 / seconds
             } else {

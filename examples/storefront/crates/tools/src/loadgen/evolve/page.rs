@@ -257,6 +257,7 @@ mod tests {
             p90_ms: p50_ms * 2.0,
             p99_ms: p50_ms * 4.0,
             max_ms: p50_ms * 8.0,
+            mean_ms: p50_ms * 1.2,
             rps,
         };
         StageResult {
