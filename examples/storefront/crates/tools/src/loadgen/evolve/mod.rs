@@ -18,6 +18,7 @@ use crate::stages::{About, Prepared, StageCatalog};
 use storefront_contract::ops::shards::ShardsView;
 use storefront_contract::ops::{Snapshot, TierTotals, Totals};
 
+pub mod miniature;
 mod page;
 pub use page::{evolution_chart, page, write_page};
 
@@ -285,6 +286,9 @@ pub struct OpsDelta {
     pub hit_ratio: Option<f64>,
     /// Share of lookups answered by L1.
     pub l1_ratio: Option<f64>,
+    /// Cache lookups per request that no tier answered (each one a database
+    /// read).
+    pub misses_per_request: Option<f64>,
     /// Statements on the PostgreSQL primary (reads and writes) in the window.
     pub primary_ops: Option<u64>,
     /// Share of PostgreSQL reads answered by replicas.
@@ -323,10 +327,18 @@ impl OpsDelta {
             _ => None,
         }
         .map(|s| (s.replica_reads, s.primary_reads, s.primary_writes));
+        let misses = match (l1, l2) {
+            (Some((_, m1)), Some((h2, _))) => Some(m1.saturating_sub(h2)),
+            (Some((_, m)), None) | (None, Some((_, m))) => Some(m),
+            (None, None) => None,
+        };
         Self {
             db_per_request: (requests > 0).then(|| db as f64 / requests as f64),
             hit_ratio,
             l1_ratio,
+            misses_per_request: misses
+                .filter(|_| requests > 0)
+                .map(|m| m as f64 / requests as f64),
             primary_ops: split.map(|(_, p, w)| p + w),
             replica_share: split.and_then(|(r, p, _)| ratio(r, r + p)),
         }
@@ -532,6 +544,8 @@ mod tests {
         assert_eq!(d.l1_ratio, Some(0.8));
         // 800 L1 hits + 100 L2 hits of 1000 lookups.
         assert_eq!(d.hit_ratio, Some(0.9));
+        // 200 L1 misses, of which Redis answered 100: 100 reads in 1000 requests.
+        assert_eq!(d.misses_per_request, Some(0.1));
         assert_eq!((d.primary_ops, d.replica_share), (None, None));
         // No caches: no ratio; no ops page: nothing.
         let plain = |r, q| totals(r, q, None, None);
