@@ -105,6 +105,9 @@ enum Command {
     Loadgen(tools::LoadgenArgs),
     /// Run stages in turn under the same load and write docs/evolution.md.
     Evolve(tools::EvolveArgs),
+    /// What one stage's topology carries on real machines, from the demands
+    /// evolve measured on miniature ones.
+    Project(storefront_tools::projection::cli::ProjectArgs),
     /// Requests per second of a product page from L1 against a bare axum handler.
     BenchHttp(tools::BenchArgs),
     /// The bare axum server that bench-http compares with.
@@ -303,6 +306,10 @@ fn main() -> ExitCode {
             Some(Command::Reshard(args)) => reshard_cli::run(args).await,
             Some(Command::Loadgen(args)) => Ok(tools::loadgen(args).await?),
             Some(Command::Evolve(args)) => Ok(tools::evolve(args, Arc::new(BuiltinStages)).await?),
+            Some(Command::Project(args)) => {
+                println!("{}", storefront_tools::projection::cli::project(&args)?);
+                Ok(())
+            }
             Some(Command::BenchHttp(args)) => {
                 Ok(tools::bench_http(args, Arc::new(BuiltinStages)).await?)
             }

@@ -114,10 +114,16 @@ fn evolve_runs_stage_one_and_writes_the_page() {
         "2",
         "--users",
         "2",
+        "--machine-cpu",
+        "0",
         "--out",
         out.to_str().unwrap(),
     ]);
     assert!(ok, "{text}");
+    assert!(
+        !dir.path().join("evolution.json").exists(),
+        "no machines, no calibration"
+    );
     let page = std::fs::read_to_string(&out).unwrap();
     let row = page
         .lines()
@@ -130,6 +136,97 @@ fn evolve_runs_stage_one_and_writes_the_page() {
     assert!(page.contains("![Requests per second and latency by stage](evolution.svg)"));
     let svg = std::fs::read_to_string(dir.path().join("evolution.svg")).unwrap();
     storefront_tools::loadgen::svg::well_formed(&svg).unwrap();
+}
+
+/// Stage 1 on a miniature machine: the page gains what it carried, the model's
+/// checks and the projection, and `storefront project` reads the calibration.
+#[test]
+fn evolve_on_miniature_machines_calibrates_the_projection() {
+    let machines = storefront_machines::Machines::open("evolve-test");
+    if let Err(e) = &machines {
+        assert!(std::env::var_os("CI").is_none(), "CI: no machines: {e}");
+        eprintln!("skipped: no machines here: {e}");
+        return;
+    }
+    drop(machines);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("evolution.md");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run storefront");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&[
+        "evolve",
+        "--stages",
+        "1",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--users",
+        "2",
+        "--concurrency",
+        "8",
+        "--machine-cpu",
+        "0.5",
+        "--ramp-step",
+        "1",
+        "--ramp-steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let page = std::fs::read_to_string(&out).unwrap();
+    for section in [
+        "## On miniature machines",
+        "## The model against the measurements",
+        "## Projected to real machines",
+        "| 1 | 1 app machine of 0.5 core, 0 others |",
+        "| 1 | 1 app machine of 1 core, 0 others |",
+    ] {
+        assert!(page.contains(section), "{section} in\n{page}");
+    }
+    let svg = std::fs::read_to_string(dir.path().join("evolution-projection.svg")).unwrap();
+    storefront_tools::loadgen::svg::well_formed(&svg).unwrap();
+    let calibration = dir.path().join("evolution.json");
+    let (ok, text) = run(&[
+        "project",
+        "--stage",
+        "1",
+        "--calibration",
+        calibration.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("machines: app 1 × 16 cores"), "{text}");
+    assert!(text.contains("limited by app"), "{text}");
+    let (ok, text) = run(&[
+        "project",
+        "--stage",
+        "1",
+        "--machines",
+        "app=2",
+        "--calibration",
+        calibration.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("is one machine"), "{text}");
+    let (ok, text) = run(&[
+        "project",
+        "--stage",
+        "4",
+        "--calibration",
+        calibration.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("has no stage 4: it has 1"), "{text}");
 }
 
 /// `storefront loadgen` leaves no file behind without `--svg`, and writes the chart

@@ -7,9 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::bench::{self, BenchOptions};
-use super::evolve::{self, RunInfo};
+use super::evolve::calibrate::{measure_on_machines, MachineOptions, OnMachines};
+use super::evolve::page_machines::MachineSettings;
+use super::evolve::{self, MachinesPage, RunInfo};
+use super::ramp::{Objective, RampOptions};
 use super::svg::report_chart;
 use super::{LoadOptions, Loadgen, Mix, Mode, Workload};
+use crate::projection::Calibration;
 use crate::stages::StageCatalog;
 
 /// Seconds on the command line: positive, finite, at most a day.
@@ -37,8 +41,8 @@ pub struct LoadArgs {
     /// pausing `--think` seconds on average per request between journeys.
     #[arg(long)]
     pub customers: Option<usize>,
-    /// Seconds a customer of `--customers` thinks per request, on average
-    /// (exponentially distributed).
+    /// Seconds a customer thinks per request, on average (exponentially
+    /// distributed): `--customers`, and evolve's ramp and model.
     #[arg(long, default_value_t = 5.0)]
     pub think: f64,
     /// Journey weights browse,search,buy.
@@ -158,6 +162,88 @@ pub struct EvolveArgs {
     /// The chart (default: the page's name with .svg).
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Each stage's machines (the app or each instance, the gateway, each
+    /// PostgreSQL cluster, Redis) in a cgroup holding it to this share of a
+    /// core; 0 runs every process on the whole host, as without cgroups.
+    #[arg(long, default_value_t = 0.25)]
+    pub machine_cpu: f64,
+    /// The p99 objective of the ramp and the model, ms.
+    #[arg(long, default_value_t = 200.0)]
+    pub objective_ms: f64,
+    /// Seconds measured per ramp step (plus a second of settling).
+    #[arg(long, default_value_t = 8.0)]
+    pub ramp_step: f64,
+    /// Ramp steps at most per stage.
+    #[arg(long, default_value_t = 8)]
+    pub ramp_steps: u32,
+    /// Skip the second configuration that checks the model.
+    #[arg(long)]
+    pub no_check: bool,
+    /// Cores of each real machine in the projection.
+    #[arg(long, default_value_t = 16.0)]
+    pub cores: f64,
+    /// Cache hit ratio at scale in the projection (default: as measured).
+    #[arg(long)]
+    pub hit_ratio: Option<f64>,
+    /// Where the calibration goes (default: the page's name with .json);
+    /// `storefront project` reads it.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+}
+
+impl EvolveArgs {
+    /// The machine settings, or `None` when every process shares the host
+    /// (`--machine-cpu 0`, or no cgroups here: said on stderr).
+    fn machines(&self) -> Result<Option<(MachineOptions, MachineSettings)>, String> {
+        if self.machine_cpu == 0.0 {
+            return Ok(None);
+        }
+        if !(self.machine_cpu.is_finite() && (0.05..=2.0).contains(&self.machine_cpu)) {
+            return Err(format!(
+                "--machine-cpu {}: give a share of a core from 0.05 to 2 (0: no machines)",
+                self.machine_cpu
+            ));
+        }
+        let assumptions = crate::projection::cli::assumptions(
+            self.load.think,
+            self.objective_ms,
+            self.hit_ratio,
+        )?;
+        let cores = crate::projection::cli::cores(self.cores)?;
+        if let Err(e) = storefront_machines::Machines::open("evolve-check") {
+            eprintln!(
+                "no miniature machines here ({e}): every process shares the host, as with --machine-cpu 0"
+            );
+            return Ok(None);
+        }
+        if !(1..=64).contains(&self.ramp_steps) {
+            return Err(format!("--ramp-steps {}: give 1 to 64", self.ramp_steps));
+        }
+        let ramp = RampOptions {
+            think: seconds("--think", self.load.think, true)?,
+            objective: Objective {
+                p99: seconds("--objective-ms", self.objective_ms / 1_000.0, false)?,
+                ..Objective::default()
+            },
+            settle: Duration::from_secs(1),
+            step: seconds("--ramp-step", self.ramp_step, false)?,
+            max_steps: self.ramp_steps,
+            ..RampOptions::default()
+        };
+        Ok(Some((
+            MachineOptions {
+                cpu: self.machine_cpu,
+                ramp,
+                check: !self.no_check,
+                ..MachineOptions::default()
+            },
+            MachineSettings {
+                cpu: self.machine_cpu,
+                assumptions,
+                cores,
+            },
+        )))
+    }
 }
 
 /// The command line as typed, with the program called `storefront`.
@@ -180,13 +266,23 @@ pub async fn evolve(args: EvolveArgs, catalog: Arc<dyn StageCatalog>) -> Result<
     let duration = seconds("--duration", args.duration, false)?;
     let warmup = seconds("--warmup", args.warmup, true)?;
     let options = args.load.options(String::new(), None)?;
+    let machines = args.machines()?;
     let machine = evolve::machine();
     let mut results = Vec::new();
+    let mut on_machines = Vec::new();
     let mut load = String::new();
     for n in stages {
         eprintln!("stage {n}: starting ...");
-        let (result, described) =
-            evolve::measure_stage(&catalog, n, &options, warmup, duration).await?;
+        let (result, described) = match &machines {
+            None => evolve::measure_stage(&catalog, n, &options, warmup, duration).await?,
+            Some((m, _)) => {
+                let (result, on, described) =
+                    measure_on_machines(&catalog, n, &options, warmup, duration, m).await?;
+                println!("{}", on_machines_summary(&on));
+                on_machines.push(on);
+                (result, described)
+            }
+        };
         println!(
             "\nStage {n}. {}:\n\n{}",
             result.title,
@@ -202,9 +298,70 @@ pub async fn evolve(args: EvolveArgs, catalog: Arc<dyn StageCatalog>) -> Result<
         duration,
         machine,
     };
-    let svg = evolve::write_page(&args.out, args.svg.clone(), &info, &results)?;
+    let machines_page = machines.map(|(_, settings)| MachinesPage {
+        on: on_machines,
+        settings,
+    });
+    let svg = evolve::write_page(
+        &args.out,
+        args.svg.clone(),
+        &info,
+        &results,
+        machines_page.as_ref(),
+    )?;
     println!("Wrote {} and {}", args.out.display(), svg.display());
+    if let Some(m) = &machines_page {
+        let path = args
+            .calibration
+            .clone()
+            .unwrap_or_else(|| args.out.with_extension("json"));
+        let calibration = Calibration {
+            date: evolve::today(),
+            host: info.machine.clone(),
+            machine_cpu: m.settings.cpu,
+            stages: m.on.iter().map(|o| o.calibration.clone()).collect(),
+        };
+        let text = serde_json::to_string_pretty(&calibration)
+            .map_err(|e| format!("cannot write the calibration: {e}"))?;
+        std::fs::write(&path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("Wrote {} (`storefront project` reads it)", path.display());
+    }
     Ok(())
+}
+
+/// A stage's machines in a few lines, for the terminal.
+fn on_machines_summary(on: &OnMachines) -> String {
+    let mut out = String::new();
+    for m in &on.machines {
+        out.push_str(&format!(
+            "  {:<14} {:>5.2} core  {:>7.0} µs/request  {:>4.0}% busy\n",
+            m.name,
+            m.cpus,
+            m.cpu_per_request * 1e6,
+            m.utilization * 100.0
+        ));
+    }
+    for step in &on.ramp.steps {
+        out.push_str(&format!(
+            "  {:>7} customers: {:>7.0} req/s, p99 {:>7.1} ms, {} errors{}\n",
+            step.customers,
+            step.total.rps,
+            step.total.p99_ms,
+            step.total.errors,
+            if step.met { "" } else { "  (missed)" }
+        ));
+    }
+    for c in &on.checks {
+        out.push_str(&format!(
+            "  model, {}: measured {:.0} req/s, predicted {:.0} ({:+.1}%)\n",
+            c.label,
+            c.measured,
+            c.predicted,
+            c.error() * 100.0
+        ));
+    }
+    out
 }
 
 /// `storefront bench-http`.

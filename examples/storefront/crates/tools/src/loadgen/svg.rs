@@ -24,6 +24,18 @@ pub enum Panel {
         /// How to print a value.
         unit: String,
     },
+    /// Groups of bars on a log scale (decades marked), for values that span
+    /// several orders of magnitude; a value of 0 or less draws no bar.
+    LogBars {
+        /// Panel title.
+        title: String,
+        /// Name of each series (legend).
+        series: Vec<String>,
+        /// (group label, a value per series).
+        groups: Vec<(String, Vec<f64>)>,
+        /// How to print a value.
+        unit: String,
+    },
     /// A line: one value per second.
     Line {
         /// Panel title.
@@ -49,6 +61,9 @@ fn panel_height(panel: &Panel) -> f64 {
     match panel {
         Panel::Bars { series, groups, .. } => {
             50.0 + groups.len() as f64 * (series.len() as f64 * 12.0 + 10.0)
+        }
+        Panel::LogBars { series, groups, .. } => {
+            70.0 + groups.len() as f64 * (series.len() as f64 * 12.0 + 10.0)
         }
         Panel::Line { .. } => 170.0,
     }
@@ -80,6 +95,12 @@ pub fn chart(title: &str, panels: &[Panel]) -> String {
                 groups,
                 unit,
             } => bars(&mut out, y, title, series, groups, unit),
+            Panel::LogBars {
+                title,
+                series,
+                groups,
+                unit,
+            } => log_bars(&mut out, y, title, series, groups, unit),
             Panel::Line {
                 title,
                 values,
@@ -148,6 +169,118 @@ fn bars(
                 LEFT + w + 4.0,
                 by + 9.0,
                 number(v),
+                escape(unit)
+            );
+        }
+        y += group_h + 10.0;
+    }
+}
+
+/// `1234567` → `1.2M`, `15000` → `15k`, `950` → `950`.
+pub fn compact(v: f64) -> String {
+    let (scaled, suffix) = if v >= 1e9 {
+        (v / 1e9, "G")
+    } else if v >= 1e6 {
+        (v / 1e6, "M")
+    } else if v >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    if scaled >= 10.0 || scaled.fract() == 0.0 {
+        format!("{scaled:.0}{suffix}")
+    } else {
+        format!("{scaled:.1}{suffix}")
+    }
+}
+
+fn log_bars(
+    out: &mut String,
+    top: f64,
+    title: &str,
+    series: &[String],
+    groups: &[(String, Vec<f64>)],
+    unit: &str,
+) {
+    let _ = writeln!(
+        out,
+        r#"<text x="10" y="{}" font-weight="bold">{}</text>"#,
+        top + 16.0,
+        escape(title)
+    );
+    let mut x = LEFT;
+    for (i, name) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let _ = writeln!(
+            out,
+            r#"<rect x="{x}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+            top + 25.0,
+            x + 14.0,
+            top + 34.0,
+            escape(name)
+        );
+        x += 24.0 + name.chars().count() as f64 * 7.0;
+    }
+    let positive = || {
+        groups
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .filter(|v| v.is_finite() && *v > 0.0)
+    };
+    let lo = positive().fold(f64::INFINITY, f64::min);
+    let hi = positive().fold(0.0f64, f64::max);
+    let (lo_exp, hi_exp) = if hi > 0.0 {
+        let lo_exp = lo.log10().floor().min(hi.log10().floor());
+        (lo_exp, hi.log10().ceil().max(lo_exp + 1.0))
+    } else {
+        (0.0, 1.0)
+    };
+    let span = WIDTH - LEFT - RIGHT;
+    let scale = |v: f64| (v.log10() - lo_exp) / (hi_exp - lo_exp) * span;
+    let body_top = top + 44.0;
+    let body_h = groups.len() as f64 * (series.len() as f64 * 12.0 + 10.0);
+    // Decades: a faint line and its value.
+    let mut e = lo_exp;
+    while e <= hi_exp {
+        let gx = LEFT + scale(10f64.powf(e));
+        let _ = writeln!(
+            out,
+            r##"<line x1="{gx:.1}" y1="{body_top}" x2="{gx:.1}" y2="{:.1}" stroke="#dddddd"/><text x="{gx:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"##,
+            body_top + body_h,
+            body_top + body_h + 12.0,
+            compact(10f64.powf(e))
+        );
+        e += 1.0;
+    }
+    let mut y = body_top;
+    for (label, values) in groups {
+        let group_h = values.len() as f64 * 12.0;
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            LEFT - 8.0,
+            y + group_h / 2.0 + 4.0,
+            escape(label)
+        );
+        for (i, v) in values.iter().enumerate() {
+            let by = y + i as f64 * 12.0;
+            let color = COLORS[i % COLORS.len()];
+            if !(v.is_finite() && *v > 0.0) {
+                let _ = writeln!(
+                    out,
+                    r#"<text x="{:.1}" y="{}" font-size="10">none</text>"#,
+                    LEFT + 4.0,
+                    by + 9.0
+                );
+                continue;
+            }
+            let w = scale(*v).max(0.5);
+            let _ = writeln!(
+                out,
+                r#"<rect x="{LEFT}" y="{by}" width="{w:.1}" height="10" fill="{color}"/><text x="{:.1}" y="{}" font-size="10">{} {}</text>"#,
+                LEFT + w + 4.0,
+                by + 9.0,
+                compact(*v),
                 escape(unit)
             );
         }
@@ -351,6 +484,30 @@ mod tests {
         // An empty report still draws.
         let empty = Recorder::new(Instant::now(), Duration::from_secs(1)).report(1.0);
         well_formed(&report_chart("empty", &empty)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn log_bars_span_decades_and_stay_well_formed() {
+        let svg = chart(
+            "Customers <all>",
+            &[Panel::LogBars {
+                title: "Projected".into(),
+                series: vec!["model".into(), "measured".into()],
+                groups: vec![
+                    ("1. One".into(), vec![2_000.0, 900.0]),
+                    ("8. Many".into(), vec![20_000_000.0, 0.0]),
+                ],
+                unit: "customers".into(),
+            }],
+        );
+        assert_eq!(well_formed(&svg), Ok(()));
+        // Decades from 100 to 100M, the values compact, no bar for 0.
+        for text in [">100<", ">100M<", "2k customers", "20M customers", ">none<"] {
+            assert!(svg.contains(text), "{text} in {svg}");
+        }
+        assert_eq!(compact(1_234_567.0), "1.2M");
+        assert_eq!(compact(15_000.0), "15k");
+        assert_eq!(compact(950.0), "950");
     }
 
     #[test]

@@ -99,6 +99,11 @@ pub struct Role {
     pub demand: f64,
     /// Whether adding machines of this role adds capacity.
     pub scales: bool,
+    /// Cores each machine spends with no request at all (health checks,
+    /// replication, the database's background workers): capacity that
+    /// requests cannot use.
+    #[serde(default)]
+    pub background: f64,
 }
 
 impl Role {
@@ -118,7 +123,14 @@ impl Role {
             cpus,
             demand,
             scales,
+            background: 0.0,
         }
+    }
+
+    /// The same role with `cores` of background work per machine.
+    pub fn with_background(mut self, cores: f64) -> Self {
+        self.background = cores.max(0.0);
+        self
     }
 }
 
@@ -283,7 +295,8 @@ impl StageCalibration {
     /// The queueing network of `topology` for customers who think
     /// `assumptions.think` seconds: one station per machine, each with its
     /// role's demand shared evenly; a machine of less than a core is one server
-    /// that fraction as fast, of `c` cores `c` servers.
+    /// that fraction as fast, of `c` cores `c` servers; either slowed by the
+    /// share its background work takes.
     pub fn network(
         &self,
         topology: &Topology,
@@ -301,6 +314,8 @@ impl StageCalibration {
             }
             let demand =
                 role.demand * self.hit_factor(role.kind, assumptions.hit_ratio) / f64::from(n);
+            // What the background leaves of each machine (at least a tenth).
+            let left = ((cores - role.background) / cores).max(0.1);
             for i in 0..n {
                 let name = if n == 1 {
                     role.name.clone()
@@ -308,9 +323,9 @@ impl StageCalibration {
                     format!("{} {}", role.name, i + 1)
                 };
                 net = if cores < 1.0 {
-                    net.queue(name, demand / cores, 1)
+                    net.queue(name, demand / (cores * left), 1)
                 } else {
-                    net.queue(name, demand, cores.round() as u32)
+                    net.queue(name, demand / left, cores.round() as u32)
                 }
                 .map_err(|e| e.to_string())?;
             }
@@ -426,6 +441,18 @@ mod tests {
         // Saturated: each app busy 0.8 ms per request, so 1250 a second at most.
         let x = s.saturated(&Topology::measured(&s), 64).unwrap_or_default();
         assert!(x < 1_250.0 + 1e-6 && x > 1_150.0, "{x}");
+    }
+
+    #[test]
+    fn background_work_takes_capacity() {
+        let mut s = stage4();
+        s.roles[2] = s.roles[2].clone().with_background(0.05);
+        let net = s
+            .network(&Topology::measured(&s), &Assumptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        // 0.08 ms on the 0.2 core left of a quarter core.
+        let db = net.stations().iter().find(|st| st.name == "db");
+        assert!(db.is_some_and(|db| (db.demand - 0.000_4).abs() < 1e-12));
     }
 
     #[test]

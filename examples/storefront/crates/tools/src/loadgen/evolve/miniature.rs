@@ -278,6 +278,25 @@ impl Usage {
         }
     }
 
+    /// Each machine's use as cores: CPU seconds over `window`.
+    pub fn per_second(&self, window: Duration) -> Usage {
+        let secs = window.as_secs_f64();
+        Usage {
+            machines: self
+                .machines
+                .iter()
+                .map(|(n, k, c, used)| {
+                    (
+                        n.clone(),
+                        *k,
+                        *c,
+                        if secs > 0.0 { used / secs } else { 0.0 },
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// The busiest machine over a window of `window`: name and utilisation
     /// (CPU used over its quota, 0 to about 1).
     pub fn busiest(&self, window: Duration) -> Option<(String, f64)> {

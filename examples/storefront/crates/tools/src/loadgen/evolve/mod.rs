@@ -18,9 +18,11 @@ use crate::stages::{About, Prepared, StageCatalog};
 use storefront_contract::ops::shards::ShardsView;
 use storefront_contract::ops::{Snapshot, TierTotals, Totals};
 
+pub mod calibrate;
 pub mod miniature;
 mod page;
-pub use page::{evolution_chart, page, write_page};
+pub mod page_machines;
+pub use page::{evolution_chart, page, write_page, MachinesPage};
 
 /// How long a stage may take to answer `/readyz` (it may seed its catalog first).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -63,6 +65,11 @@ impl StageServer {
             Some(token) => http.with_authorization(format!("Bearer {token}")),
             None => http,
         })
+    }
+
+    /// The stage file it runs with.
+    pub fn stage_text(&self) -> &str {
+        &self.prepared.text
     }
 
     /// The last lines the server logged.
@@ -156,6 +163,16 @@ pub async fn launch_stage(
     catalog: &Arc<dyn StageCatalog>,
     number: u32,
 ) -> Result<StageServer, String> {
+    launch_stage_edited(catalog, number, &|text| Ok(text.to_owned())).await
+}
+
+/// [`launch_stage`] with the prepared stage file passed through `edit` first
+/// (another instance count, say).
+pub async fn launch_stage_edited(
+    catalog: &Arc<dyn StageCatalog>,
+    number: u32,
+    edit: &(dyn Fn(&str) -> Result<String, String> + Sync),
+) -> Result<StageServer, String> {
     let about = builtin_stage(catalog.as_ref(), number)?;
     let tag = format!(
         "evolve_{}_{}_{number}",
@@ -165,7 +182,14 @@ pub async fn launch_stage(
             .map(|d| d.as_millis() % 1_000_000)
             .unwrap_or(0)
     );
-    let prepared = catalog.prepare(number, &tag).await?;
+    let mut prepared = catalog.prepare(number, &tag).await?;
+    match edit(&prepared.text) {
+        Ok(text) => prepared.text = text,
+        Err(e) => {
+            catalog.release(&prepared).await;
+            return Err(e);
+        }
+    }
     match spawn_stage(number, &prepared) {
         Ok((child, url, dir, ops_token)) => {
             let mut server = StageServer {

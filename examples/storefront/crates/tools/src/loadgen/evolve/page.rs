@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::calibrate::OnMachines;
+use super::page_machines::{projection_chart, sections, MachineSettings};
 use super::{today, RunInfo, StageResult};
 use crate::loadgen::stats::ms;
 use crate::loadgen::svg::{chart, Panel};
@@ -13,16 +15,35 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "n/a".to_owned(), f)
 }
 
-/// The page: how it was measured, the table, the chart and a paragraph per stage.
+/// What the stages did on miniature machines, for the page.
+#[derive(Clone, Debug)]
+pub struct MachinesPage {
+    /// Per stage, in the results' order.
+    pub on: Vec<OnMachines>,
+    /// The machines' size and the projection's assumptions.
+    pub settings: MachineSettings,
+}
+
+/// The page: how it was measured, the table, the chart and a paragraph per
+/// stage; with `machines`, the miniature machines, the model's checks and the
+/// projection (its chart is `projection_svg`).
 pub fn page(
     info: &RunInfo,
     machine: &str,
     date: &str,
     results: &[StageResult],
     svg_name: &str,
+    machines: Option<(&MachinesPage, &str)>,
 ) -> String {
     let mut out = String::new();
     header(&mut out, info, machine, date);
+    if let Some((m, _)) = machines {
+        let _ = writeln!(
+            out,
+            "Every stage ran on miniature machines of {} of a core each (below); the table's figures are its saturating load on them.\n",
+            m.settings.cpu
+        );
+    }
     summary_table(&mut out, results);
     let _ = writeln!(
         out,
@@ -32,6 +53,9 @@ pub fn page(
         out,
         "![Requests per second and latency by stage]({svg_name})\n"
     );
+    if let Some((m, projection_svg)) = machines {
+        out.push_str(&sections(results, &m.on, &m.settings, projection_svg));
+    }
     route_table(&mut out, results);
     let mut previous: Option<&StageResult> = None;
     for r in results {
@@ -222,6 +246,7 @@ pub fn write_page(
     svg: Option<PathBuf>,
     info: &RunInfo,
     results: &[StageResult],
+    machines: Option<&MachinesPage>,
 ) -> Result<PathBuf, String> {
     let svg = svg.unwrap_or_else(|| out.with_extension("svg"));
     let svg_name = svg
@@ -234,8 +259,29 @@ pub fn write_page(
     }
     std::fs::write(&svg, evolution_chart(results))
         .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
-    std::fs::write(out, page(info, &info.machine, &today(), results, &svg_name))
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let projection = svg.with_file_name(format!(
+        "{}-projection.svg",
+        svg.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "evolution".into())
+    ));
+    let projection_name = projection
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(m) = machines {
+        std::fs::write(&projection, projection_chart(&m.on, &m.settings))
+            .map_err(|e| format!("cannot write {}: {e}", projection.display()))?;
+    }
+    let text = page(
+        info,
+        &info.machine,
+        &today(),
+        results,
+        &svg_name,
+        machines.map(|m| (m, projection_name.as_str())),
+    );
+    std::fs::write(out, text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(svg)
 }
 
@@ -302,7 +348,14 @@ mod tests {
             result(2, 600.0, Some(2.5), false),
             result(7, 900.0, Some(1.5), true),
         ];
-        let page = page(&info, "2 cores", "2026-12-07", &results, "evolution.svg");
+        let page = page(
+            &info,
+            "2 cores",
+            "2026-12-07",
+            &results,
+            "evolution.svg",
+            None,
+        );
         assert!(page.starts_with("# The evolution, measured\n"));
         assert!(page.contains("| 2. Stage 2 | 600 | 1.70 | 6.80 | 0 | 2.50 | n/a | 1500 | n/a |"));
         assert!(page.contains("| route | stage 1 | stage 2 | stage 7 |"));
