@@ -58,12 +58,54 @@ pub fn page(
     }
     route_table(&mut out, results);
     let mut previous: Option<&StageResult> = None;
-    for r in results {
+    for (i, r) in results.iter().enumerate() {
         let _ = writeln!(out, "## {}. {}\n", r.number, r.title);
-        let _ = writeln!(out, "{}\n", stage_paragraph(r, previous));
+        let on = machines.and_then(|(m, _)| m.on.get(i));
+        let _ = writeln!(out, "{}\n", stage_paragraph(r, previous, on.is_some()));
+        if let Some(on) = on {
+            let before = i
+                .checked_sub(1)
+                .and_then(|j| machines.and_then(|(m, _)| m.on.get(j)));
+            let _ = writeln!(out, "{}\n", machines_paragraph(on, before));
+        }
         previous = Some(r);
     }
     out
+}
+
+/// What a stage carried on miniature machines, against the stage before.
+fn machines_paragraph(on: &OnMachines, before: Option<&OnMachines>) -> String {
+    let carried = |m: &OnMachines| m.ramp.carried().map(|s| s.customers);
+    let mut para = format!("On miniature machines ({} of them): ", on.machines.len());
+    match carried(on) {
+        Some(n) => {
+            let _ = write!(para, "carried {n} customers within the objective");
+        }
+        None => para.push_str("no population the ramp tried met the objective"),
+    }
+    if let (Some(now), Some(then)) = (carried(on), before.and_then(carried)) {
+        let _ = write!(
+            para,
+            " ({:+.0}% against stage {})",
+            (now as f64 / then.max(1) as f64 - 1.0) * 100.0,
+            on.calibration.number.saturating_sub(1)
+        );
+    }
+    if let Some(b) = on.bottleneck() {
+        let _ = write!(
+            para,
+            "; the busiest machine under the saturating load was {} at {:.0}% of its quota, so {}",
+            b.name,
+            b.utilization * 100.0,
+            super::page_machines::lifted_by(
+                on.calibration.number,
+                super::calibrate::role_name(&b.name),
+                b.kind
+            )
+        );
+    }
+    para.push('.');
+    para
 }
 
 /// The title and how the run was made.
@@ -148,7 +190,10 @@ fn route_table(out: &mut String, results: &[StageResult]) {
 /// A stage's paragraph: what it adds (its about.md), what was measured, the
 /// change against the stage before, and why it may not help here when it did
 /// not.
-fn stage_paragraph(r: &StageResult, previous: Option<&StageResult>) -> String {
+///
+/// With `on_machines`, the shared-host caveat is left out: each machine had its
+/// own share of the host, and what limits the stage is said from its machines.
+fn stage_paragraph(r: &StageResult, previous: Option<&StageResult>, on_machines: bool) -> String {
     let mut para = r.about.adds.clone();
     let why = &r.about.caveat;
     let t = &r.report.total;
@@ -206,7 +251,7 @@ fn stage_paragraph(r: &StageResult, previous: Option<&StageResult>) -> String {
         let _ = write!(para, "; primary statements a second {b:.0} → {a:.0}");
     }
     para.push_str(").");
-    if t.rps < before * 1.05 && !why.is_empty() {
+    if t.rps < before * 1.05 && !why.is_empty() && !on_machines {
         let _ = write!(para, "\n\nWhy it does not help here: {why}");
     }
     para
