@@ -58,23 +58,90 @@ pub struct Backing {
 }
 
 /// The servers on this host that stage file `text` (TOML) names, one per
-/// port, in the file's order (sections alphabetically): every string, or
-/// string in an array, that is a `postgres://`, `postgresql://` or `redis://`
-/// URL whose host is loopback. The name says where it was found.
+/// port: every string (or string in an array or table) that is a
+/// `postgres://`, `postgresql://` or `redis://` URL whose host is loopback.
+/// The name says where it was found: `users-db` for `[domains] users`,
+/// `db` for `[database]`, `shards-db` for `[sharding]`, `redis`, and a
+/// replica is named after its primary (`users-replica`; `replica` for the
+/// `[database]`'s). Domains are read before `[database]`, so a database that
+/// is also a domain's takes the domain's name; a shard server whose database
+/// is not in `[sharding] databases` (a resharding target, idle until a
+/// reshard) is left out, and so are the replicas of a primary left out.
 pub fn backing_servers(text: &str) -> Result<Vec<Backing>, String> {
     let doc: toml::Table =
         toml::from_str(text).map_err(|e| format!("the prepared stage file: {e}"))?;
     let mut found = Vec::new();
-    for (section, value) in &doc {
-        walk(section, section, value, &mut found);
+    let mut sections: Vec<(&String, &toml::Value)> = doc.iter().collect();
+    let rank = |name: &str| match name {
+        "domains" => 0,
+        "sharding" => 1,
+        "database" => 2,
+        "replicas" => 4,
+        _ => 3,
+    };
+    sections.sort_by_key(|(name, _)| rank(name));
+    let in_use: Vec<&str> = doc
+        .get("sharding")
+        .and_then(|s| s.get("databases"))
+        .and_then(toml::Value::as_array)
+        .map(|a| a.iter().filter_map(toml::Value::as_str).collect())
+        .unwrap_or_default();
+    for (section, value) in sections {
+        if section == "replicas" {
+            continue;
+        }
+        walk(section, section, value, &in_use, &mut found);
     }
+    // Replicas: `servers` of the section itself (the [database]'s primary),
+    // and of each `[[replicas.cluster]]`, named after its primary.
+    let mut extra = Vec::new();
+    if let Some(replicas) = doc.get("replicas") {
+        let mut add = |primary: Option<&Backing>, servers: Option<&toml::Value>| {
+            let name = match primary {
+                None => "replica".to_owned(),
+                Some(p) if p.name == "db" => "replica".to_owned(),
+                Some(p) => format!("{}-replica", p.name.trim_end_matches("-db")),
+            };
+            for url in servers
+                .and_then(toml::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(toml::Value::as_str)
+            {
+                if let Some(mut b) = backing("replicas", "servers", url) {
+                    b.name = name.clone();
+                    extra.push(b);
+                }
+            }
+        };
+        let database = found.iter().find(|b| b.name == "db").cloned();
+        add(database.as_ref(), replicas.get("servers"));
+        for cluster in replicas
+            .get("cluster")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let port = cluster
+                .get("primary")
+                .and_then(toml::Value::as_str)
+                .and_then(|p| p.rsplit_once(':'))
+                .and_then(|(_, port)| port.parse::<u16>().ok());
+            // A primary that is not one of the stage's (a reshard target): none.
+            let Some(primary) = found.iter().find(|b| Some(b.port) == port).cloned() else {
+                continue;
+            };
+            add(Some(&primary), cluster.get("servers"));
+        }
+    }
+    found.extend(extra);
     let mut out: Vec<Backing> = Vec::new();
     for b in found {
         if !out.iter().any(|o| o.port == b.port) {
             out.push(b);
         }
     }
-    // Two servers of one name (two replicas): number them by port.
+    // Two servers of one name (two shards): number them by port.
     let names: Vec<String> = out.iter().map(|b| b.name.clone()).collect();
     for b in &mut out {
         if names.iter().filter(|n| **n == b.name).count() > 1 {
@@ -84,7 +151,7 @@ pub fn backing_servers(text: &str) -> Result<Vec<Backing>, String> {
     Ok(out)
 }
 
-fn walk(section: &str, key: &str, value: &toml::Value, out: &mut Vec<Backing>) {
+fn walk(section: &str, key: &str, value: &toml::Value, in_use: &[&str], out: &mut Vec<Backing>) {
     match value {
         toml::Value::String(s) => {
             if let Some(b) = backing(section, key, s) {
@@ -93,12 +160,16 @@ fn walk(section: &str, key: &str, value: &toml::Value, out: &mut Vec<Backing>) {
         }
         toml::Value::Array(items) => {
             for item in items {
-                walk(section, key, item, out);
+                walk(section, key, item, in_use, out);
             }
         }
         toml::Value::Table(table) => {
             for (k, v) in table {
-                walk(section, k, v, out);
+                // `[sharding.servers]`: a database's server, if it is in use.
+                if section == "sharding" && key == "servers" && !in_use.contains(&k.as_str()) {
+                    continue;
+                }
+                walk(section, k, v, in_use, out);
             }
         }
         _ => {}
@@ -330,22 +401,78 @@ mod tests {
             url = "postgres://db.example.com:5432/x"
             other = "http://127.0.0.1:8080"
         "#;
-        let servers = backing_servers(text).unwrap_or_default();
-        let got: Vec<(&str, Kind, u16)> = servers
-            .iter()
-            .map(|b| (b.name.as_str(), b.kind, b.port))
-            .collect();
+        let got = found(text);
+        let got: Vec<(&str, Kind, u16)> =
+            got.iter().map(|(n, k, p)| (n.as_str(), *k, *p)).collect();
         assert_eq!(
             got,
             [
-                ("redis", Kind::Redis, 6379),
-                ("db", Kind::Postgres, 5434),
+                // The catalog's domain database is the [database]'s too.
+                ("catalog-db", Kind::Postgres, 5434),
                 ("users-db", Kind::Postgres, 5440),
+                ("redis", Kind::Redis, 6379),
                 ("replica-5433", Kind::Replica, 5433),
                 ("replica-5441", Kind::Replica, 5441),
             ]
         );
         assert!(backing_servers("not toml [").is_err());
+    }
+
+    fn found(text: &str) -> Vec<(String, Kind, u16)> {
+        backing_servers(text)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| (b.name, b.kind, b.port))
+            .collect()
+    }
+
+    #[test]
+    fn a_cluster_per_database_names_each_primary_and_its_replica() {
+        // Stage 7's shape: domains, shards on servers of their own (two in
+        // use, one a reshard target), each primary with its replica.
+        let text = r#"
+            [database]
+            url = "postgres://postgres@127.0.0.1:5442/storefront_catalog"
+            [domains]
+            users = "postgres://postgres@127.0.0.1:5440/storefront_users"
+            catalog = "postgres://postgres@127.0.0.1:5442/storefront_catalog"
+            [[replicas.cluster]]
+            primary = "127.0.0.1:5440"
+            servers = ["postgres://postgres@127.0.0.1:5441"]
+            [[replicas.cluster]]
+            primary = "127.0.0.1:5442"
+            servers = ["postgres://postgres@127.0.0.1:5443"]
+            [[replicas.cluster]]
+            primary = "127.0.0.1:5446"
+            servers = ["postgres://postgres@127.0.0.1:5447"]
+            [[replicas.cluster]]
+            primary = "127.0.0.1:5448"
+            servers = ["postgres://postgres@127.0.0.1:5449"]
+            [[replicas.cluster]]
+            primary = "127.0.0.1:5450"
+            servers = ["postgres://postgres@127.0.0.1:5451"]
+            [sharding]
+            databases = ["orders_0", "orders_1"]
+            reshard_to = ["orders_0", "orders_2", "orders_1"]
+            [sharding.servers]
+            orders_0 = "postgres://postgres@127.0.0.1:5446"
+            orders_1 = "postgres://postgres@127.0.0.1:5448"
+            orders_2 = "postgres://postgres@127.0.0.1:5450"
+        "#;
+        let names: Vec<String> = found(text).into_iter().map(|b| b.0).collect();
+        assert_eq!(
+            names,
+            [
+                "catalog-db",
+                "users-db",
+                "shards-db-5446",
+                "shards-db-5448",
+                "users-replica",
+                "catalog-replica",
+                "shards-replica-5447",
+                "shards-replica-5449",
+            ]
+        );
     }
 
     #[test]

@@ -46,9 +46,17 @@ pub fn lifted_by(stage: u32, role: &str, kind: Kind) -> &'static str {
         Kind::Replica => "more replicas (this stage scales them)",
         Kind::Redis => "a Redis Cluster (the stage files' `redis_cluster`) spreads the cache over several machines",
         Kind::Postgres if stage < 5 => "stage 5 (read/write splitting) moves reads to replicas",
-        Kind::Postgres if stage < 6 => "stage 6 (business split) gives each domain its database",
+        Kind::Postgres if stage < 6 => "stage 6 (business split) gives each domain a database of its own",
         Kind::Postgres if role.starts_with("shards") => "more shards (stage 7 reshards online)",
-        Kind::Postgres if stage < 7 => "stage 7 (sharding) spreads orders over several databases",
+        Kind::Postgres if role.starts_with("orders") || stage < 6 => {
+            "stage 7 (sharding) spreads orders over several databases"
+        }
+        Kind::Postgres if role.starts_with("catalog") => {
+            "stage 10 (a search engine) takes search off the catalog's database, and more replicas take its reads"
+        }
+        Kind::Postgres if role.starts_with("users") => {
+            "stage 10 (NoSQL) moves sessions and carts to Redis"
+        }
         Kind::Postgres => "stages 10 to 12 (search and NoSQL, domain services) take load off the relational databases",
     }
 }
@@ -401,6 +409,8 @@ mod tests {
         assert!(lifted_by(2, "db", Kind::Postgres).starts_with("stage 5"));
         assert!(lifted_by(5, "db", Kind::Postgres).starts_with("stage 6"));
         assert!(lifted_by(6, "orders-db", Kind::Postgres).starts_with("stage 7"));
+        assert!(lifted_by(6, "users-db", Kind::Postgres).starts_with("stage 10"));
+        assert!(lifted_by(7, "catalog-db", Kind::Postgres).starts_with("stage 10"));
         assert!(lifted_by(7, "shards-db", Kind::Postgres).starts_with("more shards"));
     }
 }
