@@ -354,11 +354,15 @@ fn on_machines_summary(on: &OnMachines) -> String {
     }
     for c in &on.checks {
         out.push_str(&format!(
-            "  model, {}: measured {:.0} req/s, predicted {:.0} ({:+.1}%)\n",
+            "  model, {}: measured {:.0} req/s, predicted {:.0} ({:+.1}%), busiest {}\n",
             c.label,
             c.measured,
             c.predicted,
-            c.error() * 100.0
+            c.error() * 100.0,
+            c.busiest
+                .as_ref()
+                .map(|(n, u)| format!("{n} {:.0}%", u * 100.0))
+                .unwrap_or_default()
         ));
     }
     out

@@ -66,6 +66,8 @@ pub struct Check {
     /// Whether the model was calibrated on this very run (a consistency check,
     /// not a prediction).
     pub calibrated: bool,
+    /// The busiest machine measured, and its utilisation.
+    pub busiest: Option<(String, f64)>,
 }
 
 impl Check {
@@ -244,8 +246,14 @@ struct Placed {
     idle: Usage,
 }
 
-/// How long the machines are watched with no load.
+/// How long the machines are watched with no load, per try.
 const IDLE: Duration = Duration::from_millis(1_500);
+
+/// Tries at most to find the machines quiet.
+const IDLE_TRIES: u32 = 10;
+
+/// A machine is quiet when it uses less than this share of its quota.
+const QUIET: f64 = 0.1;
 
 async fn launch_placed(
     catalog: &Arc<dyn StageCatalog>,
@@ -272,10 +280,20 @@ async fn launch_placed(
         let servers = backing_servers(server.stage_text())?;
         let run = format!("evolve-{number}");
         let placement = Placement::place(&run, server.pid(), &servers, cpu, app_cpu)?;
-        // The background: what the machines do before any customer arrives.
-        let before = placement.usage();
-        tokio::time::sleep(IDLE).await;
-        let idle = before.until(&placement.usage()).per_second(IDLE);
+        // The background: what the machines do before any customer arrives,
+        // once what the last run left (a checkpoint, autovacuum after its
+        // writes) has died down, or after ten tries.
+        let mut idle = Usage {
+            machines: Vec::new(),
+        };
+        for _ in 0..IDLE_TRIES {
+            let before = placement.usage();
+            tokio::time::sleep(IDLE).await;
+            idle = before.until(&placement.usage()).per_second(IDLE);
+            if idle.machines.iter().all(|m| m.3 < QUIET * m.2) {
+                break;
+            }
+        }
         let mut opts = options.clone();
         opts.target = server.url.clone();
         let load = Loadgen::connect(opts).await?;
@@ -374,6 +392,7 @@ pub async fn measure_on_machines(
             measured: report.total.rps,
             predicted: calibration.saturated(&measured, concurrency)?,
             calibrated: true,
+            busiest: used.busiest(Duration::from_secs_f64(seconds)),
         };
         let result = StageResult {
             number,
@@ -491,12 +510,13 @@ async fn check_other(
     } = p;
     drop(placement);
     server.stop().await;
-    let (report, ..) = report?;
+    let (report, used, _, seconds, _) = report?;
     Ok(Check {
         label,
         measured: report.total.rps,
         predicted,
         calibrated: false,
+        busiest: used.busiest(Duration::from_secs_f64(seconds)),
     })
 }
 

@@ -179,18 +179,22 @@ fn checks(out: &mut String, on: &[OnMachines]) {
     );
     let _ = writeln!(
         out,
-        "| stage | configuration | measured requests/s | predicted | error | |\n| --- | --- | ---: | ---: | ---: | --- |"
+        "| stage | configuration | measured requests/s | predicted | error | busiest machine measured | |\n| --- | --- | ---: | ---: | ---: | --- | --- |"
     );
     for m in on {
         for c in &m.checks {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.0} | {:+.1}% | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:+.1}% | {} | {} |",
                 m.calibration.number,
                 c.label,
                 c.measured,
                 c.predicted,
                 c.error() * 100.0,
+                c.busiest
+                    .as_ref()
+                    .map(|(n, u)| format!("{n} {:.0}%", u * 100.0))
+                    .unwrap_or_default(),
                 if c.calibrated {
                     "calibration"
                 } else {
@@ -366,6 +370,7 @@ mod tests {
                 measured: 1_000.0,
                 predicted: 1_100.0,
                 calibrated: false,
+                busiest: Some(("db".into(), 0.97)),
             }],
         };
         (result, on)
@@ -384,7 +389,7 @@ mod tests {
         for expected in [
             "| 1. Stage 1 | 2 | 1000 | 500 | db 99% | 5,000 | 10,000 (p99 900 ms) | 4,900 |",
             "- stage 2 carries no more than stage 1 (4,000 against 5,000): its busiest machine is db (99%); stage 5 (read/write splitting) moves reads to replicas.",
-            "| 2 | 1 app machine of 0.5 core, 1 other | 1000 | 1100 | +10.0% | prediction |",
+            "| 2 | 1 app machine of 0.5 core, 1 other | 1000 | 1100 | +10.0% | db 97% | prediction |",
             "- Stage 1: app 200 µs (70%), db 200 µs (99%)",
             "![Customers carried, projected (log scale)](p.svg)",
         ] {
