@@ -287,6 +287,7 @@ async fn reads_split_and_read_your_writes() {
     // The stage 5 store: max lag 300 ms, checks every 50 ms.
     let config = ReplicasConfig {
         servers: vec![replica_server.clone()],
+        clusters: Vec::new(),
         max_lag_ms: 300,
         check_interval_ms: 50,
         check_timeout_ms: 1_000,
@@ -589,6 +590,7 @@ async fn a_replica_that_is_down_takes_no_reads() {
     // Nothing listens on port 1: the replica never answers its checks.
     let config = ReplicasConfig {
         servers: vec!["postgres://postgres@127.0.0.1:1".into()],
+        clusters: Vec::new(),
         max_lag_ms: 1_000,
         check_interval_ms: 50,
         check_timeout_ms: 500,

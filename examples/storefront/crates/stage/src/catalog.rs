@@ -72,9 +72,11 @@ impl StageCatalog for BuiltinStages {
 
 /// Stage file `text` rewritten for one run named `tag`, and the databases (URLs)
 /// that need the run's schema. Every PostgreSQL database the stage names (its
-/// `[database]`, and from stage 6 on its domain and shard databases) gets the
-/// schema through `search_path`; replica servers are left as they are (the
-/// schema replicates to them). The caches get the namespace `tag`; the
+/// `[database]`, and from stage 6 on its domain and shard databases, on one
+/// server or on servers of their own) gets the schema through `search_path`;
+/// replica servers, of the one primary or of each (`[[replicas.cluster]]`), are
+/// left as they are: the schema replicates to them, and a database's replicas
+/// are found by its server's host and port, which the search_path leaves alone. The caches get the namespace `tag`; the
 /// per-client limits of the gateway and of sign-in per address are lifted, as
 /// every customer of a run comes from one address.
 fn isolated(
@@ -90,23 +92,44 @@ fn isolated(
             db.remove("url_env");
         }
     }
+    // The shard databases are named, not given as URLs: their servers' URLs
+    // (`url` and each of `servers`, with or without a database part) carry the
+    // search_path to them.
     if let Some(sharding) = &config.sharding {
         if let Some(table) = doc.get_mut("sharding").and_then(toml::Value::as_table_mut) {
-            table.insert("url".into(), toml::Value::String(sharding.server_url()));
             table.remove("url_env");
+            match sharding.server_url() {
+                Some(url) => {
+                    table.insert(
+                        "url".into(),
+                        toml::Value::String(with_search_path(&url, tag)),
+                    );
+                }
+                None => {
+                    table.remove("url");
+                }
+            }
+            if let Some(servers) = table.get_mut("servers").and_then(toml::Value::as_table_mut) {
+                for (_, server) in servers.iter_mut() {
+                    if let Some(url) = server.as_str() {
+                        *server = toml::Value::String(with_search_path(url, tag));
+                    }
+                }
+            }
         }
     }
     let mut schemas = Vec::new();
     for (key, value) in doc.iter_mut() {
-        if key != "replicas" {
+        if key != "replicas" && key != "sharding" {
             isolate_postgres(value, tag, &mut schemas);
         }
     }
-    // The shard databases are named, not given as URLs: each gets the schema too
-    // (the server URL above carries the search_path to all of them).
+    // Each shard database gets the schema too.
     if let Some(sharding) = &config.sharding {
-        let server = sharding.server_url();
         for name in sharding.all_databases() {
+            let Some(server) = sharding.server_of(&name) else {
+                continue;
+            };
             let url = with_database(&server, &name);
             if !schemas.contains(&url) {
                 schemas.push(url);
@@ -180,6 +203,12 @@ fn with_database(url: &str, database: &str) -> String {
     }
 }
 
+/// `url` with the connection option that sets `search_path` to `tag`.
+fn with_search_path(url: &str, tag: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{tag}")
+}
+
 /// Points every PostgreSQL database URL in a stage file (a string starting with
 /// `postgres://` and naming a database) at schema `tag` through `search_path`,
 /// collecting the URLs (without the option) in `urls`. The caller skips the
@@ -191,8 +220,7 @@ fn isolate_postgres(value: &mut toml::Value, tag: &str, urls: &mut Vec<String>) 
             if !urls.contains(s) {
                 urls.push(s.clone());
             }
-            let sep = if s.contains('?') { '&' } else { '?' };
-            *s = format!("{s}{sep}options=-c%20search_path%3D{tag}");
+            *s = with_search_path(s, tag);
         }
         toml::Value::Array(items) => {
             for item in items {

@@ -1,7 +1,8 @@
 //! [`Db`]: one PostgreSQL database as the store sees it, from stage 5 on: where its
 //! writes go and where its reads may go. Without replicas both are the primary.
 //!
-//! With replicas (stage 5), a [`ReplicaSet`] of scalekit-replica chooses among the
+//! With replicas (stage 5 on: the `[replicas]` servers of the database's primary),
+//! a [`ReplicaSet`] of scalekit-replica chooses among the
 //! primary and the replicas for each read: power of two choices over peak-EWMA
 //! latency, among the replicas that are up, within the lag limit and, for a read
 //! that must see this session's writes, have replayed the session's last write
@@ -125,6 +126,47 @@ fn server_name(options: &PgConnectOptions) -> String {
     format!("{}:{}", options.get_host(), options.get_port())
 }
 
+/// The cluster's system identifier (`pg_control_system()`), the same on a
+/// primary and on every replica made from it; `None` when it cannot be read
+/// within `timeout` (a server that is down, a role not allowed to read it).
+async fn system_identifier(pool: &PgPool, timeout: Duration) -> Option<i64> {
+    let ask = sqlx::query_scalar::<_, i64>("SELECT system_identifier FROM pg_control_system()")
+        .fetch_one(pool);
+    tokio::time::timeout(timeout, ask).await.ok()?.ok()
+}
+
+/// Refuses replicas that answer but are copies of another cluster than the
+/// primary's (a `[replicas]` entry that names the wrong server would otherwise
+/// serve reads from someone else's database of the same name). A replica that
+/// does not answer now is let through: it counts as down until it does.
+async fn same_cluster(
+    database: &str,
+    options: &PgConnectOptions,
+    primary: &PgPool,
+    replicas: &[(String, PgPool)],
+    timeout: Duration,
+) -> StoreResult<()> {
+    let Some(ours) = system_identifier(primary, timeout).await else {
+        return Ok(());
+    };
+    for (name, pool) in replicas {
+        match system_identifier(pool, timeout).await {
+            Some(theirs) if theirs != ours => {
+                return Err(StoreError::Database(sqlx::Error::Configuration(
+                    format!(
+                        "[replicas]: {name} is not a replica of {} (database {database}): it is a copy \
+                         of another cluster; list it under its own primary",
+                        server_name(options)
+                    )
+                    .into(),
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     /// A database without replicas: reads and writes go to `primary`.
     pub fn single(primary: PgPool) -> Self {
@@ -189,26 +231,39 @@ impl Db {
             return Ok(Self::single(primary));
         };
         let database = options.get_database().unwrap_or("postgres").to_owned();
-        let servers = config.server_options().map_err(|(field, message)| {
-            StoreError::Database(sqlx::Error::Configuration(
-                format!("{field}: {message}").into(),
-            ))
-        })?;
+        let servers = config
+            .server_options_of(&options)
+            .map_err(|(field, message)| {
+                StoreError::Database(sqlx::Error::Configuration(
+                    format!("{field}: {message}").into(),
+                ))
+            })?;
+        if servers.is_empty() {
+            // No replicas follow this database's server.
+            return Ok(Self::single(primary));
+        }
         // The primary's settings (database, password, options) on each server.
-        let members = servers
+        let members: Vec<(String, PgPool)> = servers
             .into_iter()
-            .zip(&config.servers)
-            .map(|(server, url)| {
+            .map(|(server, names_user)| {
                 let mut o = options
                     .clone()
                     .host(server.get_host())
                     .port(server.get_port());
-                if url.contains('@') {
+                if names_user {
                     o = o.username(server.get_username());
                 }
                 (server_name(&o), pool(o))
             })
             .collect();
+        same_cluster(
+            &database,
+            &options,
+            &primary,
+            &members,
+            config.check_timeout(),
+        )
+        .await?;
         let db = Self::with_replicas(
             &database,
             (server_name(&options), primary),
