@@ -11,11 +11,13 @@
 //!
 //! The session's position comes from the request context ([`super::context`]):
 //! [`Db::wrote`] puts the primary's WAL position there after a commit, the app's
-//! middleware carries it to the next request in the `sk_wal` cookie. A cookie is
-//! client input: a position more than [`FORGED_MARGIN`] beyond the primary's last
-//! known position is taken as that known position, so a forged cookie can only
-//! send its own client's reads to the primary for a moment (as a real write
-//! would), never pin them there.
+//! middleware carries it to the next request in the `sk_wal` cookie (one position:
+//! with a cluster per database, the highest of the session's writes in any of
+//! them). A cookie is client input: a position beyond the primary's is taken as
+//! the primary's current one (asked; or, when it does not answer, a position more
+//! than [`FORGED_MARGIN`] beyond its last known one is taken as that), so a
+//! forged cookie can only send its own client's reads to the primary for a
+//! moment (as a real write would), never pin them there.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -385,23 +387,31 @@ impl Db {
     /// query on a replica and spares the primary the read that follows a write.
     ///
     /// A position beyond what this process knows of the primary was written a
-    /// moment ago through another instance, or the cookie is forged: the primary
-    /// is asked for its current position (one small query), and a position beyond
-    /// that is taken as that, so a forged cookie cannot keep a client's reads on
-    /// the primary.
+    /// moment ago through another instance, or in another cluster (stages 6 and
+    /// 7 put each database in a cluster of its own, and the session carries the
+    /// highest position of all), or the cookie is forged: the primary is asked
+    /// for its current position (one small query), and a position beyond that is
+    /// taken as that, so a forged cookie cannot keep a client's reads on the
+    /// primary. Only when the primary does not answer within
+    /// [`PRIMARY_ASK_TIMEOUT`] is a position far beyond the known one taken as
+    /// the known one ([`bound_position`]).
     pub async fn reader(&self) -> StoreResult<Reader> {
         let Some(r) = &self.replicas else {
             return Ok(self.read(Freshness::Session));
         };
-        let Some(mut token) = self.session_token() else {
+        let Some(mut token) = self.unbounded_session_token() else {
             return Ok(self.read(Freshness::Session));
         };
-        if token.get() > r.primary_known.load(Ordering::Relaxed) {
-            if let Ok(Ok(now)) =
-                tokio::time::timeout(PRIMARY_ASK_TIMEOUT, pg::current_wal_lsn(&self.primary)).await
+        let known = r.primary_known.load(Ordering::Relaxed);
+        if token.get() > known {
+            match tokio::time::timeout(PRIMARY_ASK_TIMEOUT, pg::current_wal_lsn(&self.primary))
+                .await
             {
-                r.primary_known.fetch_max(now.get(), Ordering::Relaxed);
-                token = token.min(now);
+                Ok(Ok(now)) => {
+                    r.primary_known.fetch_max(now.get(), Ordering::Relaxed);
+                    token = token.min(now);
+                }
+                _ => token = bound_position(token, Position::new(known)),
             }
         }
         if r.replayed.load(Ordering::Relaxed) < token.get() {
@@ -413,15 +423,24 @@ impl Db {
     /// The position a session read must see, bounded (see [`bound_position`]).
     fn session_token(&self) -> Option<Position> {
         let r = self.replicas.as_ref()?;
-        let token = match context::current() {
+        let token = self.unbounded_session_token()?;
+        let known = Position::new(r.primary_known.load(Ordering::Relaxed));
+        Some(bound_position(token, known))
+    }
+
+    /// The position a session read must see, as the request (or this process's
+    /// last write) gives it. With a cluster per database, the session's position
+    /// is the highest of its writes in any cluster, and positions of different
+    /// clusters do not compare: one may lie far beyond this primary's.
+    fn unbounded_session_token(&self) -> Option<Position> {
+        let r = self.replicas.as_ref()?;
+        match context::current() {
             Some(in_request) => in_request,
             None => {
                 let p = r.last_written.load(Ordering::Relaxed);
                 (p != 0).then(|| Position::new(p))
             }
-        }?;
-        let known = Position::new(r.primary_known.load(Ordering::Relaxed));
-        Some(bound_position(token, known))
+        }
     }
 
     /// Where a read that need not see this session's writes may go (the catalog):
