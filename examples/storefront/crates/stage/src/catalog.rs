@@ -303,6 +303,99 @@ mod tests {
     }
 
     #[test]
+    fn shard_servers_get_the_run_schema_and_each_primary_keeps_its_replicas() {
+        let builtin = BuiltinStage::find(7).unwrap_or_else(|| panic!("stage 7"));
+        let config = StageConfig::parse(&builtin.origin(), builtin.file).unwrap();
+        let (text, schemas) = isolated(&config, &builtin.origin(), builtin.file, "t7").unwrap();
+        let run = StageConfig::parse("run.toml", &text).unwrap();
+        let option = "options=-c%20search_path%3Dt7";
+        let sharding = run.sharding.clone().unwrap();
+        assert_eq!(sharding.servers.len(), 4);
+        for (name, server) in &sharding.servers {
+            assert_eq!(server.matches(option).count(), 1, "{name}: {server}");
+        }
+        // Each shard database (on its own server), the users and the catalog.
+        assert_eq!(
+            schemas,
+            [
+                "postgres://postgres@127.0.0.1:5442/storefront_catalog",
+                "postgres://postgres@127.0.0.1:5440/storefront_users",
+                "postgres://postgres@127.0.0.1:5446/storefront_orders_0",
+                "postgres://postgres@127.0.0.1:5448/storefront_orders_1",
+                "postgres://postgres@127.0.0.1:5450/storefront_orders_2",
+                "postgres://postgres@127.0.0.1:5452/storefront_orders_3",
+            ]
+        );
+        // The replica entries are left as they are, and still name each
+        // database's server: the search_path changes no host or port.
+        assert_eq!(run.replicas, config.replicas);
+        let replicas = run.replicas.clone().unwrap();
+        let domains = run.domains.clone().unwrap();
+        let mut databases: Vec<_> = [&domains.users, &domains.catalog]
+            .into_iter()
+            .map(|url| {
+                assert!(url.contains(option), "{url}");
+                <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url).unwrap()
+            })
+            .collect();
+        for name in sharding.all_databases() {
+            databases.push(sharding.database_options(&name).unwrap());
+        }
+        for options in &databases {
+            assert_eq!(
+                replicas.servers_of(options).len(),
+                1,
+                "{:?}",
+                options.get_database()
+            );
+        }
+    }
+
+    #[test]
+    fn a_shard_server_given_by_url_gets_the_run_schema() {
+        let text = include_str!("../../../stages/07-sharding/stage.toml")
+            .replace(
+                "[sharding.servers]",
+                "url = \"postgres://postgres@127.0.0.1:5446/postgres?sslmode=disable\"\n[sharding.servers]",
+            )
+            .replace(
+                "storefront_orders_3 = \"postgres://postgres@127.0.0.1:5452\"\n",
+                "",
+            )
+            .replace(
+                "primary = \"127.0.0.1:5452\"\nservers = [\"postgres://postgres@127.0.0.1:5453\"]",
+                "primary = \"127.0.0.1:5446\"\nservers = [\"postgres://postgres@127.0.0.1:5455\"]",
+            );
+        let config = StageConfig::parse("f.toml", &text)
+            .err()
+            .map(|e| e.to_string());
+        // Two entries for 5446 now: refused, naming the field.
+        assert!(
+            config.as_deref().is_some_and(|e| e.starts_with(
+                "f.toml: replicas.cluster.primary: [5] 127.0.0.1:5446 is entry [2]'s too"
+            )),
+            "{config:?}"
+        );
+        let text = text.replace(
+            "[[replicas.cluster]]\nprimary = \"127.0.0.1:5446\"\nservers = [\"postgres://postgres@127.0.0.1:5455\"]",
+            "",
+        );
+        let config = StageConfig::parse("f.toml", &text).unwrap();
+        let (text, schemas) = isolated(&config, "f.toml", &text, "t8").unwrap();
+        assert!(
+            text.contains("url = \"postgres://postgres@127.0.0.1:5446/postgres?sslmode=disable&options=-c%20search_path%3Dt8\""),
+            "{text}"
+        );
+        assert!(
+            schemas.contains(
+                &"postgres://postgres@127.0.0.1:5446/storefront_orders_3?sslmode=disable"
+                    .to_owned()
+            ),
+            "{schemas:?}"
+        );
+    }
+
+    #[test]
     fn every_built_in_stage_is_listed_with_its_prose_and_prepares_alone() {
         let catalog = BuiltinStages;
         let numbers = catalog.numbers();
