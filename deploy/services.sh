@@ -63,9 +63,14 @@ die() { printf 'services: %s\n' "$*" >&2; exit 1; }
 
 pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1; }
 as_pg() { runuser -u postgres -- "$@"; }
+# postgresql-common's tools that read every cluster's settings (pg_lsclusters,
+# pg_createcluster, pg_dropcluster) run one at a time, so that none meets a
+# cluster a parallel job is half-way through creating (pg_ctlcluster reads its
+# own cluster's only). -o: nothing the tool leaves running keeps the lock.
+pgc() { mkdir -p "$STATE_DIR" && flock -o "$STATE_DIR/postgresql-common.lock" "$@"; }
 # The clusters (version, name, port, status...): the list read once into LSC when
 # it is set, else read now.
-clusters() { if [ -n "${LSC:-}" ]; then printf '%s\n' "$LSC"; else pg_lsclusters -h; fi; }
+clusters() { if [ -n "${LSC:-}" ]; then printf '%s\n' "$LSC"; else pgc pg_lsclusters -h; fi; }
 exists() { clusters | awk -v v="$VER" -v n="$1" '$1 == v && $2 == n { found = 1 } END { exit !found }'; }
 online() { clusters | awk -v v="$VER" -v n="$1" '$1 == v && $2 == n && $4 ~ /online/ { found = 1 } END { exit !found }'; }
 psql_at() { local port="$1"; shift; as_pg psql -X -q -At -h 127.0.0.1 -p "$port" -U postgres "$@"; }
@@ -156,7 +161,10 @@ make_primary() {
   shift 3
   if ! exists "$name"; then
     log "creating cluster $VER/$name on port $port"
-    pg_createcluster "$VER" "$name" -p "$port" >&2 -- --auth=trust --no-sync
+    if ! pgc pg_createcluster "$VER" "$name" -p "$port" >&2 -- --auth=trust --no-sync; then
+      forget_cluster "$name"
+      die "cannot create cluster $name"
+    fi
     trust_loopback "$name"
   fi
   write_conf "$name" "$conf"
@@ -169,6 +177,27 @@ make_primary() {
   done
 }
 
+# Drops cluster NAME whose creation failed half-way, so that the next `up` makes
+# it afresh (it holds nothing yet).
+forget_cluster() {
+  log "dropping the half-made cluster $1"
+  pgc pg_dropcluster --stop "$VER" "$1" >&2 || true
+}
+
+# Makes cluster NAME on PORT a hot standby of the primary on PPORT: a cluster
+# whose data directory is replaced by a pg_basebackup of the primary (-R: it
+# streams from it), trusting loopback. Fails at the first step that fails.
+create_replica() {
+  local name="$1" port="$2" pport="$3" data
+  pgc pg_createcluster "$VER" "$name" -p "$port" >&2 -- --no-sync || return 1
+  data="$(sed -n "s/^data_directory = '\(.*\)'.*/\1/p" "/etc/postgresql/$VER/$name/postgresql.conf")"
+  [ -n "$data" ] && [ -d "$data" ] || { log "no data directory for $name"; return 1; }
+  rm -rf "${data:?}"/* || return 1
+  as_pg pg_basebackup -h 127.0.0.1 -p "$pport" -U postgres -D "$data" -X stream -R -c fast >&2 \
+    || { log "pg_basebackup of 127.0.0.1:$pport for $name failed"; return 1; }
+  trust_loopback "$name"
+}
+
 # Creates cluster NAME on PORT if missing as a pg_basebackup of the primary on
 # PPORT (streaming, hot standby), writes its settings CONF, starts it, and waits
 # until it streams and has replayed the creation of database LAST.
@@ -176,14 +205,10 @@ make_replica() {
   local name="$1" port="$2" pport="$3" conf="$4" last="$5"
   if ! exists "$name"; then
     log "creating replica $VER/$name on port $port from 127.0.0.1:$pport"
-    pg_createcluster "$VER" "$name" -p "$port" >&2 -- --no-sync
-    local data
-    data="$(pg_lsclusters -h | awk -v v="$VER" -v n="$name" '$1 == v && $2 == n { print $6 }')"
-    [ -n "$data" ] || die "no data directory for $name"
-    rm -rf "${data:?}"/*
-    as_pg pg_basebackup -h 127.0.0.1 -p "$pport" -U postgres -D "$data" -X stream -R -c fast >&2 \
-      || die "pg_basebackup of 127.0.0.1:$pport for $name failed"
-    trust_loopback "$name"
+    if ! create_replica "$name" "$port" "$pport"; then
+      forget_cluster "$name"
+      die "cannot create replica $name of 127.0.0.1:$pport"
+    fi
   fi
   write_conf "$name" "$conf"
   start_cluster "$name"
@@ -265,7 +290,7 @@ up_postgres() {
   local jobs=("up_primary_and_replica") part
   # Each job makes and starts clusters of its own only: the list as it was at the
   # start answers which exist and which run.
-  LSC="$(pg_lsclusters -h)"
+  LSC="$(pgc pg_lsclusters -h)"
   for part in "${FLEET[@]}"; do jobs+=("up_fleet_pair $part"); done
   in_parallel "setting up the PostgreSQL clusters" "${jobs[@]}"
   LSC=
@@ -465,7 +490,7 @@ status_fleet() {
 
 status() {
   local state
-  LSC="$(pg_lsclusters -h)"
+  LSC="$(pgc pg_lsclusters -h)"
   printf '%-20s %-16s %s\n' service address state
   if psql -w "postgres://postgres@127.0.0.1:5432/postgres" -Atc 'select 1' >/dev/null 2>&1; then
     state=up; else state=down; fi
