@@ -8,9 +8,23 @@
 #
 #   PostgreSQL main      127.0.0.1:5432  the machine's own cluster (stages 2 to 4),
 #                                        database `test`; started if down, never stopped
-#   PostgreSQL primary   127.0.0.1:5434  cluster scalekit_primary (stages 5 to 7)
+#   PostgreSQL primary   127.0.0.1:5434  cluster scalekit_primary (stage 5, the crates'
+#                                        tests, stage files that keep one primary)
 #   PostgreSQL replica   127.0.0.1:5433  cluster scalekit_replica: pg_basebackup of the
 #                                        primary, hot standby, streaming
+#   PostgreSQL fleet     127.0.0.1:5440  one cluster per database of stages 6 and 7 (a
+#                        to 5453         "machine of its own"), each with a streaming
+#                                        replica on the next port:
+#       5440 scalekit_users      storefront_users      5441 scalekit_users_replica
+#       5442 scalekit_catalog    storefront_catalog    5443 scalekit_catalog_replica
+#       5444 scalekit_orders     storefront_orders     5445 scalekit_orders_replica
+#       5446 scalekit_orders_0   storefront_orders_0   5447 scalekit_orders_0_replica
+#       5448 scalekit_orders_1   storefront_orders_1   5449 scalekit_orders_1_replica
+#       5450 scalekit_orders_2   storefront_orders_2   5451 scalekit_orders_2_replica
+#       5452 scalekit_orders_3   storefront_orders_3   5453 scalekit_orders_3_replica
+#                                        (stage 6: users, catalog, orders; stage 7: users,
+#                                        catalog and the shards, 0 and 1 in use, 2 and 3
+#                                        the resharding's targets). Made in parallel.
 #   Redis                127.0.0.1:6379  stages 3 to 7
 #   Redis Cluster        127.0.0.1:7000  three masters (7000-7002 at creation) and three
 #                        to 7005         replicas, Debian's redis-server; state under
@@ -25,9 +39,11 @@
 # few seconds; a killed node started again by `up` rejoins as a replica.
 #
 # Databases on the primary (they replicate): storefront (stage 5), storefront_users,
-# storefront_catalog, storefront_orders (stage 6), storefront_orders_0 to _3 (stage 7:
-# two in use, two for the resharding), scalekit_replica (scalekit-replica's tests).
-# Ports can be changed with SCALEKIT_PG_PRIMARY_PORT / SCALEKIT_PG_REPLICA_PORT.
+# storefront_catalog, storefront_orders, storefront_orders_0 to _3 (the crates' tests
+# and stage files written for one primary), scalekit_replica (scalekit-replica's tests).
+# Ports can be changed with SCALEKIT_PG_PRIMARY_PORT / SCALEKIT_PG_REPLICA_PORT, and
+# the fleet's first port with SCALEKIT_PG_FLEET_PORT (the stage 6 and 7 files name
+# 5440 to 5453).
 set -euo pipefail
 
 PRIMARY=scalekit_primary
@@ -36,6 +52,10 @@ PPORT="${SCALEKIT_PG_PRIMARY_PORT:-5434}"
 RPORT="${SCALEKIT_PG_REPLICA_PORT:-5433}"
 DATABASES=(scalekit_replica storefront storefront_users storefront_catalog storefront_orders
   storefront_orders_0 storefront_orders_1 storefront_orders_2 storefront_orders_3)
+# The fleet: cluster scalekit_<part> on FBASE + 2i holds database storefront_<part>,
+# its replica scalekit_<part>_replica is on the port after it.
+FBASE="${SCALEKIT_PG_FLEET_PORT:-5440}"
+FLEET=(users catalog orders orders_0 orders_1 orders_2 orders_3)
 STATE_DIR="${SCALEKIT_SERVICES_STATE:-/var/lib/scalekit}"
 
 log() { printf '%s\n' "$*" >&2; }
@@ -43,8 +63,16 @@ die() { printf 'services: %s\n' "$*" >&2; exit 1; }
 
 pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1; }
 as_pg() { runuser -u postgres -- "$@"; }
-exists() { pg_lsclusters -h | awk -v v="$VER" -v n="$1" '$1 == v && $2 == n { found = 1 } END { exit !found }'; }
-online() { pg_lsclusters -h | awk -v v="$VER" -v n="$1" '$1 == v && $2 == n && $4 ~ /online/ { found = 1 } END { exit !found }'; }
+# postgresql-common's tools that read every cluster's settings (pg_lsclusters,
+# pg_createcluster, pg_dropcluster) run one at a time, so that none meets a
+# cluster a parallel job is half-way through creating (pg_ctlcluster reads its
+# own cluster's only). -o: nothing the tool leaves running keeps the lock.
+pgc() { mkdir -p "$STATE_DIR" && flock -o "$STATE_DIR/postgresql-common.lock" "$@"; }
+# The clusters (version, name, port, status...): the list read once into LSC when
+# it is set, else read now.
+clusters() { if [ -n "${LSC:-}" ]; then printf '%s\n' "$LSC"; else pgc pg_lsclusters -h; fi; }
+exists() { clusters | awk -v v="$VER" -v n="$1" '$1 == v && $2 == n { found = 1 } END { exit !found }'; }
+online() { clusters | awk -v v="$VER" -v n="$1" '$1 == v && $2 == n && $4 ~ /online/ { found = 1 } END { exit !found }'; }
 psql_at() { local port="$1"; shift; as_pg psql -X -q -At -h 127.0.0.1 -p "$port" -U postgres "$@"; }
 wait_ready() {
   for _ in $(seq 1 100); do
@@ -105,69 +133,171 @@ up_main() {
   fi
 }
 
-up_primary() {
-  if ! exists "$PRIMARY"; then
-    log "creating cluster $VER/$PRIMARY on port $PPORT"
-    pg_createcluster "$VER" "$PRIMARY" -p "$PPORT" >&2 -- --auth=trust --no-sync
-    trust_loopback "$PRIMARY"
-  fi
-  write_conf "$PRIMARY" "listen_addresses = '127.0.0.1'
+# A primary's settings: max_connections, shared_buffers, wal_keep_size.
+primary_conf() {
+  printf '%s\n' "listen_addresses = '127.0.0.1'
 wal_level = replica
 max_wal_senders = 5
 max_replication_slots = 5
-wal_keep_size = '256MB'
-max_connections = 300
+wal_keep_size = '$3'
+max_connections = $1
 fsync = off
 synchronous_commit = on
-shared_buffers = '64MB'"
-  start_cluster "$PRIMARY"
-  wait_ready "$PPORT"
-  local db
-  for db in "${DATABASES[@]}"; do
-    if [ "$(psql_at "$PPORT" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
-      psql_at "$PPORT" -d postgres -c "CREATE DATABASE $db" >&2
+shared_buffers = '$2'"
+}
+# A hot standby's: max_connections (at least the primary's), shared_buffers.
+replica_conf() {
+  printf '%s\n' "listen_addresses = '127.0.0.1'
+hot_standby = on
+max_connections = $1
+fsync = off
+shared_buffers = '$2'"
+}
+
+# Creates cluster NAME on PORT if missing, writes its settings CONF, starts it and
+# creates the databases DB... that it lacks.
+make_primary() {
+  local name="$1" port="$2" conf="$3"
+  shift 3
+  if ! exists "$name"; then
+    log "creating cluster $VER/$name on port $port"
+    if ! pgc pg_createcluster "$VER" "$name" -p "$port" >&2 -- --auth=trust --no-sync; then
+      forget_cluster "$name"
+      die "cannot create cluster $name"
     fi
+    trust_loopback "$name"
+  fi
+  write_conf "$name" "$conf"
+  start_cluster "$name"
+  wait_ready "$port"
+  local have db
+  have="$(psql_at "$port" -d postgres -c 'SELECT datname FROM pg_database')"
+  for db in "$@"; do
+    grep -qxF "$db" <<<"$have" || psql_at "$port" -d postgres -c "CREATE DATABASE $db" >&2
   done
 }
 
-up_replica() {
-  if ! exists "$REPLICA"; then
-    log "creating replica $VER/$REPLICA on port $RPORT from 127.0.0.1:$PPORT"
-    pg_createcluster "$VER" "$REPLICA" -p "$RPORT" >&2
-    local data
-    data="$(pg_lsclusters -h | awk -v v="$VER" -v n="$REPLICA" '$1 == v && $2 == n { print $6 }')"
-    [ -n "$data" ] || die "no data directory for $REPLICA"
-    rm -rf "${data:?}"/*
-    as_pg pg_basebackup -h 127.0.0.1 -p "$PPORT" -U postgres -D "$data" -X stream -R -c fast >&2 \
-      || die "pg_basebackup from the primary failed"
-    trust_loopback "$REPLICA"
+# Drops cluster NAME whose creation failed half-way, so that the next `up` makes
+# it afresh (it holds nothing yet).
+forget_cluster() {
+  log "dropping the half-made cluster $1"
+  pgc pg_dropcluster --stop "$VER" "$1" >&2 || true
+}
+
+# Makes cluster NAME on PORT a hot standby of the primary on PPORT: a cluster
+# whose data directory is replaced by a pg_basebackup of the primary (-R: it
+# streams from it), trusting loopback. Fails at the first step that fails.
+create_replica() {
+  local name="$1" port="$2" pport="$3" data
+  pgc pg_createcluster "$VER" "$name" -p "$port" >&2 -- --no-sync || return 1
+  data="$(sed -n "s/^data_directory = '\(.*\)'.*/\1/p" "/etc/postgresql/$VER/$name/postgresql.conf")"
+  [ -n "$data" ] && [ -d "$data" ] || { log "no data directory for $name"; return 1; }
+  rm -rf "${data:?}"/* || return 1
+  as_pg pg_basebackup -h 127.0.0.1 -p "$pport" -U postgres -D "$data" -X stream -R -c fast >&2 \
+    || { log "pg_basebackup of 127.0.0.1:$pport for $name failed"; return 1; }
+  trust_loopback "$name"
+}
+
+# Creates cluster NAME on PORT if missing as a pg_basebackup of the primary on
+# PPORT (streaming, hot standby), writes its settings CONF, starts it, and waits
+# until it streams and has replayed the creation of database LAST.
+make_replica() {
+  local name="$1" port="$2" pport="$3" conf="$4" last="$5"
+  if ! exists "$name"; then
+    log "creating replica $VER/$name on port $port from 127.0.0.1:$pport"
+    if ! create_replica "$name" "$port" "$pport"; then
+      forget_cluster "$name"
+      die "cannot create replica $name of 127.0.0.1:$pport"
+    fi
   fi
-  # A hot standby needs max_connections at least the primary's.
-  write_conf "$REPLICA" "listen_addresses = '127.0.0.1'
-hot_standby = on
-max_connections = 300
-fsync = off
-shared_buffers = '64MB'"
-  start_cluster "$REPLICA"
-  wait_ready "$RPORT"
-  [ "$(psql_at "$RPORT" -d postgres -c 'SELECT pg_is_in_recovery()')" = t ] \
-    || die "$REPLICA is not in recovery (not a replica)"
-  # A test that died between pause and resume leaves replay paused: resume it.
-  psql_at "$RPORT" -d postgres -c 'SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()' >/dev/null
+  write_conf "$name" "$conf"
+  start_cluster "$name"
+  wait_ready "$port"
+  # Its role, whether replay is paused, and whether it has database LAST yet.
+  local state
+  state="$(psql_at "$port" -d postgres -c "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 'primary'
+    WHEN pg_is_wal_replay_paused() THEN 'paused' ELSE 'replaying' END
+    || ' ' || (SELECT count(*) FROM pg_database WHERE datname = '$last')")"
+  case "$state" in
+    primary*) die "$name is not in recovery (not a replica)" ;;
+    # A test that died between pause and resume leaves replay paused: resume it.
+    paused*) psql_at "$port" -d postgres -c 'SELECT pg_wal_replay_resume()' >/dev/null ;;
+  esac
   local streaming=0
   for _ in $(seq 1 100); do
-    streaming="$(psql_at "$PPORT" -d postgres -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")"
+    streaming="$(psql_at "$pport" -d postgres -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")"
     [ "$streaming" -ge 1 ] && break
     sleep 0.1
   done
-  [ "$streaming" -ge 1 ] || die "the replica is not streaming from the primary"
+  [ "$streaming" -ge 1 ] || die "$name is not streaming from 127.0.0.1:$pport"
   # Every database exists on the replica once replayed.
-  local last="${DATABASES[-1]}"
+  [ "$state" = "replaying 1" ] && return 0
   for _ in $(seq 1 100); do
-    [ "$(psql_at "$RPORT" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$last'")" = 1 ] && return 0
+    [ "$(psql_at "$port" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$last'")" = 1 ] && return 0
     sleep 0.1
   done
-  die "the replica has not replayed the databases' creation"
+  die "$name has not replayed the databases' creation"
+}
+
+up_primary() {
+  make_primary "$PRIMARY" "$PPORT" "$(primary_conf 300 64MB 256MB)" "${DATABASES[@]}"
+}
+
+up_replica() {
+  make_replica "$REPLICA" "$RPORT" "$PPORT" "$(replica_conf 300 64MB)" "${DATABASES[-1]}"
+}
+
+# Part I of the fleet (users, catalog, orders, orders_N): its name, ports, database.
+fleet_part() {
+  local i
+  for i in "${!FLEET[@]}"; do
+    if [ "${FLEET[$i]}" = "$1" ]; then
+      FNAME="scalekit_$1"
+      FPORT=$((FBASE + 2 * i))
+      FRPORT=$((FPORT + 1))
+      FDB="storefront_$1"
+      return 0
+    fi
+  done
+  die "no fleet cluster $1"
+}
+
+# One database's machine: its primary (small: it holds one database) and replica.
+up_fleet_pair() {
+  fleet_part "$1"
+  make_primary "$FNAME" "$FPORT" "$(primary_conf 100 16MB 64MB)" "$FDB"
+  make_replica "${FNAME}_replica" "$FRPORT" "$FPORT" "$(replica_conf 100 16MB)" "$FDB"
+}
+
+# Runs each job (a command line) in the background, then waits for all of them
+# (clusters are made, started and stopped side by side: each mostly waits); WHAT
+# names them if one fails.
+in_parallel() {
+  local what="$1" pids=() job pid failed=0
+  shift
+  for job in "$@"; do
+    # shellcheck disable=SC2086
+    ( $job ) &
+    pids+=("$!")
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || failed=1
+  done
+  [ "$failed" = 0 ] || die "$what failed (see above)"
+}
+
+up_postgres() {
+  local jobs=("up_primary_and_replica") part
+  # Each job makes and starts clusters of its own only: the list as it was at the
+  # start answers which exist and which run.
+  LSC="$(pgc pg_lsclusters -h)"
+  for part in "${FLEET[@]}"; do jobs+=("up_fleet_pair $part"); done
+  in_parallel "setting up the PostgreSQL clusters" "${jobs[@]}"
+  LSC=
+}
+up_primary_and_replica() {
+  up_primary
+  up_replica
 }
 
 up_redis() {
@@ -317,8 +447,50 @@ down_redis_cluster() {
   log "stopped the Redis Cluster"
 }
 
+# The replica's line: up and streaming (lag as the primary on PPORT sees it),
+# paused, down or not created.
+replica_state() {
+  local name="$1" port="$2" pport="$3" state lag
+  if exists "$name" && online "$name"; then
+    lag="$(psql_at "$pport" -d postgres -c "SELECT state || ', replay lag ' || pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)) FROM pg_stat_replication LIMIT 1" 2>/dev/null || true)"
+    state="up, ${lag:-not streaming}"
+    [ "$(psql_at "$port" -d postgres -c 'SELECT pg_is_wal_replay_paused()' 2>/dev/null)" = t ] && state="$state, replay PAUSED"
+  elif exists "$name"; then state=down; else state="not created (services up)"; fi
+  printf '%s\n' "$state"
+}
+
+# The two lines of fleet part PART: the primary and its replica.
+status_pair() {
+  local state
+  fleet_part "$1"
+  if exists "$FNAME" && online "$FNAME"; then
+    state="$(psql_at "$FPORT" -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$FDB'" 2>/dev/null || true)"
+    case "$state" in
+      1) state="up, database $FDB" ;;
+      0) state="up, no database $FDB (services up)" ;;
+      *) state="up, not answering" ;;
+    esac
+  elif exists "$FNAME"; then state=down; else state="not created (services up)"; fi
+  printf '%-20s %-16s %s\n' "PostgreSQL $1" "127.0.0.1:$FPORT" "$state"
+  printf '  %-18s %-16s %s\n' replica "127.0.0.1:$FRPORT" "$(replica_state "${FNAME}_replica" "$FRPORT" "$FPORT")"
+}
+
+# Every pair's lines, asked side by side and printed in order.
+status_fleet() {
+  local dir part pids=()
+  dir="$(mktemp -d)"
+  for part in "${FLEET[@]}"; do
+    status_pair "$part" >"$dir/$part" 2>/dev/null &
+    pids+=("$!")
+  done
+  wait "${pids[@]}" || true
+  for part in "${FLEET[@]}"; do cat "$dir/$part"; done
+  rm -rf "$dir"
+}
+
 status() {
-  local state lag
+  local state
+  LSC="$(pgc pg_lsclusters -h)"
   printf '%-20s %-16s %s\n' service address state
   if psql -w "postgres://postgres@127.0.0.1:5432/postgres" -Atc 'select 1' >/dev/null 2>&1; then
     state=up; else state=down; fi
@@ -327,26 +499,31 @@ status() {
     state="up, databases: $(psql_at "$PPORT" -d postgres -c "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname LIKE 'storefront%'")"
   elif exists "$PRIMARY"; then state=down; else state="not created (services up)"; fi
   printf '%-20s %-16s %s\n' "PostgreSQL primary" "127.0.0.1:$PPORT" "$state"
-  if exists "$REPLICA" && online "$REPLICA"; then
-    lag="$(psql_at "$PPORT" -d postgres -c "SELECT state || ', replay lag ' || pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)) FROM pg_stat_replication LIMIT 1" 2>/dev/null || true)"
-    state="up, ${lag:-not streaming}"
-    [ "$(psql_at "$RPORT" -d postgres -c 'SELECT pg_is_wal_replay_paused()' 2>/dev/null)" = t ] && state="$state, replay PAUSED"
-  elif exists "$REPLICA"; then state=down; else state="not created (services up)"; fi
-  printf '%-20s %-16s %s\n' "PostgreSQL replica" "127.0.0.1:$RPORT" "$state"
+  printf '%-20s %-16s %s\n' "PostgreSQL replica" "127.0.0.1:$RPORT" "$(replica_state "$REPLICA" "$RPORT" "$PPORT")"
+  status_fleet
   if redis_up; then state=up; else state=down; fi
   printf '%-20s %-16s %s\n' Redis 127.0.0.1:6379 "$state"
   status_redis_cluster
 }
 
+# Stops cluster NAME if `up` started it.
+stop_cluster() {
+  local name="$1"
+  [ -e "$STATE_DIR/started-$name" ] || return 0
+  online "$name" && pg_ctlcluster "$VER" "$name" stop >&2
+  rm -f "$STATE_DIR/started-$name"
+  log "stopped $name"
+}
+
 down() {
-  local name
-  for name in "$REPLICA" "$PRIMARY"; do
-    if [ -e "$STATE_DIR/started-$name" ]; then
-      online "$name" && pg_ctlcluster "$VER" "$name" stop >&2
-      rm -f "$STATE_DIR/started-$name"
-      log "stopped $name"
-    fi
+  local part replicas=() primaries=()
+  for part in "${FLEET[@]}"; do
+    replicas+=("stop_cluster scalekit_${part}_replica")
+    primaries+=("stop_cluster scalekit_$part")
   done
+  # Replicas before their primaries.
+  in_parallel "stopping the replicas" "stop_cluster $REPLICA" "${replicas[@]}"
+  in_parallel "stopping the primaries" "stop_cluster $PRIMARY" "${primaries[@]}"
   if [ -e "$STATE_DIR/started-redis" ]; then
     redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true
     rm -f "$STATE_DIR/started-redis"
@@ -378,8 +555,7 @@ BIN="/usr/lib/postgresql/$VER/bin"
 case "$cmd" in
   up)
     up_main
-    up_primary
-    up_replica
+    up_postgres
     up_redis
     up_redis_cluster
     status

@@ -105,6 +105,14 @@ fn services_status_says_what_runs_where() {
     for line in [
         "PostgreSQL primary   127.0.0.1:5434",
         "PostgreSQL replica   127.0.0.1:5433",
+        // Stages 6 and 7: a cluster per database, each with its replica.
+        "PostgreSQL users     127.0.0.1:5440",
+        "  replica            127.0.0.1:5441",
+        "PostgreSQL catalog   127.0.0.1:5442",
+        "PostgreSQL orders    127.0.0.1:5444",
+        "PostgreSQL orders_0  127.0.0.1:5446",
+        "PostgreSQL orders_3  127.0.0.1:5452",
+        "  replica            127.0.0.1:5453",
         "Redis                127.0.0.1:6379",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
@@ -112,6 +120,18 @@ fn services_status_says_what_runs_where() {
     if std::env::var_os("CI").is_some() {
         assert!(text.contains("storefront_orders_3"), "{text}");
         assert!(text.contains("streaming"), "{text}");
+        for port in 5440..=5453 {
+            let line = text
+                .lines()
+                .find(|l| l.contains(&format!("127.0.0.1:{port} ")))
+                .unwrap_or_default();
+            let up = if port % 2 == 0 {
+                line.contains("up, database storefront_")
+            } else {
+                line.contains("up, streaming")
+            };
+            assert!(up, "127.0.0.1:{port} is not up: {line:?} in:\n{text}");
+        }
     }
     let (ok, text) = storefront(&["services", "sideways"]);
     assert!(!ok && text.contains("invalid value"), "{text}");

@@ -2,10 +2,13 @@
 //! (`SCALEKIT_PG_PRIMARY_URL`, `SCALEKIT_PG_REPLICA_URL`: `.ci/pg-replica.sh`):
 //! the app's router over a store whose reads go to the replica; read-your-writes
 //! through the `sk_wal` cookie while replay is paused; catalog reads leaving the
-//! lagging replica and coming back when it catches up; the ops figures.
+//! lagging replica and coming back when it catches up; the ops figures. On the
+//! first cluster of `deploy/services.sh`'s fleet (`SCALEKIT_PG_FLEET_URL`: a
+//! cluster per database, stages 6 and 7): a session position of another cluster
+//! still finds this cluster's write, and a replica of another cluster is refused.
 //!
-//! The tests take turns (`SERIAL`): one pauses replay on the shared replica, and
-//! both count the reads of this process.
+//! The tests take turns (`SERIAL`): two pause replay on a replica, and all count
+//! the reads of this process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -49,6 +52,30 @@ fn urls() -> Option<(String, String)> {
             None
         }
     }
+}
+
+/// The first primary of `deploy/services.sh`'s fleet (`SCALEKIT_PG_FLEET_URL`,
+/// a server URL) and its replica's server (the next port), or `None` (skipped).
+fn fleet() -> Option<(String, String)> {
+    let Some(url) = std::env::var("SCALEKIT_PG_FLEET_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "SCALEKIT_PG_FLEET_URL must be set under CI"
+        );
+        eprintln!(
+            "skipped: SCALEKIT_PG_FLEET_URL is not set (deploy/services.sh up makes the fleet)"
+        );
+        return None;
+    };
+    let (server, _) = split_url(&url);
+    let (host, port) = server
+        .rsplit_once(':')
+        .expect("a port in SCALEKIT_PG_FLEET_URL");
+    let port: u16 = port.parse().expect("a port in SCALEKIT_PG_FLEET_URL");
+    Some((server.clone(), format!("{host}:{}", port + 1)))
 }
 
 /// `postgres://u@h:p/db?x` → (`postgres://u@h:p`, `db`).
@@ -287,6 +314,7 @@ async fn reads_split_and_read_your_writes() {
     // The stage 5 store: max lag 300 ms, checks every 50 ms.
     let config = ReplicasConfig {
         servers: vec![replica_server.clone()],
+        clusters: Vec::new(),
         max_lag_ms: 300,
         check_interval_ms: 50,
         check_timeout_ms: 1_000,
@@ -589,6 +617,7 @@ async fn a_replica_that_is_down_takes_no_reads() {
     // Nothing listens on port 1: the replica never answers its checks.
     let config = ReplicasConfig {
         servers: vec!["postgres://postgres@127.0.0.1:1".into()],
+        clusters: Vec::new(),
         max_lag_ms: 1_000,
         check_interval_ms: 50,
         check_timeout_ms: 500,
@@ -615,4 +644,175 @@ async fn a_replica_that_is_down_takes_no_reads() {
     assert_eq!(replica.state, storefront_ops::replicas::ReplicaState::Down);
     drop(store);
     drop(db);
+}
+
+/// With a cluster per database (stages 6 and 7) the session's cookie holds the
+/// highest position of its writes in any cluster, which may lie far beyond this
+/// cluster's: the primary is asked where it is, and a read waits for what the
+/// session wrote here, even when this process has not seen that write (another
+/// instance made it) and the position lies beyond the forgery margin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_of_another_cluster_still_sees_this_clusters_write() {
+    let Some((primary_server, replica_server)) = fleet() else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let name = unique("sf_other_cluster");
+    let primary_url = format!("{primary_server}/postgres");
+    let replica_url = format!("{replica_server}/postgres");
+    let mut admin = PgConnection::connect(&primary_url).await.expect("primary");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create database");
+    let _database = DatabaseGuard {
+        primary_url: primary_url.clone(),
+        name: name.clone(),
+    };
+    let primary = primary_server
+        .rsplit_once('@')
+        .map_or(primary_server.as_str(), |(_, h)| h)
+        .to_owned();
+    // Checks far apart: the second instance learns nothing by itself.
+    let config = ReplicasConfig {
+        servers: Vec::new(),
+        clusters: vec![storefront_storage::config::ReplicaCluster {
+            primary,
+            servers: vec![replica_server.clone()],
+        }],
+        max_lag_ms: 60_000,
+        check_interval_ms: 60_000,
+        check_timeout_ms: 1_000,
+    };
+    let url = format!("{primary_server}/{name}");
+    let mut replica = PgConnection::connect(&format!("{replica_server}/postgres"))
+        .await
+        .expect("replica");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&mut replica)
+        .await
+        .unwrap_or(0)
+        != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{name} never reached the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let writer = Db::connect(&url, Some(&config), 2).await.expect("writer");
+    let reader = Db::connect(&url, Some(&config), 2).await.expect("reader");
+    assert!(writer.has_replicas() && reader.has_replicas());
+    sqlx::query("CREATE TABLE t (x INT)")
+        .execute(writer.primary())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(writer.primary())
+        .await
+        .unwrap();
+    writer.wrote().await;
+    assert!(writer
+        .wait_for_replicas(Duration::from_secs(10))
+        .await
+        .unwrap());
+    // The reader knows the primary up to here, and so does the replica.
+    reader.check_now(Duration::from_secs(1)).await;
+    let _resume = ReplayGuard {
+        replica_url: replica_url.clone(),
+    };
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&mut replica)
+        .await
+        .unwrap();
+    // The session writes here through the other instance...
+    sqlx::query("INSERT INTO t VALUES (2)")
+        .execute(writer.primary())
+        .await
+        .unwrap();
+    let written: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(writer.primary())
+        .await
+        .unwrap();
+    let written = scalekit_replica::pg::parse_lsn(&written).unwrap();
+    // ...and its cookie carries a position of another cluster, 4 GiB further.
+    let cookie = scalekit_replica::Position::new(written.get() + (4 << 30));
+    let context = storefront_storage::context::RequestContext::new(Some(cookie));
+    let (role, seen) = storefront_storage::context::scope(context, async {
+        let pool = reader.reader().await.unwrap();
+        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&*pool)
+            .await
+            .unwrap();
+        (pool.role(), seen)
+    })
+    .await;
+    assert_eq!(
+        (role, seen),
+        (scalekit_replica::Role::Primary, 2),
+        "the paused replica has not replayed the session's write"
+    );
+    // Replay resumed, the same cookie reads on the replica again.
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&mut replica)
+        .await
+        .unwrap();
+    assert!(writer
+        .wait_for_replicas(Duration::from_secs(10))
+        .await
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let context = storefront_storage::context::RequestContext::new(Some(cookie));
+        let (role, seen) = storefront_storage::context::scope(context, async {
+            let pool = reader.reader().await.unwrap();
+            let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+                .fetch_one(&*pool)
+                .await
+                .unwrap();
+            (pool.role(), seen)
+        })
+        .await;
+        assert_eq!(seen, 2);
+        if role == scalekit_replica::Role::Replica {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reads stay on the primary");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(reader);
+    drop(writer);
+}
+
+/// A replica server of another cluster (a `[replicas]` entry under the wrong
+/// primary) is refused at the start, naming both; it would serve reads from
+/// another database of the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_of_another_cluster_is_refused() {
+    let (Some((fleet_server, _)), Some((_, other_replica))) = (fleet(), urls()) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let (other_replica, _) = split_url(&other_replica);
+    let config = ReplicasConfig {
+        servers: vec![other_replica.clone()],
+        clusters: Vec::new(),
+        max_lag_ms: 1_000,
+        check_interval_ms: 250,
+        check_timeout_ms: 1_000,
+    };
+    let err = Db::connect(&format!("{fleet_server}/postgres"), Some(&config), 2)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let replica_place = other_replica
+        .rsplit_once('@')
+        .map_or(other_replica.as_str(), |(_, h)| h);
+    assert!(
+        err.contains(&format!("{replica_place} is not a replica of")),
+        "{err}"
+    );
 }

@@ -2,7 +2,9 @@
 //! `SCALEKIT_PG_URL`): the app served in process over fresh databases (users,
 //! catalog, 4 shard databases), `storefront loadgen` buying while the orders
 //! move from 2 databases to 4, after rollbacks at two steps; then a checksum over
-//! every order. Also the admin pages' protection and contents.
+//! every order. The same again with each database on a cluster of its own with
+//! its streaming replica (`SCALEKIT_PG_FLEET_URL`: `deploy/services.sh`'s fleet),
+//! as stage 7 runs. Also the admin pages' protection and contents.
 //!
 //! A test here is one scenario told top to bottom against the real parts; a few
 //! run past 100 lines, kept whole so that each step and its check stay together.
@@ -28,13 +30,36 @@ use storefront_web::admin::{self, Admin};
 use storefront_web::{AppConfig, AppState, Passwords};
 use tower::ServiceExt;
 
-/// Fresh databases (`users`, `catalog`, `o0`..`o3`), dropped on drop.
+/// The six databases, in the order [`Databases::names`] gives them.
+const WHAT: [&str; 6] = ["users", "catalog", "o0", "o1", "o2", "o3"];
+
+/// Fresh databases (`users`, `catalog`, `o0`..`o3`), dropped on drop: all on one
+/// server, or each on its own cluster of `deploy/services.sh`'s fleet with the
+/// cluster's streaming replica taking reads, as stage 7 runs.
 struct Databases {
-    url: String,
+    /// Each database's server URL (`postgres://user@host:port`), as in `WHAT`.
+    servers: Vec<String>,
+    /// In the fleet: each server's replica server, as in `servers`.
+    replicas: Option<Vec<String>>,
     prefix: String,
 }
 
+/// `postgres://u@h:p/db?x` → `postgres://u@h:p`.
+fn server_of(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    url[scheme_end..]
+        .find(['/', '?'])
+        .map_or(url.to_owned(), |i| url[..scheme_end + i].to_owned())
+}
+
+/// `postgres://u@h:p` → (`postgres://u@h`, `p`).
+fn port_of(server: &str) -> (String, u16) {
+    let (rest, port) = server.rsplit_once(':').expect("a port");
+    (rest.to_owned(), port.parse().expect("a port"))
+}
+
 impl Databases {
+    /// All six on the server of `SCALEKIT_PG_PRIMARY_URL`, else `SCALEKIT_PG_URL`.
     async fn new(test: &str) -> Option<Self> {
         let url = ["SCALEKIT_PG_PRIMARY_URL", "SCALEKIT_PG_URL"]
             .iter()
@@ -49,23 +74,74 @@ impl Databases {
             );
             return None;
         };
+        Self::create(test, vec![server_of(&url); WHAT.len()], None).await
+    }
+
+    /// Each on a cluster of its own: the fleet from `SCALEKIT_PG_FLEET_URL` (its
+    /// first server; primaries every second port, replicas on the port after
+    /// each), laid out as stage 7's file lays it: users, catalog, then (past
+    /// stage 6's orders) the four shards.
+    async fn fleet(test: &str) -> Option<Self> {
+        let Some(url) = std::env::var("SCALEKIT_PG_FLEET_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: SCALEKIT_PG_FLEET_URL must be set under CI"
+            );
+            eprintln!("skipped {test}: SCALEKIT_PG_FLEET_URL is not set (deploy/services.sh up makes the fleet)");
+            return None;
+        };
+        let (host, first) = port_of(&server_of(&url));
+        let ports = [0, 2, 6, 8, 10, 12].map(|k| first + k);
+        let servers = ports.iter().map(|p| format!("{host}:{p}")).collect();
+        let replicas = ports.iter().map(|p| format!("{host}:{}", p + 1)).collect();
+        Self::create(test, servers, Some(replicas)).await
+    }
+
+    async fn create(
+        test: &str,
+        servers: Vec<String>,
+        replicas: Option<Vec<String>>,
+    ) -> Option<Self> {
         let tag = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos() ^ std::process::id())
             .unwrap_or(0);
         let this = Self {
-            url,
+            servers,
+            replicas,
             prefix: format!("sf_{test}_{tag:08x}"),
         };
-        let mut conn = PgConnection::connect(&this.url)
-            .await
-            .expect("reach PostgreSQL");
-        for name in this.names() {
+        for (server, name) in this.servers.iter().zip(this.names()) {
+            let mut conn = PgConnection::connect(&format!("{server}/postgres"))
+                .await
+                .unwrap_or_else(|e| panic!("reach PostgreSQL at {server}: {e}"));
             conn.execute(format!("CREATE DATABASE {name}").as_str())
                 .await
                 .expect("create database");
+            conn.close().await.ok();
         }
-        conn.close().await.ok();
+        // A replica has the database once it has replayed its creation.
+        for (replica, name) in this.replicas.iter().flatten().zip(this.names()) {
+            let mut conn = PgConnection::connect(&format!("{replica}/postgres"))
+                .await
+                .unwrap_or_else(|e| panic!("reach the replica {replica}: {e}"));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_database WHERE datname = $1",
+            )
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(0)
+                != 1
+            {
+                assert!(Instant::now() < deadline, "{name} never reached {replica}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         Some(this)
     }
 
@@ -74,22 +150,38 @@ impl Databases {
     }
 
     fn names(&self) -> Vec<String> {
-        ["users", "catalog", "o0", "o1", "o2", "o3"]
-            .iter()
-            .map(|w| self.name(w))
-            .collect()
+        WHAT.iter().map(|w| self.name(w)).collect()
+    }
+
+    fn server(&self, what: &str) -> &str {
+        let i = WHAT.iter().position(|w| *w == what).expect("a database");
+        &self.servers[i]
     }
 
     fn db_url(&self, what: &str) -> String {
-        let base = self
-            .url
-            .rsplit_once('/')
-            .map_or(self.url.as_str(), |(b, _)| b);
-        format!("{base}/{}", self.name(what))
+        format!("{}/{}", self.server(what), self.name(what))
     }
 
     /// A stage 7 file over these databases (no caches, no gateway).
     fn stage(&self) -> StageConfig {
+        let mut shard_servers = String::new();
+        for what in ["o0", "o1", "o2", "o3"] {
+            shard_servers.push_str(&format!(
+                "{} = \"{}\"\n",
+                self.name(what),
+                self.server(what)
+            ));
+        }
+        let mut replicas = String::new();
+        if let Some(list) = &self.replicas {
+            replicas.push_str("[replicas]\nmax_lag_ms = 1000\ncheck_interval_ms = 250\n");
+            for (server, replica) in self.servers.iter().zip(list) {
+                let primary = server.rsplit_once('@').map_or(server.as_str(), |(_, h)| h);
+                replicas.push_str(&format!(
+                    "[[replicas.cluster]]\nprimary = \"{primary}\"\nservers = [\"{replica}\"]\n"
+                ));
+            }
+        }
         let text = format!(
             r#"
 [stage]
@@ -113,18 +205,19 @@ catalog = "{catalog}"
 max_connections = 6
 
 [sharding]
-url = "{server}"
 databases = ["{o0}", "{o1}"]
 reshard_to = ["{o0}", "{o2}", "{o1}", "{o3}"]
 routing_ttl_ms = 300
 max_connections = 6
 
+[sharding.servers]
+{shard_servers}
 [admin]
 token_env = "SF_TEST_ADMIN_TOKEN_UNSET"
-"#,
+
+{replicas}"#,
             catalog = self.db_url("catalog"),
             users = self.db_url("users"),
-            server = self.url,
             o0 = self.name("o0"),
             o1 = self.name("o1"),
             o2 = self.name("o2"),
@@ -136,8 +229,8 @@ token_env = "SF_TEST_ADMIN_TOKEN_UNSET"
 
 impl Drop for Databases {
     fn drop(&mut self) {
-        let url = self.url.clone();
-        let names = self.names();
+        let targets: Vec<(String, String)> =
+            self.servers.iter().cloned().zip(self.names()).collect();
         // Best effort, on a thread of its own (Drop may run inside a runtime).
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -147,8 +240,9 @@ impl Drop for Databases {
                 return;
             };
             rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&url).await {
-                    for name in names {
+                for (server, name) in targets {
+                    if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await
+                    {
                         let _ = conn
                             .execute(
                                 format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
@@ -214,6 +308,42 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
     let Some(dbs) = Databases::new("e2e").await else {
         return;
     };
+    let _serial = SERIAL.lock().await;
+    reshard_under_load(dbs).await;
+}
+
+/// The same on a cluster per database, as stage 7 runs: the moves go from one
+/// cluster to another, and every database is read on its cluster's replica
+/// (the order page right after a checkout too, through the session's cookie,
+/// whose position may be another cluster's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resharding_across_clusters_with_replicas_loses_and_duplicates_nothing() {
+    let Some(dbs) = Databases::fleet("fleet").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let split = storefront_storage::split::read_split_now();
+    let order_page_errors = reshard_under_load(dbs).await;
+    let split = storefront_storage::split::read_split_now().since(&split);
+    eprintln!("reads: {split:?}");
+    assert!(
+        split.replica_reads > split.primary_reads,
+        "most reads on the replicas: {split:?}"
+    );
+    assert_eq!(
+        order_page_errors, 0,
+        "every order page after a checkout shows the order"
+    );
+}
+
+/// Held by the tests that count this process's reads, and by the others while
+/// they read.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Stage 7 over `dbs` under load while the orders move from 2 databases to 4
+/// (after rollbacks at two steps); what was stored checked against what the
+/// load placed. Returns the errors of the order pages the load read.
+async fn reshard_under_load(dbs: Databases) -> u64 {
     let started = Instant::now();
     let config = dbs.stage();
     let sharding_config = config.sharding.clone().unwrap();
@@ -457,6 +587,12 @@ async fn resharding_under_load_loses_and_duplicates_nothing() {
     sampler.abort();
     server.abort();
     eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
+    reports
+        .iter()
+        .flat_map(|r| &r.steps)
+        .filter(|s| s.name == "GET /orders/{id}")
+        .map(|s| s.errors)
+        .sum()
 }
 
 async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String, Option<String>) {
@@ -486,6 +622,7 @@ async fn admin_pages_need_the_token_and_read_every_shard() {
     let Some(dbs) = Databases::new("admin").await else {
         return;
     };
+    let _serial = SERIAL.lock().await;
     let config = dbs.stage();
     let sharding = ShardedOrders::connect(config.sharding.as_ref().unwrap())
         .await

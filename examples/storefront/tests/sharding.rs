@@ -68,7 +68,8 @@ impl Cluster {
     fn config(&self, in_use: usize, ttl_ms: u64) -> ShardingConfig {
         ShardingConfig {
             url_env: None,
-            url: self.url.clone(),
+            url: Some(self.url.clone()),
+            servers: Default::default(),
             databases: self.names[..in_use].to_vec(),
             reshard_to: self.reshard_to(),
             routing_ttl_ms: ttl_ms,

@@ -52,20 +52,35 @@ async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
     use std::time::Duration;
     use storefront_stage::config::{BuiltinStage, StageConfig};
 
-    let dead = common::procs::free_addr().port();
+    // The stages' servers (5432 to 5434, and a server per database from 5440 to
+    // 5453 in stages 6 and 7), each moved to a port of its own where nothing
+    // listens (a replica on its primary's port would be refused as the primary).
+    let ports: Vec<u16> = (5432..=5434).chain(5440..=5453).collect();
+    let base = (20_000..60_000)
+        .step_by(97)
+        .find(|base| {
+            (*base..*base + ports.len() as u16)
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        })
+        .expect("free ports");
+    let dead = |port: u16| base + ports.iter().position(|p| *p == port).unwrap_or(0) as u16;
     let dir = tempfile::tempdir().unwrap();
     for number in [2, 5, 6, 7] {
         let builtin = BuiltinStage::find(number).unwrap();
-        // No environment override, every server on the dead port.
+        // No environment override, every server on a dead port.
         let text: String = builtin
             .file
             .lines()
             .filter(|line| !line.trim_start().starts_with("url_env"))
             .map(|line| {
-                line.replace("127.0.0.1:5432", &format!("127.0.0.1:{dead}"))
-                    .replace("127.0.0.1:5433", &format!("127.0.0.1:{dead}"))
-                    .replace("127.0.0.1:5434", &format!("127.0.0.1:{dead}"))
-                    + "\n"
+                let mut line = line.to_owned();
+                for port in &ports {
+                    line = line.replace(
+                        &format!("127.0.0.1:{port}"),
+                        &format!("127.0.0.1:{}", dead(*port)),
+                    );
+                }
+                line + "\n"
             })
             .collect();
         let config = StageConfig::parse(&builtin.origin(), &text).unwrap();
@@ -79,9 +94,10 @@ async fn an_unreachable_database_fails_the_start_with_its_address_and_why() {
             Ok(Ok(store)) => panic!("stage {number}: opened {store:?} on a dead port"),
             Err(_) => panic!("stage {number}: still opening after 6 s"),
         };
-        let address = format!("127.0.0.1:{dead}/");
+        let on_a_dead_port = (base..base + ports.len() as u16)
+            .any(|port| err.contains(&format!("127.0.0.1:{port}/")));
         assert!(
-            err.contains(&address) && err.contains("refused"),
+            on_a_dead_port && err.contains("refused"),
             "stage {number}: {err}"
         );
         assert!(!err.contains("postgres@"), "no user in the message: {err}");

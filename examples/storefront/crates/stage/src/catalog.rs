@@ -72,9 +72,11 @@ impl StageCatalog for BuiltinStages {
 
 /// Stage file `text` rewritten for one run named `tag`, and the databases (URLs)
 /// that need the run's schema. Every PostgreSQL database the stage names (its
-/// `[database]`, and from stage 6 on its domain and shard databases) gets the
-/// schema through `search_path`; replica servers are left as they are (the
-/// schema replicates to them). The caches get the namespace `tag`; the
+/// `[database]`, and from stage 6 on its domain and shard databases, on one
+/// server or on servers of their own) gets the schema through `search_path`;
+/// replica servers, of the one primary or of each (`[[replicas.cluster]]`), are
+/// left as they are: the schema replicates to them, and a database's replicas
+/// are found by its server's host and port, which the search_path leaves alone. The caches get the namespace `tag`; the
 /// per-client limits of the gateway and of sign-in per address are lifted, as
 /// every customer of a run comes from one address.
 fn isolated(
@@ -90,23 +92,44 @@ fn isolated(
             db.remove("url_env");
         }
     }
+    // The shard databases are named, not given as URLs: their servers' URLs
+    // (`url` and each of `servers`, with or without a database part) carry the
+    // search_path to them.
     if let Some(sharding) = &config.sharding {
         if let Some(table) = doc.get_mut("sharding").and_then(toml::Value::as_table_mut) {
-            table.insert("url".into(), toml::Value::String(sharding.server_url()));
             table.remove("url_env");
+            match sharding.server_url() {
+                Some(url) => {
+                    table.insert(
+                        "url".into(),
+                        toml::Value::String(with_search_path(&url, tag)),
+                    );
+                }
+                None => {
+                    table.remove("url");
+                }
+            }
+            if let Some(servers) = table.get_mut("servers").and_then(toml::Value::as_table_mut) {
+                for (_, server) in servers.iter_mut() {
+                    if let Some(url) = server.as_str() {
+                        *server = toml::Value::String(with_search_path(url, tag));
+                    }
+                }
+            }
         }
     }
     let mut schemas = Vec::new();
     for (key, value) in doc.iter_mut() {
-        if key != "replicas" {
+        if key != "replicas" && key != "sharding" {
             isolate_postgres(value, tag, &mut schemas);
         }
     }
-    // The shard databases are named, not given as URLs: each gets the schema too
-    // (the server URL above carries the search_path to all of them).
+    // Each shard database gets the schema too.
     if let Some(sharding) = &config.sharding {
-        let server = sharding.server_url();
         for name in sharding.all_databases() {
+            let Some(server) = sharding.server_of(&name) else {
+                continue;
+            };
             let url = with_database(&server, &name);
             if !schemas.contains(&url) {
                 schemas.push(url);
@@ -180,6 +203,12 @@ fn with_database(url: &str, database: &str) -> String {
     }
 }
 
+/// `url` with the connection option that sets `search_path` to `tag`.
+fn with_search_path(url: &str, tag: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{tag}")
+}
+
 /// Points every PostgreSQL database URL in a stage file (a string starting with
 /// `postgres://` and naming a database) at schema `tag` through `search_path`,
 /// collecting the URLs (without the option) in `urls`. The caller skips the
@@ -191,8 +220,7 @@ fn isolate_postgres(value: &mut toml::Value, tag: &str, urls: &mut Vec<String>) 
             if !urls.contains(s) {
                 urls.push(s.clone());
             }
-            let sep = if s.contains('?') { '&' } else { '?' };
-            *s = format!("{s}{sep}options=-c%20search_path%3D{tag}");
+            *s = with_search_path(s, tag);
         }
         toml::Value::Array(items) => {
             for item in items {
@@ -271,6 +299,99 @@ mod tests {
         assert!(
             text.contains("\"postgres://postgres@127.0.0.1:5434\""),
             "server URL kept: {text}"
+        );
+    }
+
+    #[test]
+    fn shard_servers_get_the_run_schema_and_each_primary_keeps_its_replicas() {
+        let builtin = BuiltinStage::find(7).unwrap_or_else(|| panic!("stage 7"));
+        let config = StageConfig::parse(&builtin.origin(), builtin.file).unwrap();
+        let (text, schemas) = isolated(&config, &builtin.origin(), builtin.file, "t7").unwrap();
+        let run = StageConfig::parse("run.toml", &text).unwrap();
+        let option = "options=-c%20search_path%3Dt7";
+        let sharding = run.sharding.clone().unwrap();
+        assert_eq!(sharding.servers.len(), 4);
+        for (name, server) in &sharding.servers {
+            assert_eq!(server.matches(option).count(), 1, "{name}: {server}");
+        }
+        // Each shard database (on its own server), the users and the catalog.
+        assert_eq!(
+            schemas,
+            [
+                "postgres://postgres@127.0.0.1:5442/storefront_catalog",
+                "postgres://postgres@127.0.0.1:5440/storefront_users",
+                "postgres://postgres@127.0.0.1:5446/storefront_orders_0",
+                "postgres://postgres@127.0.0.1:5448/storefront_orders_1",
+                "postgres://postgres@127.0.0.1:5450/storefront_orders_2",
+                "postgres://postgres@127.0.0.1:5452/storefront_orders_3",
+            ]
+        );
+        // The replica entries are left as they are, and still name each
+        // database's server: the search_path changes no host or port.
+        assert_eq!(run.replicas, config.replicas);
+        let replicas = run.replicas.clone().unwrap();
+        let domains = run.domains.clone().unwrap();
+        let mut databases: Vec<_> = [&domains.users, &domains.catalog]
+            .into_iter()
+            .map(|url| {
+                assert!(url.contains(option), "{url}");
+                <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url).unwrap()
+            })
+            .collect();
+        for name in sharding.all_databases() {
+            databases.push(sharding.database_options(&name).unwrap());
+        }
+        for options in &databases {
+            assert_eq!(
+                replicas.servers_of(options).len(),
+                1,
+                "{:?}",
+                options.get_database()
+            );
+        }
+    }
+
+    #[test]
+    fn a_shard_server_given_by_url_gets_the_run_schema() {
+        let text = include_str!("../../../stages/07-sharding/stage.toml")
+            .replace(
+                "[sharding.servers]",
+                "url = \"postgres://postgres@127.0.0.1:5446/postgres?sslmode=disable\"\n[sharding.servers]",
+            )
+            .replace(
+                "storefront_orders_3 = \"postgres://postgres@127.0.0.1:5452\"\n",
+                "",
+            )
+            .replace(
+                "primary = \"127.0.0.1:5452\"\nservers = [\"postgres://postgres@127.0.0.1:5453\"]",
+                "primary = \"127.0.0.1:5446\"\nservers = [\"postgres://postgres@127.0.0.1:5455\"]",
+            );
+        let config = StageConfig::parse("f.toml", &text)
+            .err()
+            .map(|e| e.to_string());
+        // Two entries for 5446 now: refused, naming the field.
+        assert!(
+            config.as_deref().is_some_and(|e| e.starts_with(
+                "f.toml: replicas.cluster.primary: [5] 127.0.0.1:5446 is entry [2]'s too"
+            )),
+            "{config:?}"
+        );
+        let text = text.replace(
+            "[[replicas.cluster]]\nprimary = \"127.0.0.1:5446\"\nservers = [\"postgres://postgres@127.0.0.1:5455\"]",
+            "",
+        );
+        let config = StageConfig::parse("f.toml", &text).unwrap();
+        let (text, schemas) = isolated(&config, "f.toml", &text, "t8").unwrap();
+        assert!(
+            text.contains("url = \"postgres://postgres@127.0.0.1:5446/postgres?sslmode=disable&options=-c%20search_path%3Dt8\""),
+            "{text}"
+        );
+        assert!(
+            schemas.contains(
+                &"postgres://postgres@127.0.0.1:5446/storefront_orders_3?sslmode=disable"
+                    .to_owned()
+            ),
+            "{schemas:?}"
         );
     }
 

@@ -1,7 +1,8 @@
 //! [`Db`]: one PostgreSQL database as the store sees it, from stage 5 on: where its
 //! writes go and where its reads may go. Without replicas both are the primary.
 //!
-//! With replicas (stage 5), a [`ReplicaSet`] of scalekit-replica chooses among the
+//! With replicas (stage 5 on: the `[replicas]` servers of the database's primary),
+//! a [`ReplicaSet`] of scalekit-replica chooses among the
 //! primary and the replicas for each read: power of two choices over peak-EWMA
 //! latency, among the replicas that are up, within the lag limit and, for a read
 //! that must see this session's writes, have replayed the session's last write
@@ -10,11 +11,13 @@
 //!
 //! The session's position comes from the request context ([`super::context`]):
 //! [`Db::wrote`] puts the primary's WAL position there after a commit, the app's
-//! middleware carries it to the next request in the `sk_wal` cookie. A cookie is
-//! client input: a position more than [`FORGED_MARGIN`] beyond the primary's last
-//! known position is taken as that known position, so a forged cookie can only
-//! send its own client's reads to the primary for a moment (as a real write
-//! would), never pin them there.
+//! middleware carries it to the next request in the `sk_wal` cookie (one position:
+//! with a cluster per database, the highest of the session's writes in any of
+//! them). A cookie is client input: a position beyond the primary's is taken as
+//! the primary's current one (asked; or, when it does not answer, a position more
+//! than [`FORGED_MARGIN`] beyond its last known one is taken as that), so a
+//! forged cookie can only send its own client's reads to the primary for a
+//! moment (as a real write would), never pin them there.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -125,6 +128,47 @@ fn server_name(options: &PgConnectOptions) -> String {
     format!("{}:{}", options.get_host(), options.get_port())
 }
 
+/// The cluster's system identifier (`pg_control_system()`), the same on a
+/// primary and on every replica made from it; `None` when it cannot be read
+/// within `timeout` (a server that is down, a role not allowed to read it).
+async fn system_identifier(pool: &PgPool, timeout: Duration) -> Option<i64> {
+    let ask = sqlx::query_scalar::<_, i64>("SELECT system_identifier FROM pg_control_system()")
+        .fetch_one(pool);
+    tokio::time::timeout(timeout, ask).await.ok()?.ok()
+}
+
+/// Refuses replicas that answer but are copies of another cluster than the
+/// primary's (a `[replicas]` entry that names the wrong server would otherwise
+/// serve reads from someone else's database of the same name). A replica that
+/// does not answer now is let through: it counts as down until it does.
+async fn same_cluster(
+    database: &str,
+    options: &PgConnectOptions,
+    primary: &PgPool,
+    replicas: &[(String, PgPool)],
+    timeout: Duration,
+) -> StoreResult<()> {
+    let Some(ours) = system_identifier(primary, timeout).await else {
+        return Ok(());
+    };
+    for (name, pool) in replicas {
+        match system_identifier(pool, timeout).await {
+            Some(theirs) if theirs != ours => {
+                return Err(StoreError::Database(sqlx::Error::Configuration(
+                    format!(
+                        "[replicas]: {name} is not a replica of {} (database {database}): it is a copy \
+                         of another cluster; list it under its own primary",
+                        server_name(options)
+                    )
+                    .into(),
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     /// A database without replicas: reads and writes go to `primary`.
     pub fn single(primary: PgPool) -> Self {
@@ -189,26 +233,39 @@ impl Db {
             return Ok(Self::single(primary));
         };
         let database = options.get_database().unwrap_or("postgres").to_owned();
-        let servers = config.server_options().map_err(|(field, message)| {
-            StoreError::Database(sqlx::Error::Configuration(
-                format!("{field}: {message}").into(),
-            ))
-        })?;
+        let servers = config
+            .server_options_of(&options)
+            .map_err(|(field, message)| {
+                StoreError::Database(sqlx::Error::Configuration(
+                    format!("{field}: {message}").into(),
+                ))
+            })?;
+        if servers.is_empty() {
+            // No replicas follow this database's server.
+            return Ok(Self::single(primary));
+        }
         // The primary's settings (database, password, options) on each server.
-        let members = servers
+        let members: Vec<(String, PgPool)> = servers
             .into_iter()
-            .zip(&config.servers)
-            .map(|(server, url)| {
+            .map(|(server, names_user)| {
                 let mut o = options
                     .clone()
                     .host(server.get_host())
                     .port(server.get_port());
-                if url.contains('@') {
+                if names_user {
                     o = o.username(server.get_username());
                 }
                 (server_name(&o), pool(o))
             })
             .collect();
+        same_cluster(
+            &database,
+            &options,
+            &primary,
+            &members,
+            config.check_timeout(),
+        )
+        .await?;
         let db = Self::with_replicas(
             &database,
             (server_name(&options), primary),
@@ -330,23 +387,31 @@ impl Db {
     /// query on a replica and spares the primary the read that follows a write.
     ///
     /// A position beyond what this process knows of the primary was written a
-    /// moment ago through another instance, or the cookie is forged: the primary
-    /// is asked for its current position (one small query), and a position beyond
-    /// that is taken as that, so a forged cookie cannot keep a client's reads on
-    /// the primary.
+    /// moment ago through another instance, or in another cluster (stages 6 and
+    /// 7 put each database in a cluster of its own, and the session carries the
+    /// highest position of all), or the cookie is forged: the primary is asked
+    /// for its current position (one small query), and a position beyond that is
+    /// taken as that, so a forged cookie cannot keep a client's reads on the
+    /// primary. Only when the primary does not answer within
+    /// [`PRIMARY_ASK_TIMEOUT`] is a position far beyond the known one taken as
+    /// the known one ([`bound_position`]).
     pub async fn reader(&self) -> StoreResult<Reader> {
         let Some(r) = &self.replicas else {
             return Ok(self.read(Freshness::Session));
         };
-        let Some(mut token) = self.session_token() else {
+        let Some(mut token) = self.unbounded_session_token() else {
             return Ok(self.read(Freshness::Session));
         };
-        if token.get() > r.primary_known.load(Ordering::Relaxed) {
-            if let Ok(Ok(now)) =
-                tokio::time::timeout(PRIMARY_ASK_TIMEOUT, pg::current_wal_lsn(&self.primary)).await
+        let known = r.primary_known.load(Ordering::Relaxed);
+        if token.get() > known {
+            match tokio::time::timeout(PRIMARY_ASK_TIMEOUT, pg::current_wal_lsn(&self.primary))
+                .await
             {
-                r.primary_known.fetch_max(now.get(), Ordering::Relaxed);
-                token = token.min(now);
+                Ok(Ok(now)) => {
+                    r.primary_known.fetch_max(now.get(), Ordering::Relaxed);
+                    token = token.min(now);
+                }
+                _ => token = bound_position(token, Position::new(known)),
             }
         }
         if r.replayed.load(Ordering::Relaxed) < token.get() {
@@ -358,15 +423,24 @@ impl Db {
     /// The position a session read must see, bounded (see [`bound_position`]).
     fn session_token(&self) -> Option<Position> {
         let r = self.replicas.as_ref()?;
-        let token = match context::current() {
+        let token = self.unbounded_session_token()?;
+        let known = Position::new(r.primary_known.load(Ordering::Relaxed));
+        Some(bound_position(token, known))
+    }
+
+    /// The position a session read must see, as the request (or this process's
+    /// last write) gives it. With a cluster per database, the session's position
+    /// is the highest of its writes in any cluster, and positions of different
+    /// clusters do not compare: one may lie far beyond this primary's.
+    fn unbounded_session_token(&self) -> Option<Position> {
+        let r = self.replicas.as_ref()?;
+        match context::current() {
             Some(in_request) => in_request,
             None => {
                 let p = r.last_written.load(Ordering::Relaxed);
                 (p != 0).then(|| Position::new(p))
             }
-        }?;
-        let known = Position::new(r.primary_known.load(Ordering::Relaxed));
-        Some(bound_position(token, known))
+        }
     }
 
     /// Where a read that need not see this session's writes may go (the catalog):

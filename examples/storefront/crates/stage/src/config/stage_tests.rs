@@ -46,10 +46,43 @@ fn stage_5_has_a_replica_and_checks_the_section() {
         .starts_with("f.toml: replicas.max_lag_ms: 0: "));
     let typo = err("servers = [\"postgres://h:2\"]\nmax_lag = 5\n");
     assert!(typo.contains("max_lag"), "{typo}");
+    // Each primary's replicas: the entry must name the database's server.
+    let cluster = |primary: &str| {
+        err(&format!(
+            "[[replicas.cluster]]\nprimary = \"{primary}\"\nservers = [\"postgres://h:2\"]\n"
+        ))
+    };
+    assert_eq!(cluster("h:1"), "");
+    assert!(
+        cluster("h:9").starts_with("f.toml: replicas.cluster.primary: [0] h:9 holds none"),
+        "{}",
+        cluster("h:9")
+    );
+    assert!(
+        cluster("postgres://h:1").starts_with("f.toml: replicas.cluster.primary: [0] "),
+        "{}",
+        cluster("postgres://h:1")
+    );
+    let both = err("servers = [\"postgres://h:2\"]\n[[replicas.cluster]]\nprimary = \"h:1\"\nservers = [\"postgres://h:3\"]\n");
+    assert!(
+        both.starts_with("f.toml: replicas.cluster: give either"),
+        "{both}"
+    );
+}
+
+/// The replica servers `stage`'s `[replicas]` gives the database at `url`.
+fn replicas_of(stage: &StageConfig, url: &str) -> Vec<String> {
+    let options = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    stage
+        .replicas
+        .as_ref()
+        .map(|r| r.servers_of(&options).to_vec())
+        .unwrap_or_default()
 }
 
 #[test]
-fn stage_6_names_the_three_databases_on_the_primary() {
+fn stage_6_puts_each_database_in_a_cluster_of_its_own_with_its_replica() {
     let stage = StageConfig::parse(
         "stages/06-business-split/stage.toml",
         include_str!("../../../../stages/06-business-split/stage.toml"),
@@ -57,18 +90,35 @@ fn stage_6_names_the_three_databases_on_the_primary() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stage.stage.number, 6);
     assert!(stage.cache.is_some() && stage.gateway.is_some());
-    let domains = stage.domains.unwrap_or_else(|| panic!("no [domains]"));
+    let domains = stage
+        .domains
+        .clone()
+        .unwrap_or_else(|| panic!("no [domains]"));
     assert_eq!(
         domains
             .urls()
             .into_iter()
-            .map(|(d, u)| format!("{d} {u}"))
+            .map(|(d, u)| format!("{d} {u} {:?}", replicas_of(&stage, u)))
             .collect::<Vec<_>>(),
         [
-            "users postgres://postgres@127.0.0.1:5434/storefront_users",
-            "catalog postgres://postgres@127.0.0.1:5434/storefront_catalog",
-            "orders postgres://postgres@127.0.0.1:5434/storefront_orders",
+            "users postgres://postgres@127.0.0.1:5440/storefront_users [\"postgres://postgres@127.0.0.1:5441\"]",
+            "catalog postgres://postgres@127.0.0.1:5442/storefront_catalog [\"postgres://postgres@127.0.0.1:5443\"]",
+            "orders postgres://postgres@127.0.0.1:5444/storefront_orders [\"postgres://postgres@127.0.0.1:5445\"]",
         ]
+    );
+    // The lag limit and the checks as stage 5's.
+    let (five, six) = (
+        StageConfig::builtin(5).unwrap_or_else(|e| panic!("{e}")),
+        stage.replicas.unwrap_or_else(|| panic!("no [replicas]")),
+    );
+    let five = five.replicas.unwrap_or_else(|| panic!("no [replicas]"));
+    assert_eq!(
+        (six.max_lag_ms, six.check_interval_ms, six.check_timeout_ms),
+        (
+            five.max_lag_ms,
+            five.check_interval_ms,
+            five.check_timeout_ms
+        )
     );
 }
 
@@ -78,10 +128,38 @@ fn the_stage_7_file_parses() {
         .join("../../stages/07-sharding/stage.toml");
     let stage = StageConfig::load(&path).unwrap();
     assert_eq!(stage.stage.number, 7);
-    let sharding = stage.sharding.unwrap();
+    let sharding = stage.sharding.clone().unwrap();
     sharding.validate().unwrap();
     assert_eq!(sharding.databases.len(), 2);
     assert_eq!(sharding.all_databases().len(), 4);
+    // Users and catalog in stage 6's clusters; each shard in one of its own,
+    // with its replica (stage 7 reads orders on the replicas, as stage 6 does).
+    let six = StageConfig::builtin(6).unwrap();
+    let (domains, six_domains) = (stage.domains.clone().unwrap(), six.domains.unwrap());
+    assert_eq!(
+        (&domains.users, &domains.catalog),
+        (&six_domains.users, &six_domains.catalog)
+    );
+    for url in [&domains.users, &domains.catalog] {
+        assert_eq!(replicas_of(&stage, url).len(), 1, "{url}");
+    }
+    let mut ports = Vec::new();
+    for (i, name) in sharding.all_databases().iter().enumerate() {
+        assert_eq!(name, &format!("storefront_orders_{i}"));
+        let options = sharding.database_options(name).unwrap();
+        assert_eq!(options.get_database(), Some(name.as_str()));
+        let port = options.get_port();
+        assert_eq!(port, 5446 + 2 * i as u16, "{name}");
+        let url = format!("postgres://postgres@127.0.0.1:{port}/{name}");
+        assert_eq!(
+            replicas_of(&stage, &url),
+            [format!("postgres://postgres@127.0.0.1:{}", port + 1)],
+            "{name}"
+        );
+        ports.push(port);
+    }
+    ports.dedup();
+    assert_eq!(ports.len(), 4, "a server per shard");
 }
 
 #[test]
@@ -113,12 +191,34 @@ fn stage_pictures() {
             .unwrap_or_default()
     };
     assert_eq!(place(5), "127.0.0.1:5434 + 1 replica");
+    // Stages 6 and 7: a node per server, with what it holds.
+    let databases = |n| {
+        picture(n)
+            .nodes(Tier::Data)
+            .iter()
+            .filter(|d| d.class == "database")
+            .map(|d| format!("{} | {}", d.title, d.sub))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
-        place(6),
-        "127.0.0.1:5434 + 1 replica; users, catalog, orders"
+        databases(6),
+        [
+            "PostgreSQL: users | 127.0.0.1:5440 + 1 replica",
+            "PostgreSQL: catalog | 127.0.0.1:5442 + 1 replica",
+            "PostgreSQL: orders | 127.0.0.1:5444 + 1 replica",
+        ]
     );
     assert_eq!(
-        place(7),
-        "127.0.0.1:5434 + 1 replica; users, catalog, orders in 2 shards"
+        databases(7),
+        [
+            "PostgreSQL: users | 127.0.0.1:5440 + 1 replica",
+            "PostgreSQL: catalog | 127.0.0.1:5442 + 1 replica",
+            "PostgreSQL: storefront_orders_0 | 127.0.0.1:5446 + 1 replica",
+            "PostgreSQL: storefront_orders_1 | 127.0.0.1:5448 + 1 replica",
+            "PostgreSQL: storefront_orders_2 | 127.0.0.1:5450 + 1 replica, reshard target",
+            "PostgreSQL: storefront_orders_3 | 127.0.0.1:5452 + 1 replica, reshard target",
+        ]
     );
+    let svg = storefront_ops::topology::svg(&picture(7));
+    assert!(svg.contains(">PostgreSQL: storefront_orders_3<"), "{svg}");
 }

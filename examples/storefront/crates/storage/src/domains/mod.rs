@@ -130,10 +130,10 @@ impl DomainStore {
         Self::connect_with_orders(config, None, None).await
     }
 
-    /// [`connect`](Self::connect), each database read through `replicas` when
-    /// given (stage 5's streaming replicas, which hold every database of the
-    /// primary), and with orders in `orders` when given (stage 7's sharded orders)
-    /// instead of `PgOrders` over `config.orders`.
+    /// [`connect`](Self::connect), each database read through the replicas
+    /// `replicas` gives its server when given (the one primary's, or each
+    /// cluster's own), and with orders in `orders` when given (stage 7's sharded
+    /// orders) instead of `PgOrders` over `config.orders`.
     pub async fn connect_with_orders(
         config: &DomainsConfig,
         replicas: Option<&crate::config::ReplicasConfig>,

@@ -21,14 +21,13 @@
 //! the resharding steps are in [`reshard`], the layout's figures in `view.rs`.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use scalekit_shard::{Engines, Key, Query, Router, RouterConfig, ScatterGather};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{Db, Order, OrderLine, OrderRepo, OrderSummary, StoreError, StoreResult};
@@ -165,34 +164,27 @@ impl ShardedOrders {
         Self::connect_with_replicas(config, None).await
     }
 
-    /// [`connect`](Self::connect), each shard database read through `replicas`
-    /// when given (stage 5's streaming replicas hold every database).
+    /// [`connect`](Self::connect), each shard database read through the
+    /// replicas `replicas` gives its server, when given.
     pub async fn connect_with_replicas(
         config: &ShardingConfig,
         replicas: Option<&crate::config::ReplicasConfig>,
     ) -> StoreResult<Self> {
         config.validate().map_err(config_error)?;
-        let base = PgConnectOptions::from_str(&config.server_url())?;
         let mut dbs = BTreeMap::new();
         for name in config.all_databases() {
+            let options = config.database_options(&name).map_err(config_error)?;
             let db = match replicas {
                 None => Db::single(
                     crate::connect_pool(
-                        &base.clone().database(&name),
+                        &options,
                         PgPoolOptions::new()
                             .max_connections(config.max_connections)
                             .acquire_timeout(Duration::from_secs(10)),
                     )
                     .await?,
                 ),
-                Some(_) => {
-                    Db::connect_with(
-                        base.clone().database(&name),
-                        replicas,
-                        config.max_connections,
-                    )
-                    .await?
-                }
+                Some(_) => Db::connect_with(options, replicas, config.max_connections).await?,
             };
             dbs.insert(name, db);
         }
