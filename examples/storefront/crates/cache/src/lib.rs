@@ -423,4 +423,7 @@ impl Seeding for CachedStore {
     async fn insert_users(&self, users: &[NewUser], now: i64) -> StoreResult<()> {
         self.inner.insert_users(users, now).await
     }
+    async fn analyze(&self) -> StoreResult<()> {
+        self.inner.analyze().await
+    }
 }

@@ -373,6 +373,7 @@ pub async fn seed(
             progress(n);
         }
     }
+    store.analyze().await?;
     Ok(SeedReport {
         products: options.products,
         users: options.users,

@@ -445,6 +445,10 @@ pub trait Seeding: Send + Sync {
     async fn insert_products(&self, products: &[NewProduct], now: i64) -> StoreResult<()>;
     /// Inserts accounts in one transaction, skipping emails in use (seeding).
     async fn insert_users(&self, users: &[NewUser], now: i64) -> StoreResult<()>;
+    /// Refreshes the query planner's statistics after a bulk load (`ANALYZE`),
+    /// so the first queries are planned on what the tables hold rather than
+    /// on whenever autovacuum next passes (up to a minute later).
+    async fn analyze(&self) -> StoreResult<()>;
 }
 
 /// Turns a search query into `LIKE` patterns: one per word, lower case, with `%`,

@@ -150,4 +150,7 @@ impl Seeding for MeteredStore {
     async fn insert_users(&self, users: &[NewUser], now: i64) -> StoreResult<()> {
         self.count().insert_users(users, now).await
     }
+    async fn analyze(&self) -> StoreResult<()> {
+        self.count().analyze().await
+    }
 }

@@ -495,6 +495,10 @@ macro_rules! impl_store {
                 self.wrote().await;
                 Ok(())
             }
+            async fn analyze(&self) -> $crate::StoreResult<()> {
+                sqlx::query("ANALYZE").execute(self.write_pool()).await?;
+                Ok(())
+            }
         }
 
         impl $store {

@@ -365,4 +365,10 @@ impl Seeding for DomainStore {
         self.users.wrote().await;
         Ok(())
     }
+    async fn analyze(&self) -> StoreResult<()> {
+        for db in [&self.catalog, &self.users, &self.carts] {
+            sqlx::query("ANALYZE").execute(db.primary()).await?;
+        }
+        Ok(())
+    }
 }
