@@ -3,6 +3,7 @@
 //! composition root; loadgen, evolve, bench-http: storefront-tools; reshard:
 //! storefront-storage). See the README for the commands.
 
+mod machines_cli;
 mod reshard_cli;
 
 use std::net::SocketAddr;
@@ -67,6 +68,12 @@ enum Command {
         /// (10 s).
         #[arg(long, value_name = "DURATION", value_parser = storefront_server::parse_duration)]
         drain_timeout: Option<Duration>,
+        /// Run on miniature machines: this process (or the gateway and each
+        /// instance) and every PostgreSQL and Redis server of the stage file on
+        /// this host in a cgroup with this share of a core (needs root and cgroup
+        /// v1's cpu and cpuacct controllers), until the shop stops.
+        #[arg(long, value_name = "CORES")]
+        machine_cpu: Option<f64>,
     },
     /// Fill the stage's database with a made-up catalog and accounts.
     Seed {
@@ -152,6 +159,34 @@ async fn serve(
         behind_proxy: instance && config.gateway.is_some(),
     };
     compose::build(&config, &options).await?.serve(addr).await
+}
+
+/// `serve --machine-cpu`: the shop, put on its machines once it has started
+/// its instances; they are given back when it stops.
+async fn serve_on_machines(
+    target: Target,
+    addr: Option<SocketAddr>,
+    drain_timeout: Option<Duration>,
+    cpu: f64,
+) -> Result<(), BoxError> {
+    machines_cli::check(cpu)?;
+    let config = load(&target)?;
+    let instances = config.gateway.as_ref().map(|g| g.instances);
+    let (stage, file) = (target.stage, target.config.clone());
+    let placing = tokio::spawn(async move {
+        let placed = machines_cli::place(stage, file.as_deref(), instances, cpu).await;
+        if let Err(e) = &placed {
+            tracing::warn!("the shop runs without miniature machines: {e}");
+        }
+        placed
+    });
+    let served = serve(target, addr, drain_timeout, false).await;
+    // Still waiting for the instances: stop waiting. Placed: moved back here.
+    placing.abort();
+    if let Ok(Ok(placement)) = placing.await {
+        drop(placement);
+    }
+    served
 }
 
 async fn seed_command(target: Target, options: SeedOptions) -> Result<(), BoxError> {
@@ -272,7 +307,14 @@ fn main() -> ExitCode {
                 target,
                 addr,
                 drain_timeout,
+                machine_cpu: None,
             }) => serve(target, addr, drain_timeout, false).await,
+            Some(Command::Serve {
+                target,
+                addr,
+                drain_timeout,
+                machine_cpu: Some(cpu),
+            }) => serve_on_machines(target, addr, drain_timeout, cpu).await,
             Some(Command::Instance {
                 target,
                 addr,

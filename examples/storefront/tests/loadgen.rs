@@ -229,6 +229,54 @@ fn evolve_on_miniature_machines_calibrates_the_projection() {
     assert!(!ok && text.contains("has no stage 4: it has 1"), "{text}");
 }
 
+/// `serve --machine-cpu`: the shop's process sits in its machine's cgroup while
+/// it runs, and the group is gone once it stops.
+#[test]
+fn serve_runs_on_a_miniature_machine_until_it_stops() {
+    let machines = storefront_machines::Machines::open("serve-test");
+    if let Err(e) = &machines {
+        assert!(std::env::var_os("CI").is_none(), "CI: no machines: {e}");
+        eprintln!("skipped: no machines here: {e}");
+        return;
+    }
+    drop(machines);
+    let dir = tempfile::tempdir().unwrap();
+    let port = storefront_tools::loadgen::evolve::free_port().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .args(["serve", "--stage", "1", "--machine-cpu", "0.5", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start storefront serve");
+    let group = std::path::PathBuf::from(format!(
+        "/sys/fs/cgroup/cpu/scalekit-storefront/serve-1-{}/app",
+        child.id()
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut inside = false;
+    while std::time::Instant::now() < deadline && !inside {
+        let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
+        inside = procs
+            .split_whitespace()
+            .any(|p| p == child.id().to_string());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let quota = std::fs::read_to_string(group.join("cpu.cfs_quota_us")).unwrap_or_default();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(inside, "the shop never entered {}", group.display());
+    // Half of the 10 ms period.
+    assert_eq!(quota.trim(), "5000");
+    assert!(status.success(), "{status}");
+    assert!(!group.exists(), "{} is left behind", group.display());
+}
+
 /// `storefront loadgen` leaves no file behind without `--svg`, and writes the chart
 /// where `--svg` says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

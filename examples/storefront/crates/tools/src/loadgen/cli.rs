@@ -273,14 +273,26 @@ pub async fn evolve(args: EvolveArgs, catalog: Arc<dyn StageCatalog>) -> Result<
     let mut load = String::new();
     for n in stages {
         eprintln!("stage {n}: starting ...");
-        let (result, described) = match &machines {
-            None => evolve::measure_stage(&catalog, n, &options, warmup, duration).await?,
-            Some((m, _)) => {
-                let (result, on, described) =
-                    measure_on_machines(&catalog, n, &options, warmup, duration, m).await?;
-                println!("{}", on_machines_summary(&on));
-                on_machines.push(on);
-                (result, described)
+        // Ctrl-C or SIGTERM: the stage's future is dropped, which stops its
+        // server and moves its machines' processes back (PostgreSQL and Redis
+        // must not stay held to a quarter core).
+        let stage = async {
+            let (result, described) = match &machines {
+                None => evolve::measure_stage(&catalog, n, &options, warmup, duration).await?,
+                Some((m, _)) => {
+                    let (result, on, described) =
+                        measure_on_machines(&catalog, n, &options, warmup, duration, m).await?;
+                    println!("{}", on_machines_summary(&on));
+                    on_machines.push(on);
+                    (result, described)
+                }
+            };
+            Ok::<_, String>((result, described))
+        };
+        let (result, described) = tokio::select! {
+            r = stage => r?,
+            () = storefront_server::shutdown_signal() => {
+                return Err(format!("stopped by a signal during stage {n}"));
             }
         };
         println!(

@@ -3,10 +3,11 @@
 //! objective, found by a ramp.
 //!
 //! Each step runs one population for a while and checks its p99 and its error
-//! share against the [`Objective`]. The ramp grows the population while the
-//! objective holds, then bisects between the last population that met it and
-//! the first that did not, until the two are within a tenth of each other (or
-//! the steps run out). A shop's response time grows with its population (more
+//! share against the [`Objective`]. The ramp grows the population by half
+//! while the objective holds, then bisects between the last population that
+//! met it and the first that did not, until the two are within a tenth of each
+//! other (or the steps run out). After a step that missed, the shop is given
+//! time to work off the queue it built (its p99, up to 15 s) before the next. A shop's response time grows with its population (more
 //! customers, longer queues), which is what makes the bisection sound; noise
 //! near the knee can make one step disagree with its neighbours, so the
 //! answer is "about this many", to the ramp's precision.
@@ -123,8 +124,8 @@ impl Ramp {
 }
 
 /// The next population to try after the steps so far, or `None` when the
-/// ramp is done: double (from `guess / 2`) while nothing has missed, bisect
-/// once something has; done when the bracket is within `precision`.
+/// ramp is done: grow by half (from `guess / 2`) while nothing has missed,
+/// bisect once something has; done when the bracket is within `precision`.
 pub fn next_population(ramp: &Ramp, guess: usize, precision: f64) -> Option<usize> {
     let Some(last) = ramp.steps.last() else {
         return Some((guess / 2).max(1));
@@ -132,7 +133,7 @@ pub fn next_population(ramp: &Ramp, guess: usize, precision: f64) -> Option<usiz
     let good = ramp.carried().map(|s| s.customers);
     let bad = ramp.first_missed().map(|s| s.customers);
     let next = match (good, bad) {
-        (Some(g), None) => g.saturating_mul(2),
+        (Some(g), None) => g.saturating_add(g / 2).max(g + 1),
         (None, Some(b)) if b <= 1 => return None,
         (None, Some(b)) => b / 2,
         (Some(g), Some(b)) => {
@@ -167,6 +168,11 @@ pub async fn ramp(load: &Loadgen, options: &RampOptions, guess: usize) -> Ramp {
         let label = format!("{customers} customers");
         let report = load.run_as(mode, options.step, Some(&label)).await;
         let met = options.objective.met_by(&report.total);
+        if !met {
+            // Queues built by an overload drain before the next step counts.
+            let backlog = Duration::from_secs_f64((report.total.p99_ms / 1_000.0).min(15.0));
+            tokio::time::sleep(backlog + Duration::from_secs(1)).await;
+        }
         found.steps.push(RampStep {
             customers,
             total: report.total,
@@ -223,10 +229,10 @@ mod tests {
     }
 
     #[test]
-    fn a_ramp_doubles_then_bisects() {
+    fn a_ramp_grows_by_half_then_bisects() {
         let r = simulate(1_000, 400, 0.1, 20);
         let tried: Vec<usize> = r.steps.iter().map(|s| s.customers).collect();
-        assert_eq!(tried[..4], [200, 400, 800, 1_600]);
+        assert_eq!(tried[..5], [200, 300, 450, 675, 1_012]);
         let carried = r.carried().map(|s| s.customers).unwrap_or(0);
         let missed = r.first_missed().map(|s| s.customers).unwrap_or(0);
         assert!(carried <= 1_000 && missed > 1_000, "{tried:?}");

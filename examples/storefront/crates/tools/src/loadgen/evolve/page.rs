@@ -94,7 +94,7 @@ fn machines_paragraph(on: &OnMachines, before: Option<&OnMachines>) -> String {
     if let Some(b) = on.bottleneck() {
         let _ = write!(
             para,
-            "; the busiest machine under the saturating load was {} at {:.0}% of its quota, so {}",
+            "; the busiest machine under the saturating load was {} at {:.0}% of its quota; what lifts that limit: {}",
             b.name,
             b.utilization * 100.0,
             super::page_machines::lifted_by(
