@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A PostgreSQL primary and a streaming replica of it, on loopback, for the
-# scalekit-replica tests and the storefront's stages 5 to 7: deploy/services.sh
+# scalekit-replica tests and the storefront's stage 5 (stages 6 and 7 have a
+# cluster per database, 127.0.0.1:5440-5453, made by the same script): deploy/services.sh
 # creates what is missing and starts what is down (idempotently); this prints the
 # two URLs as `export` lines (eval them, as .ci/run does).
 #
