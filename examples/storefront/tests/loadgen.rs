@@ -80,23 +80,26 @@ async fn journeys_against_stage_one_succeed() {
     assert_eq!(per_second, report.total.count);
 }
 
+/// Runs the storefront binary with `args`: whether it succeeded, and what it
+/// printed (stdout, then stderr).
+fn run(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run storefront");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 #[test]
 fn evolve_runs_stage_one_and_writes_the_page() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("evolution.md");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run storefront");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
     let (ok, text) = run(&["evolve", "--stages", "1,9"]);
     assert!(
         !ok && text.contains("stage 9 is not built into this storefront"),
@@ -151,19 +154,6 @@ fn evolve_on_miniature_machines_calibrates_the_projection() {
     drop(machines);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("evolution.md");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run storefront");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
     let (ok, text) = run(&[
         "evolve",
         "--stages",

@@ -18,6 +18,9 @@
 //! than [`FORGED_MARGIN`] beyond its last known one is taken as that), so a
 //! forged cookie can only send its own client's reads to the primary for a
 //! moment (as a real write would), never pin them there.
+//!
+//! Kept in one file (a little over 800 lines, half of it tests): the reader
+//! choice, the read-your-writes position and their tests read as one piece.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

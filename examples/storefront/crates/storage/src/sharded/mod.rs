@@ -19,6 +19,10 @@
 //! Over 800 lines: the sharded order store and the routing state every one of its
 //! methods reads (the epoch, the slot map, the writes mirrored during a move);
 //! the resharding steps are in [`reshard`], the layout's figures in `view.rs`.
+//!
+//! Kept in one file (over 800 lines, much of it tests): the routing and the
+//! shard connections it tests share private state; the resharding, views,
+//! archive and analytics are already modules of their own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

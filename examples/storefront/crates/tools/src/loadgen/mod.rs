@@ -360,18 +360,7 @@ impl Loadgen {
                 }
             });
         }
-        let deadline = self
-            .options
-            .timeout
-            .saturating_mul(4)
-            .saturating_add(Duration::from_secs(1));
-        let drained = tokio::time::timeout(length.saturating_add(deadline), async {
-            while workers.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            workers.abort_all();
-        }
+        self.drain(workers, length).await;
     }
 
     async fn customers_loop(
@@ -413,6 +402,12 @@ impl Loadgen {
                 }
             });
         }
+        self.drain(workers, length).await;
+    }
+
+    /// Waits for the customers of a closed loop to finish, at most the run's
+    /// `length` and a few timeouts; those still running then are stopped.
+    async fn drain(&self, mut workers: tokio::task::JoinSet<()>, length: Duration) {
         let deadline = self
             .options
             .timeout
