@@ -270,9 +270,12 @@ impl Drill {
     /// from and to, for [`reshard`](Self::reshard) to move them back.
     pub fn reshard_from(&self, slot: u16, count: u32) -> Result<(u16, u16), String> {
         let from = master_of(&self.ports, slot)?.ok_or(format!("no master serves slot {slot}"))?;
+        // A master that serves slots: right after a failover a node's view may
+        // still call the demoted master a master (with no slots) until gossip
+        // reaches it.
         let to = nodes(&self.ports)?
             .into_iter()
-            .find(|n| n.master && !n.failing && n.id != from.id)
+            .find(|n| n.master && !n.failing && n.id != from.id && !n.slots.is_empty())
             .ok_or("no other master")?;
         self.reshard(from.port, to.port, count)?;
         Ok((from.port, to.port))
@@ -280,32 +283,36 @@ impl Drill {
 
     /// Moves `count` slots from the master on port `from` to the one on `to`.
     pub fn reshard(&self, from: u16, to: u16, count: u32) -> Result<(), String> {
-        let all = nodes(&self.ports)?;
-        let id = |port: u16| {
-            all.iter()
-                .find(|n| n.port == port && n.master)
-                .map(|n| n.id.clone())
-                .ok_or(format!("no master on port {port}"))
-        };
-        let (from_id, to_id) = (id(from)?, id(to)?);
-        // Start only from a settled cluster: every node's view the same, no
-        // slot open (right after a failover gossip may still be spreading).
+        // Start only from a settled cluster: every node's view calls both
+        // masters masters, no slot open, the slots agreed (right after a
+        // failover gossip may still be spreading, and redis-cli refuses a
+        // node that some view still calls a replica).
         let port = self.ports.first().copied().ok_or("no ports")?;
         let settled = || {
-            Command::new("redis-cli")
-                .args(["--cluster", "check", &format!("127.0.0.1:{port}")])
-                .output()
-                .is_ok_and(|o| {
-                    let text = String::from_utf8_lossy(&o.stdout);
-                    !text.contains("[ERR]") && !text.contains("[WARNING]")
-                })
+            self.master_in_every_view(from)
+                && self.master_in_every_view(to)
+                && Command::new("redis-cli")
+                    .args(["--cluster", "check", &format!("127.0.0.1:{port}")])
+                    .output()
+                    .is_ok_and(|o| {
+                        let text = String::from_utf8_lossy(&o.stdout);
+                        !text.contains("[ERR]") && !text.contains("[WARNING]")
+                    })
         };
-        wait_for(Duration::from_secs(15), settled)
-            .ok_or("the cluster did not settle before resharding")?;
         let mut last = String::new();
-        // redis-cli checks that every node agrees first; right after a
-        // failover gossip may still be spreading: try again for a few seconds.
         for _ in 0..20 {
+            wait_for(Duration::from_secs(15), settled).ok_or(format!(
+                "the cluster did not settle before resharding {from} to {to}"
+            ))?;
+            // The ids are read again on every try, from the settled view.
+            let all = nodes(&self.ports)?;
+            let id = |port: u16| {
+                all.iter()
+                    .find(|n| n.port == port && n.master)
+                    .map(|n| n.id.clone())
+                    .ok_or(format!("no master on port {port}"))
+            };
+            let (from_id, to_id) = (id(from)?, id(to)?);
             let out = Command::new("redis-cli")
                 .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
                 .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
@@ -328,6 +335,18 @@ impl Drill {
             std::thread::sleep(Duration::from_millis(250));
         }
         Err(format!("reshard failed: {last}"))
+    }
+
+    /// Whether every answering node's view calls the node on `port` a master
+    /// that is not failing.
+    fn master_in_every_view(&self, port: u16) -> bool {
+        self.ports.iter().all(|&p| match nodes(&[p]) {
+            Ok(view) => view
+                .iter()
+                .any(|n| n.port == port && n.master && !n.failing),
+            // A node that does not answer (killed by the drill) has no say.
+            Err(_) => true,
+        })
     }
 }
 
