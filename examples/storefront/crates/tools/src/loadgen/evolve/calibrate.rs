@@ -7,9 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::demand::{fitted, from_window, LoadPoint, MachineDemand};
 use super::miniature::{backing_servers, Kind, Placement, Usage};
 use super::{fetch_snapshot, launch_stage_edited, shard_rows, OpsDelta, StageResult, StageServer};
-use crate::loadgen::ramp::{ramp, Ramp, RampOptions};
+use crate::loadgen::ramp::{ramp_sampled, Ramp, RampOptions};
 use crate::loadgen::stats::Report;
 use crate::loadgen::{LoadOptions, Loadgen, Mode};
 use crate::projection::{Assumptions, Role, StageCalibration, Topology};
@@ -68,6 +69,9 @@ pub struct Check {
     pub calibrated: bool,
     /// The busiest machine measured, and its utilisation.
     pub busiest: Option<(String, f64)>,
+    /// Database statements a request measured (the visits the model assumes
+    /// unchanged from the calibration).
+    pub statements: Option<f64>,
 }
 
 impl Check {
@@ -86,6 +90,8 @@ impl Check {
 pub struct OnMachines {
     /// Per machine, over the saturated window.
     pub machines: Vec<MachineFigures>,
+    /// Per machine, what the model is calibrated with.
+    pub demands: Vec<MachineDemand>,
     /// The stage's model.
     pub calibration: StageCalibration,
     /// The ramp of thinking customers.
@@ -113,51 +119,32 @@ pub fn role_name(machine: &str) -> &str {
     }
 }
 
-/// The stage's model from one saturated window: each role's CPU seconds per
-/// request, and what remains of the single-customer response time once the
-/// machines' service is taken out.
-///
-/// `idle` is what each machine used per second with no load (its background
-/// work): taken out of the window's CPU before dividing by the requests, and
-/// kept as the capacity requests cannot use.
+/// The stage's model from each machine's demand ([`demand`](super::demand):
+/// from the saturated window, or fitted over the ramp's loads): each role's
+/// CPU seconds per request and its machines' overhead, and what remains of the
+/// single-customer response time once the machines' service is taken out.
 pub fn calibration(
     number: u32,
     title: &str,
-    window: (&Usage, f64),
-    idle: &Usage,
-    requests: u64,
+    demands: &[MachineDemand],
     ops: &OpsDelta,
     alone_mean: Option<f64>,
 ) -> StageCalibration {
-    let (used, seconds) = window;
-    let per_request = |cpu: f64| {
-        if requests > 0 {
-            cpu / requests as f64
-        } else {
-            0.0
-        }
-    };
-    let gateway = used.machines.iter().any(|m| m.1 == Kind::Gateway);
+    let gateway = demands.iter().any(|m| m.kind == Kind::Gateway);
     let mut roles: Vec<Role> = Vec::new();
-    for (name, kind, cpus, cpu) in &used.machines {
-        let role = role_name(name);
-        // Cores of background work: at most a 0.9 of the machine.
-        let background = idle
-            .machines
-            .iter()
-            .find(|m| &m.0 == name)
-            .map_or(0.0, |m| m.3)
-            .clamp(0.0, 0.9 * cpus);
-        let cpu = (cpu - background * seconds).max(0.0);
+    for d in demands {
+        let role = role_name(&d.name);
         match roles.iter_mut().find(|r| r.name == role) {
             Some(r) => {
+                // The overhead as a running mean over the role's machines.
+                let n = f64::from(r.machines);
+                r.background = (r.background * n + d.overhead) / (n + 1.0);
                 r.machines += 1;
-                r.demand += per_request(cpu);
-                r.background = r.background.max(background);
+                r.demand += d.per_request;
             }
             None => roles.push(
-                Role::new(role, *kind, 1, *cpus, per_request(cpu), false)
-                    .with_background(background),
+                Role::new(role, d.kind, 1, d.cpus, d.per_request, false)
+                    .with_background(d.overhead),
             ),
         }
     }
@@ -368,18 +355,29 @@ pub async fn measure_on_machines(
             saturated(&p, duration, &format!("stage {number}")).await?;
         let requests = report.total.count;
         let alone_mean = (alone.total.count > 0).then(|| alone.total.mean_ms / 1_000.0);
-        let calibration = calibration(
-            number,
-            &p.server.title,
-            (&used, seconds),
-            &p.idle,
-            requests,
-            &ops,
-            alone_mean,
-        );
         let figures = machine_figures(&used, requests, seconds);
         let guess = (report.total.rps * machines.ramp.think.as_secs_f64()).max(1.0) as usize;
-        let found = ramp(&p.load, &machines.ramp, guess).await;
+        let (found, samples) = ramp_sampled(&p.load, &machines.ramp, guess, || {
+            (Instant::now(), p.placement.usage())
+        })
+        .await;
+        // The saturated window and every step of the ramp: the loads the
+        // machines' demands are fitted over.
+        let mut points = vec![LoadPoint {
+            rps: report.total.rps,
+            cores: used.per_second(Duration::from_secs_f64(seconds)),
+        }];
+        for (step, ((t0, u0), (t1, u1))) in found.steps.iter().zip(&samples) {
+            let window = t1.duration_since(*t0);
+            if !window.is_zero() {
+                points.push(LoadPoint {
+                    rps: step.total.count as f64 / window.as_secs_f64(),
+                    cores: u0.until(u1).per_second(window),
+                });
+            }
+        }
+        let demands = fitted(from_window(&used, seconds, &p.idle, requests), &points);
+        let calibration = calibration(number, &p.server.title, &demands, &ops, alone_mean);
         let assumptions = Assumptions {
             think: machines.ramp.think.as_secs_f64(),
             objective: machines.ramp.objective.p99.as_secs_f64(),
@@ -393,6 +391,7 @@ pub async fn measure_on_machines(
             predicted: calibration.saturated(&measured, concurrency)?,
             calibrated: true,
             busiest: used.busiest(Duration::from_secs_f64(seconds)),
+            statements: ops.db_per_request,
         };
         let result = StageResult {
             number,
@@ -410,6 +409,7 @@ pub async fn measure_on_machines(
             result,
             OnMachines {
                 machines: figures,
+                demands,
                 calibration,
                 ramp: found,
                 predicted_users,
@@ -510,13 +510,14 @@ async fn check_other(
     } = p;
     drop(placement);
     server.stop().await;
-    let (report, used, _, seconds, _) = report?;
+    let (report, used, ops, seconds, _) = report?;
     Ok(Check {
         label,
         measured: report.total.rps,
         predicted,
         calibrated: false,
         busiest: used.busiest(Duration::from_secs_f64(seconds)),
+        statements: ops.db_per_request,
     })
 }
 
@@ -550,15 +551,8 @@ mod tests {
             machines: vec![("db".into(), Kind::Postgres, 0.25, 0.025)],
         };
         // 10,000 requests in 20 s; alone, one took 5 ms.
-        let c = calibration(
-            5,
-            "Read/write splitting",
-            (&used, 20.0),
-            &idle,
-            10_000,
-            &ops,
-            Some(0.005),
-        );
+        let demands = from_window(&used, 20.0, &idle, 10_000);
+        let c = calibration(5, "Read/write splitting", &demands, &ops, Some(0.005));
         let roles: Vec<(&str, u32, bool)> = c
             .roles
             .iter()

@@ -19,6 +19,7 @@ use storefront_contract::ops::shards::ShardsView;
 use storefront_contract::ops::{Snapshot, TierTotals, Totals};
 
 pub mod calibrate;
+pub mod demand;
 pub mod miniature;
 mod page;
 pub mod page_machines;

@@ -151,15 +151,27 @@ fn carried(out: &mut String, results: &[StageResult], on: &[OnMachines], s: &Mac
     }
     let _ = writeln!(
         out,
-        "CPU seconds per request on each machine (what the model is calibrated with):\n"
+        "CPU seconds per request on each machine in the saturated window (and its utilisation), then what the model is calibrated with: where a line fits the machine's CPU over the saturated window and the ramp's steps, its slope (µs a request) and its overhead (cores spent whatever the requests; see `evolve::demand`), else the window's figure less the machine's idle use:\n"
     );
     for (r, m) in results.iter().zip(on) {
         let cells: Vec<String> = m
             .machines
             .iter()
             .map(|f| {
+                let model =
+                    m.demands
+                        .iter()
+                        .find(|d| d.name == f.name)
+                        .map_or_else(String::new, |d| {
+                            format!(
+                                " → {:.0} µs + {:.3} core{}",
+                                d.per_request * 1e6,
+                                d.overhead,
+                                if d.fitted { "" } else { " (window)" }
+                            )
+                        });
                 format!(
-                    "{} {:.0} µs ({:.0}%)",
+                    "{} {:.0} µs ({:.0}%){model}",
                     f.name,
                     f.cpu_per_request * 1e6,
                     f.utilization * 100.0
@@ -175,17 +187,17 @@ fn checks(out: &mut String, on: &[OnMachines]) {
     let _ = writeln!(out, "## The model against the measurements\n");
     let _ = writeln!(
         out,
-        "The model is a closed queueing network solved by mean value analysis (`storefront-capacity`): one station per machine, each with its role's CPU seconds per request shared evenly over the role's machines and slowed to the machine's share of a core, plus a delay for what a lone request spends outside these machines (its response time with one customer, less their service). It is calibrated on the saturating window of each stage's first configuration (the rows marked calibration: they show the model is consistent with what it was fitted on), then asked about a configuration it did not see: one app instance fewer behind a gateway, or, without a gateway, an app machine twice as big. Predicted against measured requests a second under the same saturating load:\n"
+        "The model is a closed queueing network solved by mean value analysis (`storefront-capacity`): one station per machine, each with its role's CPU seconds per request shared evenly over the role's machines and slowed to the machine's share of a core, plus a delay for what a lone request spends outside these machines (its response time with one customer, less their service). It is calibrated on the saturating window of each stage's first configuration (the rows marked calibration: they show the model is consistent with what it was fitted on), then asked about a configuration it did not see: one app instance fewer behind a gateway, or, without a gateway, an app machine twice as big. Predicted against measured requests a second under the same saturating load, with the database statements a request made in each (the model keeps the calibration's):\n"
     );
     let _ = writeln!(
         out,
-        "| stage | configuration | measured requests/s | predicted | error | busiest machine measured | |\n| --- | --- | ---: | ---: | ---: | --- | --- |"
+        "| stage | configuration | measured requests/s | predicted | error | busiest machine measured | statements/request | |\n| --- | --- | ---: | ---: | ---: | --- | ---: | --- |"
     );
     for m in on {
         for c in &m.checks {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.0} | {:+.1}% | {} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:+.1}% | {} | {} | {} |",
                 m.calibration.number,
                 c.label,
                 c.measured,
@@ -195,6 +207,7 @@ fn checks(out: &mut String, on: &[OnMachines]) {
                     .as_ref()
                     .map(|(n, u)| format!("{n} {:.0}%", u * 100.0))
                     .unwrap_or_default(),
+                c.statements.map_or(String::new(), |q| format!("{q:.2}")),
                 if c.calibrated {
                     "calibration"
                 } else {
@@ -292,6 +305,7 @@ pub fn projection_chart(on: &[OnMachines], s: &MachineSettings) -> String {
 mod tests {
     use super::*;
     use crate::loadgen::evolve::calibrate::{Check, MachineFigures};
+    use crate::loadgen::evolve::demand::MachineDemand;
     use crate::loadgen::evolve::OpsDelta;
     use crate::loadgen::ramp::{Ramp, RampStep};
     use crate::loadgen::stats::{Report, Row};
@@ -341,6 +355,14 @@ mod tests {
                 figure("app", Kind::App, 0.7),
                 figure("db", Kind::Postgres, 0.99),
             ],
+            demands: vec![MachineDemand {
+                name: "db".into(),
+                kind: Kind::Postgres,
+                cpus: 0.25,
+                per_request: 0.000_15,
+                overhead: 0.05,
+                fitted: true,
+            }],
             calibration: StageCalibration {
                 number,
                 title: format!("Stage {number}"),
@@ -371,6 +393,7 @@ mod tests {
                 predicted: 1_100.0,
                 calibrated: false,
                 busiest: Some(("db".into(), 0.97)),
+                statements: Some(1.5),
             }],
         };
         (result, on)
@@ -389,8 +412,8 @@ mod tests {
         for expected in [
             "| 1. Stage 1 | 2 | 1000 | 500 | db 99% | 5,000 | 10,000 (p99 900 ms) | 4,900 |",
             "- stage 2 carries no more than stage 1 (4,000 against 5,000): its busiest machine is db (99%); stage 5 (read/write splitting) moves reads to replicas.",
-            "| 2 | 1 app machine of 0.5 core, 1 other | 1000 | 1100 | +10.0% | db 97% | prediction |",
-            "- Stage 1: app 200 µs (70%), db 200 µs (99%)",
+            "| 2 | 1 app machine of 0.5 core, 1 other | 1000 | 1100 | +10.0% | db 97% | 1.50 | prediction |",
+            "- Stage 1: app 200 µs (70%), db 200 µs (99%) → 150 µs + 0.050 core",
             "![Customers carried, projected (log scale)](p.svg)",
         ] {
             assert!(text.contains(expected), "{expected}\nin\n{text}");
