@@ -172,6 +172,28 @@ impl<N> Maglev<N> {
         self.members.iter().map(|m| (&m.node, m.weight))
     }
 
+    /// The lookup table, entry by entry: entry `i` is the node that a hash
+    /// landing on `i` goes to; empty without nodes. For a datapath that hashes
+    /// on its own, such as an nftables map from `jhash ... mod M` to a backend
+    /// (the storefront's stage 8 loads it into the kernel).
+    ///
+    /// ```
+    /// use scalekit_ring::Maglev;
+    /// let lb = Maglev::with_nodes(["a", "b", "c"]).unwrap();
+    /// let entries: Vec<&&str> = lb.entries().collect();
+    /// assert_eq!(entries.len(), 65_537);
+    /// // Each node holds a third of the table, give or take one.
+    /// let a = entries.iter().filter(|n| ***n == "a").count();
+    /// assert!((21_845..=21_846).contains(&a));
+    /// ```
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = &N> + '_ {
+        // Every entry holds the index of a member (the table is rebuilt on
+        // every change of the members).
+        self.table
+            .iter()
+            .map(move |&i| &self.members[i as usize].node)
+    }
+
     /// How many table entries each node holds, in [`nodes`](Self::nodes) order.
     pub fn entry_counts(&self) -> Vec<u32> {
         let mut counts = vec![0u32; self.members.len()];
