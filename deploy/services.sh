@@ -300,6 +300,22 @@ up_primary_and_replica() {
   up_replica
 }
 
+# Stage 8's parts, from Debian: nftables (the kernel datapath), keepalived (the
+# virtual IP), HAProxy and nginx's stream module (the layer-4 proxies it is
+# measured against), conntrack (to look at flows). Installed when missing.
+up_l4_packages() {
+  local missing=()
+  command -v nft >/dev/null || missing+=(nftables)
+  command -v keepalived >/dev/null || missing+=(keepalived)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  command -v conntrack >/dev/null || missing+=(conntrack)
+  [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}") >&2 \
+    || die "cannot install ${missing[*]}"
+}
+
 up_redis() {
   redis_up && return 0
   if ! command -v redis-server >/dev/null; then
@@ -558,6 +574,7 @@ case "$cmd" in
     up_postgres
     up_redis
     up_redis_cluster
+    up_l4_packages
     status
     ;;
   status) status ;;
