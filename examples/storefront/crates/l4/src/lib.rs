@@ -9,3 +9,4 @@
 
 pub mod net;
 pub mod nft;
+pub mod vrrp;

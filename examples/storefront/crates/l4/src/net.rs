@@ -348,44 +348,86 @@ impl Network {
         &self.host_link
     }
 
-    /// `program` to run inside host `name`'s namespace (`ip netns exec`: the
-    /// process is the program itself, so its id is the program's).
+    /// `ip netns exec <namespace>` for host `name`: a command to which the
+    /// program and its arguments are added (the process is the program
+    /// itself, so its id is the program's).
+    ///
+    /// # Panics
+    ///
+    /// When there is no host `name` (a caller's mistake, not input).
+    pub fn launcher(&self, name: &str) -> Command {
+        let host = self
+            .host(name)
+            .unwrap_or_else(|| panic!("no host {name:?} in this network"));
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &host.namespace]);
+        c
+    }
+
+    /// `program` to run inside host `name`'s namespace (see
+    /// [`launcher`](Self::launcher)).
     ///
     /// # Panics
     ///
     /// When there is no host `name` (a caller's mistake, not input).
     pub fn command(&self, name: &str, program: &str) -> Command {
-        let host = self
-            .host(name)
-            .unwrap_or_else(|| panic!("no host {name:?} in this network"));
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &host.namespace, program]);
+        let mut c = self.launcher(name);
+        c.arg(program);
         c
     }
 
     /// Runs `f` on a thread of its own that has entered host `name`'s network
-    /// namespace: the sockets it (and any thread it starts) opens are the
-    /// host's. For a load generator on the client host, or a probe.
+    /// namespace, and waits for it: the sockets it (and any thread it starts)
+    /// opens are the host's. For a load generator on the client host, or a
+    /// probe.
     pub fn run_in<T: Send + 'static>(
         &self,
         name: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, NetError> {
+        self.spawn_in(name, f)?
+            .join()
+            .map_err(|_| NetError(format!("the thread in {name} panicked")))?
+    }
+
+    /// [`run_in`](Self::run_in) without waiting: the thread's handle.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<Result<T, NetError>>, NetError> {
         let host = self
             .host(name)
             .ok_or_else(|| NetError(format!("no host {name:?}")))?;
         let path = format!("/run/netns/{}", host.namespace);
         let file = File::open(&path).map_err(|e| NetError(format!("{path}: {e}")))?;
-        std::thread::spawn(move || {
+        Ok(std::thread::spawn(move || {
             rustix::thread::move_into_link_name_space(
                 std::os::fd::AsFd::as_fd(&file),
                 Some(rustix::thread::LinkNameSpaceType::Network),
             )
             .map_err(|e| NetError(format!("setns {path}: {e}")))?;
             Ok(f())
+        }))
+    }
+
+    /// Whether host `name` holds `addr` on its `eth0`.
+    pub fn holds(&self, name: &str, addr: Ipv4Addr) -> bool {
+        self.host(name).is_some_and(|h| {
+            ip(&[
+                "-n",
+                &h.namespace,
+                "-o",
+                "-4",
+                "addr",
+                "show",
+                "dev",
+                "eth0",
+            ])
+            .is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout).contains(&format!("inet {addr}/"))
+            })
         })
-        .join()
-        .map_err(|_| NetError(format!("the thread in {name} panicked")))?
     }
 
     /// Sets `key` to `value` with `sysctl` inside host `name`.
