@@ -414,19 +414,38 @@ struct ReadyzCheck {
 #[async_trait::async_trait]
 impl HealthCheck<Arc<Upstream>> for ReadyzCheck {
     async fn check(&self, up: &Arc<Upstream>) -> Health {
-        let Ok(uri) = Uri::try_from(format!("http://{}/readyz", up.addr)) else {
-            return Health::down();
-        };
-        let Ok(req) = Request::get(uri).body(Full::new(Bytes::new())) else {
-            return Health::down();
-        };
-        match self.client.request(req).await {
-            Ok(resp) if resp.status() == StatusCode::OK => {
-                // Read the short body so the connection goes back to the pool.
-                let _ = resp.into_body().collect().await;
-                Health::up()
-            }
-            _ => Health::down(),
+        check_readyz(&self.client, up.addr).await
+    }
+}
+
+/// A client for [`check_readyz`]: connections kept, a connect timeout of
+/// `connect_timeout`, no Nagle delay.
+pub fn health_client(connect_timeout: Duration) -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+/// `GET http://addr/readyz` through `client`: up on `200`, down on anything
+/// else (another status, no connection). The check the gateway runs on its
+/// instances, and stage 8's balancers on the gateways. Bound it with a
+/// timeout (as `ReplicaSet::check_health` does).
+pub async fn check_readyz(client: &Client<HttpConnector, Full<Bytes>>, addr: SocketAddr) -> Health {
+    let Ok(uri) = Uri::try_from(format!("http://{addr}/readyz")) else {
+        return Health::down();
+    };
+    let Ok(req) = Request::get(uri).body(Full::new(Bytes::new())) else {
+        return Health::down();
+    };
+    match client.request(req).await {
+        Ok(resp) if resp.status() == StatusCode::OK => {
+            // Read the short body so the connection goes back to the pool.
+            let _ = resp.into_body().collect().await;
+            Health::up()
         }
+        _ => Health::down(),
     }
 }

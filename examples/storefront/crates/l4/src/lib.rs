@@ -7,6 +7,8 @@
 //! target is a Maglev table computed by scalekit-ring ([`nft`]), the way
 //! Katran and Cilium pair a Maglev table with a kernel datapath.
 
+pub mod balancer;
 pub mod net;
 pub mod nft;
+pub mod user;
 pub mod vrrp;
