@@ -8,7 +8,11 @@
 //! Katran and Cilium pair a Maglev table with a kernel datapath.
 
 pub mod balancer;
+pub mod config;
+pub mod daemon;
 pub mod net;
 pub mod nft;
+pub mod relay;
+pub mod stage;
 pub mod user;
 pub mod vrrp;
