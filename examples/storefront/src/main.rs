@@ -3,6 +3,7 @@
 //! composition root; loadgen, evolve, bench-http: storefront-tools; reshard:
 //! storefront-storage). See the README for the commands.
 
+mod l4_cli;
 mod machines_cli;
 mod reshard_cli;
 
@@ -33,16 +34,16 @@ struct Cli {
 }
 
 #[derive(Debug, clap::Args)]
-struct Target {
+pub(crate) struct Target {
     /// Which stage's configuration to use (`storefront stages` lists them).
     #[arg(long, default_value_t = 1)]
-    stage: u32,
+    pub(crate) stage: u32,
     /// A stage file to use instead of the built-in one.
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Where SQLite keeps its file.
     #[arg(long, default_value = "storefront-data", value_name = "DIR")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +75,11 @@ enum Command {
         /// v1's cpu and cpuacct controllers), until the shop stops.
         #[arg(long, value_name = "CORES")]
         machine_cpu: Option<f64>,
+        /// One of stage 8's gateways (started by `serve --stage 8` in a
+        /// namespace of its own): serve as the stage-4 gateway the stage file
+        /// describes, with its instances.
+        #[arg(long, hide = true)]
+        behind_l4: bool,
     },
     /// Fill the stage's database with a made-up catalog and accounts.
     Seed {
@@ -106,6 +112,9 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = storefront_server::parse_duration)]
         drain_timeout: Option<Duration>,
     },
+    /// Stage 8's balancer host (`l4 balance`): health checks of the gateways
+    /// and the Maglev table of the kernel's datapath or the userspace one.
+    L4(l4_cli::L4Args),
     /// Move the sharded orders (stage 7) to more databases, online; or roll back.
     Reshard(reshard_cli::ReshardArgs),
     /// Drive a running shop with user journeys and measure it.
@@ -136,10 +145,14 @@ async fn serve(
     addr: Option<SocketAddr>,
     drain_timeout: Option<Duration>,
     instance: bool,
+    behind_l4: bool,
 ) -> Result<(), BoxError> {
     let mut config = load(&target)?;
     if let Some(drain) = drain_timeout {
         config.server.drain_timeout_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
+    }
+    if config.l4.is_some() && !instance && !behind_l4 {
+        return l4_cli::serve(&config, &target).await;
     }
     let addr = addr.unwrap_or(config.server.addr);
     if config.gateway.is_some() && !instance {
@@ -180,7 +193,7 @@ async fn serve_on_machines(
         }
         placed
     });
-    let served = serve(target, addr, drain_timeout, false).await;
+    let served = serve(target, addr, drain_timeout, false, false).await;
     // Still waiting for the instances: stop waiting. Placed: moved back here.
     placing.abort();
     if let Ok(Ok(placement)) = placing.await {
@@ -264,7 +277,7 @@ fn stages() -> Result<(), BoxError> {
         println!("   needs: {}", s.stage.needs);
         println!();
     }
-    println!("Stages 5 to 7 need `storefront services up` first (PostgreSQL primary and replica, Redis).");
+    println!("Stages 5 to 8 need `storefront services up` first (PostgreSQL primary and replica, the fleet, Redis; for stage 8 nftables and keepalived), and stage 8 root (it builds a network of namespaces).");
     Ok(())
 }
 
@@ -300,6 +313,7 @@ fn main() -> ExitCode {
                     None,
                     None,
                     false,
+                    false,
                 )
                 .await
             }
@@ -308,12 +322,14 @@ fn main() -> ExitCode {
                 addr,
                 drain_timeout,
                 machine_cpu: None,
-            }) => serve(target, addr, drain_timeout, false).await,
+                behind_l4,
+            }) => serve(target, addr, drain_timeout, false, behind_l4).await,
             Some(Command::Serve {
                 target,
                 addr,
                 drain_timeout,
                 machine_cpu: Some(cpu),
+                ..
             }) => serve_on_machines(target, addr, drain_timeout, cpu).await,
             Some(Command::Instance {
                 target,
@@ -323,7 +339,7 @@ fn main() -> ExitCode {
             }) => match storefront_stage::supervisor::instance_setup() {
                 Ok(()) => {
                     tracing::info!("instance {number}");
-                    serve(target, Some(addr), drain_timeout, true).await
+                    serve(target, Some(addr), drain_timeout, true, false).await
                 }
                 Err(e) => Err(e.into()),
             },
@@ -346,6 +362,7 @@ fn main() -> ExitCode {
             Some(Command::Stages) => stages(),
             Some(Command::Services { action }) => services(action),
             Some(Command::Reshard(args)) => reshard_cli::run(args).await,
+            Some(Command::L4(args)) => l4_cli::run(args).await,
             Some(Command::Loadgen(args)) => Ok(tools::loadgen(args).await?),
             Some(Command::Evolve(args)) => Ok(tools::evolve(args, Arc::new(BuiltinStages)).await?),
             Some(Command::Project(args)) => {

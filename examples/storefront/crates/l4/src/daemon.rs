@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::balancer::{Control, Options};
 use crate::config::Datapath;
@@ -43,7 +43,7 @@ pub struct DaemonOptions {
 }
 
 /// One gateway in the status.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct GatewayStatus {
     /// Its address.
     pub addr: String,
@@ -58,7 +58,7 @@ pub struct GatewayStatus {
 }
 
 /// The balancer's status.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     /// Whether the virtual IP is on this balancer now.
     pub holds_vip: bool,

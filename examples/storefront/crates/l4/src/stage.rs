@@ -1,5 +1,6 @@
 //! Stage 8 as processes: the network ([`net`](crate::net)), a relay per
-//! backing service ([`relay`](crate::relay)), the gateways (each a stage-4
+//! service on this host's loopback that the stage file names
+//! ([`relay`](crate::relay)), the gateways (each a stage-4
 //! gateway with its instances, this same program, in a namespace of its
 //! own), and on each balancer host keepalived ([`vrrp`](crate::vrrp)) and the
 //! balancer daemon ([`daemon`](crate::daemon)). [`Stage::start`] brings them
@@ -21,14 +22,86 @@ use crate::vrrp::{self, Keepalived};
 /// Port of each balancer's status endpoint.
 pub const STATUS_PORT: u16 = 9100;
 
-/// A service on this host's loopback that the gateways' instances use: the
-/// environment variable that gives them its URL, and the URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backing {
-    /// `SCALEKIT_PG_URL` ...
-    pub env: String,
-    /// `postgres://postgres@127.0.0.1:5432/test` ...
-    pub url: String,
+/// A stage file's `X_env` keys resolved: where a table has `url_env`
+/// (`redis_url_env`, `redis_cluster_env` ...) beside `url` (`redis_url`,
+/// `redis_cluster`), the variable's value (when `lookup` finds it set and not
+/// empty) replaces `url`, a comma-separated list for an array, and the `_env`
+/// key goes; other `_env` keys (a token's) stay. What the gateways' processes
+/// read is then the file alone, whatever their environment.
+///
+/// ```
+/// use storefront_l4::stage::resolve_env;
+/// let mut doc: toml::Table = toml::from_str(
+///     "[database]\nurl_env = \"PG\"\nurl = \"postgres://x@127.0.0.1/a\"\n[ops]\ntoken_env = \"T\"\n",
+/// ).unwrap();
+/// resolve_env(&mut doc, &|v| (v == "PG").then(|| "postgres://y@127.0.0.1/b".to_owned()));
+/// assert_eq!(doc["database"]["url"].as_str(), Some("postgres://y@127.0.0.1/b"));
+/// assert!(doc["database"].get("url_env").is_none());
+/// assert_eq!(doc["ops"]["token_env"].as_str(), Some("T"));
+/// ```
+pub fn resolve_env(doc: &mut toml::Table, lookup: &dyn Fn(&str) -> Option<String>) {
+    let keys: Vec<String> = doc.keys().cloned().collect();
+    for key in keys {
+        if let Some(base) = key.strip_suffix("_env") {
+            if doc.contains_key(base) {
+                let value = doc
+                    .get(&key)
+                    .and_then(toml::Value::as_str)
+                    .and_then(lookup)
+                    .filter(|v| !v.is_empty());
+                if let Some(value) = value {
+                    let replaced = if doc.get(base).is_some_and(toml::Value::is_array) {
+                        toml::Value::Array(
+                            value
+                                .split(',')
+                                .map(str::trim)
+                                .filter(|v| !v.is_empty())
+                                .map(|v| toml::Value::String(v.to_owned()))
+                                .collect(),
+                        )
+                    } else {
+                        toml::Value::String(value)
+                    };
+                    doc.insert(base.to_owned(), replaced);
+                }
+                doc.remove(&key);
+                continue;
+            }
+        }
+        if let Some(toml::Value::Table(t)) = doc.get_mut(&key) {
+            resolve_env(t, lookup);
+        }
+    }
+}
+
+/// Every PostgreSQL or Redis URL in `value` (a stage file, walked whole)
+/// that points at this host's loopback, rehosted to `host`; the servers they
+/// point at (`host:port` as written), once each.
+pub fn rehost_loopback(value: &mut toml::Value, host: Ipv4Addr, servers: &mut Vec<String>) {
+    match value {
+        toml::Value::String(text) => {
+            if let Some((at, url)) = rehost(text, host) {
+                let name = at.rsplit_once(':').map_or(at.as_str(), |(h, _)| h);
+                if matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
+                    if !servers.contains(&at) {
+                        servers.push(at);
+                    }
+                    *text = url;
+                }
+            }
+        }
+        toml::Value::Array(items) => {
+            for item in items {
+                rehost_loopback(item, host, servers);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (_, item) in t.iter_mut() {
+                rehost_loopback(item, host, servers);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `url`'s host and port (the scheme's port when it names none), and the URL
@@ -76,18 +149,26 @@ pub struct Layout {
     pub l4: L4Config,
     /// This program (the gateways and balancers are it too).
     pub exe: PathBuf,
-    /// A gateway's arguments (`serve --stage 8 --behind-l4 ...`); `--addr
-    /// host:port` is added.
+    /// The stage file the gateways and their instances run, its URLs as this
+    /// host sees them (its `_env` keys [resolved](resolve_env)): written with
+    /// every loopback PostgreSQL or Redis URL pointed at a relay on the host
+    /// link.
+    pub gateway_file: String,
+    /// A gateway's other arguments (`--data-dir DIR` ...); `serve --config
+    /// FILE --behind-l4 --addr host:port` is added.
     pub gateway_args: Vec<OsString>,
-    /// The services the instances use, relayed from the host link.
-    pub backing: Vec<Backing>,
     /// How long a gateway may take to be ready (its instances first).
     pub ready_timeout: Duration,
+    /// Where the gateways' and balancers' output goes (`<host>.log` each);
+    /// `None`: this process's own output.
+    pub logs: Option<PathBuf>,
 }
 
 /// The running stage.
 #[derive(Debug)]
 pub struct Stage {
+    /// Balancers killed by [`Stage::kill_balancer`] (their hosts are gone).
+    dead: Vec<usize>,
     gateways: Vec<Child>,
     balancers: Vec<Child>,
     keepalived: Vec<vrrp::Running>,
@@ -101,10 +182,23 @@ fn host_names(prefix: &str, n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}{i}")).collect()
 }
 
-fn spawn(mut cmd: std::process::Command, what: &str) -> Result<Child, String> {
+fn spawn(
+    mut cmd: std::process::Command,
+    what: &str,
+    logs: Option<&std::path::Path>,
+    host: &str,
+) -> Result<Child, String> {
     // A group of its own: Ctrl-C in the terminal reaches only the supervisor,
     // which stops everything in order.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if let Some(dir) = logs {
+        let path = dir.join(format!("{host}.log"));
+        let log = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        cmd.stdout(log).stderr(err);
+    }
     cmd.stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start {what}: {e}"))
@@ -153,6 +247,7 @@ impl Stage {
             .tempdir()
             .map_err(|e| format!("a folder for keepalived: {e}"))?;
         let mut stage = Self {
+            dead: Vec::new(),
             gateways: Vec::new(),
             balancers: Vec::new(),
             keepalived: Vec::new(),
@@ -162,29 +257,27 @@ impl Stage {
         };
         let host = stage.net.host_addr();
 
-        // The services, relayed from the host link; the children's URLs.
-        let mut env = Vec::new();
-        for b in &layout.backing {
-            let (at, url) = rehost(&b.url, host)
-                .ok_or_else(|| format!("{}: {:?} is not a URL stage 8 can relay", b.env, b.url))?;
+        // The gateways' stage file, its loopback services relayed from the
+        // host link.
+        let mut doc: toml::Value = toml::from_str(&layout.gateway_file)
+            .map_err(|e| format!("the gateways' stage file: {e}"))?;
+        let mut servers = Vec::new();
+        rehost_loopback(&mut doc, host, &mut servers);
+        for at in servers {
             let to = at
                 .to_socket_addrs()
                 .ok()
                 .and_then(|mut a| a.next())
-                .ok_or_else(|| format!("{}: cannot resolve {at}", b.env))?;
+                .ok_or_else(|| format!("cannot resolve {at}"))?;
             let listen = SocketAddr::from((host, to.port()));
-            // One relay per port, even when two variables name the same server.
-            if !env
-                .iter()
-                .any(|(_, u): &(String, String)| u.contains(&listen.to_string()))
-            {
-                let relay = crate::relay::start(listen, to)
-                    .await
-                    .map_err(|e| format!("relay {listen} to {to}: {e}"))?;
-                stage.relays.push(relay);
-            }
-            env.push((b.env.clone(), url));
+            let relay = crate::relay::start(listen, to)
+                .await
+                .map_err(|e| format!("relay {listen} to {to}: {e}"))?;
+            stage.relays.push(relay);
         }
+        let file = stage._files.path().join("gateway.toml");
+        let text = toml::to_string(&doc).map_err(|e| format!("the gateways' stage file: {e}"))?;
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
 
         // The gateways, the first alone (it may fill an empty catalog).
         let gateway_addrs: Vec<SocketAddr> = gws
@@ -194,11 +287,14 @@ impl Stage {
         for (i, (name, addr)) in gws.iter().zip(&gateway_addrs).enumerate() {
             let mut cmd = stage.net.launcher(name);
             cmd.arg(&layout.exe)
+                .args(["serve", "--config"])
+                .arg(&file)
                 .args(&layout.gateway_args)
-                .arg("--addr")
-                .arg(addr.to_string())
-                .envs(env.iter().map(|(k, v)| (k, v)));
-            stage.gateways.push(spawn(cmd, &format!("gateway {name}"))?);
+                .args(["--behind-l4", "--addr", &addr.to_string()]);
+            let what = format!("gateway {name}");
+            stage
+                .gateways
+                .push(spawn(cmd, &what, layout.logs.as_deref(), name)?);
             if i == 0 {
                 wait_ready(*addr, layout.ready_timeout, "the first gateway").await?;
             }
@@ -247,9 +343,12 @@ impl Stage {
                 "--status",
                 &SocketAddr::from((own[i], STATUS_PORT)).to_string(),
             ]);
-            stage
-                .balancers
-                .push(spawn(cmd, &format!("balancer {name}"))?);
+            stage.balancers.push(spawn(
+                cmd,
+                &format!("balancer {name}"),
+                layout.logs.as_deref(),
+                name,
+            )?);
         }
         for (i, name) in lbs.iter().enumerate() {
             let k = Keepalived {
@@ -302,6 +401,19 @@ impl Stage {
             .collect()
     }
 
+    /// Which live balancer (from 0) holds the virtual IP now (a dead one
+    /// keeps the address on its interface, off the network).
+    pub fn holder(&self) -> Option<usize> {
+        let vip = self.net.vip();
+        self.net
+            .hosts()
+            .iter()
+            .filter(|h| h.name.starts_with("lb"))
+            .enumerate()
+            .find(|(i, h)| !self.dead.contains(i) && self.net.holds(&h.name, vip))
+            .map(|(i, _)| i)
+    }
+
     /// Balancer `i` (from 0) dies as a host does: `kill -9` of its daemon
     /// and its keepalived, its link down. Its kernel rules stay (on a dead
     /// host they no longer matter).
@@ -314,6 +426,7 @@ impl Stage {
             signal(b, rustix::process::Signal::KILL);
             let _ = b.wait();
         }
+        self.dead.push(i);
         self.net.set_link(&name, false).map_err(|NetError(e)| e)
     }
 

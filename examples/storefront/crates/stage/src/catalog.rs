@@ -37,6 +37,14 @@ impl StageCatalog for BuiltinStages {
         })
     }
 
+    fn not_evolvable(&self, number: u32) -> Option<String> {
+        let builtin = BuiltinStage::find(number)?;
+        let config = StageConfig::parse(&builtin.origin(), builtin.file).ok()?;
+        config.l4.is_some().then(|| {
+            "it builds a network of namespaces that evolve does not drive yet; `storefront l4 bench` measures its balancers, `cargo test -p storefront --test l4` its faults".to_owned()
+        })
+    }
+
     async fn prepare(&self, number: u32, tag: &str) -> Result<Prepared, String> {
         let builtin = BuiltinStage::find(number)
             .ok_or_else(|| format!("stage {number} is not built into this storefront"))?;

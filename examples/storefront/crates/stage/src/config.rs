@@ -143,6 +143,8 @@ stage_config! {
     /// Who may read `/ops` and `/metrics`: see [`storefront_ops::access`] (open
     /// without the section).
     ops: storefront_ops::OpsConfig,
+    /// Gateways behind balancers that share a virtual IP (stage 8).
+    l4: storefront_l4::config::L4Config,
 }
 
 /// What a stage is, for `storefront stages`.
@@ -283,6 +285,13 @@ impl StageConfig {
         // What ties sections together.
         if let Some(gateway) = &self.gateway {
             gateway.check_beside(self.server.addr)?;
+        }
+        if self.l4.is_some() && self.gateway.is_none() {
+            return Err((
+                "l4",
+                "the balancers spread connections over stage-4 gateways: add a [gateway] section"
+                    .into(),
+            ));
         }
         self.databases().check()
     }

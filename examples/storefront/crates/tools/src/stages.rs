@@ -41,6 +41,11 @@ pub trait StageCatalog: Send + Sync + std::fmt::Debug {
     /// Stage `number`'s prose, if the stage is built in.
     fn about(&self, number: u32) -> Option<About>;
 
+    /// Why `evolve` cannot run stage `number` (`None`: it can).
+    fn not_evolvable(&self, _number: u32) -> Option<String> {
+        None
+    }
+
     /// Stage `number`'s file made ready for one run named `tag` (lower-case
     /// letters, digits and `_`): the schemas are created here.
     async fn prepare(&self, number: u32, tag: &str) -> Result<Prepared, String>;

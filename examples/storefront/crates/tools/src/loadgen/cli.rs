@@ -257,11 +257,18 @@ pub fn command_line() -> String {
 pub async fn evolve(args: EvolveArgs, catalog: Arc<dyn StageCatalog>) -> Result<(), String> {
     let stages = match &args.stages {
         Some(s) => evolve::parse_stages(s)?,
-        None => catalog.numbers(),
+        None => catalog
+            .numbers()
+            .into_iter()
+            .filter(|&n| catalog.not_evolvable(n).is_none())
+            .collect(),
     };
-    // Refuse an unknown stage before running any.
+    // Refuse an unknown stage, or one evolve cannot run, before running any.
     for &n in &stages {
         evolve::builtin_stage(catalog.as_ref(), n)?;
+        if let Some(why) = catalog.not_evolvable(n) {
+            return Err(format!("stage {n}: {why}"));
+        }
     }
     let duration = seconds("--duration", args.duration, false)?;
     let warmup = seconds("--warmup", args.warmup, true)?;

@@ -153,20 +153,7 @@ pub fn next_population(ramp: &Ramp, guess: usize, precision: f64) -> Option<usiz
 /// half of `guess` customers, as [`next_population`] says, for at most
 /// `options.max_steps` steps.
 pub async fn ramp(load: &Loadgen, options: &RampOptions, guess: usize) -> Ramp {
-    ramp_sampled(load, options, guess, || ()).await.0
-}
-
-/// [`ramp`], calling `sample` right before and right after each step's
-/// measured window: the pairs, one per step in order, let a caller read what
-/// its own counters (the machines' CPU time) did under each population.
-pub async fn ramp_sampled<T>(
-    load: &Loadgen,
-    options: &RampOptions,
-    guess: usize,
-    mut sample: impl FnMut() -> T,
-) -> (Ramp, Vec<(T, T)>) {
     let mut found = Ramp::default();
-    let mut samples = Vec::new();
     for _ in 0..options.max_steps {
         let Some(customers) = next_population(&found, guess, options.precision) else {
             break;
@@ -179,9 +166,7 @@ pub async fn ramp_sampled<T>(
             load.run_as(mode, options.settle, None).await;
         }
         let label = format!("{customers} customers");
-        let before = sample();
         let report = load.run_as(mode, options.step, Some(&label)).await;
-        samples.push((before, sample()));
         let met = options.objective.met_by(&report.total);
         if !met {
             // Queues built by an overload drain before the next step counts.
@@ -194,7 +179,7 @@ pub async fn ramp_sampled<T>(
             met,
         });
     }
-    (found, samples)
+    found
 }
 
 #[cfg(test)]

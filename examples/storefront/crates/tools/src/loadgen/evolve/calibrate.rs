@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::demand::{fitted, from_window, LoadPoint, MachineDemand};
+use super::demand::{from_window, MachineDemand};
 use super::miniature::{backing_servers, Kind, Placement, Usage};
 use super::{fetch_snapshot, launch_stage_edited, shard_rows, OpsDelta, StageResult, StageServer};
-use crate::loadgen::ramp::{ramp_sampled, Ramp, RampOptions};
+use crate::loadgen::ramp::{ramp, Ramp, RampOptions};
 use crate::loadgen::stats::Report;
 use crate::loadgen::{LoadOptions, Loadgen, Mode};
 use crate::projection::{Assumptions, Role, StageCalibration, Topology};
@@ -119,8 +119,8 @@ pub fn role_name(machine: &str) -> &str {
     }
 }
 
-/// The stage's model from each machine's demand ([`demand`](super::demand):
-/// from the saturated window, or fitted over the ramp's loads): each role's
+/// The stage's model from each machine's demand in the saturated window
+/// ([`demand`](super::demand)): each role's
 /// CPU seconds per request and its machines' overhead, and what remains of the
 /// single-customer response time once the machines' service is taken out.
 pub fn calibration(
@@ -357,26 +357,8 @@ pub async fn measure_on_machines(
         let alone_mean = (alone.total.count > 0).then(|| alone.total.mean_ms / 1_000.0);
         let figures = machine_figures(&used, requests, seconds);
         let guess = (report.total.rps * machines.ramp.think.as_secs_f64()).max(1.0) as usize;
-        let (found, samples) = ramp_sampled(&p.load, &machines.ramp, guess, || {
-            (Instant::now(), p.placement.usage())
-        })
-        .await;
-        // The saturated window and every step of the ramp: the loads the
-        // machines' demands are fitted over.
-        let mut points = vec![LoadPoint {
-            rps: report.total.rps,
-            cores: used.per_second(Duration::from_secs_f64(seconds)),
-        }];
-        for (step, ((t0, u0), (t1, u1))) in found.steps.iter().zip(&samples) {
-            let window = t1.duration_since(*t0);
-            if !window.is_zero() {
-                points.push(LoadPoint {
-                    rps: step.total.count as f64 / window.as_secs_f64(),
-                    cores: u0.until(u1).per_second(window),
-                });
-            }
-        }
-        let demands = fitted(from_window(&used, seconds, &p.idle, requests), &points);
+        let found = ramp(&p.load, &machines.ramp, guess).await;
+        let demands = from_window(&used, seconds, &p.idle, requests);
         let calibration = calibration(number, &p.server.title, &demands, &ops, alone_mean);
         let assumptions = Assumptions {
             think: machines.ramp.think.as_secs_f64(),

@@ -151,7 +151,7 @@ fn carried(out: &mut String, results: &[StageResult], on: &[OnMachines], s: &Mac
     }
     let _ = writeln!(
         out,
-        "CPU seconds per request on each machine in the saturated window (and its utilisation), then what the model is calibrated with: where a line fits the machine's CPU over the saturated window and the ramp's steps, its slope (µs a request) and its overhead (cores spent whatever the requests; see `evolve::demand`), else the window's figure less the machine's idle use:\n"
+        "CPU seconds per request on each machine in the saturated window (and its utilisation), then what the model is calibrated with: the same less the machine's idle use, which is kept as capacity requests cannot use (see `evolve::demand`):\n"
     );
     for (r, m) in results.iter().zip(on) {
         let cells: Vec<String> = m
@@ -164,10 +164,9 @@ fn carried(out: &mut String, results: &[StageResult], on: &[OnMachines], s: &Mac
                         .find(|d| d.name == f.name)
                         .map_or_else(String::new, |d| {
                             format!(
-                                " → {:.0} µs + {:.3} core{}",
+                                " → {:.0} µs + {:.3} core idle",
                                 d.per_request * 1e6,
-                                d.overhead,
-                                if d.fitted { "" } else { " (window)" }
+                                d.overhead
                             )
                         });
                 format!(
@@ -361,7 +360,6 @@ mod tests {
                 cpus: 0.25,
                 per_request: 0.000_15,
                 overhead: 0.05,
-                fitted: true,
             }],
             calibration: StageCalibration {
                 number,
@@ -413,7 +411,7 @@ mod tests {
             "| 1. Stage 1 | 2 | 1000 | 500 | db 99% | 5,000 | 10,000 (p99 900 ms) | 4,900 |",
             "- stage 2 carries no more than stage 1 (4,000 against 5,000): its busiest machine is db (99%); stage 5 (read/write splitting) moves reads to replicas.",
             "| 2 | 1 app machine of 0.5 core, 1 other | 1000 | 1100 | +10.0% | db 97% | 1.50 | prediction |",
-            "- Stage 1: app 200 µs (70%), db 200 µs (99%) → 150 µs + 0.050 core",
+            "- Stage 1: app 200 µs (70%), db 200 µs (99%) → 150 µs + 0.050 core idle",
             "![Customers carried, projected (log scale)](p.svg)",
         ] {
             assert!(text.contains(expected), "{expected}\nin\n{text}");
