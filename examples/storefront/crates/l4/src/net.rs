@@ -88,7 +88,13 @@ fn ip(args: &[&str]) -> Result<Output, NetError> {
 
 /// Whether this host can make network namespaces here: root, `ip` present,
 /// and a namespace can be made and removed. `Err` says what is missing.
+/// Probed once per process (the answer does not change while it runs).
 pub fn available() -> Result<(), NetError> {
+    static PROBED: std::sync::OnceLock<Result<(), NetError>> = std::sync::OnceLock::new();
+    PROBED.get_or_init(probe).clone()
+}
+
+fn probe() -> Result<(), NetError> {
     if !rustix::process::geteuid().is_root() {
         return Err(NetError(
             "stage 8 builds network namespaces, which needs root".into(),
