@@ -20,7 +20,7 @@
 //! - [`stage`]: the stage's processes in order (`storefront serve --stage 8`);
 //! - [`ops`]: its `/ops` page and `/metrics`;
 //! - [`config`]: the stage file's `[l4]` section;
-//! - [`bench`]: the hop measured against HAProxy and nginx (`storefront l4
+//! - [`mod@bench`]: the hop measured against HAProxy and nginx (`storefront l4
 //!   bench`).
 
 pub mod balancer;

@@ -2,7 +2,7 @@
 //! service on this host's loopback that the stage file names
 //! ([`relay`](crate::relay)), the gateways (each a stage-4
 //! gateway with its instances, this same program, in a namespace of its
-//! own), and on each balancer host keepalived ([`vrrp`](crate::vrrp)) and the
+//! own), and on each balancer host keepalived ([`crate::vrrp`]) and the
 //! balancer daemon ([`daemon`](crate::daemon)). [`Stage::start`] brings them
 //! up in that order and waits until the shop answers at the virtual IP;
 //! [`Stage::stop`] (or dropping it) takes them down in the reverse order and
