@@ -108,6 +108,11 @@ pub(crate) async fn run(args: L4Args) -> Result<(), BoxError> {
             for n in notes {
                 println!("- {n}");
             }
+            println!(
+                "\nWhen a gateway leaves (the Maglev table of {} slots):\n\n{}",
+                storefront_l4::nft::SLOTS,
+                storefront_l4::bench::flows_moved_table(8)
+            );
             Ok(())
         }
         L4Command::Balance {

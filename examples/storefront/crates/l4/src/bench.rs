@@ -452,3 +452,65 @@ pub fn table(figures: &[PathFigures]) -> String {
     }
     out
 }
+
+/// When one of `n` gateways leaves: the share of the table's slots that
+/// change gateway, against the least possible (the leaver's own slots: new
+/// flows that hashed to it must go elsewhere). Maglev moves its own plus the
+/// few that its refill order shifts. For `n` from 2 to `max`.
+pub fn flows_moved(max: u32) -> Vec<(u32, f64, f64)> {
+    (2..=max)
+        .filter_map(|n| {
+            let gateways: Vec<SocketAddr> = (0..n)
+                .map(|i| SocketAddr::from(([10, 88, 0, 20 + i as u8], PORT)))
+                .collect();
+            let before = Maglev::with_nodes(gateways.iter().copied()).ok()?;
+            let leaver = *gateways.last()?;
+            let after = Maglev::with_nodes(gateways[..gateways.len() - 1].iter().copied()).ok()?;
+            let (b, a): (Vec<&SocketAddr>, Vec<&SocketAddr>) =
+                (before.entries().collect(), after.entries().collect());
+            let total = b.len() as f64;
+            let moved = b.iter().zip(&a).filter(|(x, y)| x != y).count() as f64;
+            let own = b.iter().filter(|x| ***x == leaver).count() as f64;
+            Some((n, moved / total, own / total))
+        })
+        .collect()
+}
+
+/// [`flows_moved`] as a Markdown table.
+pub fn flows_moved_table(max: u32) -> String {
+    let mut out = String::from(
+        "| gateways | slots moved when one leaves | its own (the least) | moved over least |\n| ---: | ---: | ---: | ---: |\n",
+    );
+    for (n, moved, own) in flows_moved(max) {
+        out.push_str(&format!(
+            "| {n} | {:.2}% | {:.2}% | {:.3} |\n",
+            moved * 100.0,
+            own * 100.0,
+            moved / own.max(f64::MIN_POSITIVE)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leaver_moves_its_own_flows_and_few_others() {
+        for (n, moved, own) in flows_moved(16) {
+            // Its own slots always move; Maglev's refill moves a few more.
+            assert!(moved >= own, "{n}: {moved} < {own}");
+            assert!(moved <= own * 1.5, "{n}: {moved} against {own}");
+            assert!((own - 1.0 / f64::from(n)).abs() < 0.01, "{n}: {own}");
+        }
+        assert!(flows_moved_table(4).starts_with("| gateways |"));
+    }
+
+    #[test]
+    fn quantiles_of_sorted_latencies() {
+        assert_eq!(quantile(&[], 0.5), 0.0);
+        assert_eq!(quantile(&[1, 2, 3, 4, 100], 0.5), 3.0);
+        assert_eq!(quantile(&[1, 2, 3, 4, 100], 0.99), 100.0);
+    }
+}
