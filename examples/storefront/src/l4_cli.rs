@@ -60,9 +60,14 @@ enum L4Command {
         /// Passed checks in a row that bring it back.
         #[arg(long, default_value_t = 2)]
         rise: u32,
-        /// Where to answer `GET /status` (JSON).
+        /// Where to answer `GET /status` (JSON) and `POST
+        /// /drain?gateway=host:port[&on=false]`.
         #[arg(long)]
         status: Option<SocketAddr>,
+        /// The environment variable whose token `POST /drain` needs
+        /// (`Authorization: Bearer <token>`); unset: draining is refused.
+        #[arg(long, default_value = "SCALEKIT_ADMIN_TOKEN")]
+        token_env: String,
     },
     /// The layer-4 hop measured: our nftables and userspace datapaths,
     /// HAProxy (mode tcp) and nginx (stream), against the direct path, in
@@ -127,6 +132,7 @@ pub(crate) async fn run(args: L4Args) -> Result<(), BoxError> {
             fall,
             rise,
             status,
+            token_env,
         } => {
             if !(10..=60_000).contains(&interval_ms) || timeout_ms == 0 || timeout_ms > interval_ms
             {
@@ -149,6 +155,7 @@ pub(crate) async fn run(args: L4Args) -> Result<(), BoxError> {
                     rise: rise.clamp(1, 10),
                 },
                 status,
+                control_token: std::env::var(&token_env).ok(),
             };
             tracing::info!(
                 "balancing {vip}:{port} over {} gateways ({datapath} datapath)",

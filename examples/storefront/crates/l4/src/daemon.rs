@@ -38,8 +38,24 @@ pub struct DaemonOptions {
     pub datapath: Datapath,
     /// The checks.
     pub options: Options,
-    /// Where to answer `/status`.
+    /// Where to answer `/status` (and `POST /drain`).
     pub status: Option<SocketAddr>,
+    /// The token `POST /drain` needs (`Authorization: Bearer <token>`);
+    /// `None` or empty: draining from outside is refused.
+    pub control_token: Option<String>,
+}
+
+/// `POST /drain?gateway=ADDR&on=true|false`: take a gateway out of the table
+/// for new connections (its open ones finish where they are), or put it back.
+#[derive(Debug, Deserialize)]
+struct DrainQuery {
+    gateway: SocketAddr,
+    #[serde(default = "yes")]
+    on: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One gateway in the status.
@@ -105,6 +121,42 @@ pub fn status(control: &Control, vip: Ipv4Addr, datapath: Datapath) -> Status {
     }
 }
 
+fn drain(
+    control: &Control,
+    access: &storefront_ops::OpsAccess,
+    headers: &axum::http::HeaderMap,
+    query: Result<axum::extract::Query<DrainQuery>, axum::extract::rejection::QueryRejection>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    if let Some(no) = access.refusal(headers) {
+        return no;
+    }
+    let q = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{e}: give ?gateway=host:port (and &on=false to put it back)\n"),
+            )
+                .into_response()
+        }
+    };
+    if control.counters(q.gateway).is_none() {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("{} is not one of this balancer's gateways\n", q.gateway),
+        )
+            .into_response();
+    }
+    let members = control
+        .drain(q.gateway, q.on)
+        .unwrap_or_else(|| control.members());
+    let list: Vec<String> = members.iter().map(ToString::to_string).collect();
+    Json(serde_json::json!({ "gateway": q.gateway.to_string(), "drained": q.on, "members": list }))
+        .into_response()
+}
+
 /// Writes the kernel's map from `old` to `new` (one transaction) off the
 /// runtime's threads; on failure the whole table next time.
 async fn write_map(old: &[SocketAddrV4], new: &[SocketAddrV4]) -> Result<(), String> {
@@ -153,15 +205,34 @@ pub async fn run(
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("status on {addr}: {e}"))?;
-            let control = Arc::clone(&control);
             let vip = options.vip;
-            let app = Router::new().route(
-                "/status",
-                get(move || {
-                    let control = Arc::clone(&control);
-                    async move { Json(status(&control, vip, datapath)) }
-                }),
-            );
+            let access = Arc::new(storefront_ops::OpsAccess::token(
+                options.control_token.as_deref().unwrap_or_default(),
+            ));
+            let for_status = Arc::clone(&control);
+            let for_drain = Arc::clone(&control);
+            let app = Router::new()
+                .route(
+                    "/status",
+                    get(move || {
+                        let control = Arc::clone(&for_status);
+                        async move { Json(status(&control, vip, datapath)) }
+                    }),
+                )
+                .route(
+                    "/drain",
+                    axum::routing::post(
+                        move |headers: axum::http::HeaderMap,
+                              query: Result<
+                            axum::extract::Query<DrainQuery>,
+                            axum::extract::rejection::QueryRejection,
+                        >| {
+                            let control = Arc::clone(&for_drain);
+                            let access = Arc::clone(&access);
+                            async move { drain(&control, &access, &headers, query) }
+                        },
+                    ),
+                );
             Some(tokio::spawn(async move {
                 let _ = axum::serve(listener, app).await;
             }))
@@ -173,19 +244,26 @@ pub async fn run(
     tokio::pin!(stop);
     // A map write that failed: the whole table on the next round.
     let mut stale = false;
+    // The table's version last written to the kernel.
+    let mut written = control.changes();
     loop {
         tokio::select! {
             () = &mut stop => break,
             _ = tick.tick() => {}
         }
-        let changed = control.round().await.is_some();
+        // A change from a round, or from a drain since the last one.
+        let before = control.changes();
+        control.round().await;
+        let changed = control.changes() != before || control.changes() != written;
         if datapath == Datapath::Nft && (changed || stale) {
             let new = nft::slots(&control.table());
             let old = if stale { Vec::new() } else { current.clone() };
+            let version = control.changes();
             match write_map(&old, &new).await {
                 Ok(()) => {
                     current = new;
                     stale = false;
+                    written = version;
                 }
                 Err(e) => {
                     eprintln!("the kernel's map was not written: {e}; again next round");
