@@ -20,12 +20,9 @@
 //!   consistent-hash node when that node is under the cap, releasing an idle node
 //!   returns false.
 //!
-//! Over 800 lines on purpose: one model per ring engine and one driver, kept in one
-//! target so that every engine is fuzzed against its model in the same run.
-//!
-//! One file (over 800 lines) on purpose: cargo-fuzz builds each target from a
-//! single source, and the model, the operations and the checks of every engine
-//! belong together.
+//! One file (over 800 lines) on purpose: one model per ring engine and one
+//! driver in one target, so that every engine is fuzzed against its model in the
+//! same run; cargo-fuzz builds each target from a single source.
 
 #![no_main]
 

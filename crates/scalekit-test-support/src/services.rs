@@ -31,6 +31,34 @@ pub fn required(var: &str, test: &str, what: &str) -> Option<String> {
     }
 }
 
+/// Whether `test` can run, given `can` (what the host lacks, if anything):
+/// `false` after printing why it is skipped.
+///
+/// # Panics
+///
+/// Under `CI` when `can` is an error: CI must not pass by skipping.
+///
+/// ```
+/// use scalekit_test_support::services::runnable;
+/// assert!(runnable("a_test", Ok::<(), String>(())));
+/// if std::env::var_os("CI").is_none() {
+///     assert!(!runnable("a_test", Err("no such tool here")));
+/// }
+/// ```
+pub fn runnable<E: std::fmt::Display>(test: &str, can: Result<(), E>) -> bool {
+    match can {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: {why} (under CI, .ci/run provides it)"
+            );
+            eprintln!("skipped {test}: {why}");
+            false
+        }
+    }
+}
+
 /// `SCALEKIT_REDIS_URL` (a single Redis server), or `None` after saying why
 /// `test` is skipped.
 pub fn redis_url(test: &str) -> Option<String> {

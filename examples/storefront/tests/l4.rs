@@ -29,31 +29,16 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use scalekit_test_support::services::runnable;
 use serde_json::json;
 use storefront_l4::stage::{Layout, Stage};
 use storefront_stage::config::StageConfig;
 
 fn ready(test: &str) -> bool {
-    let missing = storefront_l4::net::available()
-        .err()
-        .map(|e| e.to_string())
-        .or_else(|| {
-            ["nft", "keepalived"].into_iter().find_map(|p| {
-                std::process::Command::new(p)
-                    .arg("--version")
-                    .output()
-                    .is_err()
-                    .then(|| format!("{p} is not installed (storefront services up)"))
-            })
-        });
-    match missing {
-        None => true,
-        Some(why) => {
-            assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
-            eprintln!("{test}: skipped: {why}");
-            false
-        }
-    }
+    runnable(
+        test,
+        storefront_l4::net::available_with(&["nft", "keepalived"]),
+    )
 }
 
 /// Stage 8's file on the test's schema and cache namespace, no seeding, and
@@ -408,28 +393,5 @@ async fn stage_8_survives_a_dead_balancer_and_a_dead_gateway() {
         late.is_empty(),
         "requests sent well after the kill failed: {late:?}"
     );
-    let pool = sqlx::PgPool::connect(&schema.url()).await.unwrap();
-    let in_db: Vec<i64> = sqlx::query_scalar("SELECT id FROM orders ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    for id in &seen {
-        assert_eq!(in_db.iter().filter(|x| *x == id).count(), 1, "order {id}");
-    }
-    assert!(
-        in_db.len() >= seen.len() && in_db.len() <= seen.len() + failed_checkouts,
-        "{} orders in the database, {} seen, {failed_checkouts} with unknown outcome",
-        in_db.len(),
-        seen.len()
-    );
-    let left: i64 = sqlx::query_scalar("SELECT SUM(stock)::BIGINT FROM products")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let ordered: i64 =
-        sqlx::query_scalar("SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM order_items")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(left + ordered, 8 * 100_000, "stock is conserved");
+    common::assert_no_order_lost(&schema.url(), &seen, failed_checkouts, 8 * 100_000).await;
 }

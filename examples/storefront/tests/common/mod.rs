@@ -223,3 +223,36 @@ pub async fn catalog(store: &dyn Store, n: i64, stock: i64) -> Vec<i64> {
         .expect("list");
     page.items.iter().map(|p| p.id).collect()
 }
+
+/// After a fault under load, in the database at `url`: every order a client
+/// saw (`seen`) exists exactly once, no more than `unknown` (checkouts whose
+/// outcome the client never learnt) appeared unseen, and stock is conserved:
+/// what is left plus what was ordered is `stock`, the stock there was.
+pub async fn assert_no_order_lost(url: &str, seen: &[i64], unknown: usize, stock: i64) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let in_db: Vec<i64> = sqlx::query_scalar("SELECT id FROM orders ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for id in seen {
+        assert_eq!(in_db.iter().filter(|x| *x == id).count(), 1, "order {id}");
+    }
+    assert!(
+        in_db.len() >= seen.len() && in_db.len() <= seen.len() + unknown,
+        "{} orders in the database, {} seen, {unknown} checkouts with unknown outcome",
+        in_db.len(),
+        seen.len()
+    );
+    let left: i64 = sqlx::query_scalar("SELECT SUM(stock)::BIGINT FROM products")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let ordered: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(quantity), 0)::BIGINT FROM order_items")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left + ordered, stock, "stock is conserved");
+    assert!(ordered >= seen.len() as i64);
+    pool.close().await;
+}

@@ -251,10 +251,9 @@ pub async fn run(
             () = &mut stop => break,
             _ = tick.tick() => {}
         }
-        // A change from a round, or from a drain since the last one.
-        let before = control.changes();
+        // A change from this round, or from a drain since the last write.
         control.round().await;
-        let changed = control.changes() != before || control.changes() != written;
+        let changed = control.changes() != written;
         if datapath == Datapath::Nft && (changed || stale) {
             let new = nft::slots(&control.table());
             let old = if stale { Vec::new() } else { current.clone() };

@@ -94,6 +94,20 @@ pub fn available() -> Result<(), NetError> {
     PROBED.get_or_init(probe).clone()
 }
 
+/// [`available`], and each of `programs` installed (it runs with
+/// `--version`): what stage 8's parts need, or what is missing.
+pub fn available_with(programs: &[&str]) -> Result<(), NetError> {
+    available()?;
+    for p in programs {
+        if Command::new(p).arg("--version").output().is_err() {
+            return Err(NetError(format!(
+                "{p} is not installed (storefront services up installs it)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn probe() -> Result<(), NetError> {
     if !rustix::process::geteuid().is_root() {
         return Err(NetError(

@@ -210,26 +210,23 @@ fn signal(child: &Child, signal: rustix::process::Signal) {
     }
 }
 
-/// `GET http://addr/readyz` answered 200 within a second.
-async fn ready(addr: SocketAddr) -> bool {
-    let client = storefront_gateway::health_client(Duration::from_secs(1));
-    tokio::time::timeout(
-        Duration::from_secs(1),
-        storefront_gateway::check_readyz(&client, addr),
-    )
-    .await
-    .is_ok_and(|h| h.is_up())
-}
-
+/// Waits (at most `timeout`) until `GET http://addr/readyz` answers 200.
 async fn wait_ready(addr: SocketAddr, timeout: Duration, what: &str) -> Result<(), String> {
+    let client = storefront_gateway::health_client(Duration::from_secs(1));
     let deadline = Instant::now() + timeout;
-    while !ready(addr).await {
+    loop {
+        let check = storefront_gateway::check_readyz(&client, addr);
+        if tokio::time::timeout(Duration::from_secs(1), check)
+            .await
+            .is_ok_and(|h| h.is_up())
+        {
+            return Ok(());
+        }
         if Instant::now() >= deadline {
             return Err(format!("{what} at {addr} was not ready within {timeout:?}"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(())
 }
 
 impl Stage {

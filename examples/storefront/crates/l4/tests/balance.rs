@@ -20,26 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use scalekit_test_support::services::runnable;
 use storefront_l4::balancer::{Control, Options};
 use storefront_l4::net::{self, Network};
 use storefront_l4::nft;
 
 fn ready(test: &str) -> bool {
-    let missing = net::available().err().map(|e| e.to_string()).or_else(|| {
-        std::process::Command::new("nft")
-            .arg("--version")
-            .output()
-            .is_err()
-            .then(|| "nft is not installed (storefront services up)".to_owned())
-    });
-    match missing {
-        None => true,
-        Some(why) => {
-            assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
-            eprintln!("{test}: skipped: {why}");
-            false
-        }
-    }
+    runnable(test, net::available_with(&["nft"]))
 }
 
 /// A gateway stand-in on `host`: `/readyz` answers 200, anything else the

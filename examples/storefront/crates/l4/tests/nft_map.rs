@@ -12,30 +12,17 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use proptest::prelude::*;
 use scalekit_ring::Maglev;
+use scalekit_test_support::services::runnable;
 use storefront_l4::net::{self, Network};
 use storefront_l4::nft::{self, Balancer};
 
-fn network(test: &str) -> Option<Network> {
-    if let Err(e) = net::available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: {e} (CI runs as root with namespaces)"
-        );
-        eprintln!("{test}: skipped: {e}");
+/// A network with one balancer host, its ruleset loaded (an empty map), or
+/// `None` when the test is skipped.
+fn balancer(test: &str) -> Option<Network> {
+    if !runnable(test, net::available_with(&["nft"])) {
         return None;
     }
-    Some(Network::build(&["lb"]).expect("a network"))
-}
-
-fn gateway(i: u8) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 88, 1, 20 + i), 8080))
-}
-
-#[test]
-fn the_kernels_map_follows_maglev_through_joins_and_leaves() {
-    let Some(net) = network("the_kernels_map_follows_maglev_through_joins_and_leaves") else {
-        return;
-    };
+    let net = Network::build(&["lb"]).expect("a network");
     let lb = net.host("lb").expect("lb").clone();
     let balancer = Balancer {
         vip: net.vip(),
@@ -44,6 +31,18 @@ fn the_kernels_map_follows_maglev_through_joins_and_leaves() {
         dev: "eth0".into(),
     };
     nft::apply(net.command("lb", "nft"), &balancer.ruleset()).expect("the ruleset loads");
+    Some(net)
+}
+
+fn gateway(i: u8) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 88, 1, 20 + i), 8080))
+}
+
+#[test]
+fn the_kernels_map_follows_maglev_through_joins_and_leaves() {
+    let Some(net) = balancer("the_kernels_map_follows_maglev_through_joins_and_leaves") else {
+        return;
+    };
     assert_eq!(nft::read_map(net.command("lb", "nft")), Ok(vec![]));
 
     // Each case: up to six changes to a set of up to eight gateways, the map
@@ -87,17 +86,9 @@ fn the_kernels_map_follows_maglev_through_joins_and_leaves() {
 
 #[test]
 fn a_transaction_that_fails_changes_nothing() {
-    let Some(net) = network("a_transaction_that_fails_changes_nothing") else {
+    let Some(net) = balancer("a_transaction_that_fails_changes_nothing") else {
         return;
     };
-    let lb = net.host("lb").expect("lb").clone();
-    let balancer = Balancer {
-        vip: net.vip(),
-        port: 8080,
-        own: lb.addr,
-        dev: "eth0".into(),
-    };
-    nft::apply(net.command("lb", "nft"), &balancer.ruleset()).expect("the ruleset loads");
     let table = nft::slots(&Maglev::with_nodes([gateway(0), gateway(1)]).expect("maglev"));
     nft::apply(net.command("lb", "nft"), &nft::fill(&table)).expect("filled");
     // Another fill whose last statement the kernel refuses (slot 0 exists by

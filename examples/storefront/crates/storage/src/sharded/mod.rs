@@ -16,13 +16,11 @@
 //!   ([`archive`]); reads go through views over both.
 //! * [`analytics`]: the admin's queries across every shard, by scatter-gather.
 //!
-//! Over 800 lines: the sharded order store and the routing state every one of its
-//! methods reads (the epoch, the slot map, the writes mirrored during a move);
-//! the resharding steps are in [`reshard`], the layout's figures in `view.rs`.
-//!
-//! Kept in one file (over 800 lines, much of it tests): the routing and the
-//! shard connections it tests share private state; the resharding, views,
-//! archive and analytics are already modules of their own.
+//! Kept in one file (over 800 lines, much of it tests): the sharded order store
+//! and the routing state every one of its methods reads (the epoch, the slot
+//! map, the writes mirrored during a move) share private state with their
+//! tests; the resharding steps are in [`reshard`], the layout's figures in
+//! `view.rs`, the archive and analytics in modules of their own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -136,11 +136,9 @@ pub fn calibration(
         let role = role_name(&d.name);
         match roles.iter_mut().find(|r| r.name == role) {
             Some(r) => {
-                // The overhead as a running mean over the role's machines.
-                let n = f64::from(r.machines);
-                r.background = (r.background * n + d.overhead) / (n + 1.0);
                 r.machines += 1;
                 r.demand += d.per_request;
+                r.background = r.background.max(d.overhead);
             }
             None => roles.push(
                 Role::new(role, d.kind, 1, d.cpus, d.per_request, false)
